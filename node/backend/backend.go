@@ -27,6 +27,8 @@ var (
 	ErrBadRequest = errors.New("backend rejected request")
 	// ErrTruncated: a streamed response ended without its final message.
 	ErrTruncated = errors.New("backend stream ended early")
+	// ErrFailed: the engine failed while serving the request.
+	ErrFailed = errors.New("backend failed")
 )
 
 // Backend is one inference engine (a local Ollama). Streaming methods call fn

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+
+	"github.com/sovra/sovra/node"
+)
+
+// settings are the node settings shared by `serve` and `dev`. Each can be
+// given as a flag, as SOVRA_<FLAG> in the environment (dashes become
+// underscores), or as a key of the YAML file named by --config, in that
+// order of precedence.
+type settings struct {
+	node      node.Config
+	config    string
+	logFormat string
+	logLevel  string
+}
+
+func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
+	s.node = def
+	fs.StringVar(&s.config, "config", "", "YAML file with settings (keys are flag names)")
+	fs.StringVar(&s.node.NodeID, "node-id", def.NodeID, "unique id of this node (default: the host name)")
+	fs.StringVar(&s.node.DataDir, "data-dir", def.DataDir, "directory for this node's state")
+	fs.StringVar(&s.node.HTTPAddr, "http-addr", def.HTTPAddr, "host:port of the HTTP API")
+	fs.StringVar(&s.node.OllamaURL, "ollama", def.OllamaURL, "URL of the local Ollama")
+	fs.IntVar(&s.node.MaxBodyBytes, "max-body-bytes", def.MaxBodyBytes, "largest request body accepted, in bytes")
+	fs.DurationVar(&s.node.ShutdownGrace, "shutdown-grace", def.ShutdownGrace, "how long in-flight requests may finish after SIGTERM")
+	fs.DurationVar(&s.node.ReadTimeout, "read-timeout", def.ReadTimeout, "limit for reading one request")
+	fs.DurationVar(&s.node.WriteTimeout, "write-timeout", def.WriteTimeout, "limit for each write of a response (not the whole stream)")
+	fs.DurationVar(&s.node.IdleTimeout, "idle-timeout", def.IdleTimeout, "close keep-alive connections idle this long")
+	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")
+	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// resolve fills the flags not given on the command line from the
+// environment, then from the config file, and checks the result.
+func (s *settings) resolve(cmd *cobra.Command) error {
+	fs := cmd.Flags()
+	file, err := readConfigFile(s.configPath(fs))
+	if err != nil {
+		return usageError{err}
+	}
+	var ferr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if ferr != nil || f.Changed || f.Name == "config" || f.Name == "help" {
+			return
+		}
+		env := "SOVRA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				ferr = fmt.Errorf("%s=%q: %w", env, v, err)
+			}
+			return
+		}
+		if v, ok := file[f.Name]; ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				ferr = fmt.Errorf("%s: %s: %w", s.config, f.Name, err)
+			}
+			delete(file, f.Name)
+		}
+	})
+	if ferr != nil {
+		return usageError{ferr}
+	}
+	for k := range file {
+		if fs.Lookup(k) == nil {
+			return usageError{fmt.Errorf("%s: unknown setting %q", s.config, k)}
+		}
+	}
+	if s.node.NodeID == "" {
+		host, _ := os.Hostname()
+		s.node.NodeID = host
+	}
+	if err := s.node.Validate(); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+func (s *settings) configPath(fs *pflag.FlagSet) string {
+	if s.config == "" && !fs.Changed("config") {
+		s.config = os.Getenv("SOVRA_CONFIG")
+	}
+	return s.config
+}
+
+// readConfigFile reads a flat YAML map of flag names to values.
+func readConfigFile(path string) (map[string]string, error) {
+	if path == "" {
+		return map[string]string{}, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		switch t := v.(type) {
+		case map[string]any, []any:
+			return nil, fmt.Errorf("config file %s: %s must be a single value", path, k)
+		case time.Duration:
+			out[k] = t.String()
+		default:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out, nil
+}

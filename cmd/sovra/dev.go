@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/node"
+	"github.com/sovra/sovra/node/backend/ollama"
+)
+
+func newDev() *cobra.Command {
+	var s settings
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a single zero-config node; without a local Ollama it uses the built-in simulator",
+		Long: "dev runs one node for trying sovra out. It uses the Ollama at --ollama if one answers;\n" +
+			"otherwise it starts the built-in simulated Ollama with a few small models and says so.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := s.resolve(cmd); err != nil {
+				return err
+			}
+			log, err := newLogger(s.logFormat, s.logLevel)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			return runDev(cmd.Context(), s.node, log)
+		},
+	}
+	def := node.DefaultConfig()
+	def.NodeID = "dev"
+	s.register(cmd.Flags(), def)
+	return cmd
+}
+
+func runDev(ctx context.Context, cfg node.Config, log *zap.Logger) error {
+	if !ollamaAnswers(ctx, cfg.OllamaURL) {
+		url, stop, err := startSimulator(log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		log.Warn("no Ollama answers at "+cfg.OllamaURL+": using the built-in SIMULATED backend (deterministic fake text, no real model)",
+			zap.String("simulator", url))
+		cfg.OllamaURL = url
+	} else {
+		log.Info("using the local Ollama", zap.String("ollama", cfg.OllamaURL))
+	}
+	n, err := node.New(cfg, log)
+	if err != nil {
+		return usageError{err}
+	}
+	if err := n.Start(); err != nil {
+		return err
+	}
+	model := firstModel(ctx, cfg.OllamaURL)
+	fmt.Printf("\nsovra dev is up at %s. Try a streamed answer:\n\n  curl -N %s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n\n",
+		n.URL(), n.URL(), model)
+	<-ctx.Done()
+	return n.Stop(context.Background())
+}
+
+// ollamaAnswers reports whether an Ollama server answers at url.
+func ollamaAnswers(ctx context.Context, url string) bool {
+	be, err := ollama.New(url, nil)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return be.Heartbeat(ctx) == nil
+}
+
+// firstModel names a chat model the backend has, for the example command.
+func firstModel(ctx context.Context, url string) string {
+	be, err := ollama.New(url, nil)
+	if err != nil {
+		return "llama3.2:1b"
+	}
+	list, err := be.List(ctx)
+	if err != nil || len(list.Models) == 0 {
+		return "llama3.2:1b"
+	}
+	return list.Models[0].Name
+}
+
+// startSimulator serves the simulated Ollama on a free loopback port.
+func startSimulator(log *zap.Logger) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("start the simulator: %w", err)
+	}
+	sim := ollamasim.New(ollamasim.Config{Name: "dev", TTFT: 120 * time.Millisecond, TokensPerSecond: 30})
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("simulator stopped", zap.Error(err))
+		}
+	}()
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	return "http://" + ln.Addr().String(), stop, nil
+}

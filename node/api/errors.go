@@ -1,0 +1,171 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/ollama/ollama/anthropic"
+
+	"github.com/sovra/sovra/node/backend"
+)
+
+// Error is an API error with everything the OpenAI error object carries.
+// Handlers return it (or a backend sentinel); errorHandler renders it in
+// the format of the route's family.
+type Error struct {
+	Status     int
+	Type       string
+	Code       string
+	Param      string
+	Message    string
+	RetryAfter int // seconds; 0 leaves the header out
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// OpenAI error types.
+const (
+	typeInvalid     = "invalid_request_error"
+	typeServer      = "server_error"
+	typeRateLimit   = "rate_limit_error"
+	typeUnavailable = "service_unavailable_error"
+)
+
+// StatusClientClosed is logged for requests whose client hung up.
+const StatusClientClosed = 499
+
+func invalidParam(param, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Type: typeInvalid, Param: param, Message: fmt.Sprintf(format, args...)}
+}
+
+func modelNotFound(model string) *Error {
+	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model",
+		Message: fmt.Sprintf("The model '%s' does not exist or is not served by this cluster.", model)}
+}
+
+// toAPIError maps any error a handler returns to an API error. It is the one
+// place where domain errors become HTTP statuses.
+func toAPIError(err error) *Error {
+	var ae *Error
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		return fiberError(fe)
+	}
+	switch {
+	case errors.Is(err, backend.ErrModelNotFound):
+		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model", Message: err.Error()}
+	case errors.Is(err, backend.ErrBadRequest):
+		return &Error{Status: http.StatusBadRequest, Type: typeInvalid, Message: err.Error()}
+	case errors.Is(err, backend.ErrOverloaded):
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "backend_overloaded", Message: "The model is at capacity; retry shortly. (" + err.Error() + ")", RetryAfter: 1}
+	case errors.Is(err, backend.ErrUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "backend_unavailable", Message: "The inference backend is unreachable; retry shortly.", RetryAfter: 2}
+	case errors.Is(err, backend.ErrTruncated), errors.Is(err, backend.ErrFailed):
+		return &Error{Status: http.StatusBadGateway, Type: typeServer, Code: "backend_error", Message: err.Error()}
+	case errors.Is(err, context.Canceled):
+		return &Error{Status: StatusClientClosed, Type: typeInvalid, Code: "client_closed", Message: "client closed the request"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusGatewayTimeout, Type: typeServer, Code: "timeout", Message: "the backend did not answer in time"}
+	}
+	return &Error{Status: http.StatusInternalServerError, Type: typeServer, Code: "internal_error", Message: "internal error"}
+}
+
+func fiberError(fe *fiber.Error) *Error {
+	e := &Error{Status: fe.Code, Type: typeInvalid, Message: fe.Message}
+	switch fe.Code {
+	case http.StatusNotFound:
+		e.Code = "unknown_url"
+	case http.StatusMethodNotAllowed:
+		e.Code = "method_not_allowed"
+	case http.StatusRequestEntityTooLarge:
+		e.Code = "request_too_large"
+		e.Message = "The request body is larger than this server accepts."
+	case http.StatusTooManyRequests:
+		e.Type = typeRateLimit
+	}
+	if fe.Code >= 500 {
+		e.Type = typeServer
+	}
+	return e
+}
+
+// openAIBody is the OpenAI error object.
+type openAIBody struct {
+	Error openAIError `json:"error"`
+}
+
+type openAIError struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+func (e *Error) openAI() openAIBody {
+	b := openAIBody{Error: openAIError{Message: e.Message, Type: e.Type}}
+	if e.Param != "" {
+		b.Error.Param = &e.Param
+	}
+	if e.Code != "" {
+		b.Error.Code = &e.Code
+	}
+	return b
+}
+
+// family is the error format of a route.
+type family int
+
+const (
+	familyOpenAI family = iota
+	familyAnthropic
+	familyOllama
+)
+
+func familyOf(path string) family {
+	switch {
+	case strings.HasPrefix(path, "/v1/messages"):
+		return familyAnthropic
+	case strings.HasPrefix(path, "/api/"):
+		return familyOllama
+	}
+	return familyOpenAI
+}
+
+// errorBody renders e in the family's format.
+func errorBody(f family, e *Error) any {
+	switch f {
+	case familyAnthropic:
+		return anthropic.NewError(e.Status, e.Message)
+	case familyOllama:
+		return map[string]string{"error": e.Message}
+	}
+	return e.openAI()
+}
+
+// inBandError is the payload that ends a stream that fails after its first
+// byte.
+func inBandError(f family, e *Error) []byte {
+	b, _ := json.Marshal(errorBody(f, e))
+	return b
+}
+
+// writeError sends e as the response.
+func writeError(c *fiber.Ctx, e *Error) error {
+	if e.RetryAfter > 0 {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(e.RetryAfter))
+	}
+	status := e.Status
+	if status == StatusClientClosed {
+		return nil
+	}
+	return c.Status(status).JSON(errorBody(familyOf(c.Path()), e))
+}

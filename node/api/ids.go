@@ -1,0 +1,26 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"sync/atomic"
+)
+
+// idSource makes unique, short ids cheaply: a random prefix per process and a
+// counter.
+type idSource struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newIDSource() *idSource {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return &idSource{prefix: hex.EncodeToString(b)}
+}
+
+// next returns kind + "-" + a unique suffix, for example "chatcmpl-3fa2c1d09e7b1a".
+func (s *idSource) next(kind string) string {
+	return kind + "-" + s.prefix + strconv.FormatUint(s.n.Add(1), 36)
+}

@@ -1,0 +1,89 @@
+package api
+
+import (
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"go.uber.org/zap"
+)
+
+// reqInfo is what the request log says of one request. Handlers fill in the
+// model and token counts; prompt and completion text are never logged.
+type reqInfo struct {
+	id               string
+	method           string
+	path             string
+	model            string
+	start            time.Time
+	promptTokens     int
+	completionTokens int
+	streaming        bool
+}
+
+const infoKey = "sovra.req"
+
+func requestInfo(c *fiber.Ctx) *reqInfo {
+	if ri, ok := c.Locals(infoKey).(*reqInfo); ok {
+		return ri
+	}
+	ri := &reqInfo{start: time.Now()}
+	c.Locals(infoKey, ri)
+	return ri
+}
+
+// observe gives each request an id and logs it when it ends; streamed
+// responses are logged by serveStream when the stream ends.
+func (s *Server) observe(c *fiber.Ctx) error {
+	ri := requestInfo(c)
+	ri.id = strings.Clone(c.Get(fiber.HeaderXRequestID))
+	if ri.id == "" || len(ri.id) > 128 {
+		ri.id = s.ids.next("req")
+	}
+	ri.method = strings.Clone(c.Method())
+	ri.path = strings.Clone(c.Path())
+	c.Set(fiber.HeaderXRequestID, ri.id)
+	err := c.Next()
+	if err != nil {
+		if herr := s.handleError(c, err); herr != nil {
+			_ = c.SendStatus(fiber.StatusInternalServerError)
+		}
+	}
+	if ri.streaming {
+		return nil
+	}
+	status := c.Response().StatusCode()
+	if err != nil {
+		status = toAPIError(err).Status
+	}
+	s.logRequest(ri, familyOf(ri.path), status, time.Since(ri.start), err)
+	return nil
+}
+
+func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Duration, err error) {
+	fields := []zap.Field{
+		zap.String("id", ri.id),
+		zap.String("method", ri.method),
+		zap.String("path", ri.path),
+		zap.Int("status", status),
+		zap.Duration("latency", latency),
+	}
+	if ri.model != "" {
+		fields = append(fields, zap.String("model", ri.model))
+	}
+	if ri.promptTokens > 0 || ri.completionTokens > 0 {
+		fields = append(fields, zap.Int("prompt_tokens", ri.promptTokens), zap.Int("completion_tokens", ri.completionTokens))
+	}
+	if ri.streaming {
+		fields = append(fields, zap.Bool("stream", true))
+	}
+	if err != nil {
+		fields = append(fields, zap.String("error", err.Error()))
+	}
+	switch {
+	case status >= 500:
+		s.log.Warn("request", fields...)
+	default:
+		s.log.Info("request", fields...)
+	}
+}

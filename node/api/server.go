@@ -1,0 +1,140 @@
+// Package api is a node's HTTP surface, built on Fiber: the OpenAI-compatible
+// /v1 routes, the Anthropic Messages route, the Ollama-native /api routes and
+// health checks. Handlers decode, make one backend call and return errors;
+// one error handler renders every failure in the format its route family
+// expects. Translation between the OpenAI and Ollama wire formats is done by
+// github.com/ollama/ollama/openai and .../anthropic; this package wraps them
+// and fills their gaps.
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"go.uber.org/zap"
+
+	"github.com/sovra/sovra/node/backend"
+)
+
+// Config holds the HTTP settings of a node.
+type Config struct {
+	// BodyLimit is the largest request body accepted, in bytes.
+	BodyLimit int
+	// ReadTimeout bounds reading one request.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds each write of a response, not the whole response,
+	// so slow readers are cut but long generations are not.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections left unused this long.
+	IdleTimeout time.Duration
+	// Version is reported in health responses.
+	Version string
+}
+
+// DefaultConfig returns the settings sovra uses unless told otherwise.
+func DefaultConfig() Config {
+	return Config{
+		BodyLimit:    16 << 20,
+		ReadTimeout:  60 * time.Second,
+		WriteTimeout: 60 * time.Second,
+		IdleTimeout:  120 * time.Second,
+	}
+}
+
+// Server is the HTTP API of one node.
+type Server struct {
+	cfg    Config
+	be     backend.Backend
+	log    *zap.Logger
+	app    *fiber.App
+	ids    *idSource
+	base   context.Context
+	cancel context.CancelFunc
+}
+
+// New builds the API over be.
+func New(cfg Config, be backend.Backend, log *zap.Logger) *Server {
+	base, cancel := context.WithCancel(context.Background())
+	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "sovra",
+		BodyLimit:             cfg.BodyLimit,
+		ReadTimeout:           cfg.ReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		DisableStartupMessage: true,
+		ErrorHandler:          s.handleError,
+		ReduceMemoryUsage:     false,
+	})
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	a := s.app
+	a.Use(s.observe)
+	a.Get("/healthz", s.healthz)
+	a.Get("/readyz", s.readyz)
+
+	v1 := a.Group("/v1")
+	v1.Post("/chat/completions", s.chatCompletions)
+	v1.Post("/completions", s.completions)
+	v1.Post("/embeddings", s.embeddings)
+	v1.Get("/models", s.listModels)
+	v1.Get("/models/*", s.getModel)
+	v1.Post("/messages", s.messages)
+	v1.Post("/responses", s.responses)
+
+	o := a.Group("/api")
+	o.Post("/chat", s.ollamaChat)
+	o.Post("/generate", s.ollamaGenerate)
+	o.Post("/embed", s.ollamaEmbed)
+	o.Get("/tags", s.ollamaTags)
+	o.Get("/ps", s.ollamaPS)
+	o.Post("/show", s.ollamaShow)
+	o.Get("/version", s.ollamaVersion)
+	a.Get("/", func(c *fiber.Ctx) error { return c.SendString("sovra is running") })
+}
+
+// App exposes the Fiber app (for tests that use app.Test).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve answers requests on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.app.Listener(ln)
+}
+
+// Shutdown stops accepting connections and waits for in-flight requests and
+// streams to finish until ctx ends; then it cancels what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.app.ShutdownWithContext(ctx)
+	s.cancel()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return errors.New("grace period over: in-flight requests were cancelled")
+	}
+	return err
+}
+
+// handleError renders any error a handler returned.
+func (s *Server) handleError(c *fiber.Ctx, err error) error {
+	ae := toAPIError(err)
+	if ae.Status >= 500 && ae.Code == "internal_error" {
+		s.log.Error("unexpected error", zap.String("path", c.Path()), zap.Error(err))
+	}
+	return writeError(c, ae)
+}
+
+func (s *Server) healthz(c *fiber.Ctx) error {
+	return c.JSON(fiber.Map{"status": "ok", "version": s.cfg.Version})
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	if err := s.be.Heartbeat(ctx); err != nil {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unready", "reason": err.Error()})
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}

@@ -1,0 +1,171 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
+)
+
+// stream describes one streamed response.
+type stream struct {
+	contentType string
+	// run produces the frames, already encoded for the wire, through send.
+	// It must stop when ctx ends; send fails once the client is gone.
+	run func(ctx context.Context, send func([]byte) error) error
+	// fail encodes the in-band frame that ends a stream failing after its
+	// first byte.
+	fail func(*Error) []byte
+}
+
+// framesBuffered bounds how far the backend may run ahead of a slow client.
+const framesBuffered = 64
+
+// serveStream runs st. Until the first frame is ready, a failure is an
+// ordinary HTTP error with its status; after it, the stream ends with the
+// in-band error frame and never with a normal end marker. A client that
+// hangs up, or stops reading for longer than the write timeout, cancels the
+// backend call.
+func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
+	ctx, cancel := context.WithCancel(s.base)
+	fctx := c.Context()
+	watchHangup(ctx, fctx.Conn(), cancel)
+
+	frames := make(chan []byte, framesBuffered)
+	result := make(chan error, 1)
+	go func() {
+		err := st.run(ctx, func(b []byte) error {
+			select {
+			case frames <- b:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		result <- err
+		close(frames)
+	}()
+
+	first, ok := <-frames
+	if !ok {
+		cancel()
+		err := <-result
+		if err == nil {
+			err = errors.New("stream produced no data")
+		}
+		return err
+	}
+
+	info := requestInfo(c)
+	info.streaming = true
+	c.Set(fiber.HeaderContentType, st.contentType)
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	c.Set("X-Accel-Buffering", "no")
+	fam := familyOf(c.Path())
+	start := info.start
+	fctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer cancel()
+		werr := s.pump(fctx, w, first, frames)
+		if werr != nil {
+			cancel() // the client is gone: stop the backend
+		}
+		for range frames { // let run finish
+		}
+		err := <-result
+		status := fiber.StatusOK
+		switch {
+		case werr != nil:
+			status = StatusClientClosed
+		case err != nil:
+			ae := toAPIError(err)
+			status = ae.Status
+			if ae.Status == StatusClientClosed {
+				break
+			}
+			s.write(fctx, w, st.fail(&Error{Status: ae.Status, Type: ae.Type, Code: ae.Code, Message: ae.Message}))
+		}
+		s.logRequest(info, fam, status, time.Since(start), err)
+	})
+	return nil
+}
+
+// pump copies frames to the client, flushing once per burst so a fast
+// backend does not cost one syscall per token.
+func (s *Server) pump(fctx *fasthttp.RequestCtx, w *bufio.Writer, first []byte, frames <-chan []byte) error {
+	if _, err := w.Write(first); err != nil {
+		return err
+	}
+	for {
+		select {
+		case b, ok := <-frames:
+			if !ok {
+				return s.flush(fctx, w)
+			}
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		if err := s.flush(fctx, w); err != nil {
+			return err
+		}
+		b, ok := <-frames
+		if !ok {
+			return nil
+		}
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+}
+
+// flush sends what is buffered, giving a slow reader WriteTimeout per write
+// rather than for the whole stream, so long generations are not cut.
+func (s *Server) flush(fctx *fasthttp.RequestCtx, w *bufio.Writer) error {
+	if s.cfg.WriteTimeout > 0 {
+		_ = fctx.Conn().SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	}
+	return w.Flush()
+}
+
+func (s *Server) write(fctx *fasthttp.RequestCtx, w *bufio.Writer, b []byte) {
+	if _, err := w.Write(b); err == nil {
+		_ = s.flush(fctx, w)
+	}
+}
+
+// sseFrame encodes one server-sent event carrying JSON data.
+func sseFrame(event string, data []byte) []byte {
+	n := len(data) + 8
+	if event != "" {
+		n += len(event) + 8
+	}
+	b := make([]byte, 0, n)
+	if event != "" {
+		b = append(b, "event: "...)
+		b = append(b, event...)
+		b = append(b, '\n')
+	}
+	b = append(b, "data: "...)
+	b = append(b, data...)
+	return append(b, '\n', '\n')
+}
+
+// ndjsonFrame encodes one line of newline-delimited JSON.
+func ndjsonFrame(data []byte) []byte {
+	return append(data, '\n')
+}
+
+var sseDone = []byte("data: [DONE]\n\n")
+
+// requestContext returns the context of a non-streamed backend call: it ends
+// when the client hangs up or the server stops hard.
+func (s *Server) requestContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(s.base)
+	watchHangup(ctx, c.Context().Conn(), cancel)
+	return ctx, cancel
+}

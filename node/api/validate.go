@@ -1,0 +1,129 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/ollama/ollama/openai"
+)
+
+// decodeBody decodes a JSON request body into v, naming the offending field
+// when a value has the wrong type.
+func decodeBody(c *fiber.Ctx, v any) error {
+	body := c.Body()
+	if len(bytes.TrimSpace(body)) == 0 {
+		return invalidParam("", "the request body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalidParam("", "the request body must hold a single JSON object")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		field := te.Field
+		if field == "" {
+			return invalidParam("", "the request body must be a JSON object, not %s", te.Value)
+		}
+		return invalidParam(field, "invalid type for '%s': expected %s, got %s", field, friendlyType(te.Type.String()), te.Value)
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return invalidParam("", "could not parse the JSON body of your request (%s at offset %d)", se.Error(), se.Offset)
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return invalidParam("", "could not parse the JSON body of your request: it ends early")
+	}
+	return invalidParam("", "could not parse the JSON body of your request: %s", err.Error())
+}
+
+func friendlyType(t string) string {
+	switch {
+	case strings.HasPrefix(t, "[]"):
+		return "an array"
+	case strings.HasPrefix(t, "map"), strings.HasPrefix(t, "openai."), strings.HasPrefix(t, "api."), strings.HasPrefix(t, "struct"):
+		return "an object"
+	case strings.Contains(t, "int"):
+		return "an integer"
+	case strings.Contains(t, "float"):
+		return "a number"
+	case t == "string":
+		return "a string"
+	case t == "bool":
+		return "a boolean"
+	}
+	return t
+}
+
+func indexed(field string, i int, sub string) string {
+	return fmt.Sprintf("%s[%d].%s", field, i, sub)
+}
+
+func inRange(name string, v *float64, lo, hi float64) error {
+	if v != nil && (*v < lo || *v > hi) {
+		return invalidParam(name, "%s must be between %g and %g, got %g", name, lo, hi, *v)
+	}
+	return nil
+}
+
+func checkSampling(temperature, topP, freq, pres *float64) error {
+	return errors.Join(
+		inRange("temperature", temperature, 0, 2),
+		inRange("top_p", topP, 0, 1),
+		inRange("frequency_penalty", freq, -2, 2),
+		inRange("presence_penalty", pres, -2, 2),
+	)
+}
+
+func positive(name string, v *int) error {
+	if v != nil && *v < 1 {
+		return invalidParam(name, "%s must be at least 1, got %d", name, *v)
+	}
+	return nil
+}
+
+// checkStop accepts a string or an array of at most four strings.
+func checkStop(stop any) error {
+	switch v := stop.(type) {
+	case nil, string:
+		return nil
+	case []any:
+		if len(v) > 4 {
+			return invalidParam("stop", "stop may hold at most 4 sequences")
+		}
+		for _, s := range v {
+			if _, ok := s.(string); !ok {
+				return invalidParam("stop", "stop must be a string or an array of strings")
+			}
+		}
+		return nil
+	}
+	return invalidParam("stop", "stop must be a string or an array of strings")
+}
+
+func checkResponseFormat(f *openai.ResponseFormat) error {
+	if f == nil {
+		return nil
+	}
+	switch f.Type {
+	case "", "text", "json_object":
+		return nil
+	case "json_schema":
+		if f.JsonSchema == nil || len(f.JsonSchema.Schema) == 0 {
+			return invalidParam("response_format.json_schema", "response_format of type json_schema needs json_schema.schema")
+		}
+		return nil
+	}
+	return invalidParam("response_format.type", "invalid response_format type %q: want text, json_object or json_schema", f.Type)
+}

@@ -1,0 +1,184 @@
+// Package ollama adapts a local Ollama server to backend.Backend. It is the
+// only package of sovra that talks to Ollama over the network, through the
+// official client (github.com/ollama/ollama/api), and it fixes the client's
+// gaps that matter to a proxy: every failure is mapped to a backend sentinel,
+// and a stream that ends without its final "done" message is an error rather
+// than a silent success.
+package ollama
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/sovra/sovra/node/backend"
+)
+
+// Client is a backend.Backend over one Ollama server.
+type Client struct {
+	c *api.Client
+}
+
+var _ backend.Backend = (*Client)(nil)
+
+// New returns a client for the Ollama server at base (for example
+// http://127.0.0.1:11434). hc may be nil for a client tuned for a proxy:
+// many idle connections to the one host, short dial timeout, no overall
+// timeout (generations can be long; callers bound them with ctx).
+func New(base string, hc *http.Client) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("ollama url %q: %w", base, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("ollama url %q: want http://host:port", base)
+	}
+	if hc == nil {
+		hc = &http.Client{Transport: NewTransport()}
+	}
+	return &Client{c: api.NewClient(u, hc)}, nil
+}
+
+// NewTransport is the HTTP transport sovra uses toward Ollama.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0,
+		DisableCompression:    true,
+	}
+}
+
+// Chat runs a chat request; fn sees every partial response.
+func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+	done := false
+	err := c.c.Chat(ctx, req, func(r api.ChatResponse) error {
+		done = r.Done
+		return fn(r)
+	})
+	return finish(ctx, err, done)
+}
+
+// Generate runs a completion request; fn sees every partial response.
+func (c *Client) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
+	done := false
+	err := c.c.Generate(ctx, req, func(r api.GenerateResponse) error {
+		done = r.Done
+		return fn(r)
+	})
+	return finish(ctx, err, done)
+}
+
+// Embed computes embeddings.
+func (c *Client) Embed(ctx context.Context, req *api.EmbedRequest) (*api.EmbedResponse, error) {
+	r, err := c.c.Embed(ctx, req)
+	return r, mapErr(ctx, err)
+}
+
+// List lists the models on disk.
+func (c *Client) List(ctx context.Context) (*api.ListResponse, error) {
+	r, err := c.c.List(ctx)
+	return r, mapErr(ctx, err)
+}
+
+// ListRunning lists the models loaded in memory.
+func (c *Client) ListRunning(ctx context.Context) (*api.ProcessResponse, error) {
+	r, err := c.c.ListRunning(ctx)
+	return r, mapErr(ctx, err)
+}
+
+// Show describes one model.
+func (c *Client) Show(ctx context.Context, req *api.ShowRequest) (*api.ShowResponse, error) {
+	r, err := c.c.Show(ctx, req)
+	return r, mapErr(ctx, err)
+}
+
+// Pull downloads a model; fn sees the progress.
+func (c *Client) Pull(ctx context.Context, req *api.PullRequest, fn func(api.ProgressResponse) error) error {
+	return mapErr(ctx, c.c.Pull(ctx, req, func(p api.ProgressResponse) error { return fn(p) }))
+}
+
+// Delete removes a model from disk.
+func (c *Client) Delete(ctx context.Context, req *api.DeleteRequest) error {
+	return mapErr(ctx, c.c.Delete(ctx, req))
+}
+
+// Version returns the server's version.
+func (c *Client) Version(ctx context.Context) (string, error) {
+	v, err := c.c.Version(ctx)
+	return v, mapErr(ctx, err)
+}
+
+// Heartbeat checks that the server answers.
+func (c *Client) Heartbeat(ctx context.Context) error {
+	return mapErr(ctx, c.c.Heartbeat(ctx))
+}
+
+// finish maps a streaming call's outcome: the client library returns nil when
+// the connection closes early, so a stream without its final message is
+// reported as truncated.
+func finish(ctx context.Context, err error, done bool) error {
+	if err != nil {
+		return mapErr(ctx, err)
+	}
+	if !done {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return backend.ErrTruncated
+	}
+	return nil
+}
+
+// mapErr turns the client's errors into backend sentinels, keeping the
+// original message.
+func mapErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, ctxErr) || errors.Is(err, context.Canceled)) {
+		return ctxErr
+	}
+	var se api.StatusError
+	if errors.As(err, &se) {
+		return statusErr(se)
+	}
+	var ae api.AuthorizationError
+	if errors.As(err, &ae) {
+		return fmt.Errorf("%w: ollama asked for authorization (%d)", backend.ErrUnavailable, ae.StatusCode)
+	}
+	var ue *url.Error
+	var ne net.Error
+	if errors.As(err, &ue) || errors.As(err, &ne) {
+		return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: %v", backend.ErrFailed, err)
+}
+
+func statusErr(se api.StatusError) error {
+	msg := se.ErrorMessage
+	if msg == "" {
+		msg = se.Status
+	}
+	switch {
+	case se.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %s", backend.ErrModelNotFound, msg)
+	case se.StatusCode == http.StatusServiceUnavailable || se.StatusCode == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: %s", backend.ErrOverloaded, msg)
+	case se.StatusCode >= 400 && se.StatusCode < 500:
+		return fmt.Errorf("%w: %s", backend.ErrBadRequest, msg)
+	case se.StatusCode == http.StatusBadGateway || se.StatusCode == http.StatusGatewayTimeout:
+		return fmt.Errorf("%w: %s", backend.ErrUnavailable, msg)
+	default:
+		return fmt.Errorf("%w: %s", backend.ErrFailed, msg)
+	}
+}
