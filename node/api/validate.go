@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/ollama/ollama/openai"
@@ -32,7 +33,7 @@ func decodeBody(c *fiber.Ctx, v any) error {
 func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		field := te.Field
+		field := jsonPath(te.Field)
 		if field == "" {
 			return invalidParam("", "the request body must be a JSON object, not %s", te.Value)
 		}
@@ -46,6 +47,19 @@ func jsonError(err error) error {
 		return invalidParam("", "could not parse the JSON body of your request: it ends early")
 	}
 	return invalidParam("", "could not parse the JSON body of your request: %s", err.Error())
+}
+
+// jsonPath drops the names of embedded Go structs from a decoder's field
+// path ("ChatCompletionRequest.temperature" becomes "temperature").
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	kept := parts[:0]
+	for _, p := range parts {
+		if p != "" && !unicode.IsUpper(rune(p[0])) {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ".")
 }
 
 func friendlyType(t string) string {

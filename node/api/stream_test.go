@@ -1,0 +1,271 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/sovra/sovra/node/backend"
+)
+
+const streamBody = `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+
+// sseEvents reads a whole SSE body into its data payloads.
+func sseEvents(t *testing.T, r io.Reader) []string {
+	t.Helper()
+	var out []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			out = append(out, d)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("read stream: %v", err)
+	}
+	return out
+}
+
+func TestStreamFailureAfterFirstByteIsInBand(t *testing.T) {
+	be := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		if err := fn(api.ChatResponse{Model: req.Model, Message: api.Message{Role: "assistant", Content: "Hel"}}); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: connection reset", backend.ErrTruncated)
+	}}
+	url, _ := startServer(t, be)
+	resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(streamBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	events := sseEvents(t, resp.Body)
+	if len(events) != 2 {
+		t.Fatalf("want one chunk and one error event, got %q", events)
+	}
+	if strings.Contains(strings.Join(events, "\n"), "[DONE]") {
+		t.Fatalf("a failed stream must not end with [DONE]: %q", events)
+	}
+	var last struct {
+		Error *struct {
+			Message string `json:"message"`
+			Type    string `json:"type"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(events[1]), &last); err != nil || last.Error == nil || last.Error.Message == "" {
+		t.Fatalf("last event is not an error: %q", events[1])
+	}
+}
+
+func TestStreamFailureBeforeFirstByteKeepsStatus(t *testing.T) {
+	be := &fakeBackend{chat: func(context.Context, *api.ChatRequest, func(api.ChatResponse) error) error {
+		return fmt.Errorf("%w: busy", backend.ErrOverloaded)
+	}}
+	url, _ := startServer(t, be)
+	checkOpenAIError(t, url, errorCase{path: "/v1/chat/completions", body: streamBody, status: 503, code: "backend_overloaded", retryAfter: "1"})
+}
+
+func TestStreamIsNotBuffered(t *testing.T) {
+	release := make(chan struct{})
+	be := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		if err := fn(api.ChatResponse{Model: req.Model, Message: api.Message{Role: "assistant", Content: "first"}}); err != nil {
+			return err
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return words()(ctx, req, fn)
+	}}
+	url, _ := startServer(t, be)
+	resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(streamBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	// The first chunk must arrive while the backend is still holding the rest.
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"first"`) {
+			break
+		}
+	}
+	close(release)
+	rest := sseEvents(t, resp.Body)
+	if len(rest) == 0 || rest[len(rest)-1] != "[DONE]" {
+		t.Fatalf("stream did not finish with [DONE]: %q", rest)
+	}
+}
+
+func TestStreamIncludeUsageAndReasoning(t *testing.T) {
+	be := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		_ = fn(api.ChatResponse{Model: req.Model, Message: api.Message{Role: "assistant", Thinking: "let me think"}})
+		return words("Answer")(ctx, req, fn)
+	}}
+	url, _ := startServer(t, be)
+	body := `{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`
+	resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := sseEvents(t, resp.Body)
+	if len(events) < 3 || events[len(events)-1] != "[DONE]" {
+		t.Fatalf("events %q", events)
+	}
+	var first, usage chatChunk
+	_ = json.Unmarshal([]byte(events[0]), &first)
+	if first.Choices[0].Delta.ReasoningContent != "let me think" || first.Choices[0].Delta.Reasoning != "let me think" {
+		t.Errorf("thinking not in reasoning_content and reasoning: %s", events[0])
+	}
+	if err := json.Unmarshal([]byte(events[len(events)-2]), &usage); err != nil || usage.Usage == nil {
+		t.Fatalf("no usage chunk before [DONE]: %s", events[len(events)-2])
+	}
+	if usage.Usage.PromptTokens != 3 || usage.Usage.CompletionTokens != 1 || len(usage.Choices) != 0 {
+		t.Errorf("usage chunk %s", events[len(events)-2])
+	}
+}
+
+func TestToolCallsGetIDsAndIndexes(t *testing.T) {
+	be := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		calls := []api.ToolCall{{Function: api.ToolCallFunction{Name: "a"}}, {Function: api.ToolCallFunction{Name: "b"}}}
+		return fn(api.ChatResponse{Model: req.Model, Done: true, DoneReason: "stop", Message: api.Message{Role: "assistant", ToolCalls: calls}})
+	}}
+	url, _ := startServer(t, be)
+	resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cc chatCompletion
+	if err := json.NewDecoder(resp.Body).Decode(&cc); err != nil {
+		t.Fatal(err)
+	}
+	calls := cc.Choices[0].Message.ToolCalls
+	if len(calls) != 2 || calls[0].ID == "" || calls[0].ID == calls[1].ID || calls[0].Index != 0 || calls[1].Index != 1 {
+		t.Fatalf("tool calls %+v", calls)
+	}
+	if *cc.Choices[0].FinishReason != "tool_calls" || cc.Choices[0].Message.Content != nil {
+		t.Errorf("finish %q content %v", *cc.Choices[0].FinishReason, cc.Choices[0].Message.Content)
+	}
+}
+
+// blockingBackend blocks every chat until its context ends and reports when.
+func blockingBackend(streamFirst bool, cancelled chan<- time.Time) *fakeBackend {
+	return &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		if streamFirst {
+			if err := fn(api.ChatResponse{Model: req.Model, Message: api.Message{Role: "assistant", Content: "x"}}); err != nil {
+				return err
+			}
+		}
+		<-ctx.Done()
+		cancelled <- time.Now()
+		return ctx.Err()
+	}}
+}
+
+func TestClientHangupCancelsBackend(t *testing.T) {
+	for _, streamed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", streamed), func(t *testing.T) {
+			cancelled := make(chan time.Time, 1)
+			url, _ := startServer(t, blockingBackend(streamed, cancelled))
+			conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, streamed)
+			fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+			if streamed { // wait until the stream has started
+				buf := make([]byte, 1)
+				if _, err := conn.Read(buf); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hungUp := time.Now()
+			conn.Close()
+			select {
+			case at := <-cancelled:
+				if d := at.Sub(hungUp); d > time.Second {
+					t.Fatalf("backend cancelled %v after the hang-up, want within 1s", d)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the backend call was not cancelled after the client hung up")
+			}
+		})
+	}
+}
+
+func TestShutdownLetsStreamsFinish(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{})
+	be := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		if err := fn(api.ChatResponse{Model: req.Model, Message: api.Message{Role: "assistant", Content: "a"}}); err != nil {
+			return err
+		}
+		close(started)
+		<-release
+		return words("b")(ctx, req, fn)
+	}}
+	url, s := startServer(t, be)
+	type result struct {
+		events []string
+		err    error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(streamBody))
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		got <- result{events: sseEvents(t, resp.Body)}
+	}()
+	<-started
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopped <- s.Shutdown(ctx)
+	}()
+	// New connections are refused once shutdown has begun.
+	waitFor(t, func() bool {
+		_, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), 100*time.Millisecond)
+		return err != nil
+	})
+	close(release)
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if n := len(r.events); n == 0 || r.events[n-1] != "[DONE]" {
+		t.Fatalf("in-flight stream cut by shutdown: %q", r.events)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
