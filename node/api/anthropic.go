@@ -129,4 +129,3 @@ func (s *Server) responses(c *fiber.Ctx) error {
 		},
 	})
 }
-
