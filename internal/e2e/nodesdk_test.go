@@ -13,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sovra/sovra/internal/ollamarig"
-	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testnode"
-	"github.com/sovra/sovra/internal/tinymodel"
 )
 
 // EnvRequireNode, when "1", turns missing Node.js tooling (node, npm or the
@@ -32,38 +29,18 @@ const nodeSuiteTimeout = 5 * time.Minute
 // there.
 func TestNodeSDKs(t *testing.T) {
 	dir := nodeSuiteDir(t)
-
-	t.Run("sim", func(t *testing.T) {
-		sim := ollamasim.StartTest(t, ollamasim.Config{})
-		n := testnode.Start(t, sim.URL())
-		runNodeSuite(t, dir, map[string]string{
-			"SOVRA_URL":          n.URL(),
-			"SOVRA_CHAT_MODEL":   "llama3.2:1b",
-			"SOVRA_EMBED_MODEL":  "nomic-embed-text",
-			"SOVRA_THINK_MODEL":  "deepseek-r1:1.5b",
-			"SOVRA_EXPECT_TOOLS": "1",
-		})
-	})
-
-	t.Run("ollama", func(t *testing.T) {
-		ollamarig.Require(t)
-		rig := ollamarig.Start(t, ollamarig.Options{})
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := rig.CreateTiny(ctx, "tiny"); err != nil {
-			t.Fatal(err)
-		}
-		embed := ollamarig.CreateOptions{Model: tinymodel.Options{PoolingType: 1, Name: "sovra-tiny-embed"}}
-		if err := rig.CreateTinyWith(ctx, "tiny-embed", embed); err != nil {
-			t.Fatal(err)
-		}
-		n := testnode.Start(t, rig.URL)
-		// Random weights never call a tool or think: those checks stay off.
-		runNodeSuite(t, dir, map[string]string{
+	eachTarget(t, func(t *testing.T, tg target) {
+		n := testnode.Start(t, tg.ollamaURL)
+		env := map[string]string{
 			"SOVRA_URL":         n.URL(),
-			"SOVRA_CHAT_MODEL":  "tiny",
-			"SOVRA_EMBED_MODEL": "tiny-embed",
-		})
+			"SOVRA_CHAT_MODEL":  tg.chat,
+			"SOVRA_EMBED_MODEL": tg.embed,
+			"SOVRA_THINK_MODEL": tg.think,
+		}
+		if tg.tools {
+			env["SOVRA_EXPECT_TOOLS"] = "1"
+		}
+		runNodeSuite(t, dir, env)
 	})
 }
 
