@@ -53,8 +53,14 @@ func ollamaTarget(t *testing.T) target {
 	return target{name: "ollama", ollamaURL: rig.URL, chat: "tiny", embed: "tiny-embed", embedDims: 64, rig: rig}
 }
 
-// eachTarget runs fn as a subtest against the simulator and the real Ollama.
+// eachTarget runs fn as a subtest against the default simulator and the
+// real Ollama.
 func eachTarget(t *testing.T, fn func(t *testing.T, tg target)) {
-	t.Run("sim", func(t *testing.T) { fn(t, simTarget(t, ollamasim.Config{})) })
+	eachTargetWith(t, func(t *testing.T) target { return simTarget(t, ollamasim.Config{}) }, fn)
+}
+
+// eachTargetWith is eachTarget with a simulator of the caller's making.
+func eachTargetWith(t *testing.T, sim func(*testing.T) target, fn func(t *testing.T, tg target)) {
+	t.Run("sim", func(t *testing.T) { fn(t, sim(t)) })
 	t.Run("ollama", func(t *testing.T) { fn(t, ollamaTarget(t)) })
 }
