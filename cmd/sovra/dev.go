@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -33,7 +34,7 @@ func newDev() *cobra.Command {
 				return err
 			}
 			defer func() { _ = log.Sync() }()
-			return runDev(cmd.Context(), s.node, log)
+			return runDev(cmd.Context(), s.node, log, cmd.OutOrStdout())
 		},
 	}
 	def := node.DefaultConfig()
@@ -42,7 +43,7 @@ func newDev() *cobra.Command {
 	return cmd
 }
 
-func runDev(ctx context.Context, cfg node.Config, log *zap.Logger) error {
+func runDev(ctx context.Context, cfg node.Config, log *zap.Logger, out io.Writer) error {
 	if !ollamaAnswers(ctx, cfg.OllamaURL) {
 		url, stop, err := startSimulator(log)
 		if err != nil {
@@ -63,7 +64,7 @@ func runDev(ctx context.Context, cfg node.Config, log *zap.Logger) error {
 		return err
 	}
 	model := firstModel(ctx, cfg.OllamaURL)
-	fmt.Printf("\nsovra dev is up at %s. Try a streamed answer:\n\n  curl -N %s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n\n",
+	fmt.Fprintf(out, "\nsovra dev is up at %s. Try a streamed answer:\n\n  curl -N %s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n\n",
 		n.URL(), n.URL(), model)
 	<-ctx.Done()
 	return n.Stop(context.Background())

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sovra/sovra/internal/version"
+	"github.com/sovra/sovra/node"
+)
+
+// parseServe resolves the node settings from args as `serve` does.
+func parseServe(t *testing.T, args ...string) (*settings, error) {
+	t.Helper()
+	var s settings
+	cmd := &cobra.Command{Use: "serve", SilenceUsage: true, SilenceErrors: true,
+		RunE: func(c *cobra.Command, _ []string) error { return s.resolve(c) }}
+	s.register(cmd.Flags(), node.DefaultConfig())
+	cmd.SetArgs(args)
+	return &s, cmd.Execute()
+}
+
+func TestSettingsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sovra.yaml")
+	os.WriteFile(file, []byte("node-id: from-file\nhttp-addr: 127.0.0.1:7000\nlog-level: debug\nshutdown-grace: 5s\n"), 0o600)
+	t.Setenv("SOVRA_HTTP_ADDR", "127.0.0.1:7001")
+	t.Setenv("SOVRA_OLLAMA", "http://127.0.0.1:9999")
+	s, err := parseServe(t, "--config", file, "--ollama", "http://127.0.0.1:11500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct{ name, got, want string }{
+		{"file value", s.node.NodeID, "from-file"},
+		{"env beats file", s.node.HTTPAddr, "127.0.0.1:7001"},
+		{"flag beats env", s.node.OllamaURL, "http://127.0.0.1:11500"},
+		{"file log level", s.logLevel, "debug"},
+		{"file duration", s.node.ShutdownGrace.String(), "5s"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestSettingsErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("colour: blue\n"), 0o600)
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{name: "unknown file key", args: []string{"--config", bad}, want: "unknown setting"},
+		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, want: "config file"},
+		{name: "bad env duration", env: map[string]string{"SOVRA_SHUTDOWN_GRACE": "soon"}, want: "SOVRA_SHUTDOWN_GRACE"},
+		{name: "bad address", args: []string{"--http-addr", "nonsense"}, want: "http address"},
+		{name: "tiny body limit", args: []string{"--max-body-bytes", "10"}, want: "too small"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := parseServe(t, append(tc.args, "--node-id", "n")...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestExampleConfigParses(t *testing.T) {
+	s, err := parseServe(t, "--config", "../../deploy/sovra.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.node.NodeID != "gpu-host-1" || s.logFormat != "json" {
+		t.Errorf("example config not applied: %+v", s.node)
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"version"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), version.Version) {
+		t.Errorf("version printed %q", out.String())
+	}
+}
+
+// TestDevFallsBackToSimulator runs `sovra dev` with no Ollama at the given
+// URL and gets a streamed answer through the curl line it prints.
+func TestDevFallsBackToSimulator(t *testing.T) {
+	dead := freeAddr(t) // nothing listens here
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	root := newRoot()
+	out := &syncBuffer{}
+	root.SetOut(out)
+	root.SetArgs([]string{"dev", "--http-addr", addr, "--ollama", "http://" + dead, "--log-level", "warn"})
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev stopped with %v", err)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "curl -N") {
+		if time.Now().After(deadline) {
+			t.Fatalf("dev printed no curl line: %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	line := out.String()
+	body := line[strings.Index(line, "-d '")+4:]
+	body = body[:strings.Index(body, "'")]
+	resp, err := http.Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var events []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			events = append(events, d)
+		}
+	}
+	if resp.StatusCode != 200 || len(events) < 3 || events[len(events)-1] != "[DONE]" {
+		t.Fatalf("status %d, events %q", resp.StatusCode, events)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
