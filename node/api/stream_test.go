@@ -242,8 +242,12 @@ func TestShutdownLetsStreamsFinish(t *testing.T) {
 	}()
 	// New connections are refused once shutdown has begun.
 	waitFor(t, func() bool {
-		_, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), 100*time.Millisecond)
-		return err != nil
+		c, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), 100*time.Millisecond)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
 	})
 	close(release)
 	r := <-got
