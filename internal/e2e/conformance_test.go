@@ -20,7 +20,9 @@ import (
 func TestBackendConformance(t *testing.T) {
 	// The simulator paces its tokens so that a cancellation lands mid-stream,
 	// as it does with the real server.
-	sim := func(t *testing.T) target { return simTarget(t, ollamasim.Config{TokensPerSecond: 500, ResponseTokens: 100}) }
+	sim := func(t *testing.T) target {
+		return simTarget(t, ollamasim.Config{TokensPerSecond: 500, ResponseTokens: 100})
+	}
 	eachTargetWith(t, sim, func(t *testing.T, tg target) {
 		be, err := ollama.New(tg.ollamaURL, nil)
 		if err != nil {

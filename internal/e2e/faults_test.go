@@ -148,4 +148,3 @@ func waitSim(t *testing.T, sim *ollamasim.Server, cond func(ollamasim.Stats) boo
 		t.Fatalf("simulator never reached the expected state: %v (stats %+v)", err, sim.Stats())
 	}
 }
-
