@@ -52,6 +52,12 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	if ri.streaming {
 		return nil
 	}
+	// The response is written after this returns: give that write, not the
+	// generation before it, the write timeout. A deadline left by an
+	// earlier response on this connection is replaced here too.
+	if s.cfg.WriteTimeout > 0 {
+		_ = c.Context().Conn().SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+	}
 	status := c.Response().StatusCode()
 	if err != nil {
 		status = toAPIError(err).Status

@@ -272,3 +272,43 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestLongGenerationOutlivesWriteTimeout checks that the write timeout
+// bounds each write, not the whole response: streams and non-streamed
+// answers that take several times the timeout complete.
+func TestLongGenerationOutlivesWriteTimeout(t *testing.T) {
+	slow := func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		for range 6 {
+			select {
+			case <-time.After(100 * time.Millisecond): // generation time
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if err := fn(api.ChatResponse{Model: req.Model, Message: api.Message{Role: "assistant", Content: "x"}}); err != nil {
+				return err
+			}
+		}
+		return words()(ctx, req, fn)
+	}
+	url, _ := startServer(t, &fakeBackend{chat: slow}, func(c *Config) { c.WriteTimeout = 150 * time.Millisecond })
+	for _, stream := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			body := fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream)
+			resp, err := client.Post(url+"/v1/chat/completions", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("status %d, err %v", resp.StatusCode, err)
+			}
+			if stream && !strings.HasSuffix(string(raw), "data: [DONE]\n\n") {
+				t.Fatalf("stream cut: %q", raw)
+			}
+			if !stream && !strings.Contains(string(raw), `"finish_reason":"stop"`) {
+				t.Fatalf("answer cut: %q", raw)
+			}
+		})
+	}
+}
