@@ -56,6 +56,7 @@ func TestOpenAIGoSDK(t *testing.T) {
 		}
 		if tg.think != "" {
 			t.Run("reasoning", func(t *testing.T) { checkReasoning(t, c, tg) })
+			t.Run("reasoning effort", func(t *testing.T) { checkReasoningEffort(t, c, tg) })
 		}
 		if tg.sim != nil {
 			t.Run("json mode", func(t *testing.T) { checkJSONMode(t, c, tg) })
@@ -295,5 +296,28 @@ func checkJSONMode(t *testing.T, c openai.Client, tg target) {
 	var v map[string]any
 	if err := json.Unmarshal([]byte(resp.Choices[0].Message.Content), &v); err != nil {
 		t.Errorf("json_object answer is not JSON: %q", resp.Choices[0].Message.Content)
+	}
+}
+
+// checkReasoningEffort checks that reasoning_effort reaches the model: none
+// turns thinking off, and high thinks longer than low.
+func checkReasoningEffort(t *testing.T, c openai.Client, tg target) {
+	thinking := func(effort shared.ReasoningEffort) int {
+		p := userChat(tg.think, "Why is the sky blue?")
+		p.MaxCompletionTokens = openai.Int(500)
+		p.ReasoningEffort = effort
+		resp, err := c.Chat.Completions.New(testCtx(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var extra struct {
+			ReasoningContent string `json:"reasoning_content"`
+		}
+		_ = json.Unmarshal([]byte(resp.Choices[0].Message.RawJSON()), &extra)
+		return len(extra.ReasoningContent)
+	}
+	none, low, high := thinking(shared.ReasoningEffortNone), thinking(shared.ReasoningEffortLow), thinking(shared.ReasoningEffortHigh)
+	if none != 0 || low == 0 || high <= low {
+		t.Errorf("reasoning length by effort: none %d, low %d, high %d", none, low, high)
 	}
 }
