@@ -1,0 +1,255 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Business errors an Apply can return. They travel to the writer in the
+// Outcome, so they are codes, not Go errors.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("version conflict")
+	ErrInvalid  = errors.New("invalid command")
+)
+
+var errByCode = map[string]error{"not_found": ErrNotFound, "exists": ErrExists, "conflict": ErrConflict, "invalid": ErrInvalid}
+
+// Outcome is the result of applying one command: a value for the writer or a
+// business error. It is plain data so it can be remembered for idempotent
+// retries and sent back over the network.
+type Outcome struct {
+	Index   uint64          `json:"index"`
+	Value   json.RawMessage `json:"value,omitempty"`
+	ErrCode string          `json:"err_code,omitempty"`
+	ErrMsg  string          `json:"err_msg,omitempty"`
+	// Skipped is set when the command's type is unknown to this version and
+	// it was flagged ignorable.
+	Skipped bool `json:"skipped,omitempty"`
+	// Replayed is set when an idempotency key had been seen: nothing was
+	// applied and this is the first application's outcome.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
+// Err returns the business error, wrapping its sentinel, or nil.
+func (o Outcome) Err() error {
+	if o.ErrCode == "" {
+		return nil
+	}
+	if base, ok := errByCode[o.ErrCode]; ok {
+		return fmt.Errorf("%w: %s", base, o.ErrMsg)
+	}
+	return errors.New(o.ErrMsg)
+}
+
+func fail(code, format string, args ...any) Outcome {
+	return Outcome{ErrCode: code, ErrMsg: fmt.Sprintf(format, args...)}
+}
+
+func value(v any) Outcome {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("state: result not encodable: %v", err))
+	}
+	return Outcome{Value: b}
+}
+
+// Apply applies the log entry at index. A malformed entry or an unknown
+// command that is not ignorable panics: the replicas must never diverge
+// silently, so the node stops instead.
+func (s *State) Apply(index uint64, entry []byte) Outcome {
+	d, err := decode(entry)
+	if err != nil {
+		panic(fmt.Sprintf("state: log entry %d: %v", index, err))
+	}
+	s.Index = index
+	if d.key != "" {
+		if prev, ok := s.Idem[d.key]; ok {
+			prev.Replayed = true
+			return prev
+		}
+	}
+	out := s.dispatch(index, d)
+	out.Index = index
+	if d.key != "" {
+		s.remember(d.key, out)
+	}
+	return out
+}
+
+func (s *State) dispatch(index uint64, d decoded) Outcome {
+	switch d.typ {
+	case TypeNoop:
+		return Outcome{}
+	case TypeRegisterNode:
+		return applyBody(index, d, s.registerNode)
+	case TypeSetNodeStatus:
+		return applyBody(index, d, s.setNodeStatus)
+	case TypeRemoveNode:
+		return applyBody(index, d, s.removeNode)
+	case TypePutDeployment:
+		return applyBody(index, d, s.putDeployment)
+	case TypeDeleteDeployment:
+		return applyBody(index, d, s.deleteDeployment)
+	case TypeSetPlacements:
+		return applyBody(index, d, s.setPlacements)
+	case TypeReportPlacement:
+		return applyBody(index, d, s.reportPlacement)
+	}
+	if d.flags&FlagIgnorable != 0 {
+		return Outcome{Skipped: true}
+	}
+	panic(fmt.Sprintf("state: log entry %d has unknown command type %d and is not ignorable; upgrade this node", index, d.typ))
+}
+
+// applyBody decodes the body into B and applies it.
+func applyBody[B any](index uint64, d decoded, fn func(uint64, *B) Outcome) Outcome {
+	var b B
+	if err := json.Unmarshal(d.body, &b); err != nil {
+		panic(fmt.Sprintf("state: log entry %d (%v): %v", index, d.typ, err))
+	}
+	return fn(index, &b)
+}
+
+func (s *State) remember(key string, out Outcome) {
+	s.Idem[key] = out
+	s.IdemOrder = append(s.IdemOrder, key)
+	for len(s.IdemOrder) > MaxIdempotencyKeys {
+		delete(s.Idem, s.IdemOrder[0])
+		s.IdemOrder = s.IdemOrder[1:]
+	}
+}
+
+func (s *State) registerNode(index uint64, c *RegisterNode) Outcome {
+	n := c.Node
+	if n.ID == "" {
+		return fail("invalid", "node id is empty")
+	}
+	if old, ok := s.Nodes[n.ID]; ok {
+		n.Status, n.StatusReason, n.StatusSince, n.JoinedIndex = old.Status, old.StatusReason, old.StatusSince, old.JoinedIndex
+	} else {
+		n.Status, n.StatusSince, n.JoinedIndex = NodeReady, c.Time, index
+	}
+	s.Nodes[n.ID] = &n
+	return value(n)
+}
+
+func (s *State) setNodeStatus(_ uint64, c *SetNodeStatus) Outcome {
+	n, ok := s.Nodes[c.ID]
+	if !ok {
+		return fail("not_found", "node %q is not a member", c.ID)
+	}
+	switch c.Status {
+	case NodeReady, NodeDown, NodeCordoned, NodeDraining:
+	default:
+		return fail("invalid", "unknown node status %q", c.Status)
+	}
+	if n.Status != c.Status {
+		n.Status, n.StatusSince = c.Status, c.Time
+	}
+	n.StatusReason = c.Reason
+	return value(n)
+}
+
+func (s *State) removeNode(_ uint64, c *RemoveNode) Outcome {
+	if _, ok := s.Nodes[c.ID]; !ok {
+		return fail("not_found", "node %q is not a member", c.ID)
+	}
+	delete(s.Nodes, c.ID)
+	for k, p := range s.Placements {
+		if p.Node == c.ID {
+			delete(s.Placements, k)
+		}
+	}
+	return Outcome{}
+}
+
+func (s *State) putDeployment(index uint64, c *PutDeployment) Outcome {
+	d := c.Deployment
+	switch {
+	case d.Name == "":
+		return fail("invalid", "deployment name is empty")
+	case d.Model == "":
+		return fail("invalid", "deployment %q has no model", d.Name)
+	case d.Replicas < 0:
+		return fail("invalid", "deployment %q: replicas must not be negative", d.Name)
+	}
+	old, exists := s.Deployments[d.Name]
+	switch {
+	case exists && c.Create:
+		return fail("exists", "deployment %q already exists", d.Name)
+	case c.IfVersion != 0 && (!exists || old.Version != c.IfVersion):
+		return fail("conflict", "deployment %q is not at version %d", d.Name, c.IfVersion)
+	}
+	d.CreatedIndex, d.Version = index, 1
+	if exists {
+		d.CreatedIndex, d.Version = old.CreatedIndex, old.Version+1
+	}
+	d.ModifiedIndex = index
+	s.Deployments[d.Name] = &d
+	return value(d)
+}
+
+func (s *State) deleteDeployment(_ uint64, c *DeleteDeployment) Outcome {
+	if _, ok := s.Deployments[c.Name]; !ok {
+		return fail("not_found", "deployment %q does not exist", c.Name)
+	}
+	delete(s.Deployments, c.Name)
+	for k, p := range s.Placements {
+		if p.Deployment == c.Name {
+			delete(s.Placements, k)
+		}
+	}
+	return Outcome{}
+}
+
+func (s *State) setPlacements(index uint64, c *SetPlacements) Outcome {
+	names := make([]string, 0, len(c.Deployments))
+	for name := range c.Deployments {
+		if _, ok := s.Deployments[name]; !ok {
+			return fail("not_found", "deployment %q does not exist", name)
+		}
+		for _, node := range c.Deployments[name] {
+			if _, ok := s.Nodes[node]; !ok {
+				return fail("not_found", "node %q is not a member", node)
+			}
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		want := map[string]bool{}
+		for _, node := range c.Deployments[name] {
+			want[node] = true
+		}
+		for k, p := range s.Placements {
+			if p.Deployment == name && !want[p.Node] {
+				delete(s.Placements, k)
+			}
+		}
+		for node := range want {
+			k := placementKey(name, node)
+			if _, ok := s.Placements[k]; !ok {
+				s.Placements[k] = &Placement{Deployment: name, Node: node, State: PlacementPending, ModifiedIndex: index}
+			}
+		}
+	}
+	return Outcome{}
+}
+
+func (s *State) reportPlacement(index uint64, c *ReportPlacement) Outcome {
+	p, ok := s.Placements[placementKey(c.Deployment, c.Node)]
+	if !ok {
+		return fail("not_found", "no placement of %q on node %q", c.Deployment, c.Node)
+	}
+	switch c.State {
+	case PlacementPending, PlacementPulling, PlacementLoading, PlacementReady, PlacementFailed:
+	default:
+		return fail("invalid", "unknown placement state %q", c.State)
+	}
+	p.State, p.Reason, p.Progress, p.ModifiedIndex = c.State, c.Reason, c.Progress, index
+	return value(*p)
+}

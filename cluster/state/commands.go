@@ -1,0 +1,151 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Type identifies a command in the log. Values are never renumbered or
+// reused: logs written by older versions must replay the same way.
+type Type byte
+
+// Command types.
+const (
+	TypeNoop             Type = 0
+	TypeRegisterNode     Type = 1
+	TypeSetNodeStatus    Type = 2
+	TypeRemoveNode       Type = 3
+	TypePutDeployment    Type = 4
+	TypeDeleteDeployment Type = 5
+	TypeSetPlacements    Type = 6
+	TypeReportPlacement  Type = 7
+)
+
+// Flags modify how a command is applied.
+type Flags byte
+
+// FlagIgnorable marks a command that a version which does not know its type
+// may skip. A rolling upgrade can then write new commands before every node
+// understands them, as long as skipping them is harmless.
+const FlagIgnorable Flags = 1 << 0
+
+// Command is one change to the state.
+type Command struct {
+	Type  Type
+	Flags Flags
+	// Key, when set, makes the command idempotent: a second command with
+	// the same key is not applied again and returns the first one's result.
+	Key  string
+	Body any
+}
+
+// Bodies of the commands.
+type (
+	// RegisterNode adds a node or updates its addresses, labels, GPUs and
+	// version. A new node starts ready.
+	RegisterNode struct {
+		Node Node  `json:"node"`
+		Time int64 `json:"time"`
+	}
+	// SetNodeStatus changes a node's status.
+	SetNodeStatus struct {
+		ID     string     `json:"id"`
+		Status NodeStatus `json:"status"`
+		Reason string     `json:"reason,omitempty"`
+		Time   int64      `json:"time"`
+	}
+	// RemoveNode removes a node and its placements.
+	RemoveNode struct {
+		ID string `json:"id"`
+	}
+	// PutDeployment creates or replaces a deployment. IfVersion, when not
+	// zero, makes the write conditional on the current version.
+	PutDeployment struct {
+		Deployment Deployment `json:"deployment"`
+		IfVersion  uint64     `json:"if_version,omitempty"`
+		// Create fails the write when the deployment exists.
+		Create bool `json:"create,omitempty"`
+	}
+	// DeleteDeployment removes a deployment and its placements.
+	DeleteDeployment struct {
+		Name string `json:"name"`
+	}
+	// SetPlacements replaces the placements of the deployments it names
+	// (a scheduler plan). Placements kept on the same node keep their state.
+	SetPlacements struct {
+		Deployments map[string][]string `json:"deployments"` // deployment -> nodes
+	}
+	// ReportPlacement is a node's report on one of its replicas.
+	ReportPlacement struct {
+		Deployment string         `json:"deployment"`
+		Node       string         `json:"node"`
+		State      PlacementState `json:"state"`
+		Reason     string         `json:"reason,omitempty"`
+		Progress   float64        `json:"progress,omitempty"`
+	}
+)
+
+// envelope is the encoded form after the type and flag bytes.
+type envelope struct {
+	Key  string          `json:"k,omitempty"`
+	Body json.RawMessage `json:"b,omitempty"`
+}
+
+// Encode turns a command into a log entry: a type byte, a flags byte and a
+// JSON envelope.
+func Encode(c Command) ([]byte, error) {
+	body, err := json.Marshal(c.Body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %v: %w", c.Type, err)
+	}
+	env, err := json.Marshal(envelope{Key: c.Key, Body: body})
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{byte(c.Type), byte(c.Flags)}, env...), nil
+}
+
+// ErrCorrupt reports a log entry that cannot be decoded.
+var ErrCorrupt = errors.New("corrupt command")
+
+// decoded is a log entry taken apart.
+type decoded struct {
+	typ   Type
+	flags Flags
+	key   string
+	body  json.RawMessage
+}
+
+func decode(b []byte) (decoded, error) {
+	if len(b) < 2 {
+		return decoded{}, fmt.Errorf("%w: %d bytes", ErrCorrupt, len(b))
+	}
+	var env envelope
+	if err := json.Unmarshal(b[2:], &env); err != nil {
+		return decoded{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return decoded{typ: Type(b[0]), flags: Flags(b[1]), key: env.Key, body: env.Body}, nil
+}
+
+func (t Type) String() string {
+	switch t {
+	case TypeNoop:
+		return "noop"
+	case TypeRegisterNode:
+		return "register-node"
+	case TypeSetNodeStatus:
+		return "set-node-status"
+	case TypeRemoveNode:
+		return "remove-node"
+	case TypePutDeployment:
+		return "put-deployment"
+	case TypeDeleteDeployment:
+		return "delete-deployment"
+	case TypeSetPlacements:
+		return "set-placements"
+	case TypeReportPlacement:
+		return "report-placement"
+	}
+	return fmt.Sprintf("type-%d", byte(t))
+}

@@ -1,0 +1,76 @@
+package state
+
+import (
+	"sort"
+)
+
+// State is the whole replicated state. Only Apply and Restore change it.
+type State struct {
+	// Index is the log index of the last applied command.
+	Index       uint64                 `json:"index"`
+	Nodes       map[string]*Node       `json:"nodes"`
+	Deployments map[string]*Deployment `json:"deployments"`
+	Placements  map[string]*Placement  `json:"placements"`
+	APIKeys     map[string]*APIKey     `json:"api_keys"`
+	Quotas      map[string]*Quota      `json:"quotas"`
+	Usage       map[string]*UsageTotal `json:"usage"`
+	Audit       []AuditEntry           `json:"audit"`
+	// Idem remembers the results of idempotent commands by key, oldest
+	// first in IdemOrder, bounded by MaxIdempotencyKeys.
+	Idem      map[string]Outcome `json:"idem"`
+	IdemOrder []string           `json:"idem_order"`
+}
+
+// MaxIdempotencyKeys bounds how many idempotency keys the state remembers.
+// A retry arriving after this many newer idempotent writes is applied again.
+const MaxIdempotencyKeys = 10000
+
+// New returns an empty state.
+func New() *State {
+	return &State{
+		Nodes:       map[string]*Node{},
+		Deployments: map[string]*Deployment{},
+		Placements:  map[string]*Placement{},
+		APIKeys:     map[string]*APIKey{},
+		Quotas:      map[string]*Quota{},
+		Usage:       map[string]*UsageTotal{},
+		Idem:        map[string]Outcome{},
+	}
+}
+
+// NodeList returns the nodes sorted by id.
+func (s *State) NodeList() []*Node {
+	out := make([]*Node, 0, len(s.Nodes))
+	for _, n := range s.Nodes {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// DeploymentList returns the deployments sorted by name.
+func (s *State) DeploymentList() []*Deployment {
+	out := make([]*Deployment, 0, len(s.Deployments))
+	for _, d := range s.Deployments {
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// PlacementsOf returns a deployment's placements sorted by node.
+func (s *State) PlacementsOf(deployment string) []*Placement {
+	var out []*Placement
+	for _, p := range s.Placements {
+		if p.Deployment == deployment {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+// Placement returns one placement, or nil.
+func (s *State) Placement(deployment, node string) *Placement {
+	return s.Placements[placementKey(deployment, node)]
+}

@@ -1,0 +1,113 @@
+// Package state is sovra's replicated desired state: the types every node
+// agrees on through raft, the commands that change them, a deterministic
+// Apply, and snapshot encoding. It imports no raft: cluster adapts it to a
+// raft FSM.
+//
+// Rules that keep replicas identical: Apply reads nothing but the state and
+// the command (times come inside commands, never from the clock), iterates
+// maps only in sorted order when the order matters, and returns business
+// errors as results instead of failing.
+package state
+
+// NodeStatus is the health of a node as the cluster sees it.
+type NodeStatus string
+
+// Node statuses.
+const (
+	NodeReady    NodeStatus = "ready"
+	NodeDown     NodeStatus = "down"
+	NodeCordoned NodeStatus = "cordoned"
+	NodeDraining NodeStatus = "draining"
+)
+
+// GPU is one accelerator of a node.
+type GPU struct {
+	Index       int    `json:"index"`
+	Model       string `json:"model"` // as nvidia-smi names it, e.g. "NVIDIA H800"
+	MemoryBytes uint64 `json:"memory_bytes"`
+	UUID        string `json:"uuid,omitempty"`
+}
+
+// Node is a member of the cluster.
+type Node struct {
+	ID       string            `json:"id"`
+	HTTPAddr string            `json:"http_addr"`
+	RaftAddr string            `json:"raft_addr"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	GPUs     []GPU             `json:"gpus,omitempty"`
+	Status   NodeStatus        `json:"status"`
+	Version  string            `json:"version,omitempty"`
+	// StatusReason says why the status last changed.
+	StatusReason string `json:"status_reason,omitempty"`
+	// StatusSince is the proposer's clock (Unix ms) when the status changed.
+	StatusSince int64  `json:"status_since,omitempty"`
+	JoinedIndex uint64 `json:"joined_index"`
+}
+
+// Deployment is a model the operators want served.
+type Deployment struct {
+	Name        string   `json:"name"`
+	Model       string   `json:"model"` // Ollama tag
+	Replicas    int      `json:"replicas"`
+	Constraints []string `json:"constraints,omitempty"` // label expressions, e.g. "jurisdiction=EU"
+	Priority    int      `json:"priority,omitempty"`
+	// Version counts changes; a write may be conditioned on it.
+	Version       uint64 `json:"version"`
+	CreatedIndex  uint64 `json:"created_index"`
+	ModifiedIndex uint64 `json:"modified_index"`
+}
+
+// PlacementState is where a replica stands on its node.
+type PlacementState string
+
+// Placement states.
+const (
+	PlacementPending PlacementState = "pending"
+	PlacementPulling PlacementState = "pulling"
+	PlacementLoading PlacementState = "loading"
+	PlacementReady   PlacementState = "ready"
+	PlacementFailed  PlacementState = "failed"
+)
+
+// Placement is one replica of a deployment assigned to a node.
+type Placement struct {
+	Deployment    string         `json:"deployment"`
+	Node          string         `json:"node"`
+	State         PlacementState `json:"state"`
+	Reason        string         `json:"reason,omitempty"`
+	Progress      float64        `json:"progress,omitempty"` // 0..1 while pulling
+	ModifiedIndex uint64         `json:"modified_index"`
+}
+
+// placementKey is the map key of a placement.
+func placementKey(deployment, node string) string { return deployment + "\x00" + node }
+
+// APIKey, Quota and UsageTotal hold their place in the state; the security
+// and accounting work fills them in.
+type APIKey struct {
+	ID   string `json:"id"`
+	Hash string `json:"hash"`
+	Role string `json:"role"`
+}
+
+// Quota limits one key.
+type Quota struct {
+	Key             string `json:"key"`
+	TokensPerMinute int64  `json:"tokens_per_minute"`
+}
+
+// UsageTotal counts what one key used.
+type UsageTotal struct {
+	Key          string `json:"key"`
+	PromptTokens int64  `json:"prompt_tokens"`
+	OutputTokens int64  `json:"output_tokens"`
+}
+
+// AuditEntry is one record of the append-only audit log.
+type AuditEntry struct {
+	Index  uint64 `json:"index"`
+	Time   int64  `json:"time"` // proposer's clock, Unix ms
+	Actor  string `json:"actor"`
+	Action string `json:"action"`
+	Target string `json:"target"`
+}
