@@ -1,0 +1,68 @@
+// Command sovra-bench measures sovra.
+//
+//	sovra-bench proxy [flags]
+//
+// measures the latency and CPU time that sovra's serving path adds in front
+// of Ollama. It builds and starts, on loopback, the simulated Ollama
+// (cmd/ollama-sim) tuned never to be the bottleneck, a sovra node over it,
+// and a minimal fasthttp reverse proxy over it as the baseline; then it
+// sends the same chat load straight to the simulator, through sovra and
+// through the baseline, and prints latency percentiles, the latency sovra
+// adds, CPU time per request and per stream event, stream completeness, and
+// whether the figures meet sovra's targets.
+//
+//	sovra-bench baseline-proxy --listen ADDR --target HOST:PORT
+//
+// runs the baseline proxy alone; `proxy` starts it this way as a separate
+// process so that its CPU time can be read like sovra's.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "proxy":
+		err = runProxyBench(ctx, os.Args[2:])
+	case "baseline-proxy":
+		err = runBaselineProxy(ctx, os.Args[2:])
+	case "help", "-h", "--help":
+		usage()
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "sovra-bench: unknown command %q\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sovra-bench:", err)
+		if _, ok := err.(usageError); ok {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ error }
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  sovra-bench proxy [flags]           measure the overhead of sovra's serving path
+  sovra-bench baseline-proxy [flags]  run the baseline fasthttp reverse proxy
+
+Run "sovra-bench COMMAND -h" for the flags of a command.
+`)
+}

@@ -1,0 +1,134 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func target(srv *httptest.Server, path string, kind Kind, expect string) Target {
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	t := Target{Name: path, Client: NewClient(addr, kind != Unary, 5*time.Second), URL: srv.URL + path, Body: []byte(`{}`), Kind: kind}
+	if expect != "" {
+		t.Expect = []byte(expect)
+	}
+	return t
+}
+
+// TestRunIsOpenLoop checks that requests start on schedule even when the
+// earlier ones have not been answered.
+func TestRunIsOpenLoop(t *testing.T) {
+	var inFlight, peak atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+		fmt.Fprint(w, `{"done":true}`)
+	}))
+	defer srv.Close()
+	start := time.Now()
+	res := Run(context.Background(), target(srv, "/api/chat", Unary, `"done":true`), Load{Rate: 100, Duration: 200 * time.Millisecond})
+	took := time.Since(start)
+	if res.Sent != 20 || res.OK != 20 || res.Errors != 0 || len(res.Latency) != 20 {
+		t.Fatalf("sent %d ok %d errors %d (%s), want 20 20 0", res.Sent, res.OK, res.Errors, res.FirstError)
+	}
+	// Closed-loop, one at a time, this would take 20 x 200ms = 4s.
+	if took > 2*time.Second || peak.Load() < 5 {
+		t.Errorf("took %s with at most %d requests in flight: the load waited for answers", took, peak.Load())
+	}
+	s := Summarize(res.Latency)
+	if s.Min < 200*time.Millisecond {
+		t.Errorf("latency %s is below the server's 200ms", s.Min)
+	}
+}
+
+func TestRunCountsErrors(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) % 3 {
+		case 0:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		case 1:
+			fmt.Fprint(w, `{"done":true}`)
+		default:
+			fmt.Fprint(w, `{"done":false}`)
+		}
+	}))
+	defer srv.Close()
+	res := Run(context.Background(), target(srv, "/api/chat", Unary, `"done":true`), Load{Rate: 300, Duration: 100 * time.Millisecond})
+	if res.Sent != 30 || res.OK != 10 || res.Errors != 20 || res.FirstError == "" {
+		t.Errorf("sent %d ok %d errors %d first %q, want 30 10 20 and an error", res.Sent, res.OK, res.Errors, res.FirstError)
+	}
+}
+
+func TestRunStreams(t *testing.T) {
+	const events = 50
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sse := r.URL.Path == "/sse"
+		cut := r.URL.Path == "/cut"
+		for i := range events {
+			if i == 1 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if cut && i == events/2 {
+				return
+			}
+			if sse {
+				fmt.Fprintf(w, "data: {\"choices\":[{\"delta\":{\"content\":\"t%d\"}}]}\n\n", i)
+			} else {
+				fmt.Fprintf(w, "{\"message\":{\"content\":\"t%d\"},\"done\":%v}\n", i, i == events-1)
+			}
+			w.(http.Flusher).Flush()
+		}
+		if sse {
+			fmt.Fprint(w, "data: [DONE]\n\n")
+		}
+	}))
+	defer srv.Close()
+	load := Load{Rate: 50, Duration: 200 * time.Millisecond}
+
+	for _, tc := range []struct {
+		path string
+		kind Kind
+	}{{"/sse", SSE}, {"/ndjson", NDJSON}} {
+		res := Run(context.Background(), target(srv, tc.path, tc.kind, ""), load)
+		if res.OK != 10 || res.Streams != 10 || res.Events != 10*events || res.Incomplete != 0 || len(res.TTFT) != 10 {
+			t.Errorf("%s: ok %d streams %d events %d incomplete %d ttfts %d (%s), want 10 10 %d 0 10",
+				tc.path, res.OK, res.Streams, res.Events, res.Incomplete, len(res.TTFT), res.FirstError, 10*events)
+		}
+		for i, ttft := range res.TTFT {
+			if ttft <= 0 || ttft >= res.Latency[i] {
+				t.Errorf("%s: TTFT %s not within (0, %s)", tc.path, ttft, res.Latency[i])
+			}
+		}
+	}
+	res := Run(context.Background(), target(srv, "/cut", NDJSON, ""), load)
+	if res.OK != 0 || res.Incomplete != 10 || res.Events != 10*events/2 {
+		t.Errorf("cut streams: ok %d incomplete %d events %d, want 0 10 %d", res.OK, res.Incomplete, res.Events, 10*events/2)
+	}
+}
+
+func TestRunStopsWithContext(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{}`)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	res := Run(ctx, target(srv, "/", Unary, ""), Load{Rate: 10, Duration: time.Hour})
+	if time.Since(start) > 2*time.Second || res.Sent > 3 {
+		t.Errorf("ran %s and sent %d after the context ended", time.Since(start), res.Sent)
+	}
+}
