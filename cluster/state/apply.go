@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Business errors an Apply can return. They travel to the writer in the
@@ -125,8 +126,8 @@ func (s *State) remember(key string, out Outcome) {
 
 func (s *State) registerNode(index uint64, c *RegisterNode) Outcome {
 	n := c.Node
-	if n.ID == "" {
-		return fail("invalid", "node id is empty")
+	if err := checkName(n.ID); err != "" {
+		return fail("invalid", "node id %q %s", n.ID, err)
 	}
 	if old, ok := s.Nodes[n.ID]; ok {
 		n.Status, n.StatusReason, n.StatusSince, n.JoinedIndex = old.Status, old.StatusReason, old.StatusSince, old.JoinedIndex
@@ -135,6 +136,18 @@ func (s *State) registerNode(index uint64, c *RegisterNode) Outcome {
 	}
 	s.Nodes[n.ID] = &n
 	return value(n)
+}
+
+// checkName says what is wrong with a node id or deployment name, or "".
+// A NUL byte would let two placements share a key (see placementKey).
+func checkName(name string) string {
+	switch {
+	case name == "":
+		return "is empty"
+	case strings.IndexByte(name, 0) >= 0:
+		return "holds a NUL byte"
+	}
+	return ""
 }
 
 func (s *State) setNodeStatus(_ uint64, c *SetNodeStatus) Outcome {
@@ -169,9 +182,10 @@ func (s *State) removeNode(_ uint64, c *RemoveNode) Outcome {
 
 func (s *State) putDeployment(index uint64, c *PutDeployment) Outcome {
 	d := c.Deployment
+	if err := checkName(d.Name); err != "" {
+		return fail("invalid", "deployment name %q %s", d.Name, err)
+	}
 	switch {
-	case d.Name == "":
-		return fail("invalid", "deployment name is empty")
 	case d.Model == "":
 		return fail("invalid", "deployment %q has no model", d.Name)
 	case d.Replicas < 0:
@@ -207,8 +221,14 @@ func (s *State) deleteDeployment(_ uint64, c *DeleteDeployment) Outcome {
 }
 
 func (s *State) setPlacements(index uint64, c *SetPlacements) Outcome {
+	// Check in sorted order, so that with several bad names every replica
+	// reports the same one: the outcome may be remembered in the state.
 	names := make([]string, 0, len(c.Deployments))
 	for name := range c.Deployments {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
 		if _, ok := s.Deployments[name]; !ok {
 			return fail("not_found", "deployment %q does not exist", name)
 		}
@@ -217,9 +237,7 @@ func (s *State) setPlacements(index uint64, c *SetPlacements) Outcome {
 				return fail("not_found", "node %q is not a member", node)
 			}
 		}
-		names = append(names, name)
 	}
-	sort.Strings(names)
 	for _, name := range names {
 		want := map[string]bool{}
 		for _, node := range c.Deployments[name] {
