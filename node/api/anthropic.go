@@ -18,58 +18,31 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if req.Model == "" {
+	switch {
+	case req.Model == "":
 		return invalidParam("model", "model: field required")
-	}
-	if req.MaxTokens <= 0 {
+	case req.MaxTokens <= 0:
 		return invalidParam("max_tokens", "max_tokens: must be at least 1")
-	}
-	if len(req.Messages) == 0 {
+	case len(req.Messages) == 0:
 		return invalidParam("messages", "messages: at least one message is required")
 	}
 	chat, err := anthropic.FromMessagesRequest(req)
 	if err != nil {
 		return invalidParam("messages", "%s", err.Error())
 	}
-	ri := requestInfo(c)
-	ri.model = req.Model
+	requestInfo(c).model = req.Model
 	id := s.ids.next("msg")
+	g := chatGeneration(s.be, chat)
 	if !req.Stream {
-		ctx, cancel := s.requestContext(c)
-		defer cancel()
-		var final api.ChatResponse
-		if err := s.be.Chat(ctx, chat, func(r api.ChatResponse) error { final = r; return nil }); err != nil {
+		final, err := collect(s, c, g)
+		if err != nil {
 			return err
 		}
-		ri.promptTokens, ri.completionTokens = final.PromptEvalCount, final.EvalCount
 		return c.JSON(anthropic.ToMessagesResponse(id, final))
 	}
 	conv := anthropic.NewStreamConverter(id, req.Model, anthropic.EstimateInputTokens(req))
-	return s.serveStream(c, stream{
-		contentType: "text/event-stream",
-		fail:        func(e *Error) []byte { return sseFrame("error", inBandError(familyAnthropic, e)) },
-		run: func(ctx context.Context, send func([]byte) error) error {
-			return s.be.Chat(ctx, chat, func(r api.ChatResponse) error {
-				if r.Done {
-					ri.promptTokens, ri.completionTokens = r.PromptEvalCount, r.EvalCount
-				}
-				for _, ev := range conv.Process(r) {
-					if err := sendEvent(send, ev.Event, ev.Data); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		},
-	})
-}
-
-func sendEvent(send func([]byte) error, event string, data any) error {
-	b, err := json.Marshal(data)
-	if err != nil {
-		return err
-	}
-	return send(sseFrame(event, b))
+	return s.serveEvents(c, g, func(e *Error) []byte { return sseFrame("error", inBandError(familyAnthropic, e)) },
+		func(r api.ChatResponse) []namedEvent { return asEvents(conv.Process(r)) })
 }
 
 // responses serves the OpenAI Responses API (stateless: no stored
@@ -91,36 +64,60 @@ func (s *Server) responses(c *fiber.Ctx) error {
 	}
 	streamed := req.Stream != nil && *req.Stream
 	chat.Stream = &streamed
-	ri := requestInfo(c)
-	ri.model = req.Model
+	requestInfo(c).model = req.Model
 	respID, itemID := s.ids.next("resp"), s.ids.next("msg")
+	g := chatGeneration(s.be, chat)
 	if !streamed {
-		ctx, cancel := s.requestContext(c)
-		defer cancel()
-		var final api.ChatResponse
-		if err := s.be.Chat(ctx, chat, func(r api.ChatResponse) error { final = r; return nil }); err != nil {
+		final, err := collect(s, c, g)
+		if err != nil {
 			return err
 		}
-		ri.promptTokens, ri.completionTokens = final.PromptEvalCount, final.EvalCount
 		out := openai.ToResponse(req.Model, respID, itemID, final, req)
 		done := time.Now().Unix()
 		out.CompletedAt = &done
 		return c.JSON(out)
 	}
 	conv := openai.NewResponsesStreamConverter(respID, itemID, req.Model, req)
+	fail := func(e *Error) []byte {
+		b, _ := json.Marshal(map[string]any{"type": "error", "code": e.Code, "message": e.Message, "param": nil, "sequence_number": 0})
+		return sseFrame("error", b)
+	}
+	return s.serveEvents(c, g, fail, func(r api.ChatResponse) []namedEvent { return asEvents(conv.Process(r)) })
+}
+
+// namedEvent is one server-sent event with an event name; the Anthropic
+// and Responses converters produce events of this shape.
+type namedEvent struct {
+	Event string
+	Data  any
+}
+
+func asEvents[E ~struct {
+	Event string
+	Data  any
+}](evs []E) []namedEvent {
+	out := make([]namedEvent, len(evs))
+	for i, e := range evs {
+		out[i] = namedEvent(e)
+	}
+	return out
+}
+
+// serveEvents streams a chat as named server-sent events made by convert.
+func (s *Server) serveEvents(c *fiber.Ctx, g generation[api.ChatResponse], fail func(*Error) []byte, convert func(api.ChatResponse) []namedEvent) error {
+	ri := requestInfo(c)
 	return s.serveStream(c, stream{
 		contentType: "text/event-stream",
-		fail: func(e *Error) []byte {
-			b, _ := json.Marshal(map[string]any{"type": "error", "code": e.Code, "message": e.Message, "param": nil, "sequence_number": 0})
-			return sseFrame("error", b)
-		},
+		fail:        fail,
 		run: func(ctx context.Context, send func([]byte) error) error {
-			return s.be.Chat(ctx, chat, func(r api.ChatResponse) error {
-				if r.Done {
-					ri.promptTokens, ri.completionTokens = r.PromptEvalCount, r.EvalCount
-				}
-				for _, ev := range conv.Process(r) {
-					if err := sendEvent(send, ev.Event, ev.Data); err != nil {
+			return g.call(ctx, func(r api.ChatResponse) error {
+				ri.count(g.metrics(r))
+				for _, ev := range convert(r) {
+					b, err := json.Marshal(ev.Data)
+					if err != nil {
+						return err
+					}
+					if err := send(sseFrame(ev.Event, b)); err != nil {
 						return err
 					}
 				}

@@ -68,29 +68,25 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	ri := requestInfo(c)
-	ri.model = req.Model
+	requestInfo(c).model = req.Model
 	id := s.ids.next("chatcmpl")
+	g := chatGeneration(s.be, oreq)
 	if !req.Stream {
-		ctx, cancel := s.requestContext(c)
-		defer cancel()
-		var final api.ChatResponse
-		if err := s.be.Chat(ctx, oreq, func(r api.ChatResponse) error { final = r; return nil }); err != nil {
+		final, err := collect(s, c, g)
+		if err != nil {
 			return err
 		}
-		ri.promptTokens, ri.completionTokens = final.PromptEvalCount, final.EvalCount
 		return c.JSON(s.toCompletion(id, final))
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	ri := requestInfo(c)
 	return s.serveStream(c, stream{
 		contentType: "text/event-stream",
 		fail:        func(e *Error) []byte { return sseFrame("", inBandError(familyOpenAI, e)) },
 		run: func(ctx context.Context, send func([]byte) error) error {
 			cs := chunkState{id: id, calls: &toolCallIDs{ids: s.ids}}
-			return s.be.Chat(ctx, oreq, func(r api.ChatResponse) error {
-				if r.Done {
-					ri.promptTokens, ri.completionTokens = r.PromptEvalCount, r.EvalCount
-				}
+			return g.call(ctx, func(r api.ChatResponse) error {
+				ri.count(g.metrics(r))
 				return cs.send(r, includeUsage, send)
 			})
 		},

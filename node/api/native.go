@@ -6,6 +6,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/ollama/ollama/api"
+
+	"github.com/sovra/sovra/node/backend"
 )
 
 // The Ollama-native routes let Ollama clients point at sovra unchanged. They
@@ -15,12 +17,66 @@ func streaming(s *bool) bool { return s == nil || *s }
 
 func ndjsonError(e *Error) []byte { return ndjsonFrame(inBandError(familyOllama, e)) }
 
-func sendLine(send func([]byte) error, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
+// generation is one streaming backend call and how to read its messages.
+type generation[R any] struct {
+	model  string
+	stream bool
+	call   func(ctx context.Context, fn func(R) error) error
+	// metrics returns the token counts of a message and whether it is the
+	// final one.
+	metrics func(R) (api.Metrics, bool)
+}
+
+func chatGeneration(be backend.Backend, req *api.ChatRequest) generation[api.ChatResponse] {
+	return generation[api.ChatResponse]{
+		model: req.Model, stream: streaming(req.Stream),
+		call:    func(ctx context.Context, fn func(api.ChatResponse) error) error { return be.Chat(ctx, req, fn) },
+		metrics: func(r api.ChatResponse) (api.Metrics, bool) { return r.Metrics, r.Done },
 	}
-	return send(ndjsonFrame(b))
+}
+
+// serveNative answers with Ollama's own format: one JSON object, or NDJSON
+// lines when streaming.
+func serveNative[R any](s *Server, c *fiber.Ctx, g generation[R]) error {
+	if g.model == "" {
+		return invalidParam("model", "model is required")
+	}
+	ri := requestInfo(c)
+	ri.model = g.model
+	if !g.stream {
+		final, err := collect(s, c, g)
+		if err != nil {
+			return err
+		}
+		return c.JSON(final)
+	}
+	return s.serveStream(c, stream{
+		contentType: "application/x-ndjson",
+		fail:        ndjsonError,
+		run: func(ctx context.Context, send func([]byte) error) error {
+			return g.call(ctx, func(r R) error {
+				ri.count(g.metrics(r))
+				b, err := json.Marshal(r)
+				if err != nil {
+					return err
+				}
+				return send(ndjsonFrame(b))
+			})
+		},
+	})
+}
+
+// collect runs a non-streamed call to its final message, cancelling it if
+// the client hangs up, and records the token counts.
+func collect[R any](s *Server, c *fiber.Ctx, g generation[R]) (R, error) {
+	ctx, cancel := s.requestContext(c)
+	defer cancel()
+	var final R
+	err := g.call(ctx, func(r R) error { final = r; return nil })
+	if err == nil {
+		requestInfo(c).count(g.metrics(final))
+	}
+	return final, err
 }
 
 func (s *Server) ollamaChat(c *fiber.Ctx) error {
@@ -28,33 +84,7 @@ func (s *Server) ollamaChat(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if req.Model == "" {
-		return invalidParam("model", "model is required")
-	}
-	ri := requestInfo(c)
-	ri.model = req.Model
-	if !streaming(req.Stream) {
-		ctx, cancel := s.requestContext(c)
-		defer cancel()
-		var final api.ChatResponse
-		if err := s.be.Chat(ctx, &req, func(r api.ChatResponse) error { final = r; return nil }); err != nil {
-			return err
-		}
-		ri.promptTokens, ri.completionTokens = final.PromptEvalCount, final.EvalCount
-		return c.JSON(final)
-	}
-	return s.serveStream(c, stream{
-		contentType: "application/x-ndjson",
-		fail:        ndjsonError,
-		run: func(ctx context.Context, send func([]byte) error) error {
-			return s.be.Chat(ctx, &req, func(r api.ChatResponse) error {
-				if r.Done {
-					ri.promptTokens, ri.completionTokens = r.PromptEvalCount, r.EvalCount
-				}
-				return sendLine(send, r)
-			})
-		},
-	})
+	return serveNative(s, c, chatGeneration(s.be, &req))
 }
 
 func (s *Server) ollamaGenerate(c *fiber.Ctx) error {
@@ -62,33 +92,15 @@ func (s *Server) ollamaGenerate(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if req.Model == "" {
-		return invalidParam("model", "model is required")
+	return serveNative(s, c, generateGeneration(s.be, &req))
+}
+
+func generateGeneration(be backend.Backend, req *api.GenerateRequest) generation[api.GenerateResponse] {
+	return generation[api.GenerateResponse]{
+		model: req.Model, stream: streaming(req.Stream),
+		call:    func(ctx context.Context, fn func(api.GenerateResponse) error) error { return be.Generate(ctx, req, fn) },
+		metrics: func(r api.GenerateResponse) (api.Metrics, bool) { return r.Metrics, r.Done },
 	}
-	ri := requestInfo(c)
-	ri.model = req.Model
-	if !streaming(req.Stream) {
-		ctx, cancel := s.requestContext(c)
-		defer cancel()
-		var final api.GenerateResponse
-		if err := s.be.Generate(ctx, &req, func(r api.GenerateResponse) error { final = r; return nil }); err != nil {
-			return err
-		}
-		ri.promptTokens, ri.completionTokens = final.PromptEvalCount, final.EvalCount
-		return c.JSON(final)
-	}
-	return s.serveStream(c, stream{
-		contentType: "application/x-ndjson",
-		fail:        ndjsonError,
-		run: func(ctx context.Context, send func([]byte) error) error {
-			return s.be.Generate(ctx, &req, func(r api.GenerateResponse) error {
-				if r.Done {
-					ri.promptTokens, ri.completionTokens = r.PromptEvalCount, r.EvalCount
-				}
-				return sendLine(send, r)
-			})
-		},
-	})
 }
 
 func (s *Server) ollamaEmbed(c *fiber.Ctx) error {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 )
 
@@ -22,6 +23,13 @@ type reqInfo struct {
 }
 
 const infoKey = "sovra.req"
+
+// count records the token counts of a final message.
+func (ri *reqInfo) count(m api.Metrics, final bool) {
+	if final {
+		ri.promptTokens, ri.completionTokens = m.PromptEvalCount, m.EvalCount
+	}
+}
 
 func requestInfo(c *fiber.Ctx) *reqInfo {
 	if ri, ok := c.Locals(infoKey).(*reqInfo); ok {

@@ -74,14 +74,12 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	ri := requestInfo(c)
 	ri.model = req.Model
 	id := s.ids.next("cmpl")
+	g := generateGeneration(s.be, &greq)
 	if !req.Stream {
-		ctx, cancel := s.requestContext(c)
-		defer cancel()
-		var final api.GenerateResponse
-		if err := s.be.Generate(ctx, &greq, func(r api.GenerateResponse) error { final = r; return nil }); err != nil {
+		final, err := collect(s, c, g)
+		if err != nil {
 			return err
 		}
-		ri.promptTokens, ri.completionTokens = final.PromptEvalCount, final.EvalCount
 		return c.JSON(openai.ToCompletion(id, final))
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
@@ -89,12 +87,12 @@ func (s *Server) completions(c *fiber.Ctx) error {
 		contentType: "text/event-stream",
 		fail:        func(e *Error) []byte { return sseFrame("", inBandError(familyOpenAI, e)) },
 		run: func(ctx context.Context, send func([]byte) error) error {
-			return s.be.Generate(ctx, &greq, func(r api.GenerateResponse) error {
+			return g.call(ctx, func(r api.GenerateResponse) error {
+				ri.count(g.metrics(r))
 				ch := openai.ToCompleteChunk(id, r)
 				if err := sendJSON(send, ch); err != nil || !r.Done {
 					return err
 				}
-				ri.promptTokens, ri.completionTokens = r.PromptEvalCount, r.EvalCount
 				if includeUsage {
 					u := openai.ToUsageGenerate(r)
 					ch.Usage, ch.Choices = &u, []openai.CompleteChunkChoice{}
