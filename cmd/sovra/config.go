@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sovra/sovra/node"
@@ -117,4 +118,24 @@ func readConfigFile(path string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// nodeCommand builds a command that runs a node with the shared settings:
+// run gets the resolved node configuration and the process logger.
+func nodeCommand(cmd *cobra.Command, def node.Config, run func(cmd *cobra.Command, cfg node.Config, log *zap.Logger) error) *cobra.Command {
+	var s settings
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := s.resolve(cmd); err != nil {
+			return err
+		}
+		log, err := newLogger(s.logFormat, s.logLevel)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = log.Sync() }()
+		return run(cmd, s.node, log)
+	}
+	s.register(cmd.Flags(), def)
+	return cmd
 }

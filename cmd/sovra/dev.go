@@ -18,29 +18,16 @@ import (
 )
 
 func newDev() *cobra.Command {
-	var s settings
-	cmd := &cobra.Command{
+	def := node.DefaultConfig()
+	def.NodeID = "dev"
+	return nodeCommand(&cobra.Command{
 		Use:   "dev",
 		Short: "Run a single zero-config node; without a local Ollama it uses the built-in simulator",
 		Long: "dev runs one node for trying sovra out. It uses the Ollama at --ollama if one answers;\n" +
 			"otherwise it starts the built-in simulated Ollama with a few small models and says so.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := s.resolve(cmd); err != nil {
-				return err
-			}
-			log, err := newLogger(s.logFormat, s.logLevel)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = log.Sync() }()
-			return runDev(cmd.Context(), s.node, log, cmd.OutOrStdout())
-		},
-	}
-	def := node.DefaultConfig()
-	def.NodeID = "dev"
-	s.register(cmd.Flags(), def)
-	return cmd
+	}, def, func(cmd *cobra.Command, cfg node.Config, log *zap.Logger) error {
+		return runDev(cmd.Context(), cfg, log, cmd.OutOrStdout())
+	})
 }
 
 func runDev(ctx context.Context, cfg node.Config, log *zap.Logger, out io.Writer) error {
