@@ -72,6 +72,18 @@ func (a *applier) place(name string, nodes ...string) {
 	a.ok(TypeSetPlacements, SetPlacements{Deployments: map[string][]string{name: nodes}})
 }
 
+// populated returns a state with some of everything in it.
+func populated(t testing.TB) *applier {
+	t.Helper()
+	a := newApplier(t)
+	a.node("n1")
+	a.node("n2")
+	a.deployment("d1")
+	a.place("d1", "n1", "n2")
+	a.raw(entryKeyed(t, TypeReportPlacement, 0, "k1", ReportPlacement{Deployment: "d1", Node: "n1", State: PlacementPulling, Progress: 0.5}))
+	return a
+}
+
 // snapshot returns the encoded state.
 func snapshot(t testing.TB, s *State) []byte {
 	t.Helper()

@@ -15,18 +15,87 @@ type snapshotFile struct {
 }
 
 // Clone returns a deep copy, so a snapshot can be written while Apply goes
-// on.
+// on. It copies by hand rather than through JSON because the machine holds
+// its read lock, and so holds up Apply, while it runs; a new field of a
+// reference type must be copied here too (the tests fill every field to
+// catch one that is not).
 func (s *State) Clone() *State {
-	b, err := json.Marshal(s)
-	if err != nil {
-		panic(fmt.Sprintf("state: clone: %v", err))
+	c := &State{
+		Index:       s.Index,
+		Nodes:       make(map[string]*Node, len(s.Nodes)),
+		Deployments: make(map[string]*Deployment, len(s.Deployments)),
+		Placements:  make(map[string]*Placement, len(s.Placements)),
+		APIKeys:     cloneMap(s.APIKeys),
+		Quotas:      cloneMap(s.Quotas),
+		Usage:       cloneMap(s.Usage),
+		Audit:       cloneSlice(s.Audit),
+		Idem:        make(map[string]Outcome, len(s.Idem)),
+		IdemOrder:   cloneSlice(s.IdemOrder),
 	}
-	c := New()
-	if err := json.Unmarshal(b, c); err != nil {
-		panic(fmt.Sprintf("state: clone: %v", err))
+	for k, n := range s.Nodes {
+		if n == nil {
+			c.Nodes[k] = nil
+			continue
+		}
+		m := *n
+		if n.Labels != nil {
+			m.Labels = make(map[string]string, len(n.Labels))
+			for lk, lv := range n.Labels {
+				m.Labels[lk] = lv
+			}
+		}
+		m.GPUs = cloneSlice(n.GPUs)
+		c.Nodes[k] = &m
+	}
+	for k, d := range s.Deployments {
+		if d == nil {
+			c.Deployments[k] = nil
+			continue
+		}
+		e := *d
+		e.Constraints = cloneSlice(d.Constraints)
+		c.Deployments[k] = &e
+	}
+	for k, p := range s.Placements {
+		if p == nil {
+			c.Placements[k] = nil
+			continue
+		}
+		q := *p
+		c.Placements[k] = &q
+	}
+	for k, o := range s.Idem {
+		o.Value = cloneSlice(o.Value)
+		c.Idem[k] = o
 	}
 	c.fill()
 	return c
+}
+
+// cloneMap copies a map of pointers to structs without references.
+func cloneMap[V any](m map[string]*V) map[string]*V {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]*V, len(m))
+	for k, v := range m {
+		if v == nil {
+			out[k] = nil
+			continue
+		}
+		w := *v
+		out[k] = &w
+	}
+	return out
+}
+
+// cloneSlice copies a slice of values without references, keeping nil nil
+// and empty empty so the copy encodes the same.
+func cloneSlice[S ~[]E, E any](s S) S {
+	if s == nil {
+		return nil
+	}
+	return append(make(S, 0, len(s)), s...)
 }
 
 // Encode writes the state as a snapshot.
@@ -40,11 +109,82 @@ func Decode(r io.Reader) (*State, error) {
 	if err := json.NewDecoder(r).Decode(&f); err != nil {
 		return nil, fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
 	}
-	if f.Version != snapshotVersion || f.State == nil {
+	if f.Version != snapshotVersion {
 		return nil, fmt.Errorf("%w: snapshot version %d", ErrCorrupt, f.Version)
 	}
+	if f.State == nil {
+		return nil, fmt.Errorf("%w: snapshot has no state", ErrCorrupt)
+	}
 	f.State.fill()
+	if err := f.State.check(); err != nil {
+		return nil, fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
+	}
 	return f.State, nil
+}
+
+// check reports a broken rule that Apply keeps, so that a damaged snapshot
+// is refused at restore instead of failing some later command.
+func (s *State) check() error {
+	for k, n := range s.Nodes {
+		switch {
+		case n == nil:
+			return fmt.Errorf("node %q is null", k)
+		case n.ID != k:
+			return fmt.Errorf("node %q is filed under %q", n.ID, k)
+		}
+		if err := checkName(n.ID); err != "" {
+			return fmt.Errorf("node id %q %s", n.ID, err)
+		}
+	}
+	for k, d := range s.Deployments {
+		switch {
+		case d == nil:
+			return fmt.Errorf("deployment %q is null", k)
+		case d.Name != k:
+			return fmt.Errorf("deployment %q is filed under %q", d.Name, k)
+		}
+		if err := checkName(d.Name); err != "" {
+			return fmt.Errorf("deployment name %q %s", d.Name, err)
+		}
+	}
+	for k, p := range s.Placements {
+		switch {
+		case p == nil:
+			return fmt.Errorf("placement %q is null", k)
+		case k != placementKey(p.Deployment, p.Node):
+			return fmt.Errorf("placement of %q on %q is filed under %q", p.Deployment, p.Node, k)
+		case s.Deployments[p.Deployment] == nil:
+			return fmt.Errorf("placement on %q of missing deployment %q", p.Node, p.Deployment)
+		case s.Nodes[p.Node] == nil:
+			return fmt.Errorf("placement of %q on missing node %q", p.Deployment, p.Node)
+		}
+	}
+	for k, v := range s.APIKeys {
+		if v == nil {
+			return fmt.Errorf("api key %q is null", k)
+		}
+	}
+	for k, v := range s.Quotas {
+		if v == nil {
+			return fmt.Errorf("quota %q is null", k)
+		}
+	}
+	for k, v := range s.Usage {
+		if v == nil {
+			return fmt.Errorf("usage %q is null", k)
+		}
+	}
+	if len(s.IdemOrder) != len(s.Idem) {
+		return fmt.Errorf("%d idempotency keys in order, %d remembered", len(s.IdemOrder), len(s.Idem))
+	}
+	seen := make(map[string]bool, len(s.IdemOrder))
+	for _, k := range s.IdemOrder {
+		if _, ok := s.Idem[k]; !ok || seen[k] {
+			return fmt.Errorf("idempotency key %q is listed twice or not remembered", k)
+		}
+		seen[k] = true
+	}
+	return nil
 }
 
 // fill replaces nil maps, which JSON leaves for empty ones.
