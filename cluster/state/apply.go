@@ -59,21 +59,25 @@ func value(v any) Outcome {
 }
 
 // Apply applies the log entry at index. A malformed entry or an unknown
-// command that is not ignorable panics: the replicas must never diverge
-// silently, so the node stops instead.
+// command that is not ignorable panics, leaving the state unchanged: the
+// replicas must never diverge silently, so the node stops instead.
 func (s *State) Apply(index uint64, entry []byte) Outcome {
 	d, err := decode(entry)
 	if err != nil {
 		panic(fmt.Sprintf("state: log entry %d: %v", index, err))
 	}
-	s.Index = index
 	if d.key != "" {
 		if prev, ok := s.Idem[d.key]; ok {
+			s.Index = index
 			prev.Replayed = true
+			prev.Value = cloneSlice(prev.Value)
 			return prev
 		}
 	}
+	// dispatch panics before it changes anything, so a panicking Apply
+	// leaves the state as it was, Index included.
 	out := s.dispatch(index, d)
+	s.Index = index
 	out.Index = index
 	if d.key != "" {
 		s.remember(d.key, out)
@@ -115,7 +119,10 @@ func applyBody[B any](index uint64, d decoded, fn func(uint64, *B) Outcome) Outc
 	return fn(index, &b)
 }
 
+// remember keeps an outcome for its key. The value is copied, here and on
+// replay, so a writer changing the bytes it got back cannot change the state.
 func (s *State) remember(key string, out Outcome) {
+	out.Value = cloneSlice(out.Value)
 	s.Idem[key] = out
 	s.IdemOrder = append(s.IdemOrder, key)
 	for len(s.IdemOrder) > MaxIdempotencyKeys {
