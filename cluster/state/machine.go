@@ -16,15 +16,21 @@ func NewMachine() *Machine {
 	return &Machine{s: New(), applied: make(chan struct{})}
 }
 
-// Apply applies one log entry.
+// Apply applies one log entry. When the entry panics (see State.Apply) the
+// lock is released and readers go on seeing the state as it was.
 func (m *Machine) Apply(index uint64, entry []byte) Outcome {
+	out, ch := m.apply(index, entry)
+	close(ch)
+	return out
+}
+
+func (m *Machine) apply(index uint64, entry []byte) (Outcome, chan struct{}) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	out := m.s.Apply(index, entry)
 	ch := m.applied
 	m.applied = make(chan struct{})
-	m.mu.Unlock()
-	close(ch)
-	return out
+	return out, ch
 }
 
 // Read calls fn with the state under a read lock; fn must not keep it.
