@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -22,7 +23,9 @@ import (
 
 // Client is a backend.Backend over one Ollama server.
 type Client struct {
-	c *api.Client
+	c    *api.Client
+	hc   *http.Client
+	base string // without a trailing slash
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -42,7 +45,7 @@ func New(base string, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Transport: NewTransport()}
 	}
-	return &Client{c: api.NewClient(u, hc)}, nil
+	return &Client{c: api.NewClient(u, hc), hc: hc, base: strings.TrimSuffix(u.String(), "/")}, nil
 }
 
 // NewTransport is the HTTP transport sovra uses toward Ollama.
@@ -61,7 +64,11 @@ func NewTransport() *http.Transport {
 // Chat runs a chat request; fn sees every partial response.
 func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
 	done := false
-	err := c.c.Chat(ctx, req, func(r api.ChatResponse) error {
+	err := c.streamNDJSON(ctx, "/api/chat", req, func(b []byte) error {
+		r, err := decodeLine[api.ChatResponse](b)
+		if err != nil {
+			return err
+		}
 		done = r.Done
 		return fn(r)
 	})
@@ -71,7 +78,11 @@ func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Cha
 // Generate runs a completion request; fn sees every partial response.
 func (c *Client) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
 	done := false
-	err := c.c.Generate(ctx, req, func(r api.GenerateResponse) error {
+	err := c.streamNDJSON(ctx, "/api/generate", req, func(b []byte) error {
+		r, err := decodeLine[api.GenerateResponse](b)
+		if err != nil {
+			return err
+		}
 		done = r.Done
 		return fn(r)
 	})
@@ -148,6 +159,9 @@ func mapErr(ctx context.Context, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, ctxErr) || errors.Is(err, context.Canceled)) {
 		return ctxErr
 	}
+	if isSentinel(err) {
+		return err
+	}
 	var se api.StatusError
 	if errors.As(err, &se) {
 		return statusErr(se)
@@ -162,6 +176,15 @@ func mapErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%w: %v", backend.ErrFailed, err)
+}
+
+func isSentinel(err error) bool {
+	for _, s := range []error{backend.ErrModelNotFound, backend.ErrOverloaded, backend.ErrUnavailable, backend.ErrBadRequest, backend.ErrTruncated, backend.ErrFailed} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func statusErr(se api.StatusError) error {

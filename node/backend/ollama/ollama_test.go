@@ -3,9 +3,11 @@ package ollama
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/ollama/ollama/api"
@@ -87,5 +89,23 @@ func TestBadURL(t *testing.T) {
 		if _, err := New(u, nil); err == nil {
 			t.Errorf("%q accepted", u)
 		}
+	}
+}
+
+func TestLongLines(t *testing.T) {
+	long := strings.Repeat("x", 200<<10) // longer than the pooled read buffer
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":%q}}\n", long)
+		fmt.Fprint(w, "{\"model\":\"m\",\"done\":true,\"message\":{\"role\":\"assistant\",\"content\":\"\"}}\n")
+	}))
+	defer srv.Close()
+	c, _ := New(srv.URL, nil)
+	var got strings.Builder
+	err := c.Chat(context.Background(), &api.ChatRequest{Model: "m"}, func(r api.ChatResponse) error {
+		got.WriteString(r.Message.Content)
+		return nil
+	})
+	if err != nil || got.String() != long {
+		t.Fatalf("err %v, got %d bytes, want %d", err, got.Len(), len(long))
 	}
 }
