@@ -3,7 +3,9 @@
 // its own models directory and home, waits until the server answers, and
 // creates tiny random-weight llama models (see internal/tinymodel) so tests
 // can chat, generate and embed against the real thing without downloading
-// any weights.
+// any weights. CreateToolCaller and CreateThinker create scripted tiny
+// models whose fixed answers Ollama returns as a real tool call and as real
+// thinking apart from the answer.
 //
 // Tests call Require (or Start, which calls it) first: when the binary is
 // missing the test is skipped, unless SOVRA_REQUIRE_OLLAMA=1 is set, in which
@@ -55,7 +57,9 @@ const (
 // user, assistant and tool messages, lists tools and past tool calls, and
 // wraps assistant thinking in <think> tags, so Ollama reports the tools and
 // thinking capabilities and accepts requests that use them. A model with
-// random weights never actually emits a tool call or thinking.
+// random weights never actually emits a tool call or thinking; the scripted
+// models of CreateToolCaller and CreateThinker do. The prompt always ends
+// with <|assistant|>, the start marker of scripted models.
 const Template = `{{- if .System }}<|system|>{{ .System }}
 {{ end }}
 {{- if .Tools }}<|tools|>{{ range .Tools }}{{ json . }}
@@ -74,6 +78,63 @@ const Template = `{{- if .System }}<|system|>{{ .System }}
 {{- if .Prompt }}<|user|>{{ .Prompt }}
 {{ end }}<|assistant|>{{ .Response }}
 {{- end }}`
+
+// ThinkerTemplate is Template with one change for CreateThinker's model:
+// when the request turns thinking off, the prompt ends with an empty
+// <think></think> after <|assistant|>, as the templates of real reasoning
+// models do, so the scripted model skips its thinking and only answers.
+const ThinkerTemplate = `{{- if .System }}<|system|>{{ .System }}
+{{ end }}
+{{- if .Tools }}<|tools|>{{ range .Tools }}{{ json . }}
+{{ end }}{{ end }}
+{{- if .Messages }}
+{{- range .Messages }}
+{{- if eq .Role "user" }}<|user|>{{ .Content }}
+{{ else if eq .Role "assistant" }}<|assistant|>
+{{- if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}
+{{- .Content }}
+{{- if .ToolCalls }}<tool_call>{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ json .Function.Arguments }}}{{ end }}</tool_call>{{ end }}
+{{ else if eq .Role "tool" }}<|tool|>{{ .Content }}
+{{ end }}
+{{- end }}<|assistant|>
+{{- if and .IsThinkSet (not .Think) }}<think></think>{{ end }}
+{{- else }}
+{{- if .Prompt }}<|user|>{{ .Prompt }}
+{{ end }}<|assistant|>
+{{- if and .IsThinkSet (not .Think) }}<think></think>{{ end }}{{ .Response }}
+{{- end }}`
+
+// What the scripted models of CreateToolCaller and CreateThinker say.
+const (
+	// ToolCallName is the function the tool caller calls.
+	ToolCallName = "get_weather"
+	// ToolCallArguments are the arguments of its call, as JSON.
+	ToolCallArguments = `{"city": "Paris"}`
+	// Thought is the thinker's thinking.
+	Thought = "The user greets me."
+	// Answer is the thinker's answer after its thinking.
+	Answer = "Hello!"
+)
+
+// ToolCallScript returns the pieces the tool caller answers every chat
+// with: one call of ToolCallName in the <tool_call> form Template renders
+// past calls in, which is the form Ollama parses calls from.
+func ToolCallScript() []string {
+	return []string{"<tool_call>", `{"name": "` + ToolCallName + `", "arguments": ` + ToolCallArguments + `}`, "</tool_call>"}
+}
+
+// ThinkScript returns the pieces the thinker answers every chat with:
+// Thought in <think> tags, then Answer.
+func ThinkScript() []string {
+	return []string{"<think>", Thought, "</think>", Answer}
+}
+
+// ScriptedParameters returns the parameters stored with scripted models:
+// greedy sampling, and a num_predict well above any script's length that
+// only bounds the output should a script ever break.
+func ScriptedParameters() map[string]any {
+	return map[string]any{"temperature": 0, "top_k": 1, "seed": 0, "num_predict": 64}
+}
 
 // DefaultNumPredict is the num_predict parameter stored with tiny models.
 // Their continuations do not end on their own, so every request without an
@@ -407,6 +468,31 @@ func (r *Rig) CreateTinyWith(ctx context.Context, name string, co CreateOptions)
 		return fmt.Errorf("ollamarig: create %s ended with status %q", name, last.Status)
 	}
 	return nil
+}
+
+// CreateToolCaller creates a scripted tiny model called name that answers
+// every chat, with Template, by calling ToolCallName with
+// ToolCallArguments and then stopping. Given tools, Ollama returns that as
+// message.tool_calls; without, as the text of ToolCallScript.
+func (r *Rig) CreateToolCaller(ctx context.Context, name string) error {
+	return r.CreateTinyWith(ctx, name, CreateOptions{
+		Model:      tinymodel.Options{Script: ToolCallScript(), Name: "sovra-tiny-tool-caller"},
+		Template:   Template,
+		Parameters: ScriptedParameters(),
+	})
+}
+
+// CreateThinker creates a scripted tiny model called name, with
+// ThinkerTemplate, that thinks Thought and answers Answer, then stops.
+// Ollama reports the thinking capability for it and, with thinking on (the
+// default), returns Thought as message.thinking apart from Answer in
+// message.content; with thinking off the model answers Answer alone.
+func (r *Rig) CreateThinker(ctx context.Context, name string) error {
+	return r.CreateTinyWith(ctx, name, CreateOptions{
+		Model:      tinymodel.Options{Script: ThinkScript(), Name: "sovra-tiny-thinker"},
+		Template:   ThinkerTemplate,
+		Parameters: ScriptedParameters(),
+	})
 }
 
 func freePort() (int, error) {

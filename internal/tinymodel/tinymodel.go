@@ -9,6 +9,17 @@
 // the output projection, so a greedy or sampled continuation is made of
 // printable characters and practically never ends on its own: callers bound
 // generation with num_predict.
+//
+// A scripted model (Options.Script) instead answers with a fixed sequence
+// of pieces. Its vocabulary gains a start marker (ScriptStart, a control
+// token, default "<|assistant|>") and one user-defined token per piece; the
+// attention and feed-forward outputs are zero, so the logits at a position
+// depend only on that position's token, and the output projection maps the
+// marker to the first piece, each piece to the next and the last to </s>
+// with a margin no sampler setting overcomes. Because the tokenizer splits
+// control and user-defined tokens out of the prompt, a chat template whose
+// prompt ends with the marker makes the model emit exactly the script, then
+// stop. A prompt that ends with one of the pieces continues from there.
 package tinymodel
 
 import (
@@ -35,11 +46,21 @@ const (
 
 // SentencePiece token types as stored in tokenizer.ggml.token_type.
 const (
-	tokenNormal  = 1
-	tokenUnknown = 2
-	tokenControl = 3
-	tokenByte    = 6
+	tokenNormal      = 1
+	tokenUnknown     = 2
+	tokenControl     = 3
+	tokenUserDefined = 4
+	tokenByte        = 6
 )
+
+// DefaultScriptStart is the start marker of scripted models when
+// Options.ScriptStart is empty.
+const DefaultScriptStart = "<|assistant|>"
+
+// ScriptLogit is the logit a scripted model gives the scripted successor of
+// a marker or piece; every other token's logit there is zero. Even at
+// temperature 2, any other token has a probability below 1e-8.
+const ScriptLogit = 50
 
 // firstByteToken is the id of <0x00>; byte b has id firstByteToken+b.
 const firstByteToken = 3
@@ -68,6 +89,15 @@ type Options struct {
 	PoolingType int
 	// Name is stored as general.name (default "sovra-tiny").
 	Name string
+	// Script, when non-empty, makes the model scripted: after the token
+	// ScriptStart it emits these pieces in order, each as one token, then
+	// </s>. The pieces must be distinct, must not be tokens of the base
+	// Vocabulary, and there may be at most Width/2-1 of them.
+	Script []string
+	// ScriptStart is the control token a scripted model starts its script
+	// after (default DefaultScriptStart). A chat template whose prompt
+	// ends with it makes every answer the script.
+	ScriptStart string
 }
 
 func (o Options) withDefaults() Options {
@@ -92,6 +122,9 @@ func (o Options) withDefaults() Options {
 	if o.Name == "" {
 		o.Name = "sovra-tiny"
 	}
+	if len(o.Script) > 0 && o.ScriptStart == "" {
+		o.ScriptStart = DefaultScriptStart
+	}
 	return o
 }
 
@@ -111,6 +144,39 @@ func (o Options) validate() error {
 		return fmt.Errorf("tinymodel: context length %d < 1", o.ContextLength)
 	case o.PoolingType < 0 || o.PoolingType > 3:
 		return fmt.Errorf("tinymodel: pooling type %d not in 0..3", o.PoolingType)
+	}
+	return o.validateScript()
+}
+
+func (o Options) validateScript() error {
+	if len(o.Script) == 0 {
+		if o.ScriptStart != "" {
+			return errors.New("tinymodel: script start without a script")
+		}
+		return nil
+	}
+	// Each chain token (the marker and the pieces) owns one embedding
+	// dimension; the other tokens keep at least half of them.
+	if chain := len(o.Script) + 1; chain > o.Width/2 {
+		return fmt.Errorf("tinymodel: script of %d pieces needs width >= %d, have %d", len(o.Script), 2*chain, o.Width)
+	}
+	base, _, _ := Vocabulary()
+	seen := make(map[string]bool, len(base)+len(o.Script)+1)
+	for _, tok := range base {
+		seen[tok] = true
+	}
+	for i, piece := range append([]string{o.ScriptStart}, o.Script...) {
+		what := "script start"
+		if i > 0 {
+			what = fmt.Sprintf("script piece %d", i-1)
+		}
+		switch {
+		case piece == "":
+			return fmt.Errorf("tinymodel: %s is empty", what)
+		case seen[piece]:
+			return fmt.Errorf("tinymodel: %s %q is already a token", what, piece)
+		}
+		seen[piece] = true
 	}
 	return nil
 }
@@ -138,6 +204,26 @@ func Vocabulary() (tokens []string, scores []float32, types []int32) {
 		}
 		n++
 		add(s, -n, tokenNormal)
+	}
+	return tokens, scores, types
+}
+
+// Vocabulary returns the vocabulary of a model written with o: the base
+// Vocabulary, then, for a scripted model, the start marker (a control token)
+// and one user-defined token per script piece.
+func (o Options) Vocabulary() (tokens []string, scores []float32, types []int32) {
+	o = o.withDefaults()
+	tokens, scores, types = Vocabulary()
+	if len(o.Script) == 0 {
+		return tokens, scores, types
+	}
+	tokens = append(tokens, o.ScriptStart)
+	scores = append(scores, 0)
+	types = append(types, tokenControl)
+	for _, piece := range o.Script {
+		tokens = append(tokens, piece)
+		scores = append(scores, 0)
+		types = append(types, tokenUserDefined)
 	}
 	return tokens, scores, types
 }
@@ -211,7 +297,7 @@ func writeGGUF(f *os.File, opts Options) error {
 
 // build returns the metadata and tensors of the model.
 func build(o Options) (ggml.KV, []*ggml.Tensor) {
-	tokens, scores, types := Vocabulary()
+	tokens, scores, types := o.Vocabulary()
 	vocab := len(tokens)
 	headDim := o.Width / o.Heads
 	kvWidth := headDim * o.KVHeads
@@ -272,32 +358,78 @@ func build(o Options) (ggml.KV, []*ggml.Tensor) {
 	w, ff := uint64(o.Width), uint64(o.FeedForward)
 	inScale := 1 / math.Sqrt(float64(o.Width))
 	ffScale := 1 / math.Sqrt(float64(o.FeedForward))
+	scripted := len(o.Script) > 0
+	// In a scripted model the blocks add nothing to the residual stream.
+	blockOut := func(n int, scale float64) []float32 {
+		d := random(n, scale)
+		if scripted {
+			clear(d)
+		}
+		return d
+	}
 
-	add("token_embd.weight", random(vocab*o.Width, 1), w, uint64(vocab))
+	// The rows of a script's tokens take no random numbers, so the other
+	// weights are those of the unscripted model with the same seed; script
+	// sets those rows and edits embd and out before the file is written.
+	extra := make([]float32, (vocab-VocabularySize())*o.Width)
+	embd := append(random(VocabularySize()*o.Width, 1), extra...)
+	add("token_embd.weight", embd, w, uint64(vocab))
 	for i := range o.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
 		add(p+"attn_norm.weight", ones(o.Width), w)
 		add(p+"attn_q.weight", random(o.Width*o.Width, inScale), w, w)
 		add(p+"attn_k.weight", random(o.Width*kvWidth, inScale), w, uint64(kvWidth))
 		add(p+"attn_v.weight", random(o.Width*kvWidth, inScale), w, uint64(kvWidth))
-		add(p+"attn_output.weight", random(o.Width*o.Width, inScale), w, w)
+		add(p+"attn_output.weight", blockOut(o.Width*o.Width, inScale), w, w)
 		add(p+"ffn_norm.weight", ones(o.Width), w)
 		add(p+"ffn_gate.weight", random(o.Width*o.FeedForward, inScale), w, ff)
 		add(p+"ffn_up.weight", random(o.Width*o.FeedForward, inScale), w, ff)
-		add(p+"ffn_down.weight", random(o.FeedForward*o.Width, ffScale), ff, w)
+		add(p+"ffn_down.weight", blockOut(o.FeedForward*o.Width, ffScale), ff, w)
 	}
 	add("output_norm.weight", ones(o.Width), w)
 
 	// Output projection: rows of special and byte tokens stay zero so the
 	// model prefers printable tokens and practically never emits </s>.
-	out := random(vocab*o.Width, inScale)
+	out := append(random(VocabularySize()*o.Width, inScale), extra...)
 	for id, typ := range types {
 		if typ != tokenNormal {
 			clear(out[id*o.Width : (id+1)*o.Width])
 		}
 	}
+	if scripted {
+		script(o, vocab, embd, out)
+	}
 	add("output.weight", out, w, uint64(vocab))
 	return kv, ts
+}
+
+// script writes the script into the embeddings and the output projection
+// of a model whose blocks add nothing, so that the final hidden state at a
+// position is the RMS-normalised embedding of its token. The k-th chain
+// token (the marker, then the pieces) gets the unit embedding e_k; no other
+// token has any weight on the chain dimensions 0..len(chain)-1, in the
+// embeddings or in the output rows, so at a chain token every logit is
+// zero except its successor's, which is ScriptLogit.
+func script(o Options, vocab int, embd, out []float32) {
+	base := VocabularySize()
+	chain := len(o.Script) + 1 // ids base..base+len(o.Script)
+	row := func(m []float32, id int) []float32 { return m[id*o.Width : (id+1)*o.Width] }
+	for id := range vocab {
+		clear(row(embd, id)[:chain])
+		clear(row(out, id)[:chain])
+	}
+	// RMS norm scales a unit vector by 1/sqrt(1/width + eps).
+	scale := math.Sqrt(1/float64(o.Width) + 1e-5)
+	for k := range chain {
+		e := row(embd, base+k)
+		clear(e)
+		e[k] = 1
+		next := EOSID
+		if k+1 < chain {
+			next = base + k + 1
+		}
+		row(out, next)[k] = float32(ScriptLogit * scale)
+	}
 }
 
 // f32s writes its values as little-endian float32.
