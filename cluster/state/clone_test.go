@@ -204,6 +204,15 @@ func TestCloneOfBareState(t *testing.T) {
 	a := &applier{t: t, s: c, next: 4}
 	a.node("n1")
 	a.raw(entryKeyed(t, TypeNoop, 0, "k", nil))
+
+	// Null entries, which Decode refuses, are copied as they are rather
+	// than dereferenced.
+	s := New()
+	s.Nodes["n"], s.Deployments["d"], s.Placements["p"], s.APIKeys["a"] = nil, nil, nil, nil
+	c = s.Clone()
+	if !reflect.DeepEqual(c, s) {
+		t.Fatalf("clone %+v, want %+v", c, s)
+	}
 }
 
 func TestMutatingCloneLeavesOriginal(t *testing.T) {

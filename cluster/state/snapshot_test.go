@@ -80,6 +80,8 @@ func TestDecodeRejects(t *testing.T) {
 		{name: "node under another id", in: st(`"nodes":{"n2":` + node + `}`)},
 		{name: "node id with NUL", in: st(`"nodes":{"n1\u0000x":{"id":"n1\u0000x"}}`)},
 		{name: "null deployment", in: st(`"deployments":{"d1":null}`)},
+		{name: "deployment name with NUL", in: st(`"deployments":{"d\u0000x":{"name":"d\u0000x","model":"m"}}`)},
+		{name: "empty node id", in: st(`"nodes":{"":{"id":""}}`)},
 		{name: "deployment under another name", in: st(`"deployments":{"d2":` + dep + `}`)},
 		{name: "null placement", in: st(`"placements":{"d1\u0000n1":null}`)},
 		{name: "placement under another key", in: st(`"nodes":{"n1":` + node + `},"deployments":{"d1":` + dep + `},"placements":{"d1/n1":` + pl + `}`)},
