@@ -1,0 +1,177 @@
+package cluster
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/sovra/sovra/cluster/state"
+)
+
+// maxBody bounds internal request bodies (snapshots included).
+const maxBody = 256 << 20
+
+// Handler serves the internal peer routes, all POST with JSON bodies under
+// /internal/v1/cluster/ and all requiring the cluster token in the
+// Sovra-Cluster-Token header:
+//
+//	join        JoinRequest            add a node (forwarded to the leader)
+//	apply       {entry}                commit an encoded command; answers a state.Outcome
+//	read-index  {}                     the index a linearizable read must wait for
+//	heartbeat   {node}                 liveness, and registration when it changed
+//	remove      {id}                   remove a node; Leave sends this node's id
+//	restore     {data, force}          replace the state with a snapshot
+//	peers       {id, http_addr, ...}   bootstrap-expect peer exchange (never forwarded)
+//	status      {}                     this node's Status
+//
+// A request carrying Sovra-Forwarded is executed here or refused with
+// not_leader; others are forwarded to the leader like the Go API does.
+// Errors are {"code", "error"} with a matching status (403 bad_token).
+func (c *Cluster) Handler() http.Handler {
+	mux := http.NewServeMux()
+	route := func(name string, h func(r *http.Request, fwd bool) (any, error)) {
+		mux.HandleFunc("POST "+routePrefix+name, c.serve(h))
+	}
+	route("join", c.serveJoin)
+	route("apply", c.serveApply)
+	route("read-index", c.serveReadIndex)
+	route("heartbeat", c.serveHeartbeat)
+	route("remove", c.serveRemove)
+	route("restore", c.serveRestore)
+	route("peers", c.servePeers)
+	route("status", func(r *http.Request, _ bool) (any, error) { return c.Status(r.Context()) })
+	return c.checkToken(mux)
+}
+
+func (c *Cluster) checkToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get(tokenHeader)
+		if subtle.ConstantTimeCompare([]byte(got), []byte(c.cfg.Token)) != 1 {
+			c.log.Warn("refused internal call: wrong cluster token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path))
+			writeError(w, fmt.Errorf("%w: node %s refused the %s header of %s", ErrBadToken, c.cfg.NodeID, tokenHeader, r.RemoteAddr))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serve decodes nothing itself: it runs h and writes its answer or error.
+func (c *Cluster) serve(h func(r *http.Request, fwd bool) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		out, err := h(r, r.Header.Get(forwardedHeader) != "")
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(out)
+	}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code, status := codeOf(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(errorBody{Code: code, Error: err.Error()})
+}
+
+func decode[T any](r *http.Request) (T, error) {
+	var v T
+	if err := json.NewDecoder(r.Body).Decode(&v); err != nil && err != io.EOF {
+		return v, fmt.Errorf("%w: body: %v", ErrInvalid, err)
+	}
+	return v, nil
+}
+
+// local runs leader work here when the request was forwarded, else through
+// the forwarding path.
+func (c *Cluster) local(ctx context.Context, fwd bool, op leaderOp) error {
+	if fwd {
+		return op.local(ctx)
+	}
+	return c.onLeader(ctx, op)
+}
+
+func (c *Cluster) serveJoin(r *http.Request, fwd bool) (any, error) {
+	req, err := decode[JoinRequest](r)
+	if err != nil {
+		return nil, err
+	}
+	if !fwd {
+		return struct{}{}, c.Join(r.Context(), req)
+	}
+	return struct{}{}, c.joinLocal(r.Context(), req)
+}
+
+func (c *Cluster) serveApply(r *http.Request, fwd bool) (any, error) {
+	req, err := decode[applyRequest](r)
+	if err != nil {
+		return nil, err
+	}
+	var out state.Outcome
+	if fwd {
+		out, err = c.applyLocal(r.Context(), req.Entry)
+	} else {
+		out, err = c.applyEntry(r.Context(), req.Entry, false)
+	}
+	return out, err
+}
+
+func (c *Cluster) serveReadIndex(r *http.Request, fwd bool) (any, error) {
+	if !fwd {
+		idx, err := c.readIndex(r.Context())
+		return readIndexResponse{Index: idx}, err
+	}
+	idx, err := c.readIndexLocal(r.Context())
+	return readIndexResponse{Index: idx}, err
+}
+
+func (c *Cluster) serveHeartbeat(r *http.Request, fwd bool) (any, error) {
+	req, err := decode[heartbeatRequest](r)
+	if err != nil {
+		return nil, err
+	}
+	return struct{}{}, c.local(r.Context(), fwd, leaderOp{
+		route: "heartbeat", in: req, idempotent: true,
+		local: func(ctx context.Context) error { return c.heartbeatLocal(ctx, req.Node) },
+	})
+}
+
+func (c *Cluster) serveRemove(r *http.Request, fwd bool) (any, error) {
+	req, err := decode[removeRequest](r)
+	if err != nil {
+		return nil, err
+	}
+	if !fwd {
+		return struct{}{}, c.Remove(r.Context(), req.ID)
+	}
+	return struct{}{}, c.removeLocal(r.Context(), req.ID)
+}
+
+func (c *Cluster) serveRestore(r *http.Request, fwd bool) (any, error) {
+	req, err := decode[restoreRequest](r)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !req.Force:
+		return nil, ErrRestoreNotForced
+	case !fwd:
+		return struct{}{}, c.restoreBytes(r.Context(), req.Data)
+	}
+	return struct{}{}, c.restoreLocal(r.Context(), req.Data)
+}
+
+func (c *Cluster) servePeers(r *http.Request, _ bool) (any, error) {
+	p, err := decode[peerInfo](r)
+	if err != nil {
+		return nil, err
+	}
+	return c.exchangePeers(p), nil
+}

@@ -1,0 +1,313 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+
+	"github.com/sovra/sovra/cluster/state"
+)
+
+// JoinRequest asks the leader to add a node to the cluster.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	// Node holds the labels, GPUs and version to register; its id and
+	// addresses are taken from the fields above.
+	Node state.Node `json:"node"`
+}
+
+func (r JoinRequest) node() state.Node {
+	n := r.Node
+	n.ID, n.HTTPAddr, n.RaftAddr = r.ID, r.HTTPAddr, r.RaftAddr
+	return n
+}
+
+func (r JoinRequest) validate() error {
+	if r.ID == "" || r.HTTPAddr == "" || r.RaftAddr == "" {
+		return fmt.Errorf("%w: join needs id, http_addr and raft_addr", ErrInvalid)
+	}
+	return nil
+}
+
+// Join adds a node: as a voter while there are fewer than MaxVoters, else
+// as a non-voter; then registers it. Joining again with the same id and
+// address only refreshes the registration.
+func (c *Cluster) Join(ctx context.Context, req JoinRequest) error {
+	if err := req.validate(); err != nil {
+		return err
+	}
+	return c.onLeader(ctx, leaderOp{
+		route: "join", in: req, idempotent: true,
+		local: func(ctx context.Context) error { return c.joinLocal(ctx, req) },
+	})
+}
+
+func (c *Cluster) joinLocal(ctx context.Context, req JoinRequest) error {
+	if err := req.validate(); err != nil {
+		return err
+	}
+	if !c.IsLeader() {
+		return ErrNotLeader
+	}
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	if err := c.addServer(ctx, req.ID, req.RaftAddr); err != nil {
+		return err
+	}
+	c.live.seen(req.ID, time.Now())
+	return c.register(ctx, req.node())
+}
+
+// addServer adds id at addr to the raft configuration. A server with the
+// same id at another address, or another id at this address, is removed
+// first (a node that came back with a new address or identity).
+func (c *Cluster) addServer(ctx context.Context, id, addr string) error {
+	conf, err := c.configuration()
+	if err != nil {
+		return err
+	}
+	voters := 0
+	for _, s := range conf.Servers {
+		switch {
+		case string(s.ID) == id && string(s.Address) == addr:
+			return nil
+		case string(s.ID) == id || string(s.Address) == addr:
+			c.log.Info("replacing member", zap.String("id", string(s.ID)), zap.String("addr", string(s.Address)))
+			if err := waitFuture(ctx, c.raft.RemoveServer(s.ID, 0, enqueueWithin(ctx))); err != nil {
+				return err
+			}
+		case s.Suffrage == raft.Voter:
+			voters++
+		}
+	}
+	add := c.raft.AddNonvoter
+	if voters < c.cfg.MaxVoters {
+		add = c.raft.AddVoter
+	}
+	if err := waitFuture(ctx, add(raft.ServerID(id), raft.ServerAddress(addr), 0, enqueueWithin(ctx))); err != nil {
+		return err
+	}
+	c.log.Info("member added", zap.String("id", id), zap.String("raft_addr", addr), zap.Bool("voter", voters < c.cfg.MaxVoters))
+	return nil
+}
+
+// register applies RegisterNode unless the state already holds the same
+// registration. The caller leads.
+func (c *Cluster) register(ctx context.Context, n state.Node) error {
+	same := false
+	c.machine.Read(func(s *state.State) {
+		if old, ok := s.Nodes[n.ID]; ok {
+			same = sameRegistration(*old, n)
+		}
+	})
+	if same {
+		return nil
+	}
+	entry, err := state.Encode(state.Command{Type: state.TypeRegisterNode, Body: state.RegisterNode{Node: n, Time: time.Now().UnixMilli()}})
+	if err != nil {
+		return err
+	}
+	out, err := c.applyLocal(ctx, entry)
+	if err != nil {
+		return err
+	}
+	return out.Err()
+}
+
+// sameRegistration compares what a node registers, not what the cluster
+// keeps about it (status, join index).
+func sameRegistration(a, b state.Node) bool {
+	strip := func(n state.Node) state.Node {
+		n.Status, n.StatusReason, n.StatusSince, n.JoinedIndex = "", "", 0, 0
+		if len(n.Labels) == 0 {
+			n.Labels = nil
+		}
+		if len(n.GPUs) == 0 {
+			n.GPUs = nil
+		}
+		return n
+	}
+	return reflect.DeepEqual(strip(a), strip(b))
+}
+
+type removeRequest struct {
+	ID string `json:"id"`
+}
+
+// Remove takes a node out of the cluster: out of the raft configuration,
+// then out of the state with its placements. Removing the leader hands
+// leadership over first. The last voter cannot be removed.
+func (c *Cluster) Remove(ctx context.Context, nodeID string) error {
+	if nodeID == "" {
+		return fmt.Errorf("%w: node id is empty", ErrInvalid)
+	}
+	return c.onLeader(ctx, leaderOp{
+		route: "remove", in: removeRequest{ID: nodeID}, idempotent: true,
+		local: func(ctx context.Context) error { return c.removeLocal(ctx, nodeID) },
+	})
+}
+
+func (c *Cluster) removeLocal(ctx context.Context, id string) error {
+	if !c.IsLeader() {
+		return ErrNotLeader
+	}
+	if id == c.cfg.NodeID {
+		return c.handOver(ctx)
+	}
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
+	conf, err := c.configuration()
+	if err != nil {
+		return err
+	}
+	for _, s := range conf.Servers {
+		if string(s.ID) == id {
+			if err := waitFuture(ctx, c.raft.RemoveServer(s.ID, 0, enqueueWithin(ctx))); err != nil {
+				return err
+			}
+		}
+	}
+	c.live.forget(id)
+	entry, err := state.Encode(state.Command{Type: state.TypeRemoveNode, Body: state.RemoveNode{ID: id}})
+	if err != nil {
+		return err
+	}
+	out, err := c.applyLocal(ctx, entry)
+	if err != nil {
+		return err
+	}
+	if err := out.Err(); err != nil && !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	c.log.Info("member removed", zap.String("id", id))
+	return nil
+}
+
+// handOver transfers leadership away and reports ErrNotLeader, so the
+// forwarding loop carries on at the new leader.
+func (c *Cluster) handOver(ctx context.Context) error {
+	if err := waitFuture(ctx, c.raft.LeadershipTransfer()); err != nil {
+		return fmt.Errorf("cluster: hand leadership over: %w", err)
+	}
+	return fmt.Errorf("%w: leadership handed over", ErrNotLeader)
+}
+
+// Leave removes this node gracefully, handing leadership over first when it
+// leads. The sole member of a cluster does not leave.
+func (c *Cluster) Leave(ctx context.Context) error {
+	conf, err := c.configuration()
+	if err != nil {
+		return err
+	}
+	if len(conf.Servers) == 1 && string(conf.Servers[0].ID) == c.cfg.NodeID {
+		c.log.Info("sole member: not leaving")
+		return nil
+	}
+	return c.Remove(ctx, c.cfg.NodeID)
+}
+
+// isMember reports whether this node is in its latest raft configuration.
+func (c *Cluster) isMember() bool {
+	conf, err := c.configuration()
+	if err != nil {
+		return false
+	}
+	for _, s := range conf.Servers {
+		if string(s.ID) == c.cfg.NodeID {
+			return true
+		}
+	}
+	return false
+}
+
+// joinLoop asks the Join addresses to add this node until one succeeds.
+func (c *Cluster) joinLoop(ctx context.Context) {
+	req := JoinRequest{ID: c.cfg.NodeID, HTTPAddr: c.cfg.HTTPAddr, RaftAddr: c.RaftAddr(), Node: c.cfg.Node}
+	for attempt := 0; ; attempt++ {
+		for _, addr := range c.cfg.Join {
+			if addr == c.cfg.HTTPAddr {
+				continue
+			}
+			err := c.postOnce(ctx, addr, "join", req, nil)
+			if err == nil {
+				c.log.Info("joined cluster", zap.String("via", addr))
+				return
+			}
+			c.logRetry("join attempt failed", err, zap.String("via", addr))
+		}
+		if !sleepCtx(ctx, backoff(attempt, 50*time.Millisecond, 5*time.Second)) {
+			return
+		}
+	}
+}
+
+// Member is one server of the raft configuration.
+type Member struct {
+	ID       string `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	Voter    bool   `json:"voter"`
+	// Status is the node's status in the state ("ready", "down", ...), or
+	// "joining" before its registration is applied.
+	Status string `json:"status"`
+}
+
+// Status is this node's view of the cluster.
+type Status struct {
+	Self         string   `json:"self"`
+	Leader       string   `json:"leader"` // node id; empty while there is none
+	Term         uint64   `json:"term"`
+	AppliedIndex uint64   `json:"applied_index"` // of the local state
+	Members      []Member `json:"members"`
+}
+
+// Status answers locally on every node, without a round trip.
+func (c *Cluster) Status(ctx context.Context) (Status, error) {
+	if err := ctx.Err(); err != nil {
+		return Status{}, err
+	}
+	conf, err := c.configuration()
+	if err != nil {
+		return Status{}, err
+	}
+	_, leader := c.raft.LeaderWithID()
+	st := Status{Self: c.cfg.NodeID, Leader: string(leader), Term: c.raft.CurrentTerm(), AppliedIndex: c.machine.Index()}
+	c.machine.Read(func(s *state.State) {
+		for _, srv := range conf.Servers {
+			m := Member{ID: string(srv.ID), RaftAddr: string(srv.Address), Voter: srv.Suffrage == raft.Voter, Status: "joining"}
+			if n, ok := s.Nodes[m.ID]; ok {
+				m.HTTPAddr, m.Status = n.HTTPAddr, string(n.Status)
+			} else {
+				m.HTTPAddr = c.peers.get(m.ID).HTTPAddr
+			}
+			st.Members = append(st.Members, m)
+		}
+	})
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
+	return st, nil
+}
+
+// backoff grows from base, doubling, up to limit.
+func backoff(attempt int, base, limit time.Duration) time.Duration {
+	return min(base<<min(attempt, 16), limit)
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether ctx is still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

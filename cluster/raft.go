@@ -1,0 +1,527 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"go.uber.org/zap"
+
+	"github.com/sovra/sovra/cluster/state"
+)
+
+// Errors of this package. Match them with errors.Is.
+var (
+	// ErrNotLeader is returned by leader-only work on a follower. The
+	// forwarding path retries it elsewhere; callers see it rarely.
+	ErrNotLeader = errors.New("cluster: this node is not the leader")
+	// ErrNoLeader means no leader is known (election under way or quorum
+	// lost) until the caller's deadline.
+	ErrNoLeader = errors.New("cluster: no leader")
+	// ErrIndeterminate means a write may or may not have been applied: it
+	// was handed to raft (or to the leader) and the answer was lost. It is
+	// never a failure; retry with the same idempotency key to learn.
+	ErrIndeterminate = errors.New("cluster: write outcome unknown")
+	// ErrBadToken means a peer refused this node's cluster token, or a
+	// caller presented a wrong one.
+	ErrBadToken = errors.New("cluster: cluster token refused (the nodes are configured with different tokens)")
+	// ErrRestoreNotForced guards RestoreSnapshot, which overwrites the
+	// whole desired state.
+	ErrRestoreNotForced = errors.New("cluster: restoring a snapshot replaces the whole cluster state; pass force to confirm")
+	// ErrNotMember is returned for a node that is not in the raft
+	// configuration (for example a heartbeat from a removed node).
+	ErrNotMember = errors.New("cluster: not a member")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("cluster: closed")
+	// ErrInvalid reports a malformed request or command.
+	ErrInvalid = errors.New("cluster: invalid request")
+)
+
+// RaftTimings tune raft. A zero field keeps raft's default, given after each.
+type RaftTimings struct {
+	HeartbeatTimeout   time.Duration // 1s: a follower without contact this long starts an election
+	ElectionTimeout    time.Duration // 1s: a candidate without a result this long retries
+	LeaderLeaseTimeout time.Duration // 500ms: a leader without quorum contact this long steps down
+	CommitTimeout      time.Duration // 50ms: idle heartbeat that carries the commit index
+	SnapshotInterval   time.Duration // 120s: how often raft checks whether to snapshot
+	SnapshotThreshold  uint64        // 8192: new entries since the last snapshot before one is taken
+	TrailingLogs       uint64        // 10240: entries kept after a snapshot for followers that lag
+}
+
+// Config configures one node's cluster membership.
+type Config struct {
+	NodeID   string
+	HTTPAddr string // advertised host:port of this node's HTTP API, where peers call Handler
+	RaftAddr string // raft bind and advertise address (TCP); port 0 picks one (see Cluster.RaftAddr)
+	DataDir  string // raft log, stable store and snapshots live under DataDir/raft
+
+	Bootstrap       bool     // start a new single-node cluster; a no-op once state exists
+	BootstrapExpect int      // form a cluster once this many fresh nodes know each other through Join
+	Join            []string // HTTP host:port of members to join; retried until it succeeds
+
+	Token     string // shared cluster token, required on every internal route
+	MaxVoters int    // 3 or 5 (default 3); further nodes join as non-voters
+
+	HeartbeatInterval time.Duration // node to leader liveness heartbeat (default 1s)
+	DownAfter         time.Duration // the leader marks a node down after this without heartbeat (default 10s)
+
+	Raft RaftTimings
+
+	// TLS, when set, is used for raft (mutual TLS: it must hold this node's
+	// certificate, the CA for both RootCAs and ClientCAs, and ClientAuth)
+	// and for peer HTTP calls (https). Serving HTTPS is the caller's job.
+	TLS *tls.Config
+	// StreamLayer optionally wraps the raft stream layer (fault injection).
+	StreamLayer func(raft.StreamLayer) raft.StreamLayer
+	// HTTPClient is used for peer calls; nil builds one from TLS.
+	HTTPClient *http.Client
+
+	// Node is registered for this node; ID and addresses are filled in.
+	Node   state.Node
+	Logger *zap.Logger
+}
+
+func (cfg *Config) setDefaults() error {
+	switch {
+	case cfg.NodeID == "":
+		return fmt.Errorf("%w: NodeID is empty", ErrInvalid)
+	case cfg.HTTPAddr == "":
+		return fmt.Errorf("%w: HTTPAddr is empty", ErrInvalid)
+	case cfg.RaftAddr == "":
+		return fmt.Errorf("%w: RaftAddr is empty", ErrInvalid)
+	case cfg.DataDir == "":
+		return fmt.Errorf("%w: DataDir is empty", ErrInvalid)
+	}
+	if cfg.MaxVoters == 0 {
+		cfg.MaxVoters = 3
+	}
+	if cfg.MaxVoters < 1 {
+		return fmt.Errorf("%w: MaxVoters %d", ErrInvalid, cfg.MaxVoters)
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = time.Second
+	}
+	if cfg.DownAfter <= 0 {
+		cfg.DownAfter = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+func (t RaftTimings) apply(rc *raft.Config) {
+	set := func(dst *time.Duration, v time.Duration) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	set(&rc.HeartbeatTimeout, t.HeartbeatTimeout)
+	set(&rc.ElectionTimeout, t.ElectionTimeout)
+	set(&rc.LeaderLeaseTimeout, t.LeaderLeaseTimeout)
+	set(&rc.CommitTimeout, t.CommitTimeout)
+	set(&rc.SnapshotInterval, t.SnapshotInterval)
+	if t.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = t.SnapshotThreshold
+	}
+	if t.TrailingLogs > 0 {
+		rc.TrailingLogs = t.TrailingLogs
+	}
+}
+
+// Cluster is one node's membership in the raft group.
+type Cluster struct {
+	cfg     Config
+	log     *zap.Logger
+	raft    *raft.Raft
+	fsm     *fsm
+	machine *state.Machine
+	wal     *raftwal.WAL
+	meta    *metadb.BoltMetaDB
+	trans   *raft.NetworkTransport
+	stream  *streamLayer
+	client  *http.Client
+	ownHTTP bool // client was built here and is closed here
+	scheme  string
+
+	obs      *raft.Observer
+	obsCh    chan raft.Observation
+	obsDone  chan struct{}
+	obsWG    sync.WaitGroup
+	changeMu sync.Mutex
+	changed  chan struct{} // closed and replaced on every leader or raft state change
+
+	memberMu  sync.Mutex    // serialises membership changes on the leader
+	readyTerm atomic.Uint64 // term in which this leader committed a barrier
+	live      liveness
+	peers     peerBook
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the stores, starts raft and bootstraps a single-node cluster
+// when asked and no state exists yet. Call Run for the background work and
+// Close when done.
+func Open(cfg Config) (*Cluster, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), machine: state.NewMachine(), changed: make(chan struct{})}
+	c.fsm = &fsm{m: c.machine}
+	c.peers.init()
+	if err := c.openRaft(); err != nil {
+		return nil, err
+	}
+	c.cfg.Node.ID, c.cfg.Node.HTTPAddr, c.cfg.Node.RaftAddr = cfg.NodeID, cfg.HTTPAddr, c.RaftAddr()
+	c.initHTTP()
+	c.peers.add(c.selfPeer())
+	c.startObserver()
+	if cfg.Bootstrap {
+		if err := c.bootstrap([]peerInfo{c.selfPeer()}); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) openRaft() error {
+	dir := filepath.Join(c.cfg.DataDir, "raft")
+	if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+		return fmt.Errorf("cluster: data dir: %w", err)
+	}
+	hl := newHCLog(c.cfg.Logger.Named("raft"))
+	// The WAL does not close a meta store it opened itself, so it gets one
+	// that Close can close.
+	c.meta = &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithLogger(hl.Named("wal")), raftwal.WithMetaStore(c.meta))
+	if err != nil {
+		c.meta.Close()
+		return fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl.Named("snapshots"))
+	if err != nil {
+		c.closeStores(wal)
+		return fmt.Errorf("cluster: open snapshots: %w", err)
+	}
+	layer, err := listenStream(c.cfg.RaftAddr, c.cfg.TLS)
+	if err != nil {
+		c.closeStores(wal)
+		return err
+	}
+	var stream raft.StreamLayer = layer
+	if c.cfg.StreamLayer != nil {
+		stream = c.cfg.StreamLayer(stream)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl.Named("transport"),
+	})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.cfg.NodeID)
+	rc.Logger = hl
+	c.cfg.Raft.apply(rc)
+	r, err := raft.NewRaft(rc, c.fsm, compactedLog{wal}, wal, snaps, trans)
+	if err != nil {
+		trans.Close()
+		layer.closeAll()
+		c.closeStores(wal)
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	c.raft, c.wal, c.trans, c.stream = r, wal, trans, layer
+	return nil
+}
+
+// compactedLog makes entries before the first index unreadable. raft-wal
+// keeps compacted entries of its current segment readable, so without this
+// a far-behind follower would be fed entries raft considers gone instead of
+// the snapshot.
+type compactedLog struct{ *raftwal.WAL }
+
+func (l compactedLog) GetLog(index uint64, out *raft.Log) error {
+	if first, err := l.FirstIndex(); err == nil && index < first {
+		return raft.ErrLogNotFound
+	}
+	return l.WAL.GetLog(index, out)
+}
+
+func (c *Cluster) closeStores(wal *raftwal.WAL) error {
+	return errors.Join(wal.Close(), c.meta.Close())
+}
+
+func (c *Cluster) initHTTP() {
+	c.scheme = "http"
+	if c.cfg.TLS != nil {
+		c.scheme = "https"
+	}
+	c.client = c.cfg.HTTPClient
+	if c.client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if c.cfg.TLS != nil {
+			tr.TLSClientConfig = c.cfg.TLS.Clone()
+		}
+		c.client, c.ownHTTP = &http.Client{Transport: tr}, true
+	}
+}
+
+// bootstrap starts a new cluster with the given members (the first
+// MaxVoters by id vote). It is a no-op once raft has state.
+func (c *Cluster) bootstrap(members []peerInfo) error {
+	var conf raft.Configuration
+	for i, p := range sortedPeers(members) {
+		s := raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)}
+		if i >= c.cfg.MaxVoters {
+			s.Suffrage = raft.Nonvoter
+		}
+		conf.Servers = append(conf.Servers, s)
+	}
+	err := c.raft.BootstrapCluster(conf).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	c.log.Info("bootstrapped cluster", zap.Int("members", len(members)))
+	return nil
+}
+
+// Run does the background work until ctx ends: forming or joining the
+// cluster, heartbeats to the leader, and the leader's liveness and voter
+// work while this node leads.
+func (c *Cluster) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context){c.form, c.heartbeatLoop, c.leaderLoop} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			loop(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// form gets a fresh node into a cluster; a member (restarted, or just
+// bootstrapped) has nothing to do.
+func (c *Cluster) form(ctx context.Context) {
+	switch {
+	case c.isMember():
+	case c.cfg.BootstrapExpect > 0:
+		c.expectLoop(ctx)
+	case len(c.cfg.Join) > 0:
+		c.joinLoop(ctx)
+	}
+}
+
+// Close shuts raft down and closes the stores. Stop Run first.
+func (c *Cluster) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.raft.DeregisterObserver(c.obs)
+		close(c.obsDone)
+		c.obsWG.Wait()
+		err := c.raft.Shutdown().Error()
+		c.trans.Close()
+		c.stream.closeAll()
+		if werr := c.closeStores(c.wal); err == nil {
+			err = werr
+		}
+		if c.ownHTTP {
+			c.client.CloseIdleConnections()
+		}
+		c.closeErr = err
+	})
+	return c.closeErr
+}
+
+// Machine is the local state: possibly stale, never waits on raft. The
+// inference path reads it.
+func (c *Cluster) Machine() *state.Machine { return c.machine }
+
+// NodeID is this node's id.
+func (c *Cluster) NodeID() string { return c.cfg.NodeID }
+
+// RaftAddr is the advertised raft address (the bound one when the
+// configured port was 0).
+func (c *Cluster) RaftAddr() string { return string(c.trans.LocalAddr()) }
+
+// IsLeader reports whether this node leads now.
+func (c *Cluster) IsLeader() bool { return c.raft.State() == raft.Leader }
+
+// startObserver wakes waiters on leader and raft state changes.
+func (c *Cluster) startObserver() {
+	c.obsCh, c.obsDone = make(chan raft.Observation, 16), make(chan struct{})
+	c.obs = raft.NewObserver(c.obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	c.raft.RegisterObserver(c.obs)
+	c.obsWG.Add(1)
+	go func() {
+		defer c.obsWG.Done()
+		for {
+			select {
+			case <-c.obsDone:
+				return
+			case <-c.obsCh:
+				c.notifyChange()
+			}
+		}
+	}()
+}
+
+func (c *Cluster) notifyChange() {
+	c.changeMu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.changeMu.Unlock()
+}
+
+// leaderChanged returns a channel closed at the next leadership or raft
+// state change.
+func (c *Cluster) leaderChanged() <-chan struct{} {
+	c.changeMu.Lock()
+	defer c.changeMu.Unlock()
+	return c.changed
+}
+
+// selfPeer is this node's identity as peers see it.
+func (c *Cluster) selfPeer() peerInfo {
+	return peerInfo{ID: c.cfg.NodeID, HTTPAddr: c.cfg.HTTPAddr, RaftAddr: c.RaftAddr()}
+}
+
+// httpAddrOf finds a member's HTTP address: from the replicated state, or
+// from peers learnt while forming the cluster.
+func (c *Cluster) httpAddrOf(id string) string {
+	var addr string
+	c.machine.Read(func(s *state.State) {
+		if n, ok := s.Nodes[id]; ok {
+			addr = n.HTTPAddr
+		}
+	})
+	if addr == "" {
+		addr = c.peers.get(id).HTTPAddr
+	}
+	return addr
+}
+
+// configuration is the latest raft configuration.
+func (c *Cluster) configuration() (raft.Configuration, error) {
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Configuration{}, raftErr(err)
+	}
+	return f.Configuration(), nil
+}
+
+// --- stream layer ---
+
+// streamLayer is raft's TCP stream layer, optionally over mutual TLS. It
+// tracks its connections: raft's transport leaves accepted and pooled ones
+// open at shutdown, so Close closes them.
+type streamLayer struct {
+	net.Listener
+	tls *tls.Config // client side; nil for plain TCP
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func listenStream(addr string, cfg *tls.Config) (*streamLayer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: raft listen: %w", err)
+	}
+	l := &streamLayer{Listener: ln, tls: cfg, conns: map[net.Conn]struct{}{}}
+	if cfg != nil {
+		l.Listener = tls.NewListener(ln, cfg)
+	}
+	return l, nil
+}
+
+// Accept tracks accepted connections.
+func (l *streamLayer) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.track(c)
+}
+
+// Dial connects to a peer's raft address.
+func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := l.dial(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return l.track(c)
+}
+
+func (l *streamLayer) dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	if l.tls == nil {
+		return d.Dial("tcp", string(addr))
+	}
+	cfg := l.tls.Clone()
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(string(addr))
+		if err != nil {
+			return nil, err
+		}
+		cfg.ServerName = host
+	}
+	return (&tls.Dialer{NetDialer: d, Config: cfg}).Dial("tcp", string(addr))
+}
+
+func (l *streamLayer) track(c net.Conn) (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	tc := &trackedConn{Conn: c, l: l}
+	l.conns[tc] = struct{}{}
+	return tc, nil
+}
+
+// closeAll closes the listener and every connection.
+func (l *streamLayer) closeAll() {
+	l.mu.Lock()
+	l.closed = true
+	conns := l.conns
+	l.conns = map[net.Conn]struct{}{}
+	l.mu.Unlock()
+	l.Listener.Close()
+	for c := range conns {
+		c.(*trackedConn).Conn.Close()
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	l *streamLayer
+}
+
+func (c *trackedConn) Close() error {
+	c.l.mu.Lock()
+	delete(c.l.conns, c)
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
