@@ -1,6 +1,6 @@
 // Package node is one sovra node's runtime: it wires the configuration, the
-// logger, the backend adapter and the HTTP API, and owns their start and
-// graceful stop.
+// logger, the backend adapter, the cluster membership and the HTTP API, and
+// owns their start and graceful stop.
 package node
 
 import (
@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node/api"
 	"github.com/sovra/sovra/node/backend"
@@ -33,6 +35,9 @@ type Config struct {
 	ReadTimeout   time.Duration
 	WriteTimeout  time.Duration
 	IdleTimeout   time.Duration
+	// Cluster configures raft membership; a node without a raft address
+	// serves alone.
+	Cluster ClusterConfig
 }
 
 // DefaultConfig returns the defaults of every setting.
@@ -47,6 +52,7 @@ func DefaultConfig() Config {
 		ReadTimeout:   hc.ReadTimeout,
 		WriteTimeout:  hc.WriteTimeout,
 		IdleTimeout:   hc.IdleTimeout,
+		Cluster:       defaultClusterConfig(),
 	}
 }
 
@@ -65,17 +71,23 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("http address %q: %w", c.HTTPAddr, err)
 	}
-	return nil
+	return c.Cluster.validate()
 }
 
 // Node is a running sovra node.
 type Node struct {
-	cfg  Config
-	log  *zap.Logger
-	be   backend.Backend
-	api  *api.Server
-	ln   net.Listener
-	done chan error
+	cfg     Config
+	log     *zap.Logger
+	be      backend.Backend
+	api     *api.Server
+	cluster *cluster.Cluster
+	ln      net.Listener
+	done    chan error
+	stopRun context.CancelFunc
+	runWG   sync.WaitGroup
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -92,44 +104,112 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 
 // NewWithBackend builds a node over any backend (tests use this seam).
 func NewWithBackend(cfg Config, be backend.Backend, log *zap.Logger) *Node {
-	log = log.With(zap.String("node", cfg.NodeID))
-	hc := api.Config{
-		BodyLimit:    cfg.MaxBodyBytes,
-		ReadTimeout:  cfg.ReadTimeout,
-		WriteTimeout: cfg.WriteTimeout,
-		IdleTimeout:  cfg.IdleTimeout,
-		Version:      version.Version,
-	}
-	return &Node{cfg: cfg, log: log, be: be, api: api.New(hc, be, log.Named("http")), done: make(chan error, 1)}
+	return &Node{cfg: cfg, log: log.With(zap.String("node", cfg.NodeID)), be: be, done: make(chan error, 1)}
 }
 
-// Start listens on the HTTP address and serves in the background.
+// Start listens on the HTTP address, joins or forms the cluster when one is
+// configured, and serves in the background.
 func (n *Node) Start() error {
-	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	tlsCfg, err := n.cfg.Cluster.tlsConfig()
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", n.cfg.HTTPAddr, err)
+		return err
+	}
+	ln, err := listen(n.cfg.HTTPAddr, tlsCfg)
+	if err != nil {
+		return err
 	}
 	n.ln = ln
+	var cl api.Cluster
+	if n.cfg.Cluster.enabled() {
+		if n.cluster, err = n.openCluster(tlsCfg); err != nil {
+			ln.Close()
+			return err
+		}
+		cl = n.cluster
+	}
+	n.api = api.New(n.apiConfig(tlsCfg != nil), n.be, cl, n.log.Named("http"))
 	go func() { n.done <- n.api.Serve(ln) }()
-	n.log.Info("serving", zap.String("http_addr", ln.Addr().String()), zap.String("ollama", n.cfg.OllamaURL), zap.String("version", version.Version))
+	if n.cluster != nil {
+		n.runCluster()
+	}
+	n.log.Info("serving", zap.String("http_addr", ln.Addr().String()), zap.String("ollama", n.cfg.OllamaURL),
+		zap.String("version", version.Version), zap.Bool("clustered", n.cluster != nil))
 	return nil
+}
+
+func (n *Node) apiConfig(mtls bool) api.Config {
+	return api.Config{
+		BodyLimit:        n.cfg.MaxBodyBytes,
+		ReadTimeout:      n.cfg.ReadTimeout,
+		WriteTimeout:     n.cfg.WriteTimeout,
+		IdleTimeout:      n.cfg.IdleTimeout,
+		Version:          version.Version,
+		AdminToken:       n.cfg.Cluster.Token,
+		PeerCertRequired: mtls,
+	}
+}
+
+func (n *Node) runCluster() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopRun = cancel
+	n.runWG.Add(1)
+	go func() {
+		defer n.runWG.Done()
+		if err := n.cluster.Run(ctx); err != nil {
+			n.log.Error("cluster stopped", zap.Error(err))
+		}
+	}()
 }
 
 // Addr is the address the API listens on (useful with port 0).
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
 // URL is the base URL of the API.
-func (n *Node) URL() string { return "http://" + n.Addr() }
+func (n *Node) URL() string {
+	if n.cfg.Cluster.TLSCert != "" {
+		return "https://" + n.Addr()
+	}
+	return "http://" + n.Addr()
+}
+
+// Cluster is the node's cluster membership, or nil when it serves alone.
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 
 // Stop stops accepting requests and waits up to the shutdown grace for
-// in-flight ones; then it cancels what is left.
+// in-flight ones; then it cancels what is left, leaves the cluster when
+// configured to, and closes raft. Later calls return the first one's result.
 func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() { n.stopErr = n.stop(ctx) })
+	return n.stopErr
+}
+
+func (n *Node) stop(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
 	defer cancel()
 	n.log.Info("shutting down", zap.Duration("grace", n.cfg.ShutdownGrace))
 	err := n.api.Shutdown(ctx)
 	if serr := <-n.done; serr != nil && err == nil {
 		err = serr
+	}
+	if n.cluster != nil {
+		err = errors.Join(err, n.stopCluster())
+	}
+	return err
+}
+
+func (n *Node) stopCluster() error {
+	var err error
+	if n.cfg.Cluster.LeaveOnShutdown {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if lerr := n.cluster.Leave(ctx); lerr != nil {
+			n.log.Warn("could not leave the cluster", zap.Error(lerr))
+		}
+		cancel()
+	}
+	n.stopRun()
+	n.runWG.Wait()
+	if cerr := n.cluster.Close(); cerr != nil {
+		err = fmt.Errorf("close cluster: %w", cerr)
 	}
 	return err
 }
@@ -142,7 +222,7 @@ func (n *Node) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err := <-n.done:
-		return err
+		n.done <- err
 	}
 	return n.Stop(context.Background())
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.DurationVar(&s.node.ReadTimeout, "read-timeout", def.ReadTimeout, "limit for reading one request")
 	fs.DurationVar(&s.node.WriteTimeout, "write-timeout", def.WriteTimeout, "limit for each write of a response (not the whole stream)")
 	fs.DurationVar(&s.node.IdleTimeout, "idle-timeout", def.IdleTimeout, "close keep-alive connections idle this long")
+	s.registerCluster(fs, def.Cluster)
 	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -109,8 +111,19 @@ func readConfigFile(path string) (map[string]string, error) {
 	out := make(map[string]string, len(raw))
 	for k, v := range raw {
 		switch t := v.(type) {
-		case map[string]any, []any:
-			return nil, fmt.Errorf("config file %s: %s must be a single value", path, k)
+		case []any:
+			parts := make([]string, len(t))
+			for i, e := range t {
+				parts[i] = fmt.Sprint(e)
+			}
+			out[k] = strings.Join(parts, ",")
+		case map[string]any:
+			parts := make([]string, 0, len(t))
+			for mk, mv := range t {
+				parts = append(parts, mk+"="+fmt.Sprint(mv))
+			}
+			sort.Strings(parts)
+			out[k] = strings.Join(parts, ",")
 		case time.Duration:
 			out[k] = t.String()
 		default:
@@ -138,4 +151,22 @@ func nodeCommand(cmd *cobra.Command, def node.Config, run func(cmd *cobra.Comman
 	}
 	s.register(cmd.Flags(), def)
 	return cmd
+}
+
+func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
+	c := &s.node.Cluster
+	fs.StringVar(&c.RaftAddr, "raft-addr", def.RaftAddr, "host:port for raft between nodes (empty: serve alone, outside any cluster)")
+	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", def.AdvertiseAddr, "host:port at which peers reach this node's HTTP API (default: --http-addr)")
+	fs.BoolVar(&c.Bootstrap, "bootstrap", def.Bootstrap, "start a new cluster with this node")
+	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", def.BootstrapExpect, "form a new cluster once this many fresh nodes (found through --join) know each other")
+	fs.StringSliceVar(&c.Join, "join", def.Join, "HTTP host:port of cluster members to join (retried until it succeeds)")
+	fs.StringVar(&c.Token, "cluster-token", def.Token, "shared secret for joining, peer calls and admin calls")
+	fs.IntVar(&c.MaxVoters, "max-voters", def.MaxVoters, "raft voters, 3 or 5; further nodes join as non-voters")
+	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, "how often this node reports to the leader")
+	fs.DurationVar(&c.DownAfter, "down-after", def.DownAfter, "the leader marks a node down after this long without a heartbeat")
+	fs.BoolVar(&c.LeaveOnShutdown, "leave-on-shutdown", def.LeaveOnShutdown, "leave the cluster when stopped (off: a restart keeps its place)")
+	fs.StringVar(&c.TLSCert, "tls-cert", def.TLSCert, "PEM certificate of this node (mutual TLS for raft and the API)")
+	fs.StringVar(&c.TLSKey, "tls-key", def.TLSKey, "PEM private key of --tls-cert")
+	fs.StringVar(&c.TLSCA, "tls-ca", def.TLSCA, "PEM CA that signs every node's certificate")
+	fs.StringToStringVar(&c.Labels, "label", def.Labels, "node labels, e.g. jurisdiction=EU,country=FR")
 }

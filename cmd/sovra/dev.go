@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,9 @@ import (
 func newDev() *cobra.Command {
 	def := node.DefaultConfig()
 	def.NodeID = "dev"
+	def.DataDir = "" // a temporary directory unless given
+	def.Cluster.RaftAddr = "127.0.0.1:0"
+	def.Cluster.Bootstrap = true
 	return nodeCommand(&cobra.Command{
 		Use:   "dev",
 		Short: "Run a single zero-config node; without a local Ollama it uses the built-in simulator",
@@ -31,6 +35,14 @@ func newDev() *cobra.Command {
 }
 
 func runDev(ctx context.Context, cfg node.Config, log *zap.Logger, out io.Writer) error {
+	if cfg.DataDir == "" {
+		dir, err := os.MkdirTemp("", "sovra-dev-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.DataDir = dir
+	}
 	if !ollamaAnswers(ctx, cfg.OllamaURL) {
 		url, stop, err := startSimulator(log)
 		if err != nil {

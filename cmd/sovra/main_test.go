@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -148,6 +149,29 @@ func TestDevFallsBackToSimulator(t *testing.T) {
 	}
 	if resp.StatusCode != 200 || len(events) < 3 || events[len(events)-1] != "[DONE]" {
 		t.Fatalf("status %d, events %q", resp.StatusCode, events)
+	}
+	// dev forms a one-node cluster of its own.
+	for {
+		var st struct {
+			Leader  string `json:"leader"`
+			Members []struct {
+				ID    string `json:"id"`
+				Voter bool   `json:"voter"`
+			} `json:"members"`
+		}
+		r, err := http.Get("http://" + addr + "/admin/v1/cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(r.Body).Decode(&st)
+		r.Body.Close()
+		if st.Leader == "dev" && len(st.Members) == 1 && st.Members[0].Voter {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev has no one-node cluster: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/ollama/ollama/anthropic"
 
+	"github.com/sovra/sovra/cluster"
+	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/node/backend"
 )
 
@@ -71,6 +73,21 @@ func toAPIError(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "backend_unavailable", Message: "The inference backend is unreachable; retry shortly.", RetryAfter: 2}
 	case errors.Is(err, backend.ErrTruncated), errors.Is(err, backend.ErrFailed):
 		return &Error{Status: http.StatusBadGateway, Type: typeServer, Code: "backend_error", Message: err.Error()}
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader):
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "no_leader", Message: err.Error(), RetryAfter: 1}
+	case errors.Is(err, cluster.ErrIndeterminate):
+		return &Error{Status: http.StatusGatewayTimeout, Type: typeServer, Code: "indeterminate",
+			Message: err.Error() + "; retry with the same Idempotency-Key to learn the outcome"}
+	case errors.Is(err, cluster.ErrBadToken):
+		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "bad_token", Message: err.Error()}
+	case errors.Is(err, cluster.ErrRestoreNotForced):
+		return &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "restore_not_forced", Param: "force", Message: err.Error()}
+	case errors.Is(err, cluster.ErrInvalid), errors.Is(err, state.ErrInvalid):
+		return &Error{Status: http.StatusBadRequest, Type: typeInvalid, Message: err.Error()}
+	case errors.Is(err, cluster.ErrNotMember), errors.Is(err, state.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Message: err.Error()}
+	case errors.Is(err, state.ErrExists), errors.Is(err, state.ErrConflict):
+		return &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "conflict", Message: err.Error()}
 	case errors.Is(err, context.Canceled):
 		return &Error{Status: StatusClientClosed, Type: typeInvalid, Code: "client_closed", Message: "client closed the request"}
 	case errors.Is(err, context.DeadlineExceeded):

@@ -77,7 +77,7 @@ func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, 
 	for _, e := range edit {
 		e(&cfg)
 	}
-	s := New(cfg, be, zaptest.NewLogger(t))
+	s := New(cfg, be, nil, zaptest.NewLogger(t))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Version is reported in health responses.
 	Version string
+	// AdminToken, when set, is required as a bearer token on /admin/v1.
+	AdminToken string
+	// PeerCertRequired makes internal peer routes require a verified TLS
+	// client certificate (the API is served over mutual TLS).
+	PeerCertRequired bool
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.
@@ -55,8 +60,9 @@ type Server struct {
 	cancel context.CancelFunc
 }
 
-// New builds the API over be.
-func New(cfg Config, be backend.Backend, log *zap.Logger) *Server {
+// New builds the API over be. cl may be nil for a node outside any cluster:
+// the admin and internal routes are then absent.
+func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	base, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel}
 	s.app = fiber.New(fiber.Config{
@@ -69,6 +75,9 @@ func New(cfg Config, be backend.Backend, log *zap.Logger) *Server {
 		ReduceMemoryUsage:     false,
 	})
 	s.routes()
+	if cl != nil {
+		s.adminRoutes(cl)
+	}
 	return s
 }
 

@@ -119,7 +119,7 @@ func wantThink(want any) func(*testing.T, *api.ChatRequest) {
 func TestRequestLogHasNoContent(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	be := &fakeBackend{chat: words("SECRET-ANSWER")}
-	s := New(DefaultConfig(), be, zap.New(core))
+	s := New(DefaultConfig(), be, nil, zap.New(core))
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	go func() { _ = s.Serve(ln) }()
 	defer s.Shutdown(context.Background())

@@ -1,0 +1,111 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+
+	"github.com/sovra/sovra/cluster"
+)
+
+// Cluster is what the admin and internal routes need from the node's
+// cluster membership.
+type Cluster interface {
+	Status(ctx context.Context) (cluster.Status, error)
+	Join(ctx context.Context, req cluster.JoinRequest) error
+	Remove(ctx context.Context, nodeID string) error
+	SaveSnapshot(ctx context.Context, w io.Writer) error
+	RestoreSnapshot(ctx context.Context, r io.Reader, force bool) error
+	// Handler serves the internal peer routes under /internal/v1/cluster/.
+	Handler() http.Handler
+}
+
+// adminRoutes mounts /admin/v1 and the internal peer routes. Admin calls
+// need the cluster token as a bearer token when one is configured (API keys
+// with roles replace this later).
+func (s *Server) adminRoutes(cl Cluster) {
+	s.app.All("/internal/v1/cluster/*", s.requirePeerCert, adaptor.HTTPHandler(cl.Handler()))
+	a := s.app.Group("/admin/v1", s.requireAdmin)
+	a.Get("/cluster", func(c *fiber.Ctx) error {
+		st, err := cl.Status(c.UserContext())
+		if err != nil {
+			return err
+		}
+		return c.JSON(st)
+	})
+	a.Post("/cluster/join", func(c *fiber.Ctx) error {
+		var req cluster.JoinRequest
+		if err := decodeBody(c, &req); err != nil {
+			return err
+		}
+		if err := cl.Join(c.UserContext(), req); err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"joined": req.ID})
+	})
+	a.Post("/cluster/remove", func(c *fiber.Ctx) error {
+		var req struct {
+			ID string `json:"id"`
+		}
+		if err := decodeBody(c, &req); err != nil {
+			return err
+		}
+		if req.ID == "" {
+			return invalidParam("id", "id of the node to remove is required")
+		}
+		if err := cl.Remove(c.UserContext(), req.ID); err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"removed": req.ID})
+	})
+	a.Get("/snapshot", func(c *fiber.Ctx) error {
+		var buf bytes.Buffer
+		if err := cl.SaveSnapshot(c.UserContext(), &buf); err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, "application/octet-stream")
+		c.Set(fiber.HeaderContentDisposition, `attachment; filename="sovra-snapshot.json"`)
+		return c.Send(buf.Bytes())
+	})
+	a.Post("/snapshot", func(c *fiber.Ctx) error {
+		force := c.QueryBool("force", false)
+		if err := cl.RestoreSnapshot(c.UserContext(), bytes.NewReader(c.Body()), force); err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"restored": true})
+	})
+}
+
+// requireAdmin checks the bearer token of an admin call.
+func (s *Server) requireAdmin(c *fiber.Ctx) error {
+	if s.cfg.AdminToken == "" {
+		return c.Next()
+	}
+	got, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) != 1 {
+		return &Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_token",
+			Message: "admin calls need the cluster token: Authorization: Bearer <token>"}
+	}
+	return c.Next()
+}
+
+// requirePeerCert refuses internal calls without a verified client
+// certificate when the API is served over mutual TLS. The cluster token is
+// checked by the cluster's own handler.
+func (s *Server) requirePeerCert(c *fiber.Ctx) error {
+	if !s.cfg.PeerCertRequired {
+		return c.Next()
+	}
+	st := c.Context().TLSConnectionState()
+	if st == nil || len(st.VerifiedChains) == 0 {
+		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "peer_certificate_required",
+			Message: "internal routes need a client certificate signed by the cluster CA"}
+	}
+	return c.Next()
+}

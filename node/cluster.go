@@ -1,0 +1,155 @@
+package node
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sovra/sovra/cluster"
+	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/version"
+)
+
+// ClusterConfig is a node's raft membership.
+type ClusterConfig struct {
+	// RaftAddr is raft's TCP address; empty runs the node alone.
+	RaftAddr string
+	// AdvertiseAddr is the host:port peers use to reach this node's HTTP
+	// API; empty uses the listening address, which must then be specific.
+	AdvertiseAddr   string
+	Bootstrap       bool
+	BootstrapExpect int
+	Join            []string
+	// Token is the shared cluster token: required on peer calls and, as a
+	// bearer token, on admin calls.
+	Token             string
+	MaxVoters         int
+	HeartbeatInterval time.Duration
+	DownAfter         time.Duration
+	// LeaveOnShutdown makes a stopping node leave the cluster. Off by
+	// default: a restarted member should come back without shrinking the
+	// quorum in between.
+	LeaveOnShutdown bool
+	// TLSCert, TLSKey and TLSCA turn on mutual TLS for raft and the HTTP
+	// API (clients may connect without a certificate; peers may not).
+	TLSCert, TLSKey, TLSCA string
+	Labels                 map[string]string
+	// Raft tunes raft's timings (zero keeps raft's defaults).
+	Raft cluster.RaftTimings
+}
+
+func defaultClusterConfig() ClusterConfig {
+	return ClusterConfig{MaxVoters: 3, HeartbeatInterval: time.Second, DownAfter: 10 * time.Second}
+}
+
+func (c ClusterConfig) enabled() bool { return c.RaftAddr != "" }
+
+func (c ClusterConfig) validate() error {
+	if !c.enabled() {
+		if c.Bootstrap || c.BootstrapExpect > 0 || len(c.Join) > 0 {
+			return errors.New("--bootstrap, --bootstrap-expect and --join need --raft-addr")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		return fmt.Errorf("raft address %q: %w", c.RaftAddr, err)
+	}
+	switch {
+	case c.Bootstrap && c.BootstrapExpect > 0:
+		return errors.New("--bootstrap and --bootstrap-expect exclude each other")
+	case c.BootstrapExpect > 0 && len(c.Join) == 0:
+		return errors.New("--bootstrap-expect needs --join with the other nodes' HTTP addresses")
+	case c.MaxVoters != 3 && c.MaxVoters != 5:
+		return fmt.Errorf("--max-voters %d: want 3 or 5", c.MaxVoters)
+	case (c.TLSCert == "") != (c.TLSKey == "") || (c.TLSCert != "" && c.TLSCA == ""):
+		return errors.New("mutual TLS needs all of --tls-cert, --tls-key and --tls-ca")
+	}
+	return nil
+}
+
+// tlsConfig loads the node's certificate and the cluster CA, or returns nil
+// when TLS is off.
+func (c ClusterConfig) tlsConfig() (*tls.Config, error) {
+	if c.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	pem, err := os.ReadFile(c.TLSCA)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls: no certificate in %s", c.TLSCA)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+// listen opens the HTTP listener; with TLS, clients may come without a
+// certificate (the internal routes check for one).
+func listen(addr string, tlsCfg *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if tlsCfg == nil {
+		return ln, nil
+	}
+	srv := tlsCfg.Clone()
+	srv.ClientAuth = tls.VerifyClientCertIfGiven
+	return tls.NewListener(ln, srv), nil
+}
+
+func (n *Node) openCluster(tlsCfg *tls.Config) (*cluster.Cluster, error) {
+	c := n.cfg.Cluster
+	adv, err := advertised(c.AdvertiseAddr, n.ln.Addr())
+	if err != nil {
+		return nil, err
+	}
+	return cluster.Open(cluster.Config{
+		NodeID:            n.cfg.NodeID,
+		HTTPAddr:          adv,
+		RaftAddr:          c.RaftAddr,
+		DataDir:           filepath.Clean(n.cfg.DataDir),
+		Bootstrap:         c.Bootstrap,
+		BootstrapExpect:   c.BootstrapExpect,
+		Join:              c.Join,
+		Token:             c.Token,
+		MaxVoters:         c.MaxVoters,
+		HeartbeatInterval: c.HeartbeatInterval,
+		DownAfter:         c.DownAfter,
+		Raft:              c.Raft,
+		TLS:               tlsCfg,
+		Node:              state.Node{Labels: c.Labels, Version: version.Version},
+		Logger:            n.log,
+	})
+}
+
+// advertised is the HTTP address peers should use.
+func advertised(explicit string, bound net.Addr) (string, error) {
+	if explicit != "" {
+		return explicit, nil
+	}
+	host, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return "", fmt.Errorf("the API listens on %s, which peers cannot dial: set --advertise-addr", bound)
+	}
+	return net.JoinHostPort(host, port), nil
+}

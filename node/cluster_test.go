@@ -1,0 +1,162 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sovra/sovra/cluster"
+	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/testnode"
+	"github.com/sovra/sovra/node"
+)
+
+const token = "s3cret"
+
+var fastRaft = cluster.RaftTimings{HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
+	LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 20 * time.Millisecond}
+
+func member(id string, join ...string) func(*node.Config) {
+	return func(c *node.Config) {
+		c.NodeID = id
+		c.Cluster.RaftAddr = "127.0.0.1:0"
+		c.Cluster.Bootstrap = len(join) == 0
+		c.Cluster.Join = join
+		c.Cluster.Token = token
+		c.Cluster.Raft = fastRaft
+		c.Cluster.HeartbeatInterval = 100 * time.Millisecond
+		c.Cluster.Labels = map[string]string{"jurisdiction": "EU"}
+	}
+}
+
+type clusterView struct {
+	Leader  string           `json:"leader"`
+	Term    uint64           `json:"term"`
+	Members []cluster.Member `json:"members"`
+}
+
+func admin(t *testing.T, method, url, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		raw, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(raw, out)
+	}
+	return resp.StatusCode
+}
+
+func waitView(t *testing.T, url string, ok func(clusterView) bool) clusterView {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var v clusterView
+		admin(t, "GET", url+"/admin/v1/cluster", "", &v)
+		if ok(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never reached the expected cluster view; last %+v", url, v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func allReady(n int) func(clusterView) bool {
+	return func(v clusterView) bool {
+		if v.Leader == "" || v.Term == 0 || len(v.Members) != n {
+			return false
+		}
+		for _, m := range v.Members {
+			if !m.Voter || m.Status != "ready" || m.HTTPAddr == "" || m.RaftAddr == "" {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// TestNodesFormAClusterOverHTTP starts three real nodes on loopback, one
+// bootstrapping and two joining through its HTTP address, and checks the
+// admin routes every operator uses.
+func TestNodesFormAClusterOverHTTP(t *testing.T) {
+	sim := ollamasim.StartTest(t, ollamasim.Config{})
+	n1 := testnode.Start(t, sim.URL(), member("n1"))
+	n2 := testnode.Start(t, sim.URL(), member("n2", n1.Addr()))
+	n3 := testnode.Start(t, sim.URL(), member("n3", n1.Addr()))
+	var leader string
+	for _, n := range []*node.Node{n1, n2, n3} {
+		leader = waitView(t, n.URL(), allReady(3)).Leader
+	}
+
+	t.Run("admin calls need the token", func(t *testing.T) {
+		resp, err := http.Get(n2.URL() + "/admin/v1/cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status %d without a token", resp.StatusCode)
+		}
+	})
+	t.Run("a wrong cluster token is refused", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", n2.URL()+"/internal/v1/cluster/join", strings.NewReader(`{"id":"x","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`))
+		req.Header.Set("Sovra-Cluster-Token", "wrong")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "token") {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("snapshot save and forced restore", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", n3.URL()+"/admin/v1/snapshot", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(snap, []byte(`"n1"`)) {
+			t.Fatalf("snapshot %d: %.200s", resp.StatusCode, snap)
+		}
+		var e struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		if st := admin(t, "POST", n2.URL()+"/admin/v1/snapshot", string(snap), &e); st != http.StatusConflict || e.Error.Code != "restore_not_forced" {
+			t.Fatalf("unforced restore: %d %+v", st, e)
+		}
+		if st := admin(t, "POST", n2.URL()+"/admin/v1/snapshot?force=true", string(snap), nil); st != 200 {
+			t.Fatalf("forced restore: %d", st)
+		}
+	})
+	t.Run("an operator removes a dead node", func(t *testing.T) {
+		victim := n3
+		if leader == "n3" {
+			victim = n2
+		}
+		id := victim.Cluster().NodeID()
+		if err := victim.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if st := admin(t, "POST", n1.URL()+"/admin/v1/cluster/remove", `{"id":"`+id+`"}`, nil); st != 200 {
+			t.Fatalf("remove: %d", st)
+		}
+		waitView(t, n1.URL(), func(v clusterView) bool { return len(v.Members) == 2 })
+	})
+}
