@@ -141,6 +141,26 @@ func TestScriptedOllamaThroughNode(t *testing.T) {
 		}
 	})
 
+	t.Run("reasoning effort levels", func(t *testing.T) {
+		// Ollama takes levels only for some models; sovra falls back to
+		// plain thinking for the others rather than failing the request.
+		for _, effort := range []shared.ReasoningEffort{shared.ReasoningEffortLow, shared.ReasoningEffortMedium, shared.ReasoningEffortHigh} {
+			p := userChat("thinker", "Hi!")
+			p.ReasoningEffort = effort
+			resp, err := c.Chat.Completions.New(testCtx(t), p)
+			if err != nil {
+				t.Fatalf("effort %s: %v", effort, err)
+			}
+			var extra struct {
+				ReasoningContent string `json:"reasoning_content"`
+			}
+			_ = json.Unmarshal([]byte(resp.Choices[0].Message.RawJSON()), &extra)
+			if extra.ReasoningContent != ollamarig.Thought || resp.Choices[0].Message.Content != ollamarig.Answer {
+				t.Errorf("effort %s: reasoning_content %q, content %q", effort, extra.ReasoningContent, resp.Choices[0].Message.Content)
+			}
+		}
+	})
+
 	t.Run("reasoning effort none", func(t *testing.T) {
 		p := userChat("thinker", "Hi!")
 		p.ReasoningEffort = shared.ReasoningEffortNone

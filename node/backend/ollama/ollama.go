@@ -61,8 +61,23 @@ func NewTransport() *http.Transport {
 	}
 }
 
-// Chat runs a chat request; fn sees every partial response.
+// Chat runs a chat request; fn sees every partial response. Ollama accepts
+// thinking levels ("low", "medium", "high") only for some models and answers
+// 400 for the rest; such a request is retried once with plain thinking on,
+// which is the closest the model can honour.
 func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+	err := c.chat(ctx, req, fn)
+	if errors.Is(err, backend.ErrBadRequest) && thinkLevel(req.Think) {
+		plain := *req
+		plain.Think = &api.ThinkValue{Value: true}
+		if c.chat(ctx, &plain, fn) == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func (c *Client) chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
 	done := false
 	err := c.streamNDJSON(ctx, "/api/chat", req, func(b []byte) error {
 		r, err := decodeLine[api.ChatResponse](b)
@@ -76,7 +91,29 @@ func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Cha
 }
 
 // Generate runs a completion request; fn sees every partial response.
+// Thinking levels fall back as in Chat.
 func (c *Client) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
+	err := c.generate(ctx, req, fn)
+	if errors.Is(err, backend.ErrBadRequest) && thinkLevel(req.Think) {
+		plain := *req
+		plain.Think = &api.ThinkValue{Value: true}
+		if c.generate(ctx, &plain, fn) == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// thinkLevel reports whether think asks for a level rather than on/off.
+func thinkLevel(t *api.ThinkValue) bool {
+	if t == nil {
+		return false
+	}
+	_, isString := t.Value.(string)
+	return isString
+}
+
+func (c *Client) generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
 	done := false
 	err := c.streamNDJSON(ctx, "/api/generate", req, func(b []byte) error {
 		r, err := decodeLine[api.GenerateResponse](b)
