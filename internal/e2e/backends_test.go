@@ -19,7 +19,10 @@ type target struct {
 	embed     string // an embedding model
 	embedDims int
 	think     string // a thinking model, "" when the backend has none
-	tools     bool   // whether the chat model answers with tool calls when asked
+	tools     string // a model that answers with tool calls when asked, "" when none
+	// toolsFollowUp is whether the tools model answers a tool result with
+	// text (a scripted model calls its tool every time).
+	toolsFollowUp bool
 	sim       *ollamasim.Server
 	rig       *ollamarig.Rig
 }
@@ -31,13 +34,13 @@ func simTarget(t *testing.T, cfg ollamasim.Config) target {
 	sim := ollamasim.StartTest(t, cfg)
 	return target{
 		name: "sim", ollamaURL: sim.URL(), chat: "llama3.2:1b", embed: "nomic-embed-text",
-		embedDims: 768, think: "deepseek-r1:1.5b", tools: true, sim: sim,
+		embedDims: 768, think: "deepseek-r1:1.5b", tools: "llama3.2:1b", toolsFollowUp: true, sim: sim,
 	}
 }
 
-// ollamaTarget starts the real Ollama with two tiny generated models: one
-// for chat and one with mean pooling for embeddings. Random weights never
-// call tools or think, so those checks stay off.
+// ollamaTarget starts the real Ollama with tiny generated models: one for
+// chat, one with mean pooling for embeddings, and two scripted ones that
+// always answer with a get_weather call or with thinking and then text.
 func ollamaTarget(t *testing.T) target {
 	ollamarig.Require(t)
 	rig := ollamarig.Start(t, ollamarig.Options{NumParallel: 2})
@@ -50,7 +53,14 @@ func ollamaTarget(t *testing.T) target {
 	if err := rig.CreateTinyWith(ctx, "tiny-embed", embed); err != nil {
 		t.Fatal(err)
 	}
-	return target{name: "ollama", ollamaURL: rig.URL, chat: "tiny", embed: "tiny-embed", embedDims: 64, rig: rig}
+	if err := rig.CreateToolCaller(ctx, "tool-caller"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rig.CreateThinker(ctx, "thinker"); err != nil {
+		t.Fatal(err)
+	}
+	return target{name: "ollama", ollamaURL: rig.URL, chat: "tiny", embed: "tiny-embed", embedDims: 64,
+		think: "thinker", tools: "tool-caller", rig: rig}
 }
 
 // eachTarget runs fn as a subtest against the default simulator and the

@@ -37,8 +37,11 @@ func TestNodeSDKs(t *testing.T) {
 			"SOVRA_EMBED_MODEL": tg.embed,
 			"SOVRA_THINK_MODEL": tg.think,
 		}
-		if tg.tools {
-			env["SOVRA_EXPECT_TOOLS"] = "1"
+		if tg.tools != "" {
+			env["SOVRA_EXPECT_TOOLS"], env["SOVRA_TOOLS_MODEL"] = "1", tg.tools
+		}
+		if !tg.toolsFollowUp {
+			env["SOVRA_TOOLS_FOLLOWUP"] = "0"
 		}
 		runNodeSuite(t, dir, env)
 	})

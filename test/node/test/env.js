@@ -29,6 +29,15 @@ export const thinkModel = process.env.SOVRA_THINK_MODEL || '';
  */
 export const expectTools = process.env.SOVRA_EXPECT_TOOLS === '1';
 
+/** The model the tool-call checks use (default: the chat model). */
+export const toolsModel = process.env.SOVRA_TOOLS_MODEL || chatModel;
+
+/**
+ * Whether the tools model answers a tool result with text. A scripted
+ * model that always calls its tool cannot, so "0" skips that check.
+ */
+export const toolsFollowUp = process.env.SOVRA_TOOLS_FOLLOWUP !== '0';
+
 /** The user message that makes the backend call the tool. */
 export const toolsPrompt =
   process.env.SOVRA_TOOLS_PROMPT || 'What is the weather in Paris? Use the get_weather tool.';

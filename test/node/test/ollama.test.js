@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 
 import { Ollama } from 'ollama';
 
-import { baseURL, chatModel, embedModel, expectTools, maxTokens, sameModel, thinkModel, toolsPrompt } from './env.js';
+import { baseURL, chatModel, embedModel, expectTools, maxTokens, sameModel, thinkModel, toolsModel, toolsPrompt } from './env.js';
 
 const ollama = new Ollama({ host: baseURL });
 
@@ -163,7 +163,7 @@ describe('Ollama client', () => {
 
   it('calls a tool', { skip: expectTools ? false : 'SOVRA_EXPECT_TOOLS is not 1' }, async () => {
     const r = await ollama.chat({
-      model: chatModel,
+      model: toolsModel,
       messages: [{ role: 'user', content: toolsPrompt }],
       tools: [weatherTool],
       stream: false,

@@ -13,6 +13,8 @@ import {
   maxTokens,
   sameModel,
   thinkModel,
+  toolsFollowUp,
+  toolsModel,
   toolsPrompt,
 } from './env.js';
 
@@ -285,7 +287,7 @@ describe('OpenAI SDK: tool calls', { skip: expectTools ? false : 'SOVRA_EXPECT_T
   }
 
   it('returns a tool call', async () => {
-    const r = await client.chat.completions.create({ model: chatModel, messages: ask, tools: [weatherTool] });
+    const r = await client.chat.completions.create({ model: toolsModel, messages: ask, tools: [weatherTool] });
     const c = r.choices[0];
     assert.equal(c.finish_reason, 'tool_calls');
     assert.equal(c.message.role, 'assistant');
@@ -294,7 +296,7 @@ describe('OpenAI SDK: tool calls', { skip: expectTools ? false : 'SOVRA_EXPECT_T
   });
 
   it('streams a tool call the SDK can assemble', async () => {
-    const runner = client.chat.completions.stream({ model: chatModel, messages: ask, tools: [weatherTool] });
+    const runner = client.chat.completions.stream({ model: toolsModel, messages: ask, tools: [weatherTool] });
     const final = await runner.finalChatCompletion();
     const c = final.choices[0];
     assert.equal(c.finish_reason, 'tool_calls');
@@ -302,11 +304,11 @@ describe('OpenAI SDK: tool calls', { skip: expectTools ? false : 'SOVRA_EXPECT_T
     assertWeatherCall(c.message.tool_calls[0]);
   });
 
-  it('answers with text after the tool result', async () => {
-    const first = await client.chat.completions.create({ model: chatModel, messages: ask, tools: [weatherTool] });
+  it('answers with text after the tool result', { skip: toolsFollowUp ? false : 'SOVRA_TOOLS_FOLLOWUP is 0' }, async () => {
+    const first = await client.chat.completions.create({ model: toolsModel, messages: ask, tools: [weatherTool] });
     const call = first.choices[0].message.tool_calls[0];
     const r = await client.chat.completions.create({
-      model: chatModel,
+      model: toolsModel,
       tools: [weatherTool],
       messages: [
         ...ask,
