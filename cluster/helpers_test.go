@@ -49,6 +49,8 @@ type testOpts struct {
 	downAfter time.Duration
 	tls       func(id string) *tls.Config
 	token     func(id string) string
+	// transport wraps a node's peer HTTP transport (faults above TCP).
+	transport func(id string, rt http.RoundTripper) http.RoundTripper
 }
 
 // tnode is one node of a test cluster: a Cluster, its HTTP server and its
@@ -56,6 +58,7 @@ type testOpts struct {
 type tnode struct {
 	id       string
 	cfg      Config
+	wrap     func(id string, rt http.RoundTripper) http.RoundTripper
 	httpLn   net.Listener // the listener of the next start
 	c        *Cluster
 	srv      *http.Server
@@ -134,7 +137,7 @@ func (tc *tcluster) newNode(id string, opts testOpts) *tnode {
 	if opts.tls != nil {
 		cfg.TLS = opts.tls(id)
 	}
-	return &tnode{id: id, cfg: cfg, httpLn: ln}
+	return &tnode{id: id, cfg: cfg, httpLn: ln, wrap: opts.transport}
 }
 
 func or[T comparable](v, def T) T {
@@ -150,7 +153,11 @@ func (tc *tcluster) start(n *tnode) {
 	tc.t.Helper()
 	cfg := n.cfg
 	cfg.StreamLayer = tc.net.StreamLayer(n.id)
-	n.client = &http.Client{Transport: &http.Transport{DialContext: tc.net.DialContext(n.id), TLSClientConfig: cfg.TLS}}
+	var rt http.RoundTripper = &http.Transport{DialContext: tc.net.DialContext(n.id), TLSClientConfig: cfg.TLS}
+	if n.wrap != nil {
+		rt = n.wrap(n.id, rt)
+	}
+	n.client = &http.Client{Transport: rt}
 	cfg.HTTPClient = n.client
 	c, err := Open(cfg)
 	if err != nil {
