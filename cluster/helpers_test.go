@@ -176,9 +176,9 @@ func (tc *tcluster) start(n *tnode) {
 	ln := n.httpLn
 	n.httpLn = nil
 	n.serveErr = make(chan error, 1)
+	n.srv.TLSConfig = cfg.TLS.Clone()
 	go func() {
 		if cfg.TLS != nil {
-			n.srv.TLSConfig = cfg.TLS
 			n.serveErr <- n.srv.ServeTLS(ln, "", "")
 			return
 		}

@@ -178,6 +178,9 @@ func Open(cfg Config) (*Cluster, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if cfg.TLS != nil {
+		cfg.TLS = cfg.TLS.Clone() // the caller's config may be changed by its HTTP server
+	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), machine: state.NewMachine(), changed: make(chan struct{})}
 	c.fsm = &fsm{m: c.machine}
 	c.peers.init()
@@ -448,8 +451,11 @@ func listenStream(addr string, cfg *tls.Config) (*streamLayer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft listen: %w", err)
 	}
-	l := &streamLayer{Listener: ln, tls: cfg, conns: map[net.Conn]struct{}{}}
+	l := &streamLayer{Listener: ln, conns: map[net.Conn]struct{}{}}
 	if cfg != nil {
+		cfg = cfg.Clone()
+		cfg.NextProtos = nil // raft is not HTTP, whatever the shared config says
+		l.tls = cfg
 		l.Listener = tls.NewListener(ln, cfg)
 	}
 	return l, nil
