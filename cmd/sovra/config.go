@@ -24,6 +24,7 @@ type settings struct {
 	config    string
 	logFormat string
 	logLevel  string
+	debugAddr string
 }
 
 func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
@@ -39,6 +40,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.DurationVar(&s.node.WriteTimeout, "write-timeout", def.WriteTimeout, "limit for each write of a response (not the whole stream)")
 	fs.DurationVar(&s.node.IdleTimeout, "idle-timeout", def.IdleTimeout, "close keep-alive connections idle this long")
 	s.registerCluster(fs, def.Cluster)
+	fs.StringVar(&s.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this host:port; off when empty")
 	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -147,6 +149,13 @@ func nodeCommand(cmd *cobra.Command, def node.Config, run func(cmd *cobra.Comman
 			return err
 		}
 		defer func() { _ = log.Sync() }()
+		if s.debugAddr != "" {
+			stop, err := serveDebug(s.debugAddr, log)
+			if err != nil {
+				return usageError{err}
+			}
+			defer stop()
+		}
 		return run(cmd, s.node, log)
 	}
 	s.register(cmd.Flags(), def)
