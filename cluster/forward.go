@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -140,8 +142,8 @@ type errorBody struct {
 
 // post calls a peer's internal route. forwarded asks the peer to do the
 // work itself or say it is not the leader, so a request makes one hop.
-// A request that cannot have reached the peer is errRetry; one whose
-// answer was lost is ErrIndeterminate.
+// A request that the peer cannot have acted on (refused, or not fully
+// written) is errRetry; one whose answer was lost is ErrIndeterminate.
 func (c *Cluster) post(ctx context.Context, addr, route string, forwarded bool, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
@@ -157,9 +159,13 @@ func (c *Cluster) post(ctx context.Context, addr, route string, forwarded bool, 
 	if forwarded {
 		req.Header.Set(forwardedHeader, "1")
 	}
+	var sent atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { sent.Store(i.Err == nil) },
+	}))
 	resp, err := c.client.Do(req)
 	if err != nil {
-		if notSent(err) {
+		if !sent.Load() || notSent(err) {
 			return fmt.Errorf("%w: %s: %v", errRetry, addr, err)
 		}
 		return fmt.Errorf("%w: %s %s: %v", ErrIndeterminate, addr, route, err)
@@ -190,7 +196,9 @@ func (c *Cluster) postOnce(ctx context.Context, addr, route string, in, out any)
 	return c.post(ctx, addr, route, false, in, out)
 }
 
-// notSent reports a failure to connect: the request never left.
+// notSent reports a failure to connect: the request never left. (post
+// also knows a request was not sent when it was never fully written: the
+// peer cannot act on half a body.)
 func notSent(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"

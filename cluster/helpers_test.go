@@ -33,9 +33,9 @@ func TestMain(m *testing.M) {
 // fastTimings are raft timings for tests on loopback under -race.
 func fastTimings() RaftTimings {
 	return RaftTimings{
-		HeartbeatTimeout:   150 * time.Millisecond,
-		ElectionTimeout:    150 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond,
+		HeartbeatTimeout:   200 * time.Millisecond,
+		ElectionTimeout:    200 * time.Millisecond,
+		LeaderLeaseTimeout: 150 * time.Millisecond,
 		CommitTimeout:      5 * time.Millisecond,
 	}
 }
