@@ -230,7 +230,7 @@ func (c *Cluster) isMember() bool {
 
 // joinLoop asks the Join addresses to add this node until one succeeds.
 func (c *Cluster) joinLoop(ctx context.Context) {
-	req := JoinRequest{ID: c.cfg.NodeID, HTTPAddr: c.cfg.HTTPAddr, RaftAddr: c.RaftAddr(), Node: c.cfg.Node}
+	req := JoinRequest{ID: c.cfg.NodeID, HTTPAddr: c.cfg.HTTPAddr, RaftAddr: c.RaftAddr(), Node: c.selfNode()}
 	for attempt := 0; ; attempt++ {
 		for _, addr := range c.cfg.Join {
 			if addr == c.cfg.HTTPAddr {

@@ -86,7 +86,7 @@ func (c *Cluster) heartbeatLoop(ctx context.Context) {
 func (c *Cluster) heartbeat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, max(2*c.cfg.HeartbeatInterval, time.Second))
 	defer cancel()
-	n := c.cfg.Node
+	n := c.selfNode()
 	return c.onLeader(ctx, leaderOp{
 		route: "heartbeat", in: heartbeatRequest{Node: n}, idempotent: true,
 		local: func(ctx context.Context) error { return c.heartbeatLocal(ctx, n) },
@@ -183,7 +183,7 @@ func (c *Cluster) leaderLoop(ctx context.Context) {
 func (c *Cluster) leaderTick(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, max(c.cfg.DownAfter, time.Second))
 	defer cancel()
-	if err := c.heartbeatLocal(ctx, c.cfg.Node); err != nil {
+	if err := c.heartbeatLocal(ctx, c.selfNode()); err != nil {
 		c.logRetry("leader self-registration failed", err)
 		return
 	}

@@ -157,3 +157,23 @@ func otherThan(ids []string, not string) string {
 	}
 	return ""
 }
+
+func TestSetNodeReregisters(t *testing.T) {
+	tc := newCluster(t, testOpts{n: 3})
+	f := tc.followers()[0]
+	n := state.Node{Labels: map[string]string{"jurisdiction": "EU"}, Version: "v2", GPUs: []state.GPU{{Model: "NVIDIA H800", MemoryBytes: 80 << 30}}}
+	f.c.SetNode(n)
+	waitFor(t, 10*time.Second, "new registration on every node", func() bool {
+		for _, r := range tc.running() {
+			ok := false
+			r.c.Machine().Read(func(s *state.State) {
+				got := s.Nodes[f.id]
+				ok = got != nil && got.Version == "v2" && got.Labels["jurisdiction"] == "EU" && len(got.GPUs) == 1 && got.HTTPAddr == f.cfg.HTTPAddr
+			})
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+}

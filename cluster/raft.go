@@ -164,6 +164,8 @@ type Cluster struct {
 	changeMu sync.Mutex
 	changed  chan struct{} // closed and replaced on every leader or raft state change
 
+	nodeMu    sync.Mutex
+	self      state.Node    // this node's registration, carried by heartbeats
 	memberMu  sync.Mutex    // serialises membership changes on the leader
 	readyTerm atomic.Uint64 // term in which this leader committed a barrier
 	live      liveness
@@ -189,7 +191,7 @@ func Open(cfg Config) (*Cluster, error) {
 	if err := c.openRaft(); err != nil {
 		return nil, err
 	}
-	c.cfg.Node.ID, c.cfg.Node.HTTPAddr, c.cfg.Node.RaftAddr = cfg.NodeID, cfg.HTTPAddr, c.RaftAddr()
+	c.SetNode(cfg.Node)
 	c.initHTTP()
 	c.peers.add(c.selfPeer())
 	c.startObserver()
@@ -354,6 +356,24 @@ func (c *Cluster) Close() error {
 // Machine is the local state: possibly stale, never waits on raft. The
 // inference path reads it.
 func (c *Cluster) Machine() *state.Machine { return c.machine }
+
+// SetNode changes what this node registers (labels, GPUs, version, models
+// on disk...); ID and addresses are kept. Heartbeats own the registration:
+// the next one re-registers the node when it differs from the state, so
+// other code should call this rather than apply RegisterNode for this node.
+func (c *Cluster) SetNode(n state.Node) {
+	n.ID, n.HTTPAddr, n.RaftAddr = c.cfg.NodeID, c.cfg.HTTPAddr, c.RaftAddr()
+	c.nodeMu.Lock()
+	defer c.nodeMu.Unlock()
+	c.self = n
+}
+
+// selfNode is this node's registration.
+func (c *Cluster) selfNode() state.Node {
+	c.nodeMu.Lock()
+	defer c.nodeMu.Unlock()
+	return c.self
+}
 
 // NodeID is this node's id.
 func (c *Cluster) NodeID() string { return c.cfg.NodeID }
