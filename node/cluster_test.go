@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/testcerts"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/node"
 )
@@ -159,4 +161,55 @@ func TestNodesFormAClusterOverHTTP(t *testing.T) {
 		}
 		waitView(t, n1.URL(), func(v clusterView) bool { return len(v.Members) == 2 })
 	})
+}
+
+// TestMutualTLSNodes runs two nodes whose raft and peer calls use mutual
+// TLS; clients reach the API over TLS without a certificate, while internal
+// routes refuse callers without one.
+func TestMutualTLSNodes(t *testing.T) {
+	sim := ollamasim.StartTest(t, ollamasim.Config{})
+	ca := testcerts.NewCA(t)
+	dir := t.TempDir()
+	withTLS := func(id string, join ...string) func(*node.Config) {
+		cert, key, caFile := ca.Files(t, dir, id)
+		return func(c *node.Config) {
+			member(id, join...)(c)
+			c.Cluster.TLSCert, c.Cluster.TLSKey, c.Cluster.TLSCA = cert, key, caFile
+		}
+	}
+	n1 := testnode.Start(t, sim.URL(), withTLS("n1"))
+	n2 := testnode.Start(t, sim.URL(), withTLS("n2", n1.Addr()))
+	if !strings.HasPrefix(n2.URL(), "https://") {
+		t.Fatalf("URL %s", n2.URL())
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var v clusterView
+		req, _ := http.NewRequest("GET", n2.URL()+"/admin/v1/cluster", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if allReady(2)(v) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no two-node TLS cluster: %+v", v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("POST", n1.URL()+"/internal/v1/cluster/status", strings.NewReader("{}"))
+	req.Header.Set("Sovra-Cluster-Token", token)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("internal call without a client certificate: %d", resp.StatusCode)
+	}
 }
