@@ -23,8 +23,8 @@ type target struct {
 	// toolsFollowUp is whether the tools model answers a tool result with
 	// text (a scripted model calls its tool every time).
 	toolsFollowUp bool
-	sim       *ollamasim.Server
-	rig       *ollamarig.Rig
+	sim           *ollamasim.Server
+	rig           *ollamarig.Rig
 }
 
 // simTarget starts the simulated Ollama with its default models. Its tool
