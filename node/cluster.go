@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,9 +11,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/version"
+	"github.com/sovra/sovra/node/agent"
 )
 
 // ClusterConfig is a node's raft membership.
@@ -39,6 +43,9 @@ type ClusterConfig struct {
 	// API (clients may connect without a certificate; peers may not).
 	TLSCert, TLSKey, TLSCA string
 	Labels                 map[string]string
+	// GPUs overrides GPU discovery with a spec such as "8xH800:80GiB"
+	// ("none" for a CPU-only node); empty discovers with nvidia-smi.
+	GPUs string
 	// Raft tunes raft's timings (zero keeps raft's defaults).
 	Raft cluster.RaftTimings
 }
@@ -69,7 +76,40 @@ func (c ClusterConfig) validate() error {
 	case (c.TLSCert == "") != (c.TLSKey == "") || (c.TLSCert != "" && c.TLSCA == ""):
 		return errors.New("mutual TLS needs all of --tls-cert, --tls-key and --tls-ca")
 	}
-	return nil
+	_, err := c.gpuOverride()
+	return err
+}
+
+// gpuOverride is the operator's GPU inventory, or nil to discover it.
+func (c ClusterConfig) gpuOverride() ([]state.GPU, error) {
+	if c.GPUs == "" {
+		return nil, nil
+	}
+	gpus, err := agent.ParseGPUFlag(c.GPUs)
+	if err != nil {
+		return nil, fmt.Errorf("--gpu: %w", err)
+	}
+	return gpus, nil
+}
+
+// watchGPUs reports this node's GPU inventory to the cluster when it is
+// first known and whenever it changes.
+func (n *Node) watchGPUs(ctx context.Context) {
+	override, _ := n.cfg.Cluster.gpuOverride() // checked by Validate
+	inv := &agent.Inventory{
+		Override: override,
+		OnChange: func(gpus []state.GPU) {
+			n.log.Info("GPU inventory", zap.Int("gpus", len(gpus)))
+			n.cluster.SetNode(n.selfNode(gpus))
+		},
+		OnError: func(err error) { n.log.Warn("GPU discovery failed", zap.Error(err)) },
+	}
+	_ = inv.Run(ctx)
+}
+
+// selfNode is what this node registers about itself.
+func (n *Node) selfNode(gpus []state.GPU) state.Node {
+	return state.Node{Labels: n.cfg.Cluster.Labels, GPUs: gpus, Version: version.Version}
 }
 
 // tlsConfig loads the node's certificate and the cluster CA, or returns nil
@@ -134,7 +174,7 @@ func (n *Node) openCluster(tlsCfg *tls.Config) (*cluster.Cluster, error) {
 		DownAfter:         c.DownAfter,
 		Raft:              c.Raft,
 		TLS:               tlsCfg,
-		Node:              state.Node{Labels: c.Labels, Version: version.Version},
+		Node:              n.selfNode(nil),
 		Logger:            n.log,
 	})
 }

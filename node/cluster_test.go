@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sovra/sovra/cluster"
+	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testcerts"
 	"github.com/sovra/sovra/internal/testnode"
@@ -94,7 +95,7 @@ func allReady(n int) func(clusterView) bool {
 // admin routes every operator uses.
 func TestNodesFormAClusterOverHTTP(t *testing.T) {
 	sim := ollamasim.StartTest(t, ollamasim.Config{})
-	n1 := testnode.Start(t, sim.URL(), member("n1"))
+	n1 := testnode.Start(t, sim.URL(), member("n1"), func(c *node.Config) { c.Cluster.GPUs = "2xH100:80GiB" })
 	n2 := testnode.Start(t, sim.URL(), member("n2", n1.Addr()))
 	n3 := testnode.Start(t, sim.URL(), member("n3", n1.Addr()))
 	var leader string
@@ -102,6 +103,31 @@ func TestNodesFormAClusterOverHTTP(t *testing.T) {
 		leader = waitView(t, n.URL(), allReady(3)).Leader
 	}
 
+	t.Run("nodes report labels and GPUs", func(t *testing.T) {
+		for _, q := range []string{"", "?stale=true"} {
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				var n state.Node
+				if st := admin(t, "GET", n2.URL()+"/admin/v1/nodes/n1"+q, "", &n); st != 200 {
+					t.Fatalf("GET node: %d", st)
+				}
+				if len(n.GPUs) == 2 && n.GPUs[1].MemoryBytes == 80<<30 && n.GPUs[0].Model == "H100" && n.Labels["jurisdiction"] == "EU" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("node n1 %+v", n)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		var list struct{ Nodes []state.Node }
+		if st := admin(t, "GET", n3.URL()+"/admin/v1/nodes", "", &list); st != 200 || len(list.Nodes) != 3 {
+			t.Fatalf("GET nodes: %d %+v", st, list)
+		}
+		if st := admin(t, "GET", n3.URL()+"/admin/v1/nodes/nope", "", nil); st != 404 {
+			t.Fatalf("unknown node: %d", st)
+		}
+	})
 	t.Run("admin calls need the token", func(t *testing.T) {
 		resp, err := http.Get(n2.URL() + "/admin/v1/cluster")
 		if err != nil {

@@ -152,12 +152,16 @@ func (n *Node) apiConfig(mtls bool) api.Config {
 func (n *Node) runCluster() {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stopRun = cancel
-	n.runWG.Add(1)
+	n.runWG.Add(2)
 	go func() {
 		defer n.runWG.Done()
 		if err := n.cluster.Run(ctx); err != nil {
 			n.log.Error("cluster stopped", zap.Error(err))
 		}
+	}()
+	go func() {
+		defer n.runWG.Done()
+		n.watchGPUs(ctx)
 	}()
 }
 

@@ -178,4 +178,5 @@ func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
 	fs.StringVar(&c.TLSKey, "tls-key", def.TLSKey, "PEM private key of --tls-cert")
 	fs.StringVar(&c.TLSCA, "tls-ca", def.TLSCA, "PEM CA that signs every node's certificate")
 	fs.StringToStringVar(&c.Labels, "label", def.Labels, "node labels, e.g. jurisdiction=EU,country=FR")
+	fs.StringVar(&c.GPUs, "gpu", def.GPUs, `GPU inventory instead of nvidia-smi discovery, e.g. 8xH800:80GiB or "none"`)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	"github.com/sovra/sovra/cluster"
+	"github.com/sovra/sovra/cluster/state"
 )
 
 // Cluster is what the admin and internal routes need from the node's
@@ -22,6 +23,8 @@ type Cluster interface {
 	Remove(ctx context.Context, nodeID string) error
 	SaveSnapshot(ctx context.Context, w io.Writer) error
 	RestoreSnapshot(ctx context.Context, r io.Reader, force bool) error
+	// Read runs fn over the replicated state: linearizable unless stale.
+	Read(ctx context.Context, stale bool, fn func(*state.State)) error
 	// Handler serves the internal peer routes under /internal/v1/cluster/.
 	Handler() http.Handler
 }
@@ -38,6 +41,36 @@ func (s *Server) adminRoutes(cl Cluster) {
 			return err
 		}
 		return c.JSON(st)
+	})
+	a.Get("/nodes", func(c *fiber.Ctx) error {
+		var nodes []*state.Node
+		err := cl.Read(c.UserContext(), c.QueryBool("stale"), func(s *state.State) {
+			for _, n := range s.NodeList() {
+				cp := *n
+				nodes = append(nodes, &cp)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"nodes": nodes})
+	})
+	a.Get("/nodes/:id", func(c *fiber.Ctx) error {
+		id := c.Params("id")
+		var node *state.Node
+		err := cl.Read(c.UserContext(), c.QueryBool("stale"), func(s *state.State) {
+			if n, ok := s.Nodes[id]; ok {
+				cp := *n
+				node = &cp
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if node == nil {
+			return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + id + " in the cluster"}
+		}
+		return c.JSON(node)
 	})
 	a.Post("/cluster/join", func(c *fiber.Ctx) error {
 		var req cluster.JoinRequest
