@@ -45,6 +45,7 @@ func (s *State) Clone() *State {
 			}
 		}
 		m.GPUs = cloneSlice(n.GPUs)
+		m.Models = cloneSlice(n.Models)
 		c.Nodes[k] = &m
 	}
 	for k, d := range s.Deployments {

@@ -42,6 +42,10 @@ type Node struct {
 	// StatusSince is the proposer's clock (Unix ms) when the status changed.
 	StatusSince int64  `json:"status_since,omitempty"`
 	JoinedIndex uint64 `json:"joined_index"`
+	// Models are the models the node's Ollama holds on disk, by the names
+	// it lists them under. The scheduler prefers such a node, which saves
+	// a pull.
+	Models []string `json:"models,omitempty"`
 }
 
 // Deployment is a model the operators want served.
@@ -51,6 +55,9 @@ type Deployment struct {
 	Replicas    int      `json:"replicas"`
 	Constraints []string `json:"constraints,omitempty"` // label expressions, e.g. "jurisdiction=EU"
 	Priority    int      `json:"priority,omitempty"`
+	// SpreadBy, when set, is a node label key (e.g. "zone") whose values
+	// the scheduler spreads the replicas over.
+	SpreadBy string `json:"spread_by,omitempty"`
 	// Version counts changes; a write may be conditioned on it.
 	Version       uint64 `json:"version"`
 	CreatedIndex  uint64 `json:"created_index"`
