@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,6 +18,10 @@ import (
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node/agent"
+	"github.com/sovra/sovra/node/api"
+	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/router"
 )
 
 // ClusterConfig is a node's raft membership.
@@ -192,4 +197,31 @@ func advertised(explicit string, bound net.Addr) (string, error) {
 		return "", fmt.Errorf("the API listens on %s, which peers cannot dial: set --advertise-addr", bound)
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// peerDialer reaches other nodes' Ollama-native API for forwarded requests,
+// marked so the receiving node serves them itself.
+func (n *Node) peerDialer(tlsCfg *tls.Config) router.PeerDialer {
+	t := ollama.NewTransport()
+	scheme := "http"
+	if tlsCfg != nil {
+		t.TLSClientConfig, scheme = tlsCfg.Clone(), "https"
+	}
+	hc := &http.Client{Transport: peerHeaders{base: t, token: n.cfg.Cluster.Token}}
+	return func(peer state.Node) (backend.Backend, error) {
+		return ollama.New(scheme+"://"+peer.HTTPAddr, hc)
+	}
+}
+
+// peerHeaders marks forwarded requests and carries the cluster token.
+type peerHeaders struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(api.ForwardedHeader, "1")
+	r.Header.Set("Sovra-Cluster-Token", p.token)
+	return p.base.RoundTrip(r)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/sovra/sovra/node/api"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/router"
 )
 
 // Config is what a node needs to run.
@@ -120,14 +121,16 @@ func (n *Node) Start() error {
 	}
 	n.ln = ln
 	var cl api.Cluster
+	var be backend.Backend = n.be
 	if n.cfg.Cluster.enabled() {
 		if n.cluster, err = n.openCluster(tlsCfg); err != nil {
 			ln.Close()
 			return err
 		}
 		cl = n.cluster
+		be = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(tlsCfg))
 	}
-	n.api = api.New(n.apiConfig(tlsCfg != nil), n.be, cl, n.log.Named("http"))
+	n.api = api.New(n.apiConfig(tlsCfg != nil), be, cl, n.log.Named("http"))
 	go func() { n.done <- n.api.Serve(ln) }()
 	if n.cluster != nil {
 		n.runCluster()

@@ -20,7 +20,13 @@ type reqInfo struct {
 	promptTokens     int
 	completionTokens int
 	streaming        bool
+	// forwarded is set on requests another node forwarded here.
+	forwarded bool
 }
+
+// ForwardedHeader marks a request that a node forwarded to another; it is
+// served where it lands and never forwarded again.
+const ForwardedHeader = "Sovra-Forwarded"
 
 const infoKey = "sovra.req"
 
@@ -48,6 +54,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	if ri.id == "" || len(ri.id) > 128 {
 		ri.id = s.ids.next("req")
 	}
+	ri.forwarded = c.Get(ForwardedHeader) != ""
 	ri.method = strings.Clone(c.Method())
 	ri.path = strings.Clone(c.Path())
 	c.Set(fiber.HeaderXRequestID, ri.id)

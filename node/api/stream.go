@@ -8,6 +8,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
+
+	"github.com/sovra/sovra/node/router"
 )
 
 // stream describes one streamed response.
@@ -30,7 +32,7 @@ const framesBuffered = 64
 // hangs up, or stops reading for longer than the write timeout, cancels the
 // backend call.
 func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
-	ctx, cancel := context.WithCancel(s.base)
+	ctx, cancel := s.callContext(c)
 	fctx := c.Context()
 	watchHangup(ctx, fctx.Conn(), cancel)
 
@@ -165,7 +167,17 @@ var sseDone = []byte("data: [DONE]\n\n")
 // requestContext returns the context of a non-streamed backend call: it ends
 // when the client hangs up or the server stops hard.
 func (s *Server) requestContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(s.base)
+	ctx, cancel := s.callContext(c)
 	watchHangup(ctx, c.Context().Conn(), cancel)
 	return ctx, cancel
+}
+
+// callContext is the context of one backend call: it ends when the server
+// stops hard, and says whether another node forwarded the request.
+func (s *Server) callContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	ctx := s.base
+	if requestInfo(c).forwarded {
+		ctx = router.Forwarded(ctx)
+	}
+	return context.WithCancel(ctx)
 }
