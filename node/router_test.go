@@ -102,4 +102,3 @@ func listed(models []openai.Model, id string) bool {
 	}
 	return false
 }
-
