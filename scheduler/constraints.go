@@ -3,6 +3,7 @@ package scheduler
 import (
 	"errors"
 	"fmt"
+	"github.com/sovra/sovra/models"
 	"slices"
 	"strings"
 )
@@ -230,47 +231,19 @@ func (c Constraint) MatchLabels(labels map[string]string) string {
 
 // MatchGPUModel reports whether a GPU model as nvidia-smi names it
 // ("NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB") satisfies a
-// gpu.model constraint. A constraint value names a model when it equals,
-// ignoring case, the whole name, the name without its vendor word, or one
-// of the words the name splits into at spaces, hyphens and underscores:
-// "H100" and "A100" match the names above, "L40" does not match "NVIDIA
-// L40S".
+// gpu.model constraint. Both sides are compared in the canonical form of
+// models.NormalizeGPUModel, the same one the node agent uses: "H100" and
+// "A100" match the names above, "L40" does not match "NVIDIA L40S".
 func (c Constraint) MatchGPUModel(model string) bool {
 	named := false
+	norm := models.NormalizeGPUModel(model)
 	for _, v := range c.Values {
-		if gpuModelIs(model, v) {
+		if models.NormalizeGPUModel(v) == norm {
 			named = true
 			break
 		}
 	}
 	return named == (c.Op == OpEq || c.Op == OpIn)
-}
-
-func gpuModelIs(model, v string) bool {
-	if strings.EqualFold(model, v) || strings.EqualFold(shortGPUName(model), v) {
-		return true
-	}
-	for model != "" {
-		i := strings.IndexAny(model, " -_")
-		if i < 0 {
-			return strings.EqualFold(model, v)
-		}
-		if strings.EqualFold(model[:i], v) {
-			return true
-		}
-		model = model[i+1:]
-	}
-	return false
-}
-
-// shortGPUName drops the vendor word from a GPU model name.
-func shortGPUName(model string) string {
-	for _, vendor := range []string{"NVIDIA ", "AMD "} {
-		if len(model) > len(vendor) && strings.EqualFold(model[:len(vendor)], vendor) {
-			return model[len(vendor):]
-		}
-	}
-	return model
 }
 
 // Constraints are the parsed constraints of one deployment, node label

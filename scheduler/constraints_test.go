@@ -115,7 +115,9 @@ func TestMatchGPUModel(t *testing.T) {
 		{"gpu.model=A100", "NVIDIA A100-SXM4-80GB", true},
 		{"gpu.model=L40", "NVIDIA L40S", false},
 		{"gpu.model=L40S", "NVIDIA L40S", true},
-		{"gpu.model=NVIDIA", "NVIDIA L40S", true},
+		{"gpu.model=NVIDIA", "NVIDIA L40S", false}, // a vendor is not a model
+		{"gpu.model=RTX4090", "NVIDIA GeForce RTX 4090", true},
+		{"gpu.model in (rtx 4090)", "NVIDIA GeForce RTX 4090", true},
 		{"gpu.model in (H800,H100)", "NVIDIA H800", true},
 		{"gpu.model in (H800,H100)", "NVIDIA A100-SXM4-80GB", false},
 		{"gpu.model notin (L40S)", "NVIDIA H800", true},
@@ -131,21 +133,5 @@ func TestMatchGPUModel(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
-	}
-}
-
-func TestDisplayGPUName(t *testing.T) {
-	cases := map[string]string{
-		"NVIDIA A100-SXM4-80GB":   "A100",
-		"NVIDIA H100 80GB HBM3":   "H100",
-		"NVIDIA H100 PCIe":        "H100",
-		"NVIDIA L40S":             "L40S",
-		"NVIDIA GeForce RTX 4090": "GeForce RTX 4090",
-		"AMD Instinct MI300X":     "Instinct MI300X",
-	}
-	for in, want := range cases {
-		if got := displayGPUName(in); got != want {
-			t.Errorf("%q: got %q, want %q", in, got, want)
-		}
 	}
 }

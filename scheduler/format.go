@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"github.com/sovra/sovra/models"
 	"math"
 	"slices"
 	"strings"
@@ -29,7 +30,7 @@ func describeGPUs(n *nodeView, pos []int) string {
 	var groups []group
 	for _, p := range pos {
 		g := n.n.GPUs[p]
-		name := fmt.Sprintf("%s %dGiB", displayGPUName(g.Model), int(math.Round(float64(g.MemoryBytes)/(1<<30))))
+		name := fmt.Sprintf("%s %dGiB", models.NormalizeGPUModel(g.Model), int(math.Round(float64(g.MemoryBytes)/(1<<30))))
 		if i := slices.IndexFunc(groups, func(x group) bool { return x.name == name }); i >= 0 {
 			groups[i].count++
 			continue
@@ -44,25 +45,6 @@ func describeGPUs(n *nodeView, pos []int) string {
 		return "no GPUs"
 	}
 	return strings.Join(parts, " + ")
-}
-
-// displayGPUName shortens a GPU model name for a message: the vendor word
-// and the words from the first that gives a memory size or form factor
-// on are dropped ("NVIDIA A100-SXM4-80GB" is "A100", "NVIDIA H100 80GB
-// HBM3" is "H100").
-func displayGPUName(model string) string {
-	words := strings.FieldsFunc(shortGPUName(model), func(r rune) bool { return r == ' ' || r == '-' || r == '_' })
-	for i, w := range words {
-		u := strings.ToUpper(w)
-		if i > 0 && (strings.HasSuffix(u, "GB") || strings.HasPrefix(u, "SXM") || strings.HasPrefix(u, "HBM") || u == "PCIE" || u == "NVL") {
-			words = words[:i]
-			break
-		}
-	}
-	if len(words) == 0 {
-		return model
-	}
-	return strings.Join(words, " ")
 }
 
 // largest returns the k positions, among pos (nil: all), of the GPUs with
