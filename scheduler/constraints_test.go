@@ -117,7 +117,7 @@ func TestMatchGPUModel(t *testing.T) {
 		{"gpu.model=L40S", "NVIDIA L40S", true},
 		{"gpu.model=NVIDIA", "NVIDIA L40S", false}, // a vendor is not a model
 		{"gpu.model=RTX4090", "NVIDIA GeForce RTX 4090", true},
-		{"gpu.model in (rtx 4090)", "NVIDIA GeForce RTX 4090", true},
+		{"gpu.model in (rtx-4090)", "NVIDIA GeForce RTX 4090", true},
 		{"gpu.model in (H800,H100)", "NVIDIA H800", true},
 		{"gpu.model in (H800,H100)", "NVIDIA A100-SXM4-80GB", false},
 		{"gpu.model notin (L40S)", "NVIDIA H800", true},
