@@ -51,6 +51,8 @@ type testOpts struct {
 	token     func(id string) string
 	// transport wraps a node's peer HTTP transport (faults above TCP).
 	transport func(id string, rt http.RoundTripper) http.RoundTripper
+	// sched configures the leader's scheduler.
+	sched SchedulingConfig
 }
 
 // tnode is one node of a test cluster: a Cluster, its HTTP server and its
@@ -129,7 +131,7 @@ func (tc *tcluster) newNode(id string, opts testOpts) *tnode {
 		DataDir: filepath.Join(tc.t.TempDir(), id), Token: "secret", MaxVoters: opts.maxVoters,
 		HeartbeatInterval: or(opts.heartbeat, 50*time.Millisecond), DownAfter: or(opts.downAfter, time.Second),
 		Raft: timings, Node: state.Node{Labels: map[string]string{"zone": id}, Version: "test"},
-		Logger: tc.log.Named(id),
+		Scheduling: opts.sched, Logger: tc.log.Named(id),
 	}
 	if opts.token != nil {
 		cfg.Token = opts.token(id)

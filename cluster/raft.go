@@ -76,6 +76,8 @@ type Config struct {
 	DownAfter         time.Duration // the leader marks a node down after this without heartbeat (default 10s)
 
 	Raft RaftTimings
+	// Scheduling configures the scheduler the leader runs.
+	Scheduling SchedulingConfig
 
 	// TLS, when set, is used for raft (mutual TLS: it must hold this node's
 	// certificate, the CA for both RootCAs and ClientCAs, and ClientAuth)
@@ -117,6 +119,7 @@ func (cfg *Config) setDefaults() error {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	cfg.Scheduling.setDefaults()
 	if cfg.Token == "" {
 		cfg.Logger.Warn("cluster token is empty: any peer that can reach the internal routes is trusted")
 	}
@@ -169,6 +172,7 @@ type Cluster struct {
 	memberMu  sync.Mutex    // serialises membership changes on the leader
 	readyTerm atomic.Uint64 // term in which this leader committed a barrier
 	live      liveness
+	sched     schedRecord
 	peers     peerBook
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -305,11 +309,11 @@ func (c *Cluster) bootstrap(members []peerInfo) error {
 }
 
 // Run does the background work until ctx ends: forming or joining the
-// cluster, heartbeats to the leader, and the leader's liveness and voter
-// work while this node leads.
+// cluster, heartbeats to the leader, and the leader's liveness, voter and
+// scheduling work while this node leads.
 func (c *Cluster) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){c.form, c.heartbeatLoop, c.leaderLoop} {
+	for _, loop := range []func(context.Context){c.form, c.heartbeatLoop, c.leaderLoop, c.scheduleLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

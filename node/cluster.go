@@ -53,6 +53,9 @@ type ClusterConfig struct {
 	GPUs string
 	// Raft tunes raft's timings (zero keeps raft's defaults).
 	Raft cluster.RaftTimings
+	// Scheduling configures the scheduler the leader runs (zero fields
+	// keep its defaults).
+	Scheduling cluster.SchedulingConfig
 }
 
 func defaultClusterConfig() ClusterConfig {
@@ -178,6 +181,7 @@ func (n *Node) openCluster(tlsCfg *tls.Config) (*cluster.Cluster, error) {
 		HeartbeatInterval: c.HeartbeatInterval,
 		DownAfter:         c.DownAfter,
 		Raft:              c.Raft,
+		Scheduling:        c.Scheduling,
 		TLS:               tlsCfg,
 		Node:              n.selfNode(nil),
 		Logger:            n.log,

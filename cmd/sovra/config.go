@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sovra/sovra/node"
+	"github.com/sovra/sovra/scheduler"
 )
 
 // settings are the node settings shared by `serve` and `dev`. Each can be
@@ -179,4 +180,13 @@ func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
 	fs.StringVar(&c.TLSCA, "tls-ca", def.TLSCA, "PEM CA that signs every node's certificate")
 	fs.StringToStringVar(&c.Labels, "label", def.Labels, "node labels, e.g. jurisdiction=EU,country=FR")
 	fs.StringVar(&c.GPUs, "gpu", def.GPUs, `GPU inventory instead of nvidia-smi discovery, e.g. 8xH800:80GiB or "none"`)
+	s.registerScheduling(fs)
+}
+
+// registerScheduling adds the flags of the leader's scheduler; every node
+// should be given the same values.
+func (s *settings) registerScheduling(fs *pflag.FlagSet) {
+	c := &s.node.Cluster.Scheduling
+	fs.DurationVar(&c.DownGrace, "down-grace", scheduler.DefaultDownGrace, "a down node keeps its replicas this long before they are placed elsewhere")
+	fs.IntVar(&c.Context, "context-length", scheduler.DefaultContext, "context length (num_ctx) the scheduler sizes replicas for")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/scheduler"
 )
 
 // Cluster is what the admin and internal routes need from the node's
@@ -25,6 +26,11 @@ type Cluster interface {
 	RestoreSnapshot(ctx context.Context, r io.Reader, force bool) error
 	// Read runs fn over the replicated state: linearizable unless stale.
 	Read(ctx context.Context, stale bool, fn func(*state.State)) error
+	// Apply commits a command through the leader; business errors come
+	// back as the error.
+	Apply(ctx context.Context, cmd state.Command) (state.Outcome, error)
+	// SchedulerOptions are the options the leader schedules with, now.
+	SchedulerOptions() scheduler.Options
 	// Handler serves the internal peer routes under /internal/v1/cluster/.
 	Handler() http.Handler
 }
@@ -113,6 +119,7 @@ func (s *Server) adminRoutes(cl Cluster) {
 		}
 		return c.JSON(fiber.Map{"restored": true})
 	})
+	s.deploymentRoutes(a, cl)
 }
 
 // requireAdmin checks the bearer token of an admin call.

@@ -1,0 +1,519 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/models"
+	"github.com/sovra/sovra/scheduler"
+)
+
+// MaxReplicas bounds a deployment's replica count: one replica per node,
+// and no cluster is larger.
+const MaxReplicas = 1000
+
+// scaleAttempts bounds the read-modify-write rounds of a scale that keeps
+// meeting concurrent writes.
+const scaleAttempts = 5
+
+// Headers of idempotent admin writes.
+const (
+	headerIdempotencyKey = "Idempotency-Key"
+	headerReplayed       = "Idempotent-Replayed"
+	maxIdempotencyKey    = 256
+)
+
+// deploymentName is what a deployment may be called: lower-case letters,
+// digits and . _ : - , starting and ending with a letter or digit.
+var deploymentName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._:-]{0,62}[a-z0-9])?$`)
+
+// deploymentRoutes mounts the deployment, catalog and node status routes on
+// the admin group.
+func (s *Server) deploymentRoutes(a fiber.Router, cl Cluster) {
+	d := deployments{cl: cl}
+	a.Post("/deployments", d.create)
+	a.Get("/deployments", d.list)
+	a.Get("/deployments/:name", d.get)
+	a.Delete("/deployments/:name", d.remove)
+	a.Post("/deployments/:name/scale", d.scale)
+	a.Patch("/deployments/:name/scale", d.scale)
+	a.Get("/deployments/:name/explain", d.explain)
+	a.Get("/catalog", d.catalog)
+	a.Post("/nodes/:id/cordon", d.setNodeStatus(state.NodeCordoned))
+	a.Post("/nodes/:id/drain", d.setNodeStatus(state.NodeDraining))
+	a.Post("/nodes/:id/uncordon", d.setNodeStatus(state.NodeReady))
+}
+
+// deployments serves the deployment routes over the cluster.
+type deployments struct {
+	cl Cluster
+}
+
+// deploymentRequest is the body of POST /admin/v1/deployments.
+type deploymentRequest struct {
+	Name        string   `json:"name"`
+	Model       string   `json:"model"`
+	Replicas    *int     `json:"replicas"` // default 1
+	Constraints []string `json:"constraints"`
+	Priority    int      `json:"priority"`
+	SpreadBy    string   `json:"spread_by"`
+}
+
+// placementView is one replica as the admin API shows it.
+type placementView struct {
+	Node     string               `json:"node"`
+	State    state.PlacementState `json:"state"`
+	Reason   string               `json:"reason,omitempty"`
+	Progress float64              `json:"progress"`
+	// Action is what the scheduler makes of the replica now: keep, drain
+	// (kept on a leaving node until a replacement is ready) or remove.
+	Action string `json:"action,omitempty"`
+}
+
+// deploymentView is a deployment with its placements and what the
+// scheduler makes of it.
+type deploymentView struct {
+	state.Deployment
+	// Status and Reason are the scheduler's verdict over the state read:
+	// ok, partial, unplaceable or invalid, and why.
+	Status scheduler.Status `json:"status,omitempty"`
+	Reason string           `json:"reason,omitempty"`
+	// ReadyReplicas counts the placements reported ready.
+	ReadyReplicas int `json:"ready_replicas"`
+	// Settled is set when the state holds the scheduler's plan for the
+	// deployment: nothing is to be placed or removed.
+	Settled    bool            `json:"settled"`
+	Placements []placementView `json:"placements"`
+}
+
+func (d deployments) create(c *fiber.Ctx) error {
+	var req deploymentRequest
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	dep, err := req.deployment(d.cl.SchedulerOptions().Catalog)
+	if err != nil {
+		return err
+	}
+	key, err := idempotencyKey(c, "create-deployment")
+	if err != nil {
+		return err
+	}
+	out, err := d.cl.Apply(c.UserContext(), state.Command{Type: state.TypePutDeployment, Key: key,
+		Body: state.PutDeployment{Deployment: dep, Create: true}})
+	if err != nil {
+		return err
+	}
+	var got state.Deployment
+	if err := json.Unmarshal(out.Value, &got); err != nil {
+		return fmt.Errorf("deployment outcome: %w", err)
+	}
+	markReplayed(c, out)
+	return c.Status(http.StatusCreated).JSON(deploymentView{Deployment: got, Placements: []placementView{}})
+}
+
+// deployment checks the request and returns the deployment it asks for.
+func (r deploymentRequest) deployment(cat *models.Catalog) (state.Deployment, error) {
+	d := state.Deployment{Name: r.Name, Model: strings.TrimSpace(r.Model), Replicas: 1, Priority: r.Priority, SpreadBy: strings.TrimSpace(r.SpreadBy)}
+	if r.Replicas != nil {
+		d.Replicas = *r.Replicas
+	}
+	if !deploymentName.MatchString(d.Name) {
+		return d, invalidParam("name", "deployment name %q: use 1 to 64 lower-case letters, digits and . _ : -, starting and ending with a letter or digit", d.Name)
+	}
+	if err := checkModel(d.Model, cat); err != nil {
+		return d, err
+	}
+	if err := checkReplicas(d.Replicas); err != nil {
+		return d, err
+	}
+	for _, s := range r.Constraints {
+		d.Constraints = append(d.Constraints, strings.TrimSpace(s))
+	}
+	if _, err := scheduler.ParseConstraints(d.Constraints); err != nil {
+		return d, invalidParam("constraints", "%v", err)
+	}
+	return d, checkSpreadBy(d.SpreadBy)
+}
+
+func checkModel(model string, cat *models.Catalog) error {
+	switch {
+	case model == "":
+		return invalidParam("model", "model is required: the Ollama tag to serve, e.g. \"qwen2.5:7b\"")
+	case len(model) > 256:
+		return invalidParam("model", "model name is longer than 256 characters")
+	}
+	if _, err := models.NormalizeName(model); err != nil {
+		return invalidParam("model", "%v", err)
+	}
+	if _, ok := cat.Lookup(model); !ok {
+		return invalidParam("model", "model %q is not in the catalog, so its memory cannot be sized (GET /admin/v1/catalog lists the known models)", model)
+	}
+	return nil
+}
+
+func checkReplicas(n int) error {
+	if n < 0 || n > MaxReplicas {
+		return invalidParam("replicas", "replicas must be between 0 and %d, got %d", MaxReplicas, n)
+	}
+	return nil
+}
+
+// checkSpreadBy accepts an empty value or a node label key.
+func checkSpreadBy(key string) error {
+	if key == "" {
+		return nil
+	}
+	c, err := scheduler.ParseConstraint(key)
+	if err != nil || c.Op != scheduler.OpExists || c.Key != key || strings.HasPrefix(key, "gpu.") {
+		return invalidParam("spread_by", "spread_by %q is not a node label key (letters, digits and . _ / -)", key)
+	}
+	return nil
+}
+
+// idempotencyKey returns the state command key for the request's
+// Idempotency-Key header, scoped to the operation, or "" without one.
+func idempotencyKey(c *fiber.Ctx, op string) (string, error) {
+	k := c.Get(headerIdempotencyKey)
+	switch {
+	case k == "":
+		return "", nil
+	case len(k) > maxIdempotencyKey:
+		return "", invalidParam(headerIdempotencyKey, "the Idempotency-Key header is longer than %d characters", maxIdempotencyKey)
+	}
+	return "admin/" + op + "/" + k, nil
+}
+
+// markReplayed tells the client that its idempotency key had been seen
+// and the answer is the first request's.
+func markReplayed(c *fiber.Ctx, out state.Outcome) {
+	if out.Replayed {
+		c.Set(headerReplayed, "true")
+	}
+}
+
+func (d deployments) list(c *fiber.Ctx) error {
+	snap, err := readSnapshot(c.UserContext(), d.cl, c.QueryBool("stale"))
+	if err != nil {
+		return err
+	}
+	p := newPlanView(snap, d.cl.SchedulerOptions())
+	out := make([]deploymentView, 0, len(snap.Deployments))
+	for _, dep := range snap.DeploymentList() {
+		out = append(out, p.view(snap, dep))
+	}
+	return c.JSON(fiber.Map{"deployments": out})
+}
+
+func (d deployments) get(c *fiber.Ctx) error {
+	name := c.Params("name")
+	snap, err := readSnapshot(c.UserContext(), d.cl, c.QueryBool("stale"))
+	if err != nil {
+		return err
+	}
+	dep, ok := snap.Deployments[name]
+	if !ok {
+		return noDeployment(name)
+	}
+	return c.JSON(newPlanView(snap, d.cl.SchedulerOptions()).view(snap, dep))
+}
+
+func noDeployment(name string) *Error {
+	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "name", Message: "no deployment " + name + " in the cluster"}
+}
+
+// readSnapshot copies the state: linearizable unless stale.
+func readSnapshot(ctx context.Context, cl Cluster, stale bool) (*state.State, error) {
+	var snap *state.State
+	err := cl.Read(ctx, stale, func(s *state.State) { snap = s.Clone() })
+	return snap, err
+}
+
+// planView is the scheduler's plan over a snapshot, indexed for views.
+type planView struct {
+	plan     scheduler.Plan
+	changed  map[string][]string
+	removing map[string]bool // deployment \x00 node
+}
+
+func newPlanView(snap *state.State, opts scheduler.Options) planView {
+	p := planView{plan: scheduler.Schedule(snap, opts), removing: map[string]bool{}}
+	p.changed = p.plan.SetPlacements().Deployments
+	for _, r := range p.plan.Removals {
+		p.removing[r.Deployment+"\x00"+r.Node] = true
+	}
+	for _, e := range p.plan.Evictions {
+		p.removing[e.Deployment+"\x00"+e.Node] = true
+	}
+	return p
+}
+
+func (p planView) view(snap *state.State, dep *state.Deployment) deploymentView {
+	v := deploymentView{Deployment: *dep, Placements: []placementView{}}
+	_, moving := p.changed[dep.Name]
+	v.Settled = !moving
+	dp := p.plan.Deployment(dep.Name)
+	if dp == nil {
+		dp = &scheduler.DeploymentPlan{}
+	}
+	v.Status, v.Reason = dp.Status, dp.Reason
+	for _, pl := range snap.PlacementsOf(dep.Name) {
+		pv := placementView{Node: pl.Node, State: pl.State, Reason: pl.Reason, Progress: pl.Progress}
+		switch a := dp.Placement(pl.Node); {
+		case p.removing[dep.Name+"\x00"+pl.Node]:
+			pv.Action = "remove"
+		case a != nil:
+			pv.Action = string(a.Action)
+		}
+		if pl.State == state.PlacementReady {
+			v.ReadyReplicas++
+		}
+		v.Placements = append(v.Placements, pv)
+	}
+	return v
+}
+
+func (d deployments) remove(c *fiber.Ctx) error {
+	name := c.Params("name")
+	key, err := idempotencyKey(c, "delete-deployment/"+name)
+	if err != nil {
+		return err
+	}
+	out, err := d.cl.Apply(c.UserContext(), state.Command{Type: state.TypeDeleteDeployment, Key: key, Body: state.DeleteDeployment{Name: name}})
+	if errors.Is(err, state.ErrNotFound) {
+		return noDeployment(name)
+	}
+	if err != nil {
+		return err
+	}
+	markReplayed(c, out)
+	return c.JSON(fiber.Map{"deleted": name})
+}
+
+// scale sets a deployment's replica count: a read-modify-write conditioned
+// on the version read, repeated when another write came in between.
+func (d deployments) scale(c *fiber.Ctx) error {
+	var req struct {
+		Replicas *int `json:"replicas"`
+	}
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.Replicas == nil {
+		return invalidParam("replicas", "replicas is required")
+	}
+	if err := checkReplicas(*req.Replicas); err != nil {
+		return err
+	}
+	name := c.Params("name")
+	key, err := idempotencyKey(c, "scale-deployment/"+name)
+	if err != nil {
+		return err
+	}
+	for attempt := 1; ; attempt++ {
+		dep, out, err := d.scaleOnce(c.UserContext(), name, *req.Replicas, key)
+		if errors.Is(err, state.ErrConflict) && attempt < scaleAttempts {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		markReplayed(c, out)
+		return d.answer(c, dep)
+	}
+}
+
+// scaleOnce reads the deployment and writes it back with the new count,
+// on condition that its version has not moved. A deployment already at
+// the count is left alone.
+func (d deployments) scaleOnce(ctx context.Context, name string, replicas int, key string) (state.Deployment, state.Outcome, error) {
+	var cur *state.Deployment
+	err := d.cl.Read(ctx, false, func(s *state.State) {
+		if dep, ok := s.Deployments[name]; ok {
+			cp := *dep
+			cp.Constraints = append([]string(nil), dep.Constraints...)
+			cur = &cp
+		}
+	})
+	switch {
+	case err != nil:
+		return state.Deployment{}, state.Outcome{}, err
+	case cur == nil:
+		return state.Deployment{}, state.Outcome{}, noDeployment(name)
+	case cur.Replicas == replicas:
+		return *cur, state.Outcome{}, nil
+	}
+	next := *cur
+	next.Replicas = replicas
+	if key != "" {
+		key = fmt.Sprintf("%s@%d", key, cur.Version)
+	}
+	out, err := d.cl.Apply(ctx, state.Command{Type: state.TypePutDeployment, Key: key,
+		Body: state.PutDeployment{Deployment: next, IfVersion: cur.Version}})
+	if err != nil {
+		return state.Deployment{}, out, err
+	}
+	var got state.Deployment
+	if err := json.Unmarshal(out.Value, &got); err != nil {
+		return state.Deployment{}, out, fmt.Errorf("deployment outcome: %w", err)
+	}
+	return got, out, nil
+}
+
+// answer sends a deployment just written, with its placements as this
+// node's state holds them.
+func (d deployments) answer(c *fiber.Ctx, dep state.Deployment) error {
+	snap, err := readSnapshot(c.UserContext(), d.cl, true)
+	if err != nil {
+		return err
+	}
+	if cur, ok := snap.Deployments[dep.Name]; ok && cur.Version >= dep.Version {
+		return c.JSON(newPlanView(snap, d.cl.SchedulerOptions()).view(snap, cur))
+	}
+	return c.JSON(deploymentView{Deployment: dep, Placements: []placementView{}})
+}
+
+// explain runs the scheduler over the state for one deployment and says
+// what it made of every node; ?format=text gives the terminal rendering.
+func (d deployments) explain(c *fiber.Ctx) error {
+	name := c.Params("name")
+	snap, err := readSnapshot(c.UserContext(), d.cl, c.QueryBool("stale"))
+	if err != nil {
+		return err
+	}
+	e := scheduler.Explain(snap, name, d.cl.SchedulerOptions())
+	if errors.Is(e.Err, scheduler.ErrUnknownDeployment) {
+		return noDeployment(name)
+	}
+	if c.Query("format") == "text" {
+		return c.SendString(e.String())
+	}
+	return c.JSON(struct {
+		scheduler.Explanation
+		Text string `json:"text"`
+	}{e, e.String()})
+}
+
+// catalogEntry is one model of the catalog with the figures that size it.
+type catalogEntry struct {
+	Name             string   `json:"name"`
+	Aliases          []string `json:"aliases,omitempty"`
+	Family           string   `json:"family"`
+	Architecture     string   `json:"architecture"`
+	Builtin          bool     `json:"builtin"`
+	Parameters       uint64   `json:"parameters"`
+	ActiveParameters uint64   `json:"active_parameters,omitempty"`
+	Experts          int      `json:"experts,omitempty"`
+	ExpertsUsed      int      `json:"experts_used,omitempty"`
+	Quantization     string   `json:"quantization"`
+	FileSize         uint64   `json:"file_size,omitempty"`
+	Layers           int      `json:"layers"`
+	ContextLength    int      `json:"context_length"`
+	License          string   `json:"license,omitempty"`
+	// Context and MemoryBytes are the context the scheduler sizes replicas
+	// for and the memory a replica needs at it.
+	Context     int    `json:"context"`
+	MemoryBytes uint64 `json:"memory_bytes"`
+}
+
+func (d deployments) catalog(c *fiber.Ctx) error {
+	opts := d.cl.SchedulerOptions()
+	list := opts.Catalog.Models()
+	out := make([]catalogEntry, 0, len(list))
+	for _, m := range list {
+		est := models.Estimate(m, opts.Load)
+		b, ok := models.Lookup(m.Name)
+		out = append(out, catalogEntry{
+			Name: m.Name, Aliases: m.Aliases, Family: m.Family, Architecture: m.Architecture,
+			Builtin: ok && b.Name == m.Name, Parameters: m.Parameters, ActiveParameters: m.ActiveParameters,
+			Experts: m.Experts, ExpertsUsed: m.ExpertsUsed, Quantization: m.Quantization, FileSize: m.FileSize,
+			Layers: m.Layers, ContextLength: m.ContextLength, License: m.License,
+			Context: est.Context, MemoryBytes: est.Total,
+		})
+	}
+	return c.JSON(fiber.Map{"models": out})
+}
+
+// setNodeStatus cordons, drains or uncordons a node. Cordoned and
+// draining nodes take no new replicas and their replicas move elsewhere,
+// each leaving once a replacement is ready. Uncordon makes a cordoned or
+// draining node ready; a down node becomes ready by its heartbeats only.
+func (d deployments) setNodeStatus(to state.NodeStatus) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id := c.Params("id")
+		reason, err := statusReason(c, to)
+		if err != nil {
+			return err
+		}
+		if to == state.NodeReady {
+			n, err := d.uncordonable(c.UserContext(), id)
+			if err != nil {
+				return err
+			}
+			if n != nil {
+				return c.JSON(n)
+			}
+		}
+		key, err := idempotencyKey(c, "node-status/"+id+"/"+string(to))
+		if err != nil {
+			return err
+		}
+		out, err := d.cl.Apply(c.UserContext(), state.Command{Type: state.TypeSetNodeStatus, Key: key,
+			Body: state.SetNodeStatus{ID: id, Status: to, Reason: reason, Time: time.Now().UnixMilli()}})
+		if err != nil {
+			return err
+		}
+		markReplayed(c, out)
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(out.Value)
+	}
+}
+
+// statusReason reads the optional {"reason": ...} of a node status change.
+func statusReason(c *fiber.Ctx, to state.NodeStatus) (string, error) {
+	var req struct {
+		Reason string `json:"reason"`
+	}
+	if len(c.Body()) > 0 {
+		if err := decodeBody(c, &req); err != nil {
+			return "", err
+		}
+	}
+	if req.Reason == "" {
+		return string(to) + " by an operator", nil
+	}
+	return req.Reason, nil
+}
+
+// uncordonable checks that a node may be uncordoned. It returns the node
+// when there is nothing to do (it is ready already).
+func (d deployments) uncordonable(ctx context.Context, id string) (*state.Node, error) {
+	var node *state.Node
+	if err := d.cl.Read(ctx, false, func(s *state.State) {
+		if n, ok := s.Nodes[id]; ok {
+			cp := *n
+			node = &cp
+		}
+	}); err != nil {
+		return nil, err
+	}
+	switch {
+	case node == nil:
+		return nil, &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + id + " in the cluster"}
+	case node.Status == state.NodeReady:
+		return node, nil
+	case node.Status == state.NodeDown:
+		return nil, &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "node_down", Param: "id",
+			Message: "node " + id + " is down; it becomes ready when its heartbeats resume"}
+	}
+	return nil, nil
+}
