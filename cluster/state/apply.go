@@ -103,6 +103,10 @@ func (s *State) dispatch(index uint64, d decoded) Outcome {
 		return applyBody(index, d, s.setPlacements)
 	case TypeReportPlacement:
 		return applyBody(index, d, s.reportPlacement)
+	case TypeRegisterModel:
+		return applyBody(index, d, s.registerModel)
+	case TypeUnregisterModel:
+		return applyBody(index, d, s.unregisterModel)
 	}
 	if d.flags&FlagIgnorable != 0 {
 		return Outcome{Skipped: true}

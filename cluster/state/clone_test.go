@@ -80,6 +80,11 @@ func filledState() *State {
 		p.Deployment, p.Node = name, "n1"
 		s.Placements[placementKey(name, "n1")] = &p
 	}
+	s.Models = map[string]*ModelSpec{}
+	for _, name := range []string{"m1:latest", "acme/m2:7b"} {
+		m := filledSpec(name)
+		s.Models[name] = &m
+	}
 	s.IdemOrder = s.IdemOrder[:0]
 	for k := range s.Idem {
 		s.IdemOrder = append(s.IdemOrder, k)
@@ -242,6 +247,9 @@ func TestMutatingCloneLeavesOriginal(t *testing.T) {
 	}
 	for _, v := range c.Usage {
 		v.OutputTokens = -1
+	}
+	for _, v := range c.Models {
+		v.Layers = -1
 	}
 	c.Audit[0].Actor = "changed"
 	for k, o := range c.Idem {

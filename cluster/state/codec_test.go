@@ -38,7 +38,8 @@ func TestTypeString(t *testing.T) {
 	want := map[Type]string{
 		TypeNoop: "noop", TypeRegisterNode: "register-node", TypeSetNodeStatus: "set-node-status",
 		TypeRemoveNode: "remove-node", TypePutDeployment: "put-deployment", TypeDeleteDeployment: "delete-deployment",
-		TypeSetPlacements: "set-placements", TypeReportPlacement: "report-placement", Type(8): "type-8", Type(255): "type-255",
+		TypeSetPlacements: "set-placements", TypeReportPlacement: "report-placement",
+		TypeRegisterModel: "register-model", TypeUnregisterModel: "unregister-model", Type(10): "type-10", Type(255): "type-255",
 	}
 	for typ, name := range want {
 		if got := typ.String(); got != name {
@@ -55,10 +56,10 @@ func TestUnknownIgnorableCommandIsSkipped(t *testing.T) {
 		key   string
 		body  any
 	}{
-		{name: "next type", typ: 8, flags: FlagIgnorable, body: map[string]string{"x": "y"}},
+		{name: "next type", typ: 10, flags: FlagIgnorable, body: map[string]string{"x": "y"}},
 		{name: "last type", typ: 255, flags: FlagIgnorable, body: nil},
 		{name: "other flags set too", typ: 42, flags: 0xff, body: []int{1, 2}},
-		{name: "with a key", typ: 9, flags: FlagIgnorable, key: "k-new", body: "anything"},
+		{name: "with a key", typ: 11, flags: FlagIgnorable, key: "k-new", body: "anything"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,10 +118,10 @@ func TestUnknownCommandPanics(t *testing.T) {
 		flags Flags
 		key   string
 	}{
-		{name: "no flags", typ: 8},
+		{name: "no flags", typ: 10},
 		{name: "last type", typ: 255},
-		{name: "another flag, not ignorable", typ: 8, flags: 0xfe},
-		{name: "with a new key", typ: 8, key: "k-new"},
+		{name: "another flag, not ignorable", typ: 10, flags: 0xfe},
+		{name: "with a new key", typ: 10, key: "k-new"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,7 +135,7 @@ func TestUnknownCommandWithKnownKeyIsReplayed(t *testing.T) {
 	// The key is looked up before the type: a retry that a newer version
 	// wrote under the key of a command this one applied gets its outcome.
 	a := populated(t)
-	if out := a.raw(entryKeyed(t, Type(8), 0, "k1", nil)); !out.Replayed {
+	if out := a.raw(entryKeyed(t, Type(10), 0, "k1", nil)); !out.Replayed {
 		t.Fatalf("outcome %+v", out)
 	}
 }

@@ -20,6 +20,8 @@ const (
 	TypeDeleteDeployment Type = 5
 	TypeSetPlacements    Type = 6
 	TypeReportPlacement  Type = 7
+	TypeRegisterModel    Type = 8
+	TypeUnregisterModel  Type = 9
 )
 
 // Flags modify how a command is applied.
@@ -84,6 +86,20 @@ type (
 		Reason     string         `json:"reason,omitempty"`
 		Progress   float64        `json:"progress,omitempty"`
 	}
+	// RegisterModel adds a model to the cluster's registry, or replaces
+	// its figures. The name is put in key form; figures that do not hold
+	// together (models.Model.Validate) are refused.
+	RegisterModel struct {
+		Model ModelSpec `json:"model"`
+		// Create fails the write when the model is registered already.
+		Create bool `json:"create,omitempty"`
+	}
+	// UnregisterModel removes a model from the registry. Deployments of it
+	// stay; the scheduler leaves them as they are until its figures are
+	// known again.
+	UnregisterModel struct {
+		Name string `json:"name"`
+	}
 )
 
 // envelope is the encoded form after the type and flag bytes.
@@ -146,6 +162,10 @@ func (t Type) String() string {
 		return "set-placements"
 	case TypeReportPlacement:
 		return "report-placement"
+	case TypeRegisterModel:
+		return "register-model"
+	case TypeUnregisterModel:
+		return "unregister-model"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }

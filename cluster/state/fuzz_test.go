@@ -23,6 +23,7 @@ func fuzzBase(t testing.TB) *State {
 	a.place("d2", "n3")
 	a.raw(entryKeyed(t, TypeReportPlacement, 0, "k1", ReportPlacement{Deployment: "d1", Node: "n1", State: PlacementReady}))
 	a.raw(entryKeyed(t, TypeRemoveNode, 0, "k2", RemoveNode{ID: "n9"}))
+	a.ok(TypeRegisterModel, RegisterModel{Model: tinySpec("m1")})
 	return a.s
 }
 
@@ -76,6 +77,8 @@ var bodyTypes = map[Type]func() any{
 	TypeDeleteDeployment: func() any { return new(DeleteDeployment) },
 	TypeSetPlacements:    func() any { return new(SetPlacements) },
 	TypeReportPlacement:  func() any { return new(ReportPlacement) },
+	TypeRegisterModel:    func() any { return new(RegisterModel) },
+	TypeUnregisterModel:  func() any { return new(UnregisterModel) },
 }
 
 func FuzzApply(f *testing.F) {
@@ -95,7 +98,10 @@ func FuzzApply(f *testing.F) {
 		{TypeSetPlacements, SetPlacements{Deployments: map[string][]string{"d1": {"n3", "n1"}, "d2": nil}}},
 		{TypeSetPlacements, SetPlacements{Deployments: map[string][]string{"d1": {"n9"}, "d9": {"n1"}}}},
 		{TypeReportPlacement, ReportPlacement{Deployment: "d1", Node: "n2", State: PlacementPulling, Progress: 0.3}},
-		{Type(8), map[string]any{"x": 1}},
+		{TypeRegisterModel, RegisterModel{Model: tinySpec("Acme/Tiny"), Create: true}},
+		{TypeRegisterModel, RegisterModel{Model: ModelSpec{Name: "bad", Architecture: "llama"}}},
+		{TypeUnregisterModel, UnregisterModel{Name: "m1"}},
+		{Type(10), map[string]any{"x": 1}},
 	}
 	for i, sd := range seeds {
 		e := entryKeyed(f, sd.typ, Flags(i%2), []string{"", "k1", "k9"}[i%3], sd.body)
@@ -134,7 +140,7 @@ func FuzzApply(f *testing.F) {
 
 		// A body that decodes as a known command, encoded properly, must
 		// apply without a panic and keep the state whole.
-		ct := Type(typ % 8)
+		ct := Type(typ % 10)
 		mk, ok := bodyTypes[ct]
 		if !ok {
 			return
@@ -204,6 +210,14 @@ func postcondition(s *State, cmd any) error {
 	case *ReportPlacement:
 		if p := s.Placement(c.Deployment, c.Node); p == nil || p.State != c.State || p.Deployment != c.Deployment || p.Node != c.Node {
 			return fmt.Errorf("reported placement of %q on %q is %+v", c.Deployment, c.Node, p)
+		}
+	case *RegisterModel:
+		if m := s.RegisteredModel(c.Model.Name); m == nil || m.Parameters != c.Model.Parameters || m.ModifiedIndex != s.Index {
+			return fmt.Errorf("registered model %q is %+v", c.Model.Name, m)
+		}
+	case *UnregisterModel:
+		if m := s.RegisteredModel(c.Name); m != nil {
+			return fmt.Errorf("unregistered model %q is still there", c.Name)
 		}
 	}
 	return nil

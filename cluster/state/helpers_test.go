@@ -126,8 +126,15 @@ func placementNodes(s *State, deployment string) []string {
 func checkInvariants(s *State) error {
 	var errs []string
 	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	if s.Nodes == nil || s.Deployments == nil || s.Placements == nil || s.APIKeys == nil || s.Quotas == nil || s.Usage == nil || s.Idem == nil {
+	if s.Nodes == nil || s.Deployments == nil || s.Placements == nil || s.APIKeys == nil || s.Quotas == nil || s.Usage == nil || s.Models == nil || s.Idem == nil {
 		add("a map is nil")
+	}
+	for k, m := range s.Models {
+		if m == nil {
+			add("model %q is nil", k)
+		} else if err := checkModelSpec(k, m); err != nil {
+			add("model %q: %v", k, err)
+		}
 	}
 	for k, n := range s.Nodes {
 		if n == nil {

@@ -73,10 +73,18 @@ func randomEntries(t testing.TB, seed int64, n int) [][]byte {
 				Reason:   pick("", "oom"),
 				Progress: float64(r.Intn(1000)) / 997,
 			}
-		case k < 97:
+		case k < 95:
 			typ = TypeNoop
+		case k < 96:
+			typ = TypeRegisterModel
+			m := tinySpec(pick("m0", "m1", "M1:latest", "bad name"))
+			m.Layers = r.Intn(3)
+			body = RegisterModel{Model: m, Create: r.Intn(2) == 0}
+		case k < 97:
+			typ = TypeUnregisterModel
+			body = UnregisterModel{Name: pick("m0", "m1:latest", "m9")}
 		default:
-			typ, flags, body = Type(8+r.Intn(100)), FlagIgnorable, map[string]int{"x": i}
+			typ, flags, body = Type(10+r.Intn(100)), FlagIgnorable, map[string]int{"x": i}
 		}
 		key := ""
 		if r.Intn(3) == 0 {

@@ -29,6 +29,7 @@ func (s *State) Clone() *State {
 		Quotas:      cloneMap(s.Quotas),
 		Usage:       cloneMap(s.Usage),
 		Audit:       cloneSlice(s.Audit),
+		Models:      cloneMap(s.Models),
 		Idem:        make(map[string]Outcome, len(s.Idem)),
 		IdemOrder:   cloneSlice(s.IdemOrder),
 	}
@@ -175,6 +176,14 @@ func (s *State) check() error {
 			return fmt.Errorf("usage %q is null", k)
 		}
 	}
+	for k, m := range s.Models {
+		if m == nil {
+			return fmt.Errorf("model %q is null", k)
+		}
+		if err := checkModelSpec(k, m); err != nil {
+			return fmt.Errorf("registered model: %v", err)
+		}
+	}
 	if len(s.IdemOrder) != len(s.Idem) {
 		return fmt.Errorf("%d idempotency keys in order, %d remembered", len(s.IdemOrder), len(s.Idem))
 	}
@@ -207,6 +216,9 @@ func (s *State) fill() {
 	}
 	if s.Usage == nil {
 		s.Usage = map[string]*UsageTotal{}
+	}
+	if s.Models == nil {
+		s.Models = map[string]*ModelSpec{}
 	}
 	if s.Idem == nil {
 		s.Idem = map[string]Outcome{}

@@ -15,6 +15,10 @@ type State struct {
 	Quotas      map[string]*Quota      `json:"quotas"`
 	Usage       map[string]*UsageTotal `json:"usage"`
 	Audit       []AuditEntry           `json:"audit"`
+	// Models are the models operators (or nodes, from their Ollama)
+	// registered beyond the built-in catalog, by the key form of their
+	// names (see ModelSpec.Name).
+	Models map[string]*ModelSpec `json:"models,omitempty"`
 	// Idem remembers the results of idempotent commands by key, oldest
 	// first in IdemOrder, bounded by MaxIdempotencyKeys.
 	Idem      map[string]Outcome `json:"idem"`
@@ -34,6 +38,7 @@ func New() *State {
 		APIKeys:     map[string]*APIKey{},
 		Quotas:      map[string]*Quota{},
 		Usage:       map[string]*UsageTotal{},
+		Models:      map[string]*ModelSpec{},
 		Idem:        map[string]Outcome{},
 	}
 }
