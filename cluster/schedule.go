@@ -53,8 +53,8 @@ type SchedulingConfig struct {
 	// Headroom is the memory kept free on every GPU
 	// (scheduler.DefaultHeadroom).
 	Headroom uint64
-	// Catalog resolves deployment models: the built-in entries and those
-	// the operators registered (models.NewCatalog()).
+	// Catalog resolves deployment models (models.NewCatalog(): the
+	// built-in entries). Models registered in the state come after it.
 	Catalog *models.Catalog
 	// NoPreemption stops deployments from evicting lower-priority ones.
 	NoPreemption bool
@@ -218,8 +218,8 @@ func (c *Cluster) wakeTimer(retry bool) *time.Timer {
 }
 
 // fingerprint hashes what placement depends on: deployments (their
-// versions), nodes (status, labels, GPUs, models on disk) and placements
-// (their states). Pull progress and the rest of the state leave it alone.
+// versions), nodes (status, labels, GPUs, models on disk), placements
+// (their states) and registered models (their versions). Pull progress and the rest of the state leave it alone.
 // The entities' hashes are summed, so map order does not matter.
 func (c *Cluster) fingerprint() uint64 {
 	var sum uint64 = 1
@@ -232,6 +232,9 @@ func (c *Cluster) fingerprint() uint64 {
 		}
 		for _, p := range s.Placements {
 			sum += hashOf("p", p.Deployment, p.Node, string(p.State))
+		}
+		for _, m := range s.Models {
+			sum += hashOf("m", m.Name, strconv.FormatUint(m.ModifiedIndex, 10))
 		}
 	})
 	return sum

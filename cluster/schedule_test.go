@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -133,4 +134,46 @@ func TestFingerprintIgnoresProgress(t *testing.T) {
 	if c.fingerprint() == before {
 		t.Fatal("a cordon left the fingerprint alone")
 	}
+	spec := state.ModelSpec{Name: "m", Architecture: "llama", Parameters: 1e6, FileSize: 4e6,
+		Layers: 2, Embedding: 64, Heads: 4, KVHeads: 2, HeadDimK: 16, HeadDimV: 16, ContextLength: 2048}
+	for _, step := range []struct {
+		what string
+		typ  state.Type
+		body any
+	}{
+		{"registering a model", state.TypeRegisterModel, state.RegisterModel{Model: spec}},
+		{"new figures", state.TypeRegisterModel, state.RegisterModel{Model: spec}},
+		{"unregistering a model", state.TypeUnregisterModel, state.UnregisterModel{Name: "m"}},
+	} {
+		before = c.fingerprint()
+		apply(step.typ, step.body)
+		if c.fingerprint() == before {
+			t.Fatalf("%s left the fingerprint alone", step.what)
+		}
+	}
+}
+
+// TestLeaderPlacesARegisteredModel writes a deployment of a model the
+// catalog does not know: it waits, invalid, until the model is
+// registered, and is placed at once then.
+func TestLeaderPlacesARegisteredModel(t *testing.T) {
+	tc := newCluster(t, testOpts{n: 3, sched: SchedulingConfig{Debounce: 5 * time.Millisecond}})
+	tc.withGPU()
+	l, f := tc.leader(), tc.followers()[0]
+	ctx := ctxFor(t, 10*time.Second)
+	if _, err := f.c.Apply(ctx, state.Command{Type: state.TypePutDeployment,
+		Body: state.PutDeployment{Deployment: state.Deployment{Name: "d", Model: "acme/tiny", Replicas: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a run over the deployment", func() bool {
+		run, _ := l.c.LastSchedule()
+		d := run.Plan.Deployment("d")
+		return d != nil && d.Status == scheduler.StatusInvalid && strings.HasPrefix(d.Reason, scheduler.ReasonFiguresUnknown)
+	})
+	spec := state.ModelSpec{Name: "acme/tiny:latest", Architecture: "llama", Parameters: 1e6, FileSize: 4e6,
+		Layers: 2, Embedding: 64, Heads: 4, KVHeads: 2, HeadDimK: 16, HeadDimV: 16, ContextLength: 2048}
+	if _, err := f.c.Apply(ctx, state.Command{Type: state.TypeRegisterModel, Body: state.RegisterModel{Model: spec, Create: true}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "two replicas", func() bool { return len(placementsOf(f, "d")) == 2 })
 }

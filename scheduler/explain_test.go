@@ -105,7 +105,7 @@ func TestExplainEdgeCases(t *testing.T) {
 		}, StatusInvalid, `bad constraint "jurisdiction in (EU": missing )`, nil},
 		{"unknown model", "big", func(w *world) {
 			w.deploy("big", "nobody/nothing:1b", 2)
-		}, StatusInvalid, `model "nobody/nothing:1b" is not in the catalog`, nil},
+		}, StatusInvalid, `model figures unknown: "nobody/nothing:1b" is neither built in nor registered`, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

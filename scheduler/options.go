@@ -3,6 +3,7 @@ package scheduler
 import (
 	"time"
 
+	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/models"
 )
 
@@ -33,9 +34,14 @@ type Options struct {
 	// the model's native context, as in models.Estimate: set it.
 	Load models.EstimateOptions
 	// Catalog resolves deployment models; nil is the built-in catalog.
+	// Models registered in the state (state.State.Models) come after it.
 	Catalog *models.Catalog
 	// NoPreemption stops deployments from evicting lower-priority ones.
 	NoPreemption bool
+
+	// registered are the models registered in the state being scheduled;
+	// a run sets them from its snapshot.
+	registered map[string]*state.ModelSpec
 }
 
 // DefaultOptions returns the options a leader runs with unless configured
@@ -49,10 +55,31 @@ func DefaultOptions(now time.Time) Options {
 	}
 }
 
-// lookup resolves a model name through the configured catalog.
+// lookup resolves a model name through the configured catalog, then the
+// models registered in the state: the catalog wins a name both know.
 func (o *Options) lookup(name string) (models.Model, bool) {
+	var m models.Model
+	var ok bool
 	if o.Catalog != nil {
-		return o.Catalog.Lookup(name)
+		m, ok = o.Catalog.Lookup(name)
+	} else {
+		m, ok = models.Lookup(name)
 	}
-	return models.Lookup(name)
+	if ok || len(o.registered) == 0 {
+		return m, ok
+	}
+	key, err := models.NormalizeName(name)
+	if err != nil {
+		return models.Model{}, false
+	}
+	spec := o.registered[key]
+	if spec == nil {
+		return models.Model{}, false
+	}
+	// The state validated the figures; a spec written under other rules
+	// is not sized rather than sized wrong.
+	if m = spec.Model(); m.Validate() != nil {
+		return models.Model{}, false
+	}
+	return m, true
 }

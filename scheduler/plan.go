@@ -33,6 +33,11 @@ const (
 	StatusInvalid     Status = "invalid"     // unknown model or bad constraint: nothing changed
 )
 
+// ReasonFiguresUnknown begins the reason of a deployment whose model is
+// neither in the catalog nor registered in the state: it is invalid until
+// an operator registers the model or a node reads its figures from Ollama.
+const ReasonFiguresUnknown = "model figures unknown"
+
 // DeploymentPlan is the target of one deployment.
 type DeploymentPlan struct {
 	Name     string `json:"name"`

@@ -69,6 +69,7 @@ type run struct {
 }
 
 func newRun(snap *state.State, opts Options) *run {
+	opts.registered = snap.Models
 	r := &run{
 		opts: opts, snap: snap,
 		static: staticFilters(), dynamic: dynamicFilters(), rankers: rankers(),
@@ -188,7 +189,7 @@ func (res *resolver) fill(j *job, d *state.Deployment) {
 	case e.err != nil:
 		j.err = e.err.Error()
 	case m.prof == nil:
-		j.err = fmt.Sprintf("model %q is not in the catalog", d.Model)
+		j.err = fmt.Sprintf("%s: %q is neither built in nor registered; sovra reads them from Ollama once a node has the model", ReasonFiguresUnknown, d.Model)
 	}
 }
 
