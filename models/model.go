@@ -89,52 +89,73 @@ var (
 	ErrExists = errors.New("models: model already in catalog")
 )
 
+// FieldError is the error of Validate: which figure of which model is
+// wrong. It wraps ErrInvalidModel.
+type FieldError struct {
+	// Model is the model's name.
+	Model string
+	// Field is the Model field at fault, by its Go name ("Layers",
+	// "KVHeads"); the first named when two disagree.
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%v %q: %s", ErrInvalidModel, e.Model, e.Reason)
+}
+
+func (e *FieldError) Unwrap() error { return ErrInvalidModel }
+
 // Validate checks that the figures of m hold together: positive sizes, KV
 // heads that divide the heads, an active count no larger than the total, a
-// known weight size.
+// known weight size. A bad name is an ErrInvalidName; bad figures are a
+// *FieldError.
 func (m Model) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w %q: %s", ErrInvalidModel, m.Name, fmt.Sprintf(format, args...))
+	bad := func(field, format string, args ...any) error {
+		return &FieldError{Model: m.Name, Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	if _, err := parseName(m.Name); err != nil {
 		return err
 	}
 	switch {
 	case m.Architecture == "":
-		return bad("no architecture")
+		return bad("Architecture", "no architecture")
 	case m.Parameters == 0:
-		return bad("parameter count must be positive")
+		return bad("Parameters", "parameter count must be positive")
 	case m.ActiveParameters > m.Parameters:
-		return bad("active parameters %d exceed the total %d", m.ActiveParameters, m.Parameters)
+		return bad("ActiveParameters", "active parameters %d exceed the total %d", m.ActiveParameters, m.Parameters)
 	case m.Layers <= 0:
-		return bad("layers %d must be positive", m.Layers)
+		return bad("Layers", "layers %d must be positive", m.Layers)
 	case m.Embedding <= 0:
-		return bad("embedding length %d must be positive", m.Embedding)
+		return bad("Embedding", "embedding length %d must be positive", m.Embedding)
 	case m.Heads <= 0:
-		return bad("attention heads %d must be positive", m.Heads)
+		return bad("Heads", "attention heads %d must be positive", m.Heads)
 	case m.KVHeads <= 0:
-		return bad("KV heads %d must be positive", m.KVHeads)
+		return bad("KVHeads", "KV heads %d must be positive", m.KVHeads)
 	case m.Heads%m.KVHeads != 0:
-		return bad("KV heads %d do not divide the %d attention heads", m.KVHeads, m.Heads)
-	case m.HeadDimK <= 0 || m.HeadDimV <= 0:
-		return bad("head sizes %d/%d must be positive", m.HeadDimK, m.HeadDimV)
+		return bad("KVHeads", "KV heads %d do not divide the %d attention heads", m.KVHeads, m.Heads)
+	case m.HeadDimK <= 0:
+		return bad("HeadDimK", "head sizes %d/%d must be positive", m.HeadDimK, m.HeadDimV)
+	case m.HeadDimV <= 0:
+		return bad("HeadDimV", "head sizes %d/%d must be positive", m.HeadDimK, m.HeadDimV)
 	case m.KVLatentDim < 0:
-		return bad("KV latent size %d is negative", m.KVLatentDim)
+		return bad("KVLatentDim", "KV latent size %d is negative", m.KVLatentDim)
 	case m.Vocab < 0:
-		return bad("vocabulary %d is negative", m.Vocab)
+		return bad("Vocab", "vocabulary %d is negative", m.Vocab)
 	case m.ContextLength <= 0:
-		return bad("context length %d must be positive", m.ContextLength)
+		return bad("ContextLength", "context length %d must be positive", m.ContextLength)
 	case m.Experts < 0 || m.ExpertsUsed < 0 || m.ExpertsUsed > m.Experts:
-		return bad("experts used %d of %d", m.ExpertsUsed, m.Experts)
+		return bad("ExpertsUsed", "experts used %d of %d", m.ExpertsUsed, m.Experts)
 	case (m.Experts > 0) != (m.ExpertsUsed > 0):
-		return bad("experts %d and experts used %d must both be set or both zero", m.Experts, m.ExpertsUsed)
+		return bad("Experts", "experts %d and experts used %d must both be set or both zero", m.Experts, m.ExpertsUsed)
 	}
 	w := m.WeightBytes()
 	if w == 0 {
-		return bad("no file size and unknown quantisation %q", m.Quantization)
+		return bad("FileSize", "no file size and unknown quantisation %q", m.Quantization)
 	}
 	if m.Vocab > 0 && uint64(m.Vocab)*uint64(m.Embedding) >= m.Parameters {
-		return bad("embedding table %d x %d is not smaller than the %d parameters", m.Vocab, m.Embedding, m.Parameters)
+		return bad("Vocab", "embedding table %d x %d is not smaller than the %d parameters", m.Vocab, m.Embedding, m.Parameters)
 	}
 	return nil
 }
