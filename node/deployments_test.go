@@ -327,7 +327,7 @@ func TestDeploymentRequestsAreChecked(t *testing.T) {
 	}{
 		{"bad name", "POST", "/deployments", `{"name":"Bad Name","model":"llama3.2:1b"}`, 400, "name"},
 		{"no model", "POST", "/deployments", `{"name":"a"}`, 400, "model"},
-		{"unknown model", "POST", "/deployments", `{"name":"a","model":"nosuch:1b"}`, 400, "model"},
+		{"model name Ollama refuses", "POST", "/deployments", `{"name":"a","model":"no such:1b"}`, 400, "model"},
 		{"negative replicas", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","replicas":-1}`, 400, "replicas"},
 		{"too many replicas", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","replicas":1000000000}`, 400, "replicas"},
 		{"bad constraint", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","constraints":["country in (FR"]}`, 400, "constraints"},

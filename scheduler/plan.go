@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 
 	"github.com/sovra/sovra/cluster/state"
@@ -37,6 +38,12 @@ const (
 // neither in the catalog nor registered in the state: it is invalid until
 // an operator registers the model or a node reads its figures from Ollama.
 const ReasonFiguresUnknown = "model figures unknown"
+
+// FiguresUnknown is the reason of a deployment of model whose figures are
+// unknown.
+func FiguresUnknown(model string) string {
+	return fmt.Sprintf("%s: %q is neither built in nor registered; sovra reads them from Ollama once a node has the model", ReasonFiguresUnknown, model)
+}
 
 // DeploymentPlan is the target of one deployment.
 type DeploymentPlan struct {

@@ -189,7 +189,7 @@ func (res *resolver) fill(j *job, d *state.Deployment) {
 	case e.err != nil:
 		j.err = e.err.Error()
 	case m.prof == nil:
-		j.err = fmt.Sprintf("%s: %q is neither built in nor registered; sovra reads them from Ollama once a node has the model", ReasonFiguresUnknown, d.Model)
+		j.err = FiguresUnknown(d.Model)
 	}
 }
 

@@ -39,6 +39,7 @@ var deploymentName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._:-]{0,62}[a-z0-9])?$
 // deploymentRoutes mounts the deployment, catalog and node status routes on
 // the admin group.
 func (s *Server) deploymentRoutes(a fiber.Router, cl Cluster) {
+	s.catalogRoutes(a, cl)
 	d := deployments{cl: cl}
 	a.Post("/deployments", d.create)
 	a.Get("/deployments", d.list)
@@ -47,7 +48,6 @@ func (s *Server) deploymentRoutes(a fiber.Router, cl Cluster) {
 	a.Post("/deployments/:name/scale", d.scale)
 	a.Patch("/deployments/:name/scale", d.scale)
 	a.Get("/deployments/:name/explain", d.explain)
-	a.Get("/catalog", d.catalog)
 	a.Post("/nodes/:id/cordon", d.setNodeStatus(state.NodeCordoned))
 	a.Post("/nodes/:id/drain", d.setNodeStatus(state.NodeDraining))
 	a.Post("/nodes/:id/uncordon", d.setNodeStatus(state.NodeReady))
@@ -100,7 +100,7 @@ func (d deployments) create(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	dep, err := req.deployment(d.cl.SchedulerOptions().Catalog)
+	dep, err := req.deployment()
 	if err != nil {
 		return err
 	}
@@ -118,11 +118,20 @@ func (d deployments) create(c *fiber.Ctx) error {
 		return fmt.Errorf("deployment outcome: %w", err)
 	}
 	markReplayed(c, out)
-	return c.Status(http.StatusCreated).JSON(deploymentView{Deployment: got, Placements: []placementView{}})
+	view := deploymentView{Deployment: got, Placements: []placementView{}}
+	opts := d.cl.SchedulerOptions()
+	known := true
+	if err := d.cl.Read(c.UserContext(), true, func(s *state.State) { known = modelKnown(got.Model, opts, s) }); err != nil {
+		return err
+	}
+	if !known {
+		view.Status, view.Reason = scheduler.StatusInvalid, scheduler.FiguresUnknown(got.Model)
+	}
+	return c.Status(http.StatusCreated).JSON(view)
 }
 
 // deployment checks the request and returns the deployment it asks for.
-func (r deploymentRequest) deployment(cat *models.Catalog) (state.Deployment, error) {
+func (r deploymentRequest) deployment() (state.Deployment, error) {
 	d := state.Deployment{Name: r.Name, Model: strings.TrimSpace(r.Model), Replicas: 1, Priority: r.Priority, SpreadBy: strings.TrimSpace(r.SpreadBy)}
 	if r.Replicas != nil {
 		d.Replicas = *r.Replicas
@@ -130,7 +139,7 @@ func (r deploymentRequest) deployment(cat *models.Catalog) (state.Deployment, er
 	if !deploymentName.MatchString(d.Name) {
 		return d, invalidParam("name", "deployment name %q: use 1 to 64 lower-case letters, digits and . _ : -, starting and ending with a letter or digit", d.Name)
 	}
-	if err := checkModel(d.Model, cat); err != nil {
+	if err := checkModel(d.Model); err != nil {
 		return d, err
 	}
 	if err := checkReplicas(d.Replicas); err != nil {
@@ -145,7 +154,11 @@ func (r deploymentRequest) deployment(cat *models.Catalog) (state.Deployment, er
 	return d, checkSpreadBy(d.SpreadBy)
 }
 
-func checkModel(model string, cat *models.Catalog) error {
+// checkModel checks the model name of a deployment. A model neither built
+// in nor registered is accepted: its deployment waits, with the reason
+// "model figures unknown", until an operator registers the model or a node
+// that has it reads its figures from Ollama.
+func checkModel(model string) error {
 	switch {
 	case model == "":
 		return invalidParam("model", "model is required: the Ollama tag to serve, e.g. \"qwen2.5:7b\"")
@@ -154,9 +167,6 @@ func checkModel(model string, cat *models.Catalog) error {
 	}
 	if _, err := models.NormalizeName(model); err != nil {
 		return invalidParam("model", "%v", err)
-	}
-	if _, ok := cat.Lookup(model); !ok {
-		return invalidParam("model", "model %q is not in the catalog, so its memory cannot be sized (GET /admin/v1/catalog lists the known models)", model)
 	}
 	return nil
 }
@@ -401,46 +411,6 @@ func (d deployments) explain(c *fiber.Ctx) error {
 		scheduler.Explanation
 		Text string `json:"text"`
 	}{e, e.String()})
-}
-
-// catalogEntry is one model of the catalog with the figures that size it.
-type catalogEntry struct {
-	Name             string   `json:"name"`
-	Aliases          []string `json:"aliases,omitempty"`
-	Family           string   `json:"family"`
-	Architecture     string   `json:"architecture"`
-	Builtin          bool     `json:"builtin"`
-	Parameters       uint64   `json:"parameters"`
-	ActiveParameters uint64   `json:"active_parameters,omitempty"`
-	Experts          int      `json:"experts,omitempty"`
-	ExpertsUsed      int      `json:"experts_used,omitempty"`
-	Quantization     string   `json:"quantization"`
-	FileSize         uint64   `json:"file_size,omitempty"`
-	Layers           int      `json:"layers"`
-	ContextLength    int      `json:"context_length"`
-	License          string   `json:"license,omitempty"`
-	// Context and MemoryBytes are the context the scheduler sizes replicas
-	// for and the memory a replica needs at it.
-	Context     int    `json:"context"`
-	MemoryBytes uint64 `json:"memory_bytes"`
-}
-
-func (d deployments) catalog(c *fiber.Ctx) error {
-	opts := d.cl.SchedulerOptions()
-	list := opts.Catalog.Models()
-	out := make([]catalogEntry, 0, len(list))
-	for _, m := range list {
-		est := models.Estimate(m, opts.Load)
-		b, ok := models.Lookup(m.Name)
-		out = append(out, catalogEntry{
-			Name: m.Name, Aliases: m.Aliases, Family: m.Family, Architecture: m.Architecture,
-			Builtin: ok && b.Name == m.Name, Parameters: m.Parameters, ActiveParameters: m.ActiveParameters,
-			Experts: m.Experts, ExpertsUsed: m.ExpertsUsed, Quantization: m.Quantization, FileSize: m.FileSize,
-			Layers: m.Layers, ContextLength: m.ContextLength, License: m.License,
-			Context: est.Context, MemoryBytes: est.Total,
-		})
-	}
-	return c.JSON(fiber.Map{"models": out})
 }
 
 // setNodeStatus cordons, drains or uncordons a node. Cordoned and
