@@ -23,6 +23,8 @@ const (
 	DefaultContextLength = 4096
 	// DefaultEmbeddingLength is the embedding width of a model that sets none.
 	DefaultEmbeddingLength = 768
+	// DefaultLayers is the block count of a model that sets none.
+	DefaultLayers = 16
 	// DefaultThinkingTokens is the length of a "medium" reasoning trace.
 	DefaultThinkingTokens = 24
 	// DefaultMaxRecords bounds the per-request log.
@@ -112,6 +114,12 @@ type ModelConfig struct {
 	// EmbeddingLength is the width of the model's embeddings
 	// (DefaultEmbeddingLength when zero).
 	EmbeddingLength int `json:"embedding_length,omitempty"`
+	// Layers, Heads and KVHeads are the block count and the attention
+	// and key/value head counts /api/show reports (DefaultLayers,
+	// EmbeddingLength/64 and Heads when zero).
+	Layers  int `json:"layers,omitempty"`
+	Heads   int `json:"heads,omitempty"`
+	KVHeads int `json:"kv_heads,omitempty"`
 	// Embedding marks an embedding-only model: it cannot chat or generate.
 	Embedding bool `json:"embedding,omitempty"`
 	// Thinking marks a reasoning model. Names containing "deepseek-r1" or
@@ -244,6 +252,15 @@ func resolve(cfg *Config, mc ModelConfig) (ModelConfig, params) {
 	}
 	if mc.EmbeddingLength == 0 {
 		mc.EmbeddingLength = DefaultEmbeddingLength
+	}
+	if mc.Layers == 0 {
+		mc.Layers = DefaultLayers
+	}
+	if mc.Heads == 0 {
+		mc.Heads = max(1, mc.EmbeddingLength/64)
+	}
+	if mc.KVHeads == 0 {
+		mc.KVHeads = mc.Heads
 	}
 	if !mc.Embedding && isThinkingName(mc.Name) {
 		mc.Thinking = true

@@ -66,6 +66,13 @@ func TestTagsShowVersion(t *testing.T) {
 			if _, ok := resp.ModelInfo[tc.arch+".context_length"].(float64); !ok {
 				t.Errorf("context_length missing: %v", resp.ModelInfo)
 			}
+			// What a catalog entry is built from, as real Ollama writes it.
+			for _, k := range []string{"general.parameter_count", "general.file_type", tc.arch + ".block_count",
+				tc.arch + ".attention.head_count", tc.arch + ".attention.head_count_kv", tc.arch + ".attention.key_length"} {
+				if v, ok := resp.ModelInfo[k].(float64); !ok || v <= 0 && k != "general.file_type" {
+					t.Errorf("%s is %v, want a number", k, resp.ModelInfo[k])
+				}
+			}
 		})
 	}
 
