@@ -1,12 +1,25 @@
 // Package agent is the node agent: the part of a node that looks after its
-// own hardware and its own Ollama. This part is GPU discovery: reading the
-// node's GPU inventory from nvidia-smi, or taking it from an operator
-// override, and watching it for changes, so that the cluster can place models
-// by VRAM and GPU type. The reconciler, which drives the local Ollama to this
-// node's placements, comes later.
+// own hardware and its own Ollama.
+//
+// GPU discovery reads the node's GPU inventory from nvidia-smi, or takes it
+// from an operator override, and watches it for changes, so that the cluster
+// can place models by VRAM and GPU type.
+//
+// The Reconciler drives the local Ollama to this node's placements in the
+// replicated state: it pulls a placed model that is not on disk (reporting
+// pulling, with throttled progress), loads and pins it in memory with
+// keep_alive -1 (loading), and reports it ready once /api/ps lists it. It
+// unloads models no longer placed here but keeps them on disk, reports
+// failures with their reason and retries them with capped exponential
+// backoff, loads models again after Ollama lost them (a restart), and keeps
+// the node's list of models on disk fresh for the scheduler. It reads the
+// state and commits its reports through small interfaces (StateSource,
+// Reporter) and talks to Ollama through backend.Backend, on goroutines of
+// its own: nothing on the inference path waits for it.
 //
 // Seams for tests are plain values: nvidia-smi is run through a
-// CommandRunner, and the watcher's ticks can come from any channel.
+// CommandRunner, the GPU watcher's ticks can come from any channel, and the
+// reconciler's timers come from a Clock.
 package agent
 
 import (
