@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -108,16 +109,67 @@ func (n *Node) watchGPUs(ctx context.Context) {
 		Override: override,
 		OnChange: func(gpus []state.GPU) {
 			n.log.Info("GPU inventory", zap.Int("gpus", len(gpus)))
-			n.cluster.SetNode(n.selfNode(gpus))
+			n.updateSelf(func(r *registration) { r.gpus = gpus })
 		},
 		OnError: func(err error) { n.log.Warn("GPU discovery failed", zap.Error(err)) },
 	}
 	_ = inv.Run(ctx)
 }
 
+// reconcile drives the local Ollama to this node's placements and reports
+// how they stand; it also keeps the models on disk in the registration.
+// It starts once the local state has caught up with the cluster.
+func (n *Node) reconcile(ctx context.Context) {
+	rec := &agent.Reconciler{
+		NodeID:   n.cfg.NodeID,
+		State:    n.cluster.Machine(),
+		Reporter: n.cluster,
+		Backend:  n.be,
+		Logger:   n.log.Named("agent"),
+		OnModels: func(models []string) { n.updateSelf(func(r *registration) { r.models = models }) },
+		Sync:     func(ctx context.Context) error { return n.cluster.Read(ctx, false, func(*state.State) {}) },
+	}
+	if err := rec.Run(ctx); err != nil {
+		n.log.Error("reconciler stopped", zap.Error(err))
+	}
+}
+
+// registerModels reads from the local Ollama the figures of models that
+// deployments name and no catalog knows, and registers them.
+func (n *Node) registerModels(ctx context.Context) {
+	reg := &agent.ModelRegistrar{
+		NodeID:   n.cfg.NodeID,
+		State:    n.cluster.Machine(),
+		Proposer: n.cluster,
+		Backend:  n.be,
+		Catalog:  n.cluster.SchedulerOptions().Catalog,
+		Logger:   n.log.Named("registrar"),
+	}
+	if err := reg.Run(ctx); err != nil {
+		n.log.Error("model registrar stopped", zap.Error(err))
+	}
+}
+
+// registration is what this node registers about itself beyond its
+// configuration: its GPUs and the models on its disk, which the GPU
+// watcher and the reconciler report on goroutines of their own.
+type registration struct {
+	mu     sync.Mutex
+	gpus   []state.GPU
+	models []string
+}
+
+// updateSelf changes the registration and hands it to the cluster.
+func (n *Node) updateSelf(change func(*registration)) {
+	n.self.mu.Lock()
+	defer n.self.mu.Unlock()
+	change(&n.self)
+	n.cluster.SetNode(n.selfNode(n.self.gpus, n.self.models))
+}
+
 // selfNode is what this node registers about itself.
-func (n *Node) selfNode(gpus []state.GPU) state.Node {
-	return state.Node{Labels: n.cfg.Cluster.Labels, GPUs: gpus, Version: version.Version}
+func (n *Node) selfNode(gpus []state.GPU, models []string) state.Node {
+	return state.Node{Labels: n.cfg.Cluster.Labels, GPUs: gpus, Models: models, Version: version.Version}
 }
 
 // tlsConfig loads the node's certificate and the cluster CA, or returns nil
@@ -183,7 +235,7 @@ func (n *Node) openCluster(tlsCfg *tls.Config) (*cluster.Cluster, error) {
 		Raft:              c.Raft,
 		Scheduling:        c.Scheduling,
 		TLS:               tlsCfg,
-		Node:              n.selfNode(nil),
+		Node:              n.selfNode(nil, nil),
 		Logger:            n.log,
 	})
 }

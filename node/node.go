@@ -82,6 +82,7 @@ type Node struct {
 	be      backend.Backend
 	api     *api.Server
 	cluster *cluster.Cluster
+	self    registration
 	ln      net.Listener
 	done    chan error
 	stopRun context.CancelFunc
@@ -155,7 +156,7 @@ func (n *Node) apiConfig(mtls bool) api.Config {
 func (n *Node) runCluster() {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stopRun = cancel
-	n.runWG.Add(2)
+	n.runWG.Add(4)
 	go func() {
 		defer n.runWG.Done()
 		if err := n.cluster.Run(ctx); err != nil {
@@ -165,6 +166,14 @@ func (n *Node) runCluster() {
 	go func() {
 		defer n.runWG.Done()
 		n.watchGPUs(ctx)
+	}()
+	go func() {
+		defer n.runWG.Done()
+		n.reconcile(ctx)
+	}()
+	go func() {
+		defer n.runWG.Done()
+		n.registerModels(ctx)
 	}()
 }
 
