@@ -3,6 +3,7 @@ package node_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,5 +114,28 @@ func TestDeploymentOfAnUnknownModelWaitsForItsFigures(t *testing.T) {
 	d = waitDep(t, fr, "coder", on("de", "fr"), never("us"))
 	if d.Status != "ok" {
 		t.Fatalf("after registering: %+v", d)
+	}
+}
+
+// TestNodesRegisterTheModelsTheyHave deploys a model no catalog knows but
+// the nodes' Ollama holds: a node reads its figures from /api/show and
+// registers them, and the deployment is placed without an operator.
+func TestNodesRegisterTheModelsTheyHave(t *testing.T) {
+	coder := ollamasim.ModelConfig{Name: "acme/coder:7b", Family: "qwen2", ParameterSize: "7.6B", Quantization: "Q4_K_M",
+		Size: 4_683_073_184, ContextLength: 32768, EmbeddingLength: 3584, Layers: 28, Heads: 28, KVHeads: 4}
+	sim := ollamasim.StartTest(t, ollamasim.Config{Models: []ollamasim.ModelConfig{coder}})
+	a := testnode.Start(t, sim.URL(), placed("a", "1xA100:80GiB", "zone=a"))
+	b := testnode.Start(t, sim.URL(), placed("b", "1xA100:80GiB", "zone=b", a.Addr()))
+	waitView(t, a.URL(), allReady(2))
+	waitGPUs(t, a.URL(), 2)
+	create(t, b.URL(), `{"name":"coder","model":"Acme/Coder:7B","replicas":2}`)
+	d := waitDep(t, a.URL(), "coder", func(d depView) bool { return d.Settled && d.ReadyReplicas == 2 })
+	if d.Status != "ok" || !slices.Equal(d.nodes(), []string{"a", "b"}) {
+		t.Fatalf("deployment %+v", d)
+	}
+	var m catalogModel
+	if st := admin(t, "GET", b.URL()+"/admin/v1/catalog/acme/coder:7b", "", &m); st != http.StatusOK ||
+		m.Builtin || !strings.HasPrefix(m.Source, "Ollama /api/show on node ") || m.Layers != 28 || m.KVHeads != 4 || m.HeadDimK != 128 {
+		t.Fatalf("registered entry %d %+v", st, m)
 	}
 }
