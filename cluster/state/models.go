@@ -83,7 +83,11 @@ func (s *State) RegisteredModel(name string) *ModelSpec {
 
 // checkModelSpec says what is wrong with a registered model filed under
 // key ("" for one about to be filed), or returns nil. Apply and Decode
-// hold registered models to the same rules.
+// hold registered models to the same rules. Apply being deterministic
+// depends on them: models.Validate and models.NormalizeName may accept
+// more in a later version, never less, or replicas of two versions would
+// apply the same RegisterModel differently and a snapshot would be
+// refused.
 func checkModelSpec(key string, m *ModelSpec) error {
 	norm, err := models.NormalizeName(m.Name)
 	switch {
