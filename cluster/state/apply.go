@@ -107,6 +107,10 @@ func (s *State) dispatch(index uint64, d decoded) Outcome {
 		return applyBody(index, d, s.registerModel)
 	case TypeUnregisterModel:
 		return applyBody(index, d, s.unregisterModel)
+	case TypeTouchDeployment:
+		return applyBody(index, d, s.touchDeployment)
+	case TypeSetDeploymentIdle:
+		return applyBody(index, d, s.setDeploymentIdle)
 	}
 	if d.flags&FlagIgnorable != 0 {
 		return Outcome{Skipped: true}
@@ -201,6 +205,8 @@ func (s *State) putDeployment(index uint64, c *PutDeployment) Outcome {
 		return fail("invalid", "deployment %q has no model", d.Name)
 	case d.Replicas < 0:
 		return fail("invalid", "deployment %q: replicas must not be negative", d.Name)
+	case d.IdleTimeout < 0:
+		return fail("invalid", "deployment %q: idle timeout must not be negative", d.Name)
 	}
 	old, exists := s.Deployments[d.Name]
 	switch {
@@ -209,9 +215,15 @@ func (s *State) putDeployment(index uint64, c *PutDeployment) Outcome {
 	case c.IfVersion != 0 && (!exists || old.Version != c.IfVersion):
 		return fail("conflict", "deployment %q is not at version %d", d.Name, c.IfVersion)
 	}
-	d.CreatedIndex, d.Version = index, 1
+	// Idleness is the cluster's to decide, not the writer's: a write keeps
+	// it and counts as a use.
+	d.CreatedIndex, d.Version, d.Idle, d.LastUsed = index, 1, false, c.Time
 	if exists {
 		d.CreatedIndex, d.Version = old.CreatedIndex, old.Version+1
+		d.Idle, d.LastUsed = old.Idle, max(old.LastUsed, c.Time)
+	}
+	if d.IdleTimeout == 0 {
+		d.Idle = false
 	}
 	d.ModifiedIndex = index
 	s.Deployments[d.Name] = &d
@@ -281,4 +293,32 @@ func (s *State) reportPlacement(index uint64, c *ReportPlacement) Outcome {
 	}
 	p.State, p.Reason, p.Progress, p.ModifiedIndex = c.State, c.Reason, c.Progress, index
 	return value(*p)
+}
+
+func (s *State) touchDeployment(_ uint64, c *TouchDeployment) Outcome {
+	d, ok := s.Deployments[c.Name]
+	if !ok {
+		return fail("not_found", "deployment %q does not exist", c.Name)
+	}
+	d.LastUsed = max(d.LastUsed, c.Time)
+	return Outcome{}
+}
+
+func (s *State) setDeploymentIdle(_ uint64, c *SetDeploymentIdle) Outcome {
+	d, ok := s.Deployments[c.Name]
+	if !ok {
+		return fail("not_found", "deployment %q does not exist", c.Name)
+	}
+	if !c.Idle {
+		d.Idle, d.LastUsed = false, max(d.LastUsed, c.Time)
+		return value(*d)
+	}
+	switch {
+	case d.IdleTimeout == 0:
+		return fail("conflict", "deployment %q has no idle timeout", c.Name)
+	case d.LastUsed > c.UnusedSince:
+		return fail("conflict", "deployment %q was used after %d", c.Name, c.UnusedSince)
+	}
+	d.Idle = true
+	return value(*d)
 }

@@ -22,6 +22,10 @@ const (
 	TypeReportPlacement  Type = 7
 	TypeRegisterModel    Type = 8
 	TypeUnregisterModel  Type = 9
+	// TypeTouchDeployment and TypeSetDeploymentIdle are written with
+	// FlagIgnorable: a node that does not know them only misses idleness.
+	TypeTouchDeployment   Type = 10
+	TypeSetDeploymentIdle Type = 11
 )
 
 // Flags modify how a command is applied.
@@ -68,6 +72,10 @@ type (
 		IfVersion  uint64     `json:"if_version,omitempty"`
 		// Create fails the write when the deployment exists.
 		Create bool `json:"create,omitempty"`
+		// Time is the proposer's clock (Unix ms); a write counts as a use
+		// of the deployment (LastUsed), so a new one does not go idle at
+		// once.
+		Time int64 `json:"time,omitempty"`
 	}
 	// DeleteDeployment removes a deployment and its placements.
 	DeleteDeployment struct {
@@ -99,6 +107,25 @@ type (
 	// known again.
 	UnregisterModel struct {
 		Name string `json:"name"`
+	}
+	// TouchDeployment records a use of a deployment: LastUsed becomes
+	// the later of itself and Time. It does not wake an idle deployment.
+	TouchDeployment struct {
+		Name string `json:"name"`
+		Time int64  `json:"time"` // proposer's clock, Unix ms
+	}
+	// SetDeploymentIdle marks a deployment idle (the scheduler then
+	// removes its replicas) or wakes it. Waking counts as a use (LastUsed).
+	// Marking one idle that has no IdleTimeout, or that was used after
+	// UnusedSince, changes nothing and answers "conflict": a request
+	// recorded meanwhile wins over the leader's stale view.
+	SetDeploymentIdle struct {
+		Name string `json:"name"`
+		Idle bool   `json:"idle"`
+		Time int64  `json:"time"` // proposer's clock, Unix ms
+		// UnusedSince, when marking idle, is the LastUsed the proposer
+		// saw; a later use makes the command fail.
+		UnusedSince int64 `json:"unused_since,omitempty"`
 	}
 )
 
@@ -166,6 +193,10 @@ func (t Type) String() string {
 		return "register-model"
 	case TypeUnregisterModel:
 		return "unregister-model"
+	case TypeTouchDeployment:
+		return "touch-deployment"
+	case TypeSetDeploymentIdle:
+		return "set-deployment-idle"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }

@@ -70,15 +70,17 @@ func checkApplied(t *testing.T, base, s *State, index uint64, e []byte, out Outc
 
 // bodyTypes maps each known command type to a new value of its body.
 var bodyTypes = map[Type]func() any{
-	TypeRegisterNode:     func() any { return new(RegisterNode) },
-	TypeSetNodeStatus:    func() any { return new(SetNodeStatus) },
-	TypeRemoveNode:       func() any { return new(RemoveNode) },
-	TypePutDeployment:    func() any { return new(PutDeployment) },
-	TypeDeleteDeployment: func() any { return new(DeleteDeployment) },
-	TypeSetPlacements:    func() any { return new(SetPlacements) },
-	TypeReportPlacement:  func() any { return new(ReportPlacement) },
-	TypeRegisterModel:    func() any { return new(RegisterModel) },
-	TypeUnregisterModel:  func() any { return new(UnregisterModel) },
+	TypeRegisterNode:      func() any { return new(RegisterNode) },
+	TypeSetNodeStatus:     func() any { return new(SetNodeStatus) },
+	TypeRemoveNode:        func() any { return new(RemoveNode) },
+	TypePutDeployment:     func() any { return new(PutDeployment) },
+	TypeDeleteDeployment:  func() any { return new(DeleteDeployment) },
+	TypeSetPlacements:     func() any { return new(SetPlacements) },
+	TypeReportPlacement:   func() any { return new(ReportPlacement) },
+	TypeRegisterModel:     func() any { return new(RegisterModel) },
+	TypeUnregisterModel:   func() any { return new(UnregisterModel) },
+	TypeTouchDeployment:   func() any { return new(TouchDeployment) },
+	TypeSetDeploymentIdle: func() any { return new(SetDeploymentIdle) },
 }
 
 func FuzzApply(f *testing.F) {

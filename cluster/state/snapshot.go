@@ -148,6 +148,9 @@ func (s *State) check() error {
 		if err := checkName(d.Name); err != "" {
 			return fmt.Errorf("deployment name %q %s", d.Name, err)
 		}
+		if d.IdleTimeout < 0 {
+			return fmt.Errorf("deployment %q has a negative idle timeout", d.Name)
+		}
 	}
 	for k, p := range s.Placements {
 		switch {

@@ -58,6 +58,17 @@ type Deployment struct {
 	// SpreadBy, when set, is a node label key (e.g. "zone") whose values
 	// the scheduler spreads the replicas over.
 	SpreadBy string `json:"spread_by,omitempty"`
+	// IdleTimeout, in seconds, lets the deployment go idle: when no request
+	// used it for that long, the leader marks it Idle and the scheduler
+	// removes its replicas; the next request wakes it. Zero: never idle.
+	IdleTimeout int64 `json:"idle_timeout,omitempty"`
+	// Idle is set while the deployment wants no replicas for lack of use.
+	// Writes of the deployment keep it; TouchDeployment does not clear it,
+	// SetDeploymentIdle does.
+	Idle bool `json:"idle,omitempty"`
+	// LastUsed is the proposer's clock (Unix ms) of the last recorded use:
+	// a request, a wake, or a write of the deployment.
+	LastUsed int64 `json:"last_used,omitempty"`
 	// Version counts changes; a write may be conditioned on it.
 	Version       uint64 `json:"version"`
 	CreatedIndex  uint64 `json:"created_index"`
