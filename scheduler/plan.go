@@ -32,6 +32,7 @@ const (
 	StatusPartial     Status = "partial"     // some replicas placed, not all
 	StatusUnplaceable Status = "unplaceable" // replicas wanted, none placed
 	StatusInvalid     Status = "invalid"     // unknown model or bad constraint: nothing changed
+	StatusIdle        Status = "idle"        // unused past its idle timeout: no replicas until a request wakes it
 )
 
 // ReasonFiguresUnknown begins the reason of a deployment whose model is
@@ -52,6 +53,8 @@ type DeploymentPlan struct {
 	Version  uint64 `json:"version"`
 	Priority int    `json:"priority,omitempty"`
 	Replicas int    `json:"replicas"`
+	// Idle is set when the deployment is idle: it wants no replicas.
+	Idle bool `json:"idle,omitempty"`
 	// Placements are the nodes that should hold a replica, sorted by
 	// node. Replicas draining from a leaving node are among them.
 	Placements []Assignment `json:"placements,omitempty"`
@@ -106,6 +109,7 @@ type Cause string
 // Causes of a removal.
 const (
 	CauseScaleDown  Cause = "scale-down" // more replicas than wanted
+	CauseIdle       Cause = "idle"       // the deployment went idle
 	CauseDrained    Cause = "drained"    // its node is leaving and enough replicas elsewhere are ready
 	CauseNodeLost   Cause = "node-lost"  // its node has been down past the grace, or is gone
 	CauseInfeasible Cause = "infeasible" // a constraint no longer holds, or it no longer fits

@@ -96,6 +96,12 @@ func newRun(snap *state.State, opts Options) *run {
 	for i, d := range deps {
 		j := &jobs[i]
 		j.ord = i
+		if d.Idle {
+			// An idle deployment wants no replicas until it is woken.
+			idle := *d
+			idle.Replicas = 0
+			d = &idle
+		}
 		res.fill(j, d)
 		j.slots = r.mem.slotList(d.Replicas + 1)
 		r.jobs = append(r.jobs, j)
@@ -311,6 +317,10 @@ func (r *run) trim(j *job) {
 		slices.SortStableFunc(active, removalOrder)
 		for _, s := range active[:extra] {
 			r.detach(s)
+			if j.d.Idle {
+				r.remove(s, CauseIdle, "the deployment is idle")
+				continue
+			}
 			r.remove(s, CauseScaleDown, fmt.Sprintf("scaled down to %d replicas; this one was %s", j.d.Replicas, removalWhy(s)))
 		}
 		active = active[extra:]

@@ -12,7 +12,7 @@ func (r *run) plan() Plan {
 	p := Plan{Index: r.snap.Index, Deployments: make([]DeploymentPlan, 0, len(r.jobs))}
 	var out outBuf
 	for _, j := range r.jobs {
-		dp := DeploymentPlan{Name: j.d.Name, Model: j.d.Model, Version: j.d.Version, Priority: j.d.Priority, Replicas: j.d.Replicas}
+		dp := DeploymentPlan{Name: j.d.Name, Model: j.d.Model, Version: j.d.Version, Priority: j.d.Priority, Replicas: j.d.Replicas, Idle: j.d.Idle}
 		if len(j.slots) > 0 {
 			dp.Placements = out.assignments(len(j.slots))
 		}
@@ -90,6 +90,9 @@ func assignment(s *slot) Assignment {
 func (r *run) status(j *job) (Status, string) {
 	if !j.valid() {
 		return StatusInvalid, j.err
+	}
+	if j.d.Idle {
+		return StatusIdle, "no request within the idle timeout; the next one wakes it"
 	}
 	want, have := j.d.Replicas, j.active
 	drains := len(j.slots) - j.active

@@ -52,6 +52,8 @@ func verifyDeployment(snapshot *state.State, dp DeploymentPlan, used map[string]
 		return fmt.Errorf("%w: deployment %q is gone", ErrStale, dp.Name)
 	case d.Version != dp.Version:
 		return fmt.Errorf("%w: deployment %q is at version %d, the plan saw %d", ErrStale, dp.Name, d.Version, dp.Version)
+	case d.Idle != dp.Idle:
+		return fmt.Errorf("%w: deployment %q changed idleness", ErrStale, dp.Name)
 	}
 	cons, err := ParseConstraints(d.Constraints)
 	checkRules := dp.Status != StatusInvalid
