@@ -148,6 +148,7 @@ func (c *Cluster) scheduleLoop(ctx context.Context) {
 	defer tick.Stop()
 	var last uint64 // fingerprint of the state last scheduled; 0: none
 	var retry bool
+	var ledSince int64 // scheduling clock (Unix ms) when this node took the lead; 0: not leading
 	var wait *time.Timer
 	defer func() { stopTimer(wait) }()
 	for {
@@ -156,15 +157,19 @@ func (c *Cluster) scheduleLoop(ctx context.Context) {
 		stopTimer(wait)
 		wait = nil
 		if c.IsLeader() {
+			if ledSince == 0 {
+				ledSince = sc.Now().UnixMilli()
+			}
+			c.markIdle(ctx, ledSince)
 			if fp := c.fingerprint(); fp != last {
 				last = fp
 				retry = c.scheduleOnce(ctx)
 			}
-			if wait = c.wakeTimer(retry); wait != nil {
+			if wait = c.wakeTimer(retry, ledSince); wait != nil {
 				wake = wait.C
 			}
 		} else {
-			last, retry = 0, false
+			last, retry, ledSince = 0, false, 0
 		}
 		select {
 		case <-ctx.Done():
@@ -189,10 +194,10 @@ func stopTimer(t *time.Timer) {
 	}
 }
 
-// wakeTimer fires when the next down node's grace runs out, or after
-// scheduleRetry when a plan is to be retried; it is nil when neither is
-// due.
-func (c *Cluster) wakeTimer(retry bool) *time.Timer {
+// wakeTimer fires when the next down node's grace runs out or the next
+// deployment falls idle, or after scheduleRetry when a plan is to be
+// retried; it is nil when none is due.
+func (c *Cluster) wakeTimer(retry bool, ledSince int64) *time.Timer {
 	sc := c.cfg.Scheduling
 	now := sc.Now().UnixMilli()
 	next := int64(-1)
@@ -202,6 +207,9 @@ func (c *Cluster) wakeTimer(retry bool) *time.Timer {
 			if n.Status == state.NodeDown && end >= now && (next < 0 || end < next) {
 				next = end
 			}
+		}
+		if _, idle := idleDue(s, now, ledSince); idle >= 0 && (next < 0 || idle+1 < next) {
+			next = idle + 1
 		}
 	})
 	d := time.Duration(-1)
@@ -218,14 +226,14 @@ func (c *Cluster) wakeTimer(retry bool) *time.Timer {
 }
 
 // fingerprint hashes what placement depends on: deployments (their
-// versions), nodes (status, labels, GPUs, models on disk), placements
+// versions and idleness; not their last use), nodes (status, labels, GPUs, models on disk), placements
 // (their states) and registered models (their versions). Pull progress and the rest of the state leave it alone.
 // The entities' hashes are summed, so map order does not matter.
 func (c *Cluster) fingerprint() uint64 {
 	var sum uint64 = 1
 	c.machine.Read(func(s *state.State) {
 		for _, d := range s.Deployments {
-			sum += hashOf("d", d.Name, strconv.FormatUint(d.Version, 10))
+			sum += hashOf("d", d.Name, strconv.FormatUint(d.Version, 10), strconv.FormatBool(d.Idle))
 		}
 		for _, n := range s.Nodes {
 			sum += hashNode(n)
