@@ -91,23 +91,31 @@ func TestIdleDue(t *testing.T) {
 	s.Deployments["asleep"] = &state.Deployment{Name: "asleep", IdleTimeout: 1, Idle: true}
 	cases := []struct {
 		name     string
-		now, led int64
+		now      int64
+		seen     map[string]int64
 		due      []string
 		wantNext int64
 	}{
-		{name: "one due, one next", now: 11001, led: 1, due: []string{"due"}, wantNext: 15000},
-		{name: "exactly the timeout is not past it", now: 11000, led: 1, wantNext: 11000},
-		{name: "a new leader gives a whole timeout", now: 16000, led: 9000, wantNext: 19000},
+		{name: "one due, one next", now: 11001, seen: map[string]int64{"due": 1, "soon": 1}, due: []string{"due"}, wantNext: 15000},
+		{name: "exactly the timeout is not past it", now: 11000, seen: map[string]int64{"due": 1, "soon": 1}, wantNext: 11000},
+		{name: "a deployment first seen now gets a whole timeout", now: 16000, seen: map[string]int64{"gone": 1}, wantNext: 26000},
+		{name: "seen late counts from then", now: 16000, seen: map[string]int64{"due": 9000, "soon": 1}, due: []string{"soon"}, wantNext: 19000},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			due, next := idleDue(s, tc.now, tc.led)
+			due, next := idleDue(s, tc.now, tc.seen)
 			var names []string
 			for _, d := range due {
 				names = append(names, d.Name)
 			}
 			if len(names) != len(tc.due) || (len(names) > 0 && names[0] != tc.due[0]) || next != tc.wantNext {
 				t.Fatalf("due %v next %d, want %v next %d", names, next, tc.due, tc.wantNext)
+			}
+			if _, ok := tc.seen["gone"]; ok {
+				t.Error("a deployment that is gone stayed in seen")
+			}
+			if _, ok := tc.seen["soon"]; !ok {
+				t.Error("a deployment seen for the first time was not recorded")
 			}
 		})
 	}

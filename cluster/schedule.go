@@ -148,7 +148,7 @@ func (c *Cluster) scheduleLoop(ctx context.Context) {
 	defer tick.Stop()
 	var last uint64 // fingerprint of the state last scheduled; 0: none
 	var retry bool
-	var ledSince int64 // scheduling clock (Unix ms) when this node took the lead; 0: not leading
+	seen := map[string]int64{} // deployment -> when this leader first saw it (Unix ms)
 	var wait *time.Timer
 	defer func() { stopTimer(wait) }()
 	for {
@@ -157,19 +157,17 @@ func (c *Cluster) scheduleLoop(ctx context.Context) {
 		stopTimer(wait)
 		wait = nil
 		if c.IsLeader() {
-			if ledSince == 0 {
-				ledSince = sc.Now().UnixMilli()
-			}
-			c.markIdle(ctx, ledSince)
+			idleAt := c.markIdle(ctx, seen)
 			if fp := c.fingerprint(); fp != last {
 				last = fp
 				retry = c.scheduleOnce(ctx)
 			}
-			if wait = c.wakeTimer(retry, ledSince); wait != nil {
+			if wait = c.wakeTimer(retry, idleAt); wait != nil {
 				wake = wait.C
 			}
 		} else {
-			last, retry, ledSince = 0, false, 0
+			last, retry = 0, false
+			clear(seen)
 		}
 		select {
 		case <-ctx.Done():
@@ -197,7 +195,7 @@ func stopTimer(t *time.Timer) {
 // wakeTimer fires when the next down node's grace runs out or the next
 // deployment falls idle, or after scheduleRetry when a plan is to be
 // retried; it is nil when none is due.
-func (c *Cluster) wakeTimer(retry bool, ledSince int64) *time.Timer {
+func (c *Cluster) wakeTimer(retry bool, idleAt int64) *time.Timer {
 	sc := c.cfg.Scheduling
 	now := sc.Now().UnixMilli()
 	next := int64(-1)
@@ -208,10 +206,10 @@ func (c *Cluster) wakeTimer(retry bool, ledSince int64) *time.Timer {
 				next = end
 			}
 		}
-		if _, idle := idleDue(s, now, ledSince); idle >= 0 && (next < 0 || idle+1 < next) {
-			next = idle + 1
-		}
 	})
+	if idleAt >= 0 && (next < 0 || idleAt+1 < next) {
+		next = idleAt + 1
+	}
 	d := time.Duration(-1)
 	if next >= 0 {
 		d = time.Duration(next-now+1)*time.Millisecond + sc.Debounce

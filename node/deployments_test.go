@@ -46,6 +46,9 @@ type depView struct {
 	Status        string   `json:"status"`
 	Reason        string   `json:"reason"`
 	ReadyReplicas int      `json:"ready_replicas"`
+	IdleTimeout   int64    `json:"idle_timeout"`
+	Idle          bool     `json:"idle"`
+	LastUsed      int64    `json:"last_used"`
 	Settled       bool     `json:"settled"`
 	Placements    []struct {
 		Node   string `json:"node"`
@@ -330,6 +333,10 @@ func TestDeploymentRequestsAreChecked(t *testing.T) {
 		{"bad constraint", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","constraints":["country in (FR"]}`, 400, "constraints"},
 		{"bad spread key", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","spread_by":"zone=a"}`, 400, "spread_by"},
 		{"wrong type", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","replicas":"two"}`, 400, "replicas"},
+		{"bad idle timeout", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","idle_timeout":"soon"}`, 400, "idle_timeout"},
+		{"negative idle timeout", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","idle_timeout":-5}`, 400, "idle_timeout"},
+		{"idle timeout below a second", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","idle_timeout":"1500ms"}`, 400, "idle_timeout"},
+		{"idle timeout of a wrong type", "POST", "/deployments", `{"name":"a","model":"llama3.2:1b","idle_timeout":true}`, 400, "idle_timeout"},
 		{"scale without replicas", "POST", "/deployments/a/scale", `{}`, 400, "replicas"},
 		{"scale unknown", "POST", "/deployments/nope/scale", `{"replicas":2}`, 404, "name"},
 		{"get unknown", "GET", "/deployments/nope", ``, 404, "name"},

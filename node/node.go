@@ -36,6 +36,10 @@ type Config struct {
 	ReadTimeout   time.Duration
 	WriteTimeout  time.Duration
 	IdleTimeout   time.Duration
+	// WakeWait bounds how long a request for an idle (or waking)
+	// deployment waits for a ready replica before it is answered 503 with
+	// the loading progress; zero answers at once.
+	WakeWait time.Duration
 	// Cluster configures raft membership; a node without a raft address
 	// serves alone.
 	Cluster ClusterConfig
@@ -53,6 +57,7 @@ func DefaultConfig() Config {
 		ReadTimeout:   hc.ReadTimeout,
 		WriteTimeout:  hc.WriteTimeout,
 		IdleTimeout:   hc.IdleTimeout,
+		WakeWait:      60 * time.Second,
 		Cluster:       defaultClusterConfig(),
 	}
 }
@@ -68,6 +73,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max body size %d is too small (at least 1024 bytes)", c.MaxBodyBytes)
 	case c.ShutdownGrace < 0:
 		return errors.New("shutdown grace must not be negative")
+	case c.WakeWait < 0:
+		return errors.New("wake wait must not be negative")
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("http address %q: %w", c.HTTPAddr, err)
@@ -82,6 +89,7 @@ type Node struct {
 	be      backend.Backend
 	api     *api.Server
 	cluster *cluster.Cluster
+	router  *router.Router
 	self    registration
 	ln      net.Listener
 	done    chan error
@@ -129,7 +137,10 @@ func (n *Node) Start() error {
 			return err
 		}
 		cl = n.cluster
-		be = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(tlsCfg))
+		n.router = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(tlsCfg)).WithWake(router.WakeConfig{
+			Proposer: n.cluster, Wait: n.cfg.WakeWait, OnError: n.wakeFailed,
+		})
+		be = n.router
 	}
 	n.api = api.New(n.apiConfig(tlsCfg != nil), be, cl, n.log.Named("http"))
 	go func() { n.done <- n.api.Serve(ln) }()
@@ -224,6 +235,7 @@ func (n *Node) stopCluster() error {
 	}
 	n.stopRun()
 	n.runWG.Wait()
+	n.router.Close()
 	if cerr := n.cluster.Close(); cerr != nil {
 		err = fmt.Errorf("close cluster: %w", cerr)
 	}
@@ -241,4 +253,10 @@ func (n *Node) Run(ctx context.Context) error {
 		n.done <- err
 	}
 	return n.Stop(context.Background())
+}
+
+// wakeFailed logs a use record or wake the router could not write.
+func (n *Node) wakeFailed(what, deployment string, err error) {
+	n.log.Warn("could not record the use of a deployment", zap.String("what", what),
+		zap.String("deployment", deployment), zap.Error(err))
 }

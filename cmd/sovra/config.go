@@ -40,6 +40,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.DurationVar(&s.node.ReadTimeout, "read-timeout", def.ReadTimeout, "limit for reading one request")
 	fs.DurationVar(&s.node.WriteTimeout, "write-timeout", def.WriteTimeout, "limit for each write of a response (not the whole stream)")
 	fs.DurationVar(&s.node.IdleTimeout, "idle-timeout", def.IdleTimeout, "close keep-alive connections idle this long")
+	fs.DurationVar(&s.node.WakeWait, "wake-wait", def.WakeWait, "how long a request for an idle deployment waits for it to load before a 503 with Retry-After (0: answer at once)")
 	s.registerCluster(fs, def.Cluster)
 	fs.StringVar(&s.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this host:port; off when empty")
 	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")

@@ -66,6 +66,44 @@ type deploymentRequest struct {
 	Constraints []string `json:"constraints"`
 	Priority    int      `json:"priority"`
 	SpreadBy    string   `json:"spread_by"`
+	// IdleTimeout lets the deployment go idle (no replicas) when no
+	// request used it that long: a duration string ("10m", "1h30m") or a
+	// number of seconds; whole seconds, at least 1s. Absent or 0: never.
+	IdleTimeout json.RawMessage `json:"idle_timeout"`
+}
+
+// maxIdleTimeout bounds a deployment's idle timeout.
+const maxIdleTimeout = 365 * 24 * time.Hour
+
+// parseIdleTimeout reads idle_timeout: a duration string or seconds.
+func parseIdleTimeout(raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	bad := func() error {
+		return invalidParam("idle_timeout", "idle_timeout %s: give a duration such as \"10m\" or a number of seconds, 0 or from 1s to %v, whole seconds", raw, maxIdleTimeout)
+	}
+	var d time.Duration
+	var secs float64
+	var text string
+	switch {
+	case json.Unmarshal(raw, &secs) == nil:
+		if secs != float64(int64(secs)) || secs < 0 || secs > maxIdleTimeout.Seconds() {
+			return 0, bad()
+		}
+		d = time.Duration(secs) * time.Second
+	case json.Unmarshal(raw, &text) == nil:
+		var err error
+		if d, err = time.ParseDuration(strings.TrimSpace(text)); err != nil {
+			return 0, bad()
+		}
+	default:
+		return 0, bad()
+	}
+	if d < 0 || d > maxIdleTimeout || d%time.Second != 0 {
+		return 0, bad()
+	}
+	return d, nil
 }
 
 // placementView is one replica as the admin API shows it.
@@ -84,7 +122,7 @@ type placementView struct {
 type deploymentView struct {
 	state.Deployment
 	// Status and Reason are the scheduler's verdict over the state read:
-	// ok, partial, unplaceable or invalid, and why.
+	// ok, partial, unplaceable, invalid or idle, and why.
 	Status scheduler.Status `json:"status,omitempty"`
 	Reason string           `json:"reason,omitempty"`
 	// ReadyReplicas counts the placements reported ready.
@@ -93,6 +131,9 @@ type deploymentView struct {
 	// deployment: nothing is to be placed or removed.
 	Settled    bool            `json:"settled"`
 	Placements []placementView `json:"placements"`
+	// Idle and LastUsed (Unix ms) are shown even when zero.
+	Idle     bool  `json:"idle"`
+	LastUsed int64 `json:"last_used"`
 }
 
 func (d deployments) create(c *fiber.Ctx) error {
@@ -109,7 +150,7 @@ func (d deployments) create(c *fiber.Ctx) error {
 		return err
 	}
 	out, err := d.cl.Apply(c.UserContext(), state.Command{Type: state.TypePutDeployment, Key: key,
-		Body: state.PutDeployment{Deployment: dep, Create: true}})
+		Body: state.PutDeployment{Deployment: dep, Create: true, Time: time.Now().UnixMilli()}})
 	if err != nil {
 		return err
 	}
@@ -118,7 +159,7 @@ func (d deployments) create(c *fiber.Ctx) error {
 		return fmt.Errorf("deployment outcome: %w", err)
 	}
 	markReplayed(c, out)
-	view := deploymentView{Deployment: got, Placements: []placementView{}}
+	view := deploymentView{Deployment: got, Placements: []placementView{}, LastUsed: got.LastUsed}
 	opts := d.cl.SchedulerOptions()
 	known := true
 	if err := d.cl.Read(c.UserContext(), true, func(s *state.State) { known = modelKnown(got.Model, opts, s) }); err != nil {
@@ -145,6 +186,11 @@ func (r deploymentRequest) deployment() (state.Deployment, error) {
 	if err := checkReplicas(d.Replicas); err != nil {
 		return d, err
 	}
+	idle, err := parseIdleTimeout(r.IdleTimeout)
+	if err != nil {
+		return d, err
+	}
+	d.IdleTimeout = int64(idle / time.Second)
 	for _, s := range r.Constraints {
 		d.Constraints = append(d.Constraints, strings.TrimSpace(s))
 	}
@@ -268,7 +314,7 @@ func newPlanView(snap *state.State, opts scheduler.Options) planView {
 }
 
 func (p planView) view(snap *state.State, dep *state.Deployment) deploymentView {
-	v := deploymentView{Deployment: *dep, Placements: []placementView{}}
+	v := deploymentView{Deployment: *dep, Placements: []placementView{}, Idle: dep.Idle, LastUsed: dep.LastUsed}
 	_, moving := p.changed[dep.Name]
 	v.Settled = !moving
 	dp := p.plan.Deployment(dep.Name)
@@ -368,7 +414,7 @@ func (d deployments) scaleOnce(ctx context.Context, name string, replicas int, k
 		key = fmt.Sprintf("%s@%d", key, cur.Version)
 	}
 	out, err := d.cl.Apply(ctx, state.Command{Type: state.TypePutDeployment, Key: key,
-		Body: state.PutDeployment{Deployment: next, IfVersion: cur.Version}})
+		Body: state.PutDeployment{Deployment: next, IfVersion: cur.Version, Time: time.Now().UnixMilli()}})
 	if err != nil {
 		return state.Deployment{}, out, err
 	}
@@ -389,7 +435,7 @@ func (d deployments) answer(c *fiber.Ctx, dep state.Deployment) error {
 	if cur, ok := snap.Deployments[dep.Name]; ok && cur.Version >= dep.Version {
 		return c.JSON(newPlanView(snap, d.cl.SchedulerOptions()).view(snap, cur))
 	}
-	return c.JSON(deploymentView{Deployment: dep, Placements: []placementView{}})
+	return c.JSON(deploymentView{Deployment: dep, Placements: []placementView{}, Idle: dep.Idle, LastUsed: dep.LastUsed})
 }
 
 // explain runs the scheduler over the state for one deployment and says

@@ -15,6 +15,7 @@ import (
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/router"
 )
 
 // Error is an API error with everything the OpenAI error object carries.
@@ -61,6 +62,12 @@ func toAPIError(err error) *Error {
 	var fe *fiber.Error
 	if errors.As(err, &fe) {
 		return fiberError(fe)
+	}
+	var le *router.LoadingError
+	if errors.As(err, &le) {
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "model_loading",
+			Message:    fmt.Sprintf("The model '%s' is loading; retry shortly. (%s)", le.Deployment, le.Progress),
+			RetryAfter: max(1, int(le.RetryAfter.Seconds()))}
 	}
 	switch {
 	case errors.Is(err, backend.ErrModelNotFound):

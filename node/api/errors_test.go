@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ollama/ollama/api"
 
 	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/router"
 )
 
 type errorCase struct {
@@ -53,6 +55,7 @@ func TestOpenAIErrors(t *testing.T) {
 		{name: "unknown model", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: model \"m\" not found", backend.ErrModelNotFound), status: 404, code: "model_not_found", param: "model"},
 		{name: "overloaded", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: busy", backend.ErrOverloaded), status: 503, code: "backend_overloaded", retryAfter: "1"},
 		{name: "unreachable", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: refused", backend.ErrUnavailable), status: 503, code: "backend_unavailable", retryAfter: "2"},
+		{name: "model loading", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("wait: %w", &router.LoadingError{Deployment: "m", Progress: "pulling 37% on node n2", RetryAfter: 5 * time.Second}), status: 503, errType: "service_unavailable_error", code: "model_loading", retryAfter: "5"},
 		{name: "backend rejects", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: no thinking", backend.ErrBadRequest), status: 400, errType: "invalid_request_error"},
 		{name: "backend fails", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: boom", backend.ErrFailed), status: 502},
 		{name: "bug is 500", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("nil map"), status: 500, code: "internal_error"},

@@ -4,6 +4,11 @@
 // nodes is forwarded to one of them; anything else goes to the local Ollama,
 // which may still have the model. Load-aware choice among replicas comes
 // later; for now the choice is stable per model and prefers this node.
+//
+// With WithWake, a request for a deployment that may go idle records its
+// use (a rate-limited TouchDeployment, in the background), and one that
+// finds the deployment idle or still loading wakes it and waits for a
+// ready replica, up to a bound, before it fails with a *LoadingError.
 package router
 
 import (
@@ -37,6 +42,8 @@ type Router struct {
 
 	mu    sync.Mutex
 	peers map[string]peer // by node id
+
+	wake *waker // nil: idle deployments are not woken
 }
 
 type peer struct {
@@ -76,7 +83,19 @@ func (r *Router) pick(ctx context.Context, model string) (route, error) {
 	if r.state == nil || isForwarded(ctx) {
 		return route{be: r.local, tag: model}, nil
 	}
-	tag, nodes := r.replicas(model)
+	m := r.match(model)
+	tag, nodes := m.tag, m.nodes
+	if r.wake != nil && r.wake.cfg.Proposer != nil && len(m.idle) > 0 {
+		for _, d := range m.idle {
+			r.wake.touch(d)
+		}
+		if len(nodes) == 0 {
+			var err error
+			if tag, nodes, err = r.awaitReady(ctx, model, m.idle); err != nil {
+				return route{}, err
+			}
+		}
+	}
 	if len(nodes) == 0 {
 		return route{be: r.local, tag: tag}, nil
 	}
@@ -93,27 +112,38 @@ func (r *Router) pick(ctx context.Context, model string) (route, error) {
 	return route{be: be, tag: tag}, nil
 }
 
-// replicas returns the Ollama tag for a requested model name and the ready
-// nodes that hold a ready replica of it, sorted by id.
-func (r *Router) replicas(model string) (string, []state.Node) {
-	tag := model
-	var nodes []state.Node
+// matched is what a requested model name resolves to: the Ollama tag, the
+// ready nodes that hold a ready replica of it (sorted by id), and the
+// matching deployments that may go idle (sorted by name).
+type matched struct {
+	tag   string
+	nodes []state.Node
+	idle  []idleInfo
+}
+
+func (r *Router) match(model string) matched {
+	m := matched{tag: model}
 	want := normalize(model)
 	r.state.Read(func(s *state.State) {
 		for _, d := range s.Deployments {
 			if d.Name != model && normalize(d.Model) != want {
 				continue
 			}
-			tag = d.Model
+			m.tag = d.Model
 			for _, p := range s.PlacementsOf(d.Name) {
 				if n, ok := s.Nodes[p.Node]; ok && p.State == state.PlacementReady && n.Status == state.NodeReady {
-					nodes = append(nodes, *n)
+					m.nodes = append(m.nodes, *n)
 				}
+			}
+			if d.IdleTimeout > 0 {
+				m.idle = append(m.idle, idleInfo{name: d.Name, timeout: time.Duration(d.IdleTimeout) * time.Second,
+					idle: d.Idle, progress: progressOf(s, d)})
 			}
 		}
 	})
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID < nodes[j].ID })
-	return tag, nodes
+	sort.Slice(m.nodes, func(i, j int) bool { return m.nodes[i].ID < m.nodes[j].ID })
+	sort.Slice(m.idle, func(i, j int) bool { return m.idle[i].name < m.idle[j].name })
+	return m
 }
 
 func normalize(name string) string {
@@ -230,6 +260,11 @@ func (r *Router) readyDeployments() []state.Deployment {
 	var out []state.Deployment
 	r.state.Read(func(s *state.State) {
 		for _, d := range s.DeploymentList() {
+			if d.Idle {
+				// Served: the first request wakes it.
+				out = append(out, *d)
+				continue
+			}
 			for _, p := range s.PlacementsOf(d.Name) {
 				if n, ok := s.Nodes[p.Node]; ok && p.State == state.PlacementReady && n.Status == state.NodeReady {
 					out = append(out, *d)
