@@ -77,6 +77,17 @@ func isForwarded(ctx context.Context) bool {
 type route struct {
 	be  backend.Backend
 	tag string
+	// idle are the deployments that may go idle the request uses: each
+	// chunk of its answer records their use again (rate-limited), so a
+	// stream longer than the idle timeout keeps its replica.
+	idle []idleInfo
+}
+
+// used records the use of the route's deployments that may go idle.
+func (r *Router) used(rt route) {
+	for _, d := range rt.idle {
+		r.wake.touch(d)
+	}
 }
 
 func (r *Router) pick(ctx context.Context, model string) (route, error) {
@@ -85,10 +96,10 @@ func (r *Router) pick(ctx context.Context, model string) (route, error) {
 	}
 	m := r.match(model)
 	tag, nodes := m.tag, m.nodes
+	var idle []idleInfo
 	if r.wake != nil && r.wake.cfg.Proposer != nil && len(m.idle) > 0 {
-		for _, d := range m.idle {
-			r.wake.touch(d)
-		}
+		idle = m.idle
+		r.used(route{idle: idle})
 		if len(nodes) == 0 {
 			var err error
 			if tag, nodes, err = r.awaitReady(ctx, model, m.idle); err != nil {
@@ -97,11 +108,11 @@ func (r *Router) pick(ctx context.Context, model string) (route, error) {
 		}
 	}
 	if len(nodes) == 0 {
-		return route{be: r.local, tag: tag}, nil
+		return route{be: r.local, tag: tag, idle: idle}, nil
 	}
 	for _, n := range nodes {
 		if n.ID == r.self {
-			return route{be: r.local, tag: tag}, nil
+			return route{be: r.local, tag: tag, idle: idle}, nil
 		}
 	}
 	n := nodes[stableIndex(model, len(nodes))]
@@ -109,7 +120,7 @@ func (r *Router) pick(ctx context.Context, model string) (route, error) {
 	if err != nil {
 		return route{}, err
 	}
-	return route{be: be, tag: tag}, nil
+	return route{be: be, tag: tag, idle: idle}, nil
 }
 
 // matched is what a requested model name resolves to: the Ollama tag, the
@@ -184,6 +195,7 @@ func (r *Router) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Cha
 	out := *req
 	out.Model = rt.tag
 	return rt.be.Chat(ctx, &out, func(resp api.ChatResponse) error {
+		r.used(rt)
 		resp.Model = asked
 		return fn(resp)
 	})
@@ -199,6 +211,7 @@ func (r *Router) Generate(ctx context.Context, req *api.GenerateRequest, fn func
 	out := *req
 	out.Model = rt.tag
 	return rt.be.Generate(ctx, &out, func(resp api.GenerateResponse) error {
+		r.used(rt)
 		resp.Model = asked
 		return fn(resp)
 	})
@@ -213,6 +226,7 @@ func (r *Router) Embed(ctx context.Context, req *api.EmbedRequest) (*api.EmbedRe
 	out := *req
 	out.Model = rt.tag
 	resp, err := rt.be.Embed(ctx, &out)
+	r.used(rt)
 	if resp != nil {
 		resp.Model = req.Model
 	}

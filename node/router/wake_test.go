@@ -261,3 +261,46 @@ func TestTouchInterval(t *testing.T) {
 		}
 	}
 }
+
+// chunky answers a chat with several chunks, calling between before each.
+type chunky struct {
+	backend.Backend
+	chunks  int
+	between func()
+}
+
+func (c chunky) Chat(_ context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+	for i := range c.chunks {
+		c.between()
+		if err := fn(api.ChatResponse{Model: req.Model, Done: i == c.chunks-1}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestLongStreamKeepsTouching: a stream that lasts several touch
+// intervals records its use again as its chunks flow.
+func TestLongStreamKeepsTouching(t *testing.T) {
+	l := idleWorld(t)
+	l.do(state.TypeSetDeploymentIdle, state.SetDeploymentIdle{Name: "chat", Time: 3})
+	l.do(state.TypeSetPlacements, state.SetPlacements{Deployments: map[string][]string{"chat": {"a"}}})
+	l.do(state.TypeReportPlacement, state.ReportPlacement{Deployment: "chat", Node: "a", State: state.PlacementReady})
+	var mu sync.Mutex
+	now := time.UnixMilli(1_000_000)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	step := touchInterval(60 * time.Second)
+	local := chunky{chunks: 3, between: func() { mu.Lock(); now = now.Add(step); mu.Unlock() }}
+	r := New("a", local, l.m, nil).WithWake(WakeConfig{Proposer: l, Wait: time.Second, Now: clock})
+	if err := r.Chat(context.Background(), &api.ChatRequest{Model: "chat"}, func(api.ChatResponse) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	// One touch when the request came, one per chunk an interval later.
+	if n := l.count(state.TypeTouchDeployment); n != 4 {
+		t.Fatalf("%d touches over a stream of three intervals, want 4", n)
+	}
+	if got, want := l.deployment("chat").LastUsed, int64(1_000_000)+3*step.Milliseconds(); got != want {
+		t.Fatalf("last used %d, want %d (the last chunk)", got, want)
+	}
+}
