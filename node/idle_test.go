@@ -43,6 +43,7 @@ func TestIdleDeploymentUnloadsAndWakes(t *testing.T) {
 	if d.Status != "idle" {
 		t.Fatalf("idle deployment %+v, want status idle", d)
 	}
+	asleepSince := d.LastUsed
 	waitLoaded(t, holder, false)
 
 	// A request wakes it and waits for the load.
@@ -54,6 +55,9 @@ func TestIdleDeploymentUnloadsAndWakes(t *testing.T) {
 	}
 	if took < load {
 		t.Fatalf("served after %v, before the model could load (%v)", took, load)
+	}
+	if d := waitDep(t, a.URL(), "sleepy", func(depView) bool { return true }); d.LastUsed <= asleepSince {
+		t.Fatalf("the request did not wake the deployment or record its use: %+v", d)
 	}
 
 	// Idle again, as node b's own state has it; node b does not wait.
