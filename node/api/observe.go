@@ -49,6 +49,7 @@ func requestInfo(c *fiber.Ctx) *reqInfo {
 // observe gives each request an id and logs it when it ends; streamed
 // responses are logged by serveStream when the stream ends.
 func (s *Server) observe(c *fiber.Ctx) error {
+	s.fresh.used(c.Context().Conn())
 	ri := requestInfo(c)
 	ri.id = strings.Clone(c.Get(fiber.HeaderXRequestID))
 	if ri.id == "" || len(ri.id) > 128 {

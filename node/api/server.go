@@ -58,13 +58,14 @@ type Server struct {
 	ids    *idSource
 	base   context.Context
 	cancel context.CancelFunc
+	fresh  *freshConns
 }
 
 // New builds the API over be. cl may be nil for a node outside any cluster:
 // the admin and internal routes are then absent.
 func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	base, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel}
+	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns()}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
 		BodyLimit:             cfg.BodyLimit,
@@ -74,6 +75,7 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 		ErrorHandler:          s.handleError,
 		ReduceMemoryUsage:     false,
 	})
+	s.app.Server().ConnState = s.fresh.track
 	s.routes()
 	if cl != nil {
 		s.adminRoutes(cl)
@@ -118,12 +120,29 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for in-flight requests and
 // streams to finish until ctx ends; then it cancels what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.app.ShutdownWithContext(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.app.ShutdownWithContext(ctx) }()
+	err := s.drain(done)
 	s.cancel()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return errors.New("grace period over: in-flight requests were cancelled")
 	}
 	return err
+}
+
+// drain closes connections that never carried a request until the
+// shutdown in progress ends, and returns its result.
+func (s *Server) drain(done <-chan error) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.fresh.closeAll()
+		select {
+		case err := <-done:
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // handleError renders any error a handler returned.
