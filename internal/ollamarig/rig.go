@@ -60,30 +60,18 @@ const (
 // random weights never actually emits a tool call or thinking; the scripted
 // models of CreateToolCaller and CreateThinker do. The prompt always ends
 // with <|assistant|>, the start marker of scripted models.
-const Template = `{{- if .System }}<|system|>{{ .System }}
-{{ end }}
-{{- if .Tools }}<|tools|>{{ range .Tools }}{{ json . }}
-{{ end }}{{ end }}
-{{- if .Messages }}
-{{- range .Messages }}
-{{- if eq .Role "user" }}<|user|>{{ .Content }}
-{{ else if eq .Role "assistant" }}<|assistant|>
-{{- if .Thinking }}<think>{{ .Thinking }}</think>{{ end }}
-{{- .Content }}
-{{- if .ToolCalls }}<tool_call>{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ json .Function.Arguments }}}{{ end }}</tool_call>{{ end }}
-{{ else if eq .Role "tool" }}<|tool|>{{ .Content }}
-{{ end }}
-{{- end }}<|assistant|>
-{{- else }}
-{{- if .Prompt }}<|user|>{{ .Prompt }}
-{{ end }}<|assistant|>{{ .Response }}
-{{- end }}`
+var Template = chatTemplate("")
 
 // ThinkerTemplate is Template with one change for CreateThinker's model:
 // when the request turns thinking off, the prompt ends with an empty
 // <think></think> after <|assistant|>, as the templates of real reasoning
 // models do, so the scripted model skips its thinking and only answers.
-const ThinkerTemplate = `{{- if .System }}<|system|>{{ .System }}
+var ThinkerTemplate = chatTemplate("\n{{- if and .IsThinkSet (not .Think) }}<think></think>{{ end }}")
+
+// chatTemplate is the tiny models' template with afterPrompt placed right
+// after the final <|assistant|> marker of the prompt.
+func chatTemplate(afterPrompt string) string {
+	return strings.ReplaceAll(`{{- if .System }}<|system|>{{ .System }}
 {{ end }}
 {{- if .Tools }}<|tools|>{{ range .Tools }}{{ json . }}
 {{ end }}{{ end }}
@@ -96,13 +84,12 @@ const ThinkerTemplate = `{{- if .System }}<|system|>{{ .System }}
 {{- if .ToolCalls }}<tool_call>{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ json .Function.Arguments }}}{{ end }}</tool_call>{{ end }}
 {{ else if eq .Role "tool" }}<|tool|>{{ .Content }}
 {{ end }}
-{{- end }}<|assistant|>
-{{- if and .IsThinkSet (not .Think) }}<think></think>{{ end }}
+{{- end }}<|assistant|>AFTER_PROMPT
 {{- else }}
 {{- if .Prompt }}<|user|>{{ .Prompt }}
-{{ end }}<|assistant|>
-{{- if and .IsThinkSet (not .Think) }}<think></think>{{ end }}{{ .Response }}
-{{- end }}`
+{{ end }}<|assistant|>AFTER_PROMPT{{ .Response }}
+{{- end }}`, "AFTER_PROMPT", afterPrompt)
+}
 
 // What the scripted models of CreateToolCaller and CreateThinker say.
 const (
