@@ -30,7 +30,7 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	if err != nil {
 		return invalidParam("messages", "%s", err.Error())
 	}
-	requestInfo(c).model = req.Model
+	requestInfo(c).setModel(req.Model)
 	id := s.ids.next("msg")
 	g := chatGeneration(s.be, chat)
 	if !req.Stream {
@@ -64,7 +64,7 @@ func (s *Server) responses(c *fiber.Ctx) error {
 	}
 	streamed := req.Stream != nil && *req.Stream
 	chat.Stream = &streamed
-	requestInfo(c).model = req.Model
+	requestInfo(c).setModel(req.Model)
 	respID, itemID := s.ids.next("resp"), s.ids.next("msg")
 	g := chatGeneration(s.be, chat)
 	if !streamed {

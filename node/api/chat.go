@@ -68,7 +68,7 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	requestInfo(c).model = req.Model
+	requestInfo(c).setModel(req.Model)
 	id := s.ids.next("chatcmpl")
 	g := chatGeneration(s.be, oreq)
 	if !req.Stream {

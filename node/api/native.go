@@ -42,7 +42,7 @@ func serveNative[R any](s *Server, c *fiber.Ctx, g generation[R]) error {
 		return invalidParam("model", "model is required")
 	}
 	ri := requestInfo(c)
-	ri.model = g.model
+	ri.setModel(g.model)
 	if !g.stream {
 		final, err := collect(s, c, g)
 		if err != nil {
@@ -111,7 +111,7 @@ func (s *Server) ollamaEmbed(c *fiber.Ctx) error {
 	if req.Model == "" {
 		return invalidParam("model", "model is required")
 	}
-	requestInfo(c).model = req.Model
+	requestInfo(c).setModel(req.Model)
 	ctx, cancel := s.requestContext(c)
 	defer cancel()
 	resp, err := s.be.Embed(ctx, &req)

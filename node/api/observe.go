@@ -22,6 +22,14 @@ type reqInfo struct {
 	streaming        bool
 	// forwarded is set on requests another node forwarded here.
 	forwarded bool
+	// frames counts the frames a streamed response sent.
+	frames int
+
+	// metrics, when set, counts the request in flight under flightLabel
+	// while inFlight; setModel moves it to its model's label.
+	metrics     *metrics
+	flightLabel string
+	inFlight    bool
 }
 
 // ForwardedHeader marks a request that a node forwarded to another; it is
@@ -46,11 +54,13 @@ func requestInfo(c *fiber.Ctx) *reqInfo {
 	return ri
 }
 
-// observe gives each request an id and logs it when it ends; streamed
-// responses are logged by serveStream when the stream ends.
+// observe gives each request an id, and logs it and records its metrics when
+// it ends; streamed responses are logged and recorded by serveStream when the
+// stream ends.
 func (s *Server) observe(c *fiber.Ctx) error {
 	s.fresh.used(c.Context().Conn())
 	ri := requestInfo(c)
+	s.metrics.begin(ri)
 	ri.id = strings.Clone(c.Get(fiber.HeaderXRequestID))
 	if ri.id == "" || len(ri.id) > 128 {
 		ri.id = s.ids.next("req")
@@ -82,7 +92,9 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	return nil
 }
 
+// logRequest logs a request that has ended and records it in the metrics.
 func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Duration, err error) {
+	s.metrics.end(ri, status, latency)
 	fields := []zap.Field{
 		zap.String("id", ri.id),
 		zap.String("method", ri.method),

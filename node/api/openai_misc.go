@@ -72,7 +72,7 @@ func (s *Server) completions(c *fiber.Ctx) error {
 		return err
 	}
 	ri := requestInfo(c)
-	ri.model = req.Model
+	ri.setModel(req.Model)
 	id := s.ids.next("cmpl")
 	g := generateGeneration(s.be, &greq)
 	if !req.Stream {
@@ -116,7 +116,7 @@ func (s *Server) embeddings(c *fiber.Ctx) error {
 		return err
 	}
 	ri := requestInfo(c)
-	ri.model = req.Model
+	ri.setModel(req.Model)
 	ctx, cancel := s.requestContext(c)
 	defer cancel()
 	resp, err := s.be.Embed(ctx, ereq)

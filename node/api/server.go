@@ -59,13 +59,15 @@ type Server struct {
 	base   context.Context
 	cancel context.CancelFunc
 	fresh  *freshConns
+	// metrics are served on /metrics.
+	metrics *metrics
 }
 
 // New builds the API over be. cl may be nil for a node outside any cluster:
 // the admin and internal routes are then absent.
 func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	base, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns()}
+	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics()}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
 		BodyLimit:             cfg.BodyLimit,
@@ -88,6 +90,7 @@ func (s *Server) routes() {
 	a.Use(s.observe)
 	a.Get("/healthz", s.healthz)
 	a.Get("/readyz", s.readyz)
+	a.Get("/metrics", s.metrics.handler())
 
 	v1 := a.Group("/v1")
 	v1.Post("/chat/completions", s.chatCompletions)

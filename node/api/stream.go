@@ -62,6 +62,7 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	}
 
 	info := requestInfo(c)
+	s.metrics.firstFrame(info, time.Since(info.start))
 	info.streaming = true
 	c.Set(fiber.HeaderContentType, st.contentType)
 	c.Set(fiber.HeaderCacheControl, "no-cache")
@@ -70,7 +71,8 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	start := info.start
 	fctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer cancel()
-		werr := s.pump(fctx, w, first, frames)
+		var werr error
+		info.frames, werr = s.pump(fctx, w, first, frames)
 		if werr != nil {
 			cancel() // the client is gone: stop the backend
 		}
@@ -95,33 +97,37 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 }
 
 // pump copies frames to the client, flushing once per burst so a fast
-// backend does not cost one syscall per token.
-func (s *Server) pump(fctx *fasthttp.RequestCtx, w *bufio.Writer, first []byte, frames <-chan []byte) error {
+// backend does not cost one syscall per token. It returns how many frames
+// it wrote.
+func (s *Server) pump(fctx *fasthttp.RequestCtx, w *bufio.Writer, first []byte, frames <-chan []byte) (int, error) {
 	if _, err := w.Write(first); err != nil {
-		return err
+		return 0, err
 	}
+	n := 1
 	for {
 		select {
 		case b, ok := <-frames:
 			if !ok {
-				return s.flush(fctx, w)
+				return n, s.flush(fctx, w)
 			}
 			if _, err := w.Write(b); err != nil {
-				return err
+				return n, err
 			}
+			n++
 			continue
 		default:
 		}
 		if err := s.flush(fctx, w); err != nil {
-			return err
+			return n, err
 		}
 		b, ok := <-frames
 		if !ok {
-			return nil
+			return n, nil
 		}
 		if _, err := w.Write(b); err != nil {
-			return err
+			return n, err
 		}
+		n++
 	}
 }
 
