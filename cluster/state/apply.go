@@ -187,11 +187,7 @@ func (s *State) removeNode(_ uint64, c *RemoveNode) Outcome {
 		return fail("not_found", "node %q is not a member", c.ID)
 	}
 	delete(s.Nodes, c.ID)
-	for k, p := range s.Placements {
-		if p.Node == c.ID {
-			delete(s.Placements, k)
-		}
-	}
+	s.dropPlacements(func(p *Placement) bool { return p.Node == c.ID })
 	return Outcome{}
 }
 
@@ -235,12 +231,17 @@ func (s *State) deleteDeployment(_ uint64, c *DeleteDeployment) Outcome {
 		return fail("not_found", "deployment %q does not exist", c.Name)
 	}
 	delete(s.Deployments, c.Name)
+	s.dropPlacements(func(p *Placement) bool { return p.Deployment == c.Name })
+	return Outcome{}
+}
+
+// dropPlacements removes the placements for which drop holds.
+func (s *State) dropPlacements(drop func(*Placement) bool) {
 	for k, p := range s.Placements {
-		if p.Deployment == c.Name {
+		if drop(p) {
 			delete(s.Placements, k)
 		}
 	}
-	return Outcome{}
 }
 
 func (s *State) setPlacements(index uint64, c *SetPlacements) Outcome {
@@ -266,11 +267,7 @@ func (s *State) setPlacements(index uint64, c *SetPlacements) Outcome {
 		for _, node := range c.Deployments[name] {
 			want[node] = true
 		}
-		for k, p := range s.Placements {
-			if p.Deployment == name && !want[p.Node] {
-				delete(s.Placements, k)
-			}
-		}
+		s.dropPlacements(func(p *Placement) bool { return p.Deployment == name && !want[p.Node] })
 		for node := range want {
 			k := placementKey(name, node)
 			if _, ok := s.Placements[k]; !ok {
