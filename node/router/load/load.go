@@ -1,0 +1,88 @@
+// Package load keeps the live load a router needs to choose a replica:
+// this node's own load per model (requests running and queued, slots, and
+// moving averages of time to first token, decode speed and answer
+// length), the reports that peers send of theirs, and this node's count of
+// the requests it has sent to each peer since that peer's last report.
+// Nothing here goes through raft: reports travel between nodes directly.
+package load
+
+import "time"
+
+// Health says how much a peer's report can be trusted.
+type Health uint8
+
+const (
+	// Fresh: the report is younger than StaleAfter.
+	Fresh Health = iota
+	// Unknown: no report, or one older than StaleAfter; the router treats
+	// the replica's load as unknown (it uses only its own counts).
+	Unknown
+	// Unhealthy: no report for longer than DownAfter; its replicas are not
+	// candidates while any other is.
+	Unhealthy
+)
+
+func (h Health) String() string {
+	switch h {
+	case Fresh:
+		return "fresh"
+	case Unknown:
+		return "unknown"
+	default:
+		return "unhealthy"
+	}
+}
+
+// Staleness bounds (the defaults of View).
+const (
+	// DefaultInterval is how often a node fetches each peer's report.
+	DefaultInterval = 100 * time.Millisecond
+	// DefaultStaleAfter: a report older than this is Unknown.
+	DefaultStaleAfter = time.Second
+	// DefaultDownAfter: a peer without a report for this long is Unhealthy.
+	DefaultDownAfter = 3 * time.Second
+)
+
+// Model is one model's load on one node, as the node itself measures it.
+type Model struct {
+	// Running are the requests generating on the local Ollama now.
+	Running int `json:"running"`
+	// Queued are the requests waiting in sovra's admission queue.
+	Queued int `json:"queued"`
+	// Slots is how many generations the local Ollama runs at once.
+	Slots int `json:"slots"`
+	// TTFTMs is the moving average of the time from a request's start on
+	// Ollama to its first token, in milliseconds (0: nothing measured).
+	TTFTMs float64 `json:"ttft_ms,omitempty"`
+	// TokensPerSec is the moving average of one stream's decode speed
+	// (0: nothing measured).
+	TokensPerSec float64 `json:"tokens_per_sec,omitempty"`
+	// OutTokens is the moving average of completion tokens per request
+	// (0: nothing measured).
+	OutTokens float64 `json:"out_tokens,omitempty"`
+}
+
+// Report is what a node tells its peers of its load. Models are keyed by
+// Ollama tag (normalized: "name:tag").
+type Report struct {
+	Node string `json:"node"`
+	// Seq increases with every report a node produces.
+	Seq    uint64           `json:"seq"`
+	Models map[string]Model `json:"models"`
+}
+
+// Load is one replica's load as this node's router sees it.
+type Load struct {
+	Model
+	// Pending are the requests this node sent to the replica that the
+	// replica's last report cannot include yet (sent after it was made).
+	Pending int
+	// Age is how old the report is (0 for this node's own load).
+	Age time.Duration
+	// Health is the report's health (Fresh for this node's own load).
+	Health Health
+}
+
+// Busy is the number of requests the replica holds or is about to hold:
+// running, queued and pending.
+func (l Load) Busy() int { return l.Running + l.Queued + l.Pending }
