@@ -1,0 +1,194 @@
+// Package balance chooses one replica among the ready candidates of a
+// request. It is pure: the router gives it the candidates with their live
+// load and it returns a choice and the reason for it.
+//
+// The default policy, "ttf", estimates when the request would finish on
+// each candidate (time waiting for a slot plus time to first token plus
+// decode time, from the replica's queue, slots and measured speed) and
+// picks the earliest. A conversation's follow-up turn prefers the replica
+// that served its earlier turns, where the prefix is in Ollama's KV cache,
+// unless that replica is loaded beyond Factor times the cluster average
+// (bounded-load affinity). "round-robin" and "least-connections" exist to
+// compare against.
+package balance
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sovra/sovra/node/router/load"
+)
+
+// Policy names a way of choosing among candidates.
+type Policy string
+
+// Policies.
+const (
+	TimeToFinish     Policy = "ttf"
+	RoundRobin       Policy = "round-robin"
+	LeastConnections Policy = "least-connections"
+)
+
+// ParsePolicy checks a policy name ("" is TimeToFinish).
+func ParsePolicy(s string) (Policy, error) {
+	switch p := Policy(s); p {
+	case "":
+		return TimeToFinish, nil
+	case TimeToFinish, RoundRobin, LeastConnections:
+		return p, nil
+	}
+	return "", fmt.Errorf("unknown routing policy %q (want ttf, round-robin or least-connections)", s)
+}
+
+// Reason says why a replica was chosen; it labels metrics and the
+// Sovra-Route response header.
+type Reason string
+
+// Reasons.
+const (
+	ReasonTTF        Reason = "ttf"
+	ReasonAffinity   Reason = "affinity"
+	ReasonRoundRobin Reason = "round-robin"
+	ReasonLeastConns Reason = "least-connections"
+	// ReasonOnly: there was one candidate.
+	ReasonOnly Reason = "only"
+)
+
+// Candidate is a ready replica a request may go to.
+type Candidate struct {
+	// Node is the id of the node whose Ollama holds the replica.
+	Node string
+	Load load.Load
+}
+
+// Request is what the policy knows of a request.
+type Request struct {
+	// Model is the Ollama tag; round-robin turns per model.
+	Model string
+	// MaxTokens is the answer's bound when the client set one (0: none).
+	MaxTokens int
+	// Prefix are the conversation's chained prefix hashes (see
+	// PrefixKeys); nil for requests without a conversation.
+	Prefix []uint64
+}
+
+// Config configures a Balancer.
+type Config struct {
+	Policy Policy
+	// Factor bounds affinity: a follow-up goes to the replica holding its
+	// prefix only while that replica's load relative to its capacity is at
+	// most Factor times the average (DefaultFactor when 0; below 1 turns
+	// affinity off).
+	Factor float64
+	// Affinity is how many conversation prefixes the table remembers
+	// (DefaultAffinity when 0).
+	Affinity int
+	// Rand, when set, replaces the random source of tie breaks (tests).
+	Rand *rand.Rand
+}
+
+// Defaults.
+const (
+	DefaultFactor   = 1.25
+	DefaultAffinity = 1 << 16
+)
+
+// Balancer chooses replicas. It is safe for concurrent use.
+type Balancer struct {
+	policy Policy
+	factor float64
+	aff    *Affinity
+
+	mu  sync.Mutex // guards rnd
+	rnd *rand.Rand
+
+	rrMu sync.Mutex
+	rr   map[string]*atomic.Uint64
+}
+
+// New returns a Balancer.
+func New(cfg Config) *Balancer {
+	if cfg.Policy == "" {
+		cfg.Policy = TimeToFinish
+	}
+	if cfg.Factor == 0 {
+		cfg.Factor = DefaultFactor
+	}
+	if cfg.Affinity <= 0 {
+		cfg.Affinity = DefaultAffinity
+	}
+	rnd := cfg.Rand
+	if rnd == nil {
+		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return &Balancer{policy: cfg.Policy, factor: cfg.Factor, aff: NewAffinity(cfg.Affinity), rnd: rnd,
+		rr: map[string]*atomic.Uint64{}}
+}
+
+// Policy is the balancer's policy.
+func (b *Balancer) Policy() Policy { return b.policy }
+
+// Affinity is the table of which replica served which conversation.
+func (b *Balancer) Affinity() *Affinity { return b.aff }
+
+// Pick returns the index in cands of the replica req should go to, and
+// why. cands must not be empty; their order should be stable (by node id)
+// for round-robin to be fair.
+func (b *Balancer) Pick(req Request, cands []Candidate) (int, Reason) {
+	if len(cands) == 1 {
+		return 0, ReasonOnly
+	}
+	switch b.policy {
+	case RoundRobin:
+		return b.roundRobin(req.Model, len(cands)), ReasonRoundRobin
+	case LeastConnections:
+		return b.argmin(cands, func(c Candidate) float64 { return float64(c.Load.Busy()) }), ReasonLeastConns
+	}
+	if i, ok := b.affine(req, cands); ok {
+		return i, ReasonAffinity
+	}
+	est := newEstimator(cands)
+	return b.argmin(cands, func(c Candidate) float64 { return est.finish(c.Load, req.MaxTokens) }), ReasonTTF
+}
+
+// Served records that node served req, so its follow-ups prefer it.
+func (b *Balancer) Served(req Request, node string) {
+	if len(req.Prefix) > 0 && b.factor >= 1 {
+		b.aff.Record(req.Prefix[len(req.Prefix)-1], node)
+	}
+}
+
+func (b *Balancer) roundRobin(model string, n int) int {
+	b.rrMu.Lock()
+	c, ok := b.rr[model]
+	if !ok {
+		c = new(atomic.Uint64)
+		b.rr[model] = c
+	}
+	b.rrMu.Unlock()
+	return int((c.Add(1) - 1) % uint64(n))
+}
+
+// argmin returns the candidate with the lowest score, breaking ties at
+// random so equal replicas share the load.
+func (b *Balancer) argmin(cands []Candidate, score func(Candidate) float64) int {
+	best, ties := -1, 0
+	var bestScore float64
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, c := range cands {
+		s := score(c)
+		switch {
+		case best < 0 || s < bestScore:
+			best, bestScore, ties = i, s, 1
+		case s == bestScore:
+			ties++
+			if b.rnd.IntN(ties) == 0 {
+				best = i
+			}
+		}
+	}
+	return best
+}

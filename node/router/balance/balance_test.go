@@ -1,0 +1,129 @@
+package balance
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/sovra/sovra/node/router/load"
+)
+
+func model(slots int, ttftMs, tps, out float64) load.Model {
+	return load.Model{Slots: slots, TTFTMs: ttftMs, TokensPerSec: tps, OutTokens: out}
+}
+
+func cand(node string, m load.Model, running, queued int) Candidate {
+	m.Running, m.Queued = running, queued
+	return Candidate{Node: node, Load: load.Load{Model: m}}
+}
+
+func seeded() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+
+func TestParsePolicy(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Policy
+		ok   bool
+	}{{"", TimeToFinish, true}, {"ttf", TimeToFinish, true}, {"round-robin", RoundRobin, true},
+		{"least-connections", LeastConnections, true}, {"random", "", false}} {
+		got, err := ParsePolicy(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("ParsePolicy(%q) = %q, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestTimeToFinish(t *testing.T) {
+	slow := model(1, 200, 25, 100) // 4.2 s per request
+	fast := model(4, 50, 100, 100) // 1.05 s per request
+	for _, tc := range []struct {
+		name  string
+		cands []Candidate
+		want  string
+	}{
+		{"fast node with a short queue beats an idle slow one",
+			[]Candidate{cand("slow", slow, 0, 0), cand("fast", fast, 4, 2)}, "fast"},
+		{"idle slow beats a long queue on the fast node",
+			[]Candidate{cand("slow", slow, 0, 0), cand("fast", fast, 4, 20)}, "slow"},
+		{"free slot beats a full equal replica",
+			[]Candidate{cand("a", fast, 4, 0), cand("b", fast, 3, 0)}, "b"},
+		{"pending requests count as load",
+			[]Candidate{{Node: "a", Load: load.Load{Model: fast, Pending: 5}}, cand("b", fast, 1, 0)}, "b"},
+		{"a stale report costs more than a fresh one",
+			[]Candidate{{Node: "a", Load: load.Load{Model: fast, Health: load.Unknown}}, cand("b", fast, 1, 0)}, "b"},
+		{"max tokens shortens the service of a slow replica",
+			[]Candidate{cand("slow", model(1, 10, 10, 1000), 0, 0), cand("fast", model(1, 10, 1000, 1000), 1, 0)}, "fast"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(Config{Rand: seeded()})
+			i, why := b.Pick(Request{Model: "m"}, tc.cands)
+			if got := tc.cands[i].Node; got != tc.want || why != ReasonTTF {
+				t.Fatalf("picked %s (%s), want %s (ttf)", got, why, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnmeasuredReplicasRankByQueuePerSlot(t *testing.T) {
+	b := New(Config{Rand: seeded()})
+	cands := []Candidate{cand("a", load.Model{Slots: 2}, 2, 1), cand("b", load.Model{Slots: 4}, 4, 0), cand("c", load.Model{Slots: 1}, 1, 0)}
+	i, _ := b.Pick(Request{}, cands)
+	if cands[i].Node != "b" {
+		t.Fatalf("picked %s, want b (the shortest wait per slot)", cands[i].Node)
+	}
+}
+
+func TestTiesAreBrokenAtRandom(t *testing.T) {
+	b := New(Config{Rand: seeded()})
+	m := model(1, 10, 100, 10)
+	cands := []Candidate{cand("a", m, 0, 0), cand("b", m, 0, 0), cand("c", m, 0, 0)}
+	seen := map[string]int{}
+	for range 300 {
+		i, _ := b.Pick(Request{}, cands)
+		seen[cands[i].Node]++
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		if seen[n] < 60 {
+			t.Fatalf("ties are not shared: %v", seen)
+		}
+	}
+}
+
+func TestRoundRobinAndLeastConnections(t *testing.T) {
+	m := model(1, 10, 100, 10)
+	cands := []Candidate{cand("a", m, 5, 0), cand("b", m, 0, 0), cand("c", m, 2, 0)}
+	rr := New(Config{Policy: RoundRobin})
+	var got []string
+	for range 4 {
+		i, why := rr.Pick(Request{Model: "x"}, cands)
+		if why != ReasonRoundRobin {
+			t.Fatalf("reason %s", why)
+		}
+		got = append(got, cands[i].Node)
+	}
+	if want := []string{"a", "b", "c", "a"}; !equal(got, want) {
+		t.Fatalf("round robin %v, want %v", got, want)
+	}
+	// A second model turns on its own.
+	if i, _ := rr.Pick(Request{Model: "y"}, cands); cands[i].Node != "a" {
+		t.Fatalf("model y starts at %s", cands[i].Node)
+	}
+	lc := New(Config{Policy: LeastConnections, Rand: seeded()})
+	if i, why := lc.Pick(Request{}, cands); cands[i].Node != "b" || why != ReasonLeastConns {
+		t.Fatalf("least connections picked %s (%s)", cands[i].Node, why)
+	}
+	if i, why := lc.Pick(Request{}, cands[:1]); i != 0 || why != ReasonOnly {
+		t.Fatalf("one candidate: %d %s", i, why)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
