@@ -4,6 +4,10 @@
 // length), the reports that peers send of theirs, and this node's count of
 // the requests it has sent to each peer since that peer's last report.
 // Nothing here goes through raft: reports travel between nodes directly.
+//
+// Tracker averages this node's own measurements, View holds the peers'
+// reports with their age and health plus the pending counts, and Poller
+// keeps a View fed by fetching each peer's report every Interval.
 package load
 
 import "time"
