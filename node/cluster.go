@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -255,29 +256,47 @@ func advertised(explicit string, bound net.Addr) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// peerDialer reaches other nodes' Ollama-native API for forwarded requests,
-// marked so the receiving node serves them itself.
-func (n *Node) peerDialer(tlsCfg *tls.Config) router.PeerDialer {
+// forwardPath is where a node serves the Ollama-native routes to its
+// peers: authenticated, served there and never forwarded again.
+const forwardPath = "/internal/v1/forward"
+
+// peerClient is the HTTP client of calls to other nodes: forwarded
+// requests and load exchanges.
+func (n *Node) peerClient(tlsCfg *tls.Config) (*http.Client, string) {
 	t := ollama.NewTransport()
 	scheme := "http"
 	if tlsCfg != nil {
 		t.TLSClientConfig, scheme = tlsCfg.Clone(), "https"
 	}
-	hc := &http.Client{Transport: peerHeaders{base: t, token: n.cfg.Cluster.Token}}
+	return &http.Client{Transport: peerHeaders{base: t, token: n.cfg.Cluster.Token}}, scheme
+}
+
+// peerDialer reaches other nodes' forward routes.
+func (n *Node) peerDialer(hc *http.Client, scheme string) router.PeerDialer {
 	return func(peer state.Node) (backend.Backend, error) {
-		return ollama.New(scheme+"://"+peer.HTTPAddr, hc)
+		return ollama.New(scheme+"://"+peer.HTTPAddr+forwardPath, hc)
 	}
 }
 
-// peerHeaders marks forwarded requests and carries the cluster token.
+// peerHeaders carries the cluster token and the client's fairness key to
+// the peer, and brings back how long the request queued there.
 type peerHeaders struct {
 	base  http.RoundTripper
 	token string
 }
 
 func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set(api.ForwardedHeader, "1")
-	r.Header.Set("Sovra-Cluster-Token", p.token)
-	return p.base.RoundTrip(r)
+	ctx := r.Context()
+	r = r.Clone(ctx)
+	r.Header.Set(api.HeaderClusterToken, p.token)
+	if key := router.MetaOf(ctx).Key; key != "" {
+		r.Header.Set(api.HeaderClientKey, key)
+	}
+	resp, err := p.base.RoundTrip(r)
+	if err == nil {
+		if ms, perr := strconv.ParseFloat(resp.Header.Get(api.HeaderQueueMs), 64); perr == nil {
+			router.DecisionOf(ctx).SetQueueWait(time.Duration(ms * float64(time.Millisecond)))
+		}
+	}
+	return resp, err
 }

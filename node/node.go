@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster"
@@ -20,6 +21,8 @@ import (
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
 	"github.com/sovra/sovra/node/router"
+	"github.com/sovra/sovra/node/router/balance"
+	"github.com/sovra/sovra/node/router/load"
 )
 
 // Config is what a node needs to run.
@@ -43,6 +46,60 @@ type Config struct {
 	// Cluster configures raft membership; a node without a raft address
 	// serves alone.
 	Cluster ClusterConfig
+	// Routing configures how requests are queued and routed.
+	Routing RoutingConfig
+}
+
+// RoutingConfig configures admission and load-aware routing.
+type RoutingConfig struct {
+	// Policy is ttf (estimated time to finish, with prefix affinity),
+	// round-robin or least-connections.
+	Policy string
+	// Slots is how many generations of one model the local Ollama runs at
+	// once (its OLLAMA_NUM_PARALLEL).
+	Slots int
+	// MaxQueue bounds the requests waiting for a slot, per model.
+	MaxQueue int
+	// QueueTimeout bounds a request's wait for a slot.
+	QueueTimeout time.Duration
+	// AffinityFactor: a follow-up turn goes to the replica that holds its
+	// conversation while that replica's load is at most this times the
+	// average (by capacity); below 1 turns affinity off.
+	AffinityFactor float64
+	// LoadInterval is how often the node asks each peer for its load.
+	LoadInterval time.Duration
+}
+
+func defaultRoutingConfig() RoutingConfig {
+	return RoutingConfig{Policy: string(balance.TimeToFinish), Slots: router.DefaultSlots, MaxQueue: router.DefaultMaxQueue,
+		QueueTimeout: router.DefaultQueueTimeout, AffinityFactor: balance.DefaultFactor, LoadInterval: load.DefaultInterval}
+}
+
+func (c RoutingConfig) validate() error {
+	if _, err := balance.ParsePolicy(c.Policy); err != nil {
+		return err
+	}
+	switch {
+	case c.Slots < 1:
+		return errors.New("slots must be at least 1")
+	case c.MaxQueue < 0:
+		return errors.New("queue size must not be negative")
+	case c.QueueTimeout <= 0:
+		return errors.New("queue timeout must be positive")
+	case c.LoadInterval < 10*time.Millisecond || c.LoadInterval > load.DefaultStaleAfter/2:
+		return fmt.Errorf("load interval must be between 10ms and %v", load.DefaultStaleAfter/2)
+	}
+	return nil
+}
+
+func (c RoutingConfig) router(reg prometheus.Registerer, view *load.View) router.Config {
+	p, _ := balance.ParsePolicy(c.Policy)
+	factor := c.AffinityFactor
+	if factor == 0 {
+		factor = -1 // zero means off here, not the default
+	}
+	return router.Config{Policy: p, AffinityFactor: factor, Slots: c.Slots, MaxQueue: max(c.MaxQueue, 0),
+		QueueTimeout: c.QueueTimeout, View: view, Registerer: reg}
 }
 
 // DefaultConfig returns the defaults of every setting.
@@ -59,6 +116,7 @@ func DefaultConfig() Config {
 		IdleTimeout:   hc.IdleTimeout,
 		WakeWait:      60 * time.Second,
 		Cluster:       defaultClusterConfig(),
+		Routing:       defaultRoutingConfig(),
 	}
 }
 
@@ -79,6 +137,9 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("http address %q: %w", c.HTTPAddr, err)
 	}
+	if err := c.Routing.validate(); err != nil {
+		return err
+	}
 	return c.Cluster.validate()
 }
 
@@ -90,11 +151,14 @@ type Node struct {
 	api     *api.Server
 	cluster *cluster.Cluster
 	router  *router.Router
-	self    registration
-	ln      net.Listener
-	done    chan error
-	stopRun context.CancelFunc
-	runWG   sync.WaitGroup
+	// peerHC and peerScheme reach other nodes (forwards, load exchanges).
+	peerHC     *http.Client
+	peerScheme string
+	self       registration
+	ln         net.Listener
+	done       chan error
+	stopRun    context.CancelFunc
+	runWG      sync.WaitGroup
 
 	stopOnce sync.Once
 	stopErr  error
@@ -130,19 +194,23 @@ func (n *Node) Start() error {
 	}
 	n.ln = ln
 	var cl api.Cluster
-	var be backend.Backend = n.be
+	reg := prometheus.NewRegistry()
+	rcfg := n.cfg.Routing.router(reg, load.NewView(load.ViewConfig{}))
 	if n.cfg.Cluster.enabled() {
 		if n.cluster, err = n.openCluster(tlsCfg); err != nil {
 			ln.Close()
 			return err
 		}
 		cl = n.cluster
-		n.router = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(tlsCfg)).WithWake(router.WakeConfig{
-			Proposer: n.cluster, Wait: n.cfg.WakeWait, OnError: n.wakeFailed,
-		})
-		be = n.router
+		n.peerHC, n.peerScheme = n.peerClient(tlsCfg)
+		n.router = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
+			WithConfig(rcfg).WithWake(router.WakeConfig{Proposer: n.cluster, Wait: n.cfg.WakeWait, OnError: n.wakeFailed})
+	} else {
+		n.router = router.New(n.cfg.NodeID, n.be, nil, nil).WithConfig(rcfg)
 	}
-	n.api = api.New(n.apiConfig(tlsCfg != nil), be, cl, n.log.Named("http"))
+	apiCfg := n.apiConfig(tlsCfg != nil)
+	apiCfg.Registry = reg
+	n.api = api.New(apiCfg, n.router, cl, n.log.Named("http"))
 	go func() { n.done <- n.api.Serve(ln) }()
 	if n.cluster != nil {
 		n.runCluster()
@@ -167,7 +235,11 @@ func (n *Node) apiConfig(mtls bool) api.Config {
 func (n *Node) runCluster() {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stopRun = cancel
-	n.runWG.Add(4)
+	n.runWG.Add(5)
+	go func() {
+		defer n.runWG.Done()
+		n.shareLoad(ctx)
+	}()
 	go func() {
 		defer n.runWG.Done()
 		if err := n.cluster.Run(ctx); err != nil {

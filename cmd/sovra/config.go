@@ -42,6 +42,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.DurationVar(&s.node.IdleTimeout, "idle-timeout", def.IdleTimeout, "close keep-alive connections idle this long")
 	fs.DurationVar(&s.node.WakeWait, "wake-wait", def.WakeWait, "how long a request for an idle deployment waits for it to load before a 503 with Retry-After (0: answer at once)")
 	s.registerCluster(fs, def.Cluster)
+	s.registerRouting(fs, def.Routing)
 	fs.StringVar(&s.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this host:port; off when empty")
 	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -190,4 +191,14 @@ func (s *settings) registerScheduling(fs *pflag.FlagSet) {
 	c := &s.node.Cluster.Scheduling
 	fs.DurationVar(&c.DownGrace, "down-grace", scheduler.DefaultDownGrace, "a down node keeps its replicas this long before they are placed elsewhere")
 	fs.IntVar(&c.Context, "context-length", scheduler.DefaultContext, "context length (num_ctx) the scheduler sizes replicas for")
+}
+
+func (s *settings) registerRouting(fs *pflag.FlagSet, def node.RoutingConfig) {
+	r := &s.node.Routing
+	fs.StringVar(&r.Policy, "routing-policy", def.Policy, "how a replica is chosen: ttf (estimated time to finish, with prefix affinity), round-robin or least-connections")
+	fs.IntVar(&r.Slots, "slots", def.Slots, "generations of one model the local Ollama runs at once (its OLLAMA_NUM_PARALLEL)")
+	fs.IntVar(&r.MaxQueue, "queue-max", def.MaxQueue, "requests that may wait for a slot, per model; more are answered 429/503 with Retry-After")
+	fs.DurationVar(&r.QueueTimeout, "queue-timeout", def.QueueTimeout, "longest wait for a slot before a 503 with Retry-After")
+	fs.Float64Var(&r.AffinityFactor, "affinity-factor", def.AffinityFactor, "a follow-up turn stays on its conversation's replica while that replica's load is at most this times the average (below 1: off)")
+	fs.DurationVar(&r.LoadInterval, "load-interval", def.LoadInterval, "how often a node asks each peer for its load")
 }

@@ -69,6 +69,9 @@ func toAPIError(err error) *Error {
 			Message:    fmt.Sprintf("The model '%s' is loading; retry shortly. (%s)", le.Deployment, le.Progress),
 			RetryAfter: max(1, int(le.RetryAfter.Seconds()))}
 	}
+	if e := routingError(err); e != nil {
+		return e
+	}
 	switch {
 	case errors.Is(err, backend.ErrModelNotFound):
 		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model", Message: err.Error()}

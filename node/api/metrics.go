@@ -39,7 +39,7 @@ func routeOf(path string) string {
 		return routeAnthropic
 	case strings.HasPrefix(path, "/v1/"):
 		return routeOpenAI
-	case strings.HasPrefix(path, "/api/"):
+	case strings.HasPrefix(path, "/api/"), strings.HasPrefix(path, "/internal/v1/forward/api/"):
 		return routeOllama
 	case strings.HasPrefix(path, "/admin/"):
 		return routeAdmin
@@ -74,9 +74,12 @@ var durationBuckets = []float64{0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 // includes loading a model.
 var firstTokenBuckets = []float64{0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
 
-func newMetrics() *metrics {
+func newMetrics(reg *prometheus.Registry) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	m := &metrics{
-		reg:    prometheus.NewRegistry(),
+		reg:    reg,
 		models: make(map[string]struct{}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sovra_requests_total",

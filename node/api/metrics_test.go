@@ -115,13 +115,13 @@ func TestMetrics(t *testing.T) {
 		}
 		return reply(ctx, req, fn)
 	}}
-	url, _ := startServer(t, be)
+	url, _ := startServer(t, be, func(c *Config) { c.AdminToken = "tok" })
 
 	const chat = `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
 	if st, body := post(t, url, "/v1/chat/completions", chat); st != 200 {
 		t.Fatalf("chat: %d %s", st, body)
 	}
-	if st, body := post(t, url, "/v1/chat/completions", chat, ForwardedHeader, "1"); st != 200 {
+	if st, body := post(t, url, "/internal/v1/forward/api/chat", `{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}`, HeaderClusterToken, "tok"); st != 200 {
 		t.Fatalf("forwarded chat: %d %s", st, body)
 	}
 	st, body := post(t, url, "/v1/chat/completions", streamBody)
@@ -145,7 +145,8 @@ func TestMetrics(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"sovra_requests_total", map[string]string{"route": "openai", "model": "m", "status": "200"}, 3},
+		{"sovra_requests_total", map[string]string{"route": "openai", "model": "m", "status": "200"}, 2},
+		{"sovra_requests_total", map[string]string{"route": "ollama", "model": "m", "status": "200"}, 1},
 		{"sovra_requests_total", map[string]string{"route": "openai", "model": "ghost", "status": "404"}, 1},
 		{"sovra_requests_total", map[string]string{"route": "openai", "model": "", "status": "400"}, 1},
 		{"sovra_requests_in_flight", map[string]string{"model": "m"}, 0},
@@ -181,7 +182,8 @@ func TestMetrics(t *testing.T) {
 		labels map[string]string
 		want   uint64
 	}{
-		{"sovra_request_duration_seconds", map[string]string{"route": "openai", "model": "m"}, 3},
+		{"sovra_request_duration_seconds", map[string]string{"route": "openai", "model": "m"}, 2},
+		{"sovra_request_duration_seconds", map[string]string{"route": "ollama", "model": "m"}, 1},
 		{"sovra_request_duration_seconds", map[string]string{"route": "openai", "model": "ghost"}, 1},
 		{"sovra_request_duration_seconds", map[string]string{"route": "openai", "model": ""}, 1},
 		{"sovra_time_to_first_token_seconds", map[string]string{"model": "m"}, 1},
@@ -261,7 +263,7 @@ func TestMetricsInFlight(t *testing.T) {
 }
 
 func TestModelLabelBounded(t *testing.T) {
-	m := newMetrics()
+	m := newMetrics(nil)
 	if got := m.modelLabel(""); got != "" {
 		t.Fatalf("empty model labelled %q", got)
 	}

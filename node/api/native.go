@@ -69,10 +69,13 @@ func serveNative[R any](s *Server, c *fiber.Ctx, g generation[R]) error {
 // collect runs a non-streamed call to its final message, cancelling it if
 // the client hangs up, and records the token counts.
 func collect[R any](s *Server, c *fiber.Ctx, g generation[R]) (R, error) {
-	ctx, cancel := s.requestContext(c)
-	defer cancel()
 	var final R
-	err := g.call(ctx, func(r R) error { final = r; return nil })
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return final, err
+	}
+	defer cancel()
+	err = g.call(ctx, func(r R) error { final = r; return nil })
 	if err == nil {
 		requestInfo(c).count(g.metrics(final))
 	}
@@ -112,7 +115,10 @@ func (s *Server) ollamaEmbed(c *fiber.Ctx) error {
 		return invalidParam("model", "model is required")
 	}
 	requestInfo(c).setModel(req.Model)
-	ctx, cancel := s.requestContext(c)
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	resp, err := s.be.Embed(ctx, &req)
 	if err != nil {
@@ -122,7 +128,10 @@ func (s *Server) ollamaEmbed(c *fiber.Ctx) error {
 }
 
 func (s *Server) ollamaTags(c *fiber.Ctx) error {
-	ctx, cancel := s.requestContext(c)
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	resp, err := s.be.List(ctx)
 	if err != nil {
@@ -135,7 +144,10 @@ func (s *Server) ollamaTags(c *fiber.Ctx) error {
 }
 
 func (s *Server) ollamaPS(c *fiber.Ctx) error {
-	ctx, cancel := s.requestContext(c)
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	resp, err := s.be.ListRunning(ctx)
 	if err != nil {
@@ -158,7 +170,10 @@ func (s *Server) ollamaShow(c *fiber.Ctx) error {
 	if req.Model == "" {
 		return invalidParam("model", "model is required")
 	}
-	ctx, cancel := s.requestContext(c)
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	resp, err := s.be.Show(ctx, &req)
 	if err != nil {
@@ -168,7 +183,10 @@ func (s *Server) ollamaShow(c *fiber.Ctx) error {
 }
 
 func (s *Server) ollamaVersion(c *fiber.Ctx) error {
-	ctx, cancel := s.requestContext(c)
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	v, err := s.be.Version(ctx)
 	if err != nil {

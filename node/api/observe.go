@@ -7,6 +7,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
+
+	"github.com/sovra/sovra/node/router"
 )
 
 // reqInfo is what the request log says of one request. Handlers fill in the
@@ -22,6 +24,8 @@ type reqInfo struct {
 	streaming        bool
 	// forwarded is set on requests another node forwarded here.
 	forwarded bool
+	// decision is what the router did with the request.
+	decision *router.Decision
 	// frames counts the frames a streamed response sent.
 	frames int
 
@@ -31,10 +35,6 @@ type reqInfo struct {
 	flightLabel string
 	inFlight    bool
 }
-
-// ForwardedHeader marks a request that a node forwarded to another; it is
-// served where it lands and never forwarded again.
-const ForwardedHeader = "Sovra-Forwarded"
 
 const infoKey = "sovra.req"
 
@@ -65,11 +65,11 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	if ri.id == "" || len(ri.id) > 128 {
 		ri.id = s.ids.next("req")
 	}
-	ri.forwarded = c.Get(ForwardedHeader) != ""
 	ri.method = strings.Clone(c.Method())
 	ri.path = strings.Clone(c.Path())
 	c.Set(fiber.HeaderXRequestID, ri.id)
 	err := c.Next()
+	setRoutingHeaders(c, ri.decision)
 	if err != nil {
 		if herr := s.handleError(c, err); herr != nil {
 			_ = c.SendStatus(fiber.StatusInternalServerError)

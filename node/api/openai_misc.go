@@ -117,7 +117,10 @@ func (s *Server) embeddings(c *fiber.Ctx) error {
 	}
 	ri := requestInfo(c)
 	ri.setModel(req.Model)
-	ctx, cancel := s.requestContext(c)
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	resp, err := s.be.Embed(ctx, ereq)
 	if err != nil {
@@ -173,7 +176,10 @@ func embedInput(in any) (any, error) {
 }
 
 func (s *Server) listModels(c *fiber.Ctx) error {
-	ctx, cancel := s.requestContext(c)
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	list, err := s.be.List(ctx)
 	if err != nil {
@@ -191,7 +197,10 @@ func (s *Server) getModel(c *fiber.Ctx) error {
 	if name == "" {
 		return s.listModels(c)
 	}
-	ctx, cancel := s.requestContext(c)
+	ctx, cancel, err := s.requestContext(c)
+	if err != nil {
+		return err
+	}
 	defer cancel()
 	show, err := s.be.Show(ctx, &api.ShowRequest{Model: name})
 	if errors.Is(err, backend.ErrModelNotFound) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/node/backend"
@@ -21,6 +22,9 @@ import (
 
 // Config holds the HTTP settings of a node.
 type Config struct {
+	// Registry, when set, is where /metrics comes from (a node shares it
+	// with its router); otherwise the server makes its own.
+	Registry *prometheus.Registry
 	// BodyLimit is the largest request body accepted, in bytes.
 	BodyLimit int
 	// ReadTimeout bounds reading one request.
@@ -67,7 +71,7 @@ type Server struct {
 // the admin and internal routes are then absent.
 func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	base, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics()}
+	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry)}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
 		BodyLimit:             cfg.BodyLimit,
@@ -79,6 +83,7 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	})
 	s.app.Server().ConnState = s.fresh.track
 	s.routes()
+	s.forwardRoutes()
 	if cl != nil {
 		s.adminRoutes(cl)
 	}

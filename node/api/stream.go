@@ -32,7 +32,10 @@ const framesBuffered = 64
 // hangs up, or stops reading for longer than the write timeout, cancels the
 // backend call.
 func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
-	ctx, cancel := s.callContext(c)
+	ctx, cancel, err := s.callContext(c)
+	if err != nil {
+		return err
+	}
 	fctx := c.Context()
 	watchHangup(ctx, fctx.Conn(), cancel)
 
@@ -64,6 +67,7 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	info := requestInfo(c)
 	s.metrics.firstFrame(info, time.Since(info.start))
 	info.streaming = true
+	setRoutingHeaders(c, info.decision)
 	c.Set(fiber.HeaderContentType, st.contentType)
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
@@ -172,18 +176,29 @@ var sseDone = []byte("data: [DONE]\n\n")
 
 // requestContext returns the context of a non-streamed backend call: it ends
 // when the client hangs up or the server stops hard.
-func (s *Server) requestContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
-	ctx, cancel := s.callContext(c)
+func (s *Server) requestContext(c *fiber.Ctx) (context.Context, context.CancelFunc, error) {
+	ctx, cancel, err := s.callContext(c)
+	if err != nil {
+		return nil, nil, err
+	}
 	watchHangup(ctx, c.Context().Conn(), cancel)
-	return ctx, cancel
+	return ctx, cancel, nil
 }
 
 // callContext is the context of one backend call: it ends when the server
-// stops hard, and says whether another node forwarded the request.
-func (s *Server) callContext(c *fiber.Ctx) (context.Context, context.CancelFunc) {
-	ctx := s.base
-	if requestInfo(c).forwarded {
+// stops hard, says whether another node forwarded the request, carries
+// the client's routing constraints and collects the routing decision.
+func (s *Server) callContext(c *fiber.Ctx) (context.Context, context.CancelFunc, error) {
+	ri := requestInfo(c)
+	meta, err := routingMeta(c, ri.forwarded)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx := router.WithMeta(s.base, meta)
+	if ri.forwarded {
 		ctx = router.Forwarded(ctx)
 	}
-	return context.WithCancel(ctx)
+	ctx, ri.decision = router.WithDecision(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	return ctx, cancel, nil
 }

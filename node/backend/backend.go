@@ -21,6 +21,9 @@ var (
 	ErrModelNotFound = errors.New("model not found")
 	// ErrOverloaded: the engine's queue is full; retry later.
 	ErrOverloaded = errors.New("backend overloaded")
+	// ErrRateLimited: the engine refuses more requests from this client
+	// for now (HTTP 429); retry later.
+	ErrRateLimited = errors.New("too many requests from this client")
 	// ErrUnavailable: the engine cannot be reached.
 	ErrUnavailable = errors.New("backend unavailable")
 	// ErrBadRequest: the engine rejected the request as invalid.

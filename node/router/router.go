@@ -1,9 +1,15 @@
 // Package router picks where each inference request runs. It is a
-// backend.Backend in front of the local Ollama: a request for a model that
-// is ready on this node runs here; one for a model ready only on other
-// nodes is forwarded to one of them; anything else goes to the local Ollama,
-// which may still have the model. Load-aware choice among replicas comes
-// later; for now the choice is stable per model and prefers this node.
+// backend.Backend in front of the local Ollama. A request for a deployed
+// model goes to the ready replica, here or on a peer, that the policy
+// (package balance) expects to finish it first, given the live load of
+// every replica (package load); a request for anything else goes to the
+// local Ollama, which may still have the model. Requests that run here
+// wait for a slot in the model's admission queue (package admit), fairly
+// across clients. A failure before the first byte is retried on another
+// replica, a bounded number of times; a forwarded request is never
+// forwarded again. Each replica has a circuit breaker, so one that fails
+// fast is not mistaken for an idle one. A request may name the
+// jurisdictions allowed to serve it; replicas elsewhere are never chosen.
 //
 // With WithWake, a request for a deployment that may go idle records its
 // use (a rate-limited TouchDeployment, in the background), and one that
@@ -13,16 +19,19 @@ package router
 
 import (
 	"context"
-	"hash/fnv"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ollama/ollama/api"
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/router/admit"
+	"github.com/sovra/sovra/node/router/balance"
+	"github.com/sovra/sovra/node/router/load"
 )
 
 // StateSource is the local view of the replicated state.
@@ -40,10 +49,20 @@ type Router struct {
 	state StateSource
 	dial  PeerDialer
 
-	mu    sync.Mutex
-	peers map[string]peer // by node id
+	mu         sync.Mutex
+	peers      map[string]peer     // by node id
+	queueNames map[string]struct{} // admission queues by model
 
 	wake *waker // nil: idle deployments are not woken
+
+	cfg      Config
+	bal      *balance.Balancer
+	queues   *admit.Group
+	tracker  *load.Tracker
+	breakers *breakers
+	met      *metrics
+	budget   retryBudget
+	seq      atomic.Uint64 // load report sequence
 }
 
 type peer struct {
@@ -54,7 +73,9 @@ type peer struct {
 // New returns a router for node self. state and dial may be nil for a node
 // outside any cluster: every request then runs locally.
 func New(self string, local backend.Backend, st StateSource, dial PeerDialer) *Router {
-	return &Router{self: self, local: local, state: st, dial: dial, peers: map[string]peer{}}
+	r := &Router{self: self, local: local, state: st, dial: dial, peers: map[string]peer{},
+		queueNames: map[string]struct{}{}, budget: retryBudget{tokens: retryBurst}}
+	return r.WithConfig(Config{})
 }
 
 var _ backend.Backend = (*Router)(nil)
@@ -90,37 +111,29 @@ func (r *Router) used(rt route) {
 	}
 }
 
+// pick is where a request that needs no slot (a model's description)
+// goes: this node when it has a ready replica, else the first ready
+// replica by node id, else the local Ollama.
 func (r *Router) pick(ctx context.Context, model string) (route, error) {
 	if r.state == nil || isForwarded(ctx) {
 		return route{be: r.local, tag: model}, nil
 	}
-	m := r.match(model)
-	tag, nodes := m.tag, m.nodes
-	var idle []idleInfo
-	if r.wake != nil && r.wake.cfg.Proposer != nil && len(m.idle) > 0 {
-		idle = m.idle
-		r.used(route{idle: idle})
-		if len(nodes) == 0 {
-			var err error
-			if tag, nodes, err = r.awaitReady(ctx, model, m.idle); err != nil {
-				return route{}, err
-			}
-		}
+	pl, err := r.plan(ctx, model)
+	if err != nil {
+		return route{}, err
 	}
-	if len(nodes) == 0 {
-		return route{be: r.local, tag: tag, idle: idle}, nil
+	if len(pl.nodes) == 0 {
+		return route{be: r.local, tag: pl.tag}, nil
 	}
-	for _, n := range nodes {
-		if n.ID == r.self {
-			return route{be: r.local, tag: tag, idle: idle}, nil
-		}
+	n := pl.nodes[0]
+	if _, ok := pl.byID[r.self]; ok {
+		return route{be: r.local, tag: pl.tag}, nil
 	}
-	n := nodes[stableIndex(model, len(nodes))]
 	be, err := r.peer(n)
 	if err != nil {
 		return route{}, err
 	}
-	return route{be: be, tag: tag, idle: idle}, nil
+	return route{be: be, tag: pl.tag}, nil
 }
 
 // matched is what a requested model name resolves to: the Ollama tag, the
@@ -165,12 +178,6 @@ func normalize(name string) string {
 	return name
 }
 
-func stableIndex(key string, n int) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(key))
-	return int(h.Sum32() % uint32(n))
-}
-
 func (r *Router) peer(n state.Node) (backend.Backend, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -185,51 +192,54 @@ func (r *Router) peer(n state.Node) (backend.Backend, error) {
 	return be, nil
 }
 
-// Chat runs a chat where the model is.
+// Chat runs a chat where it will finish first.
 func (r *Router) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
-	rt, err := r.pick(ctx, req.Model)
-	if err != nil {
-		return err
-	}
+	r.budget.earn()
 	asked := req.Model
-	out := *req
-	out.Model = rt.tag
-	return rt.be.Chat(ctx, &out, func(resp api.ChatResponse) error {
-		r.used(rt)
-		resp.Model = asked
-		return fn(resp)
+	q := request{model: req.Model, maxTokens: numPredict(req.Options), prefix: chatPrefix(req)}
+	return r.route(ctx, q, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
+		out := *req
+		out.Model = tag
+		return be.Chat(ctx, &out, func(resp api.ChatResponse) error {
+			p.chunk(resp.Done, resp.Metrics)
+			resp.Model = asked
+			return fn(resp)
+		})
 	})
 }
 
-// Generate runs a completion where the model is.
+// Generate runs a completion where it will finish first.
 func (r *Router) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
-	rt, err := r.pick(ctx, req.Model)
-	if err != nil {
-		return err
-	}
+	r.budget.earn()
 	asked := req.Model
-	out := *req
-	out.Model = rt.tag
-	return rt.be.Generate(ctx, &out, func(resp api.GenerateResponse) error {
-		r.used(rt)
-		resp.Model = asked
-		return fn(resp)
+	q := request{model: req.Model, maxTokens: numPredict(req.Options)}
+	return r.route(ctx, q, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
+		out := *req
+		out.Model = tag
+		return be.Generate(ctx, &out, func(resp api.GenerateResponse) error {
+			p.chunk(resp.Done, resp.Metrics)
+			resp.Model = asked
+			return fn(resp)
+		})
 	})
 }
 
-// Embed computes embeddings where the model is.
+// Embed computes embeddings where they will finish first.
 func (r *Router) Embed(ctx context.Context, req *api.EmbedRequest) (*api.EmbedResponse, error) {
-	rt, err := r.pick(ctx, req.Model)
-	if err != nil {
-		return nil, err
-	}
-	out := *req
-	out.Model = rt.tag
-	resp, err := rt.be.Embed(ctx, &out)
-	r.used(rt)
-	if resp != nil {
-		resp.Model = req.Model
-	}
+	r.budget.earn()
+	var resp *api.EmbedResponse
+	err := r.route(ctx, request{model: req.Model}, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
+		out := *req
+		out.Model = tag
+		res, err := be.Embed(ctx, &out)
+		if err != nil {
+			return err
+		}
+		p.chunk(true, api.Metrics{})
+		res.Model = req.Model
+		resp = res
+		return nil
+	})
 	return resp, err
 }
 
@@ -312,3 +322,27 @@ func (r *Router) Version(ctx context.Context) (string, error) { return r.local.V
 
 // Heartbeat checks the local Ollama.
 func (r *Router) Heartbeat(ctx context.Context) error { return r.local.Heartbeat(ctx) }
+
+// numPredict is the answer's token bound a request sets (0: none).
+func numPredict(opts map[string]any) int {
+	switch v := opts["num_predict"].(type) {
+	case float64:
+		return max(0, int(v))
+	case int:
+		return max(0, v)
+	case int64:
+		return max(0, int(v))
+	}
+	return 0
+}
+
+// chatPrefix are a chat's conversation prefix keys (see
+// balance.PrefixKeys). They leave the model out: the node that asks by a
+// deployment's name and the node that serves its tag must agree.
+func chatPrefix(req *api.ChatRequest) []uint64 {
+	msgs := make([]balance.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		msgs[i] = balance.Message{Role: m.Role, Content: m.Content}
+	}
+	return balance.PrefixKeys("", msgs)
+}

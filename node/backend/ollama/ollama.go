@@ -216,7 +216,7 @@ func mapErr(ctx context.Context, err error) error {
 }
 
 func isSentinel(err error) bool {
-	for _, s := range []error{backend.ErrModelNotFound, backend.ErrOverloaded, backend.ErrUnavailable, backend.ErrBadRequest, backend.ErrTruncated, backend.ErrFailed} {
+	for _, s := range []error{backend.ErrModelNotFound, backend.ErrOverloaded, backend.ErrRateLimited, backend.ErrUnavailable, backend.ErrBadRequest, backend.ErrTruncated, backend.ErrFailed} {
 		if errors.Is(err, s) {
 			return true
 		}
@@ -232,7 +232,9 @@ func statusErr(se api.StatusError) error {
 	switch {
 	case se.StatusCode == http.StatusNotFound:
 		return fmt.Errorf("%w: %s", backend.ErrModelNotFound, msg)
-	case se.StatusCode == http.StatusServiceUnavailable || se.StatusCode == http.StatusTooManyRequests:
+	case se.StatusCode == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: %s", backend.ErrRateLimited, msg)
+	case se.StatusCode == http.StatusServiceUnavailable:
 		return fmt.Errorf("%w: %s", backend.ErrOverloaded, msg)
 	case se.StatusCode >= 400 && se.StatusCode < 500:
 		return fmt.Errorf("%w: %s", backend.ErrBadRequest, msg)

@@ -24,7 +24,7 @@ func TestErrorMapping(t *testing.T) {
 	}{
 		{"not found", 404, `{"error":"model \"x\" not found, try pulling it first"}`, backend.ErrModelNotFound},
 		{"busy", 503, `{"error":"server busy, please try again.  maximum pending requests exceeded"}`, backend.ErrOverloaded},
-		{"rate limited", 429, `{"error":"slow down"}`, backend.ErrOverloaded},
+		{"rate limited", 429, `{"error":"slow down"}`, backend.ErrRateLimited},
 		{"bad request", 400, `{"error":"\"m\" does not support thinking"}`, backend.ErrBadRequest},
 		{"runner crashed", 500, `{"error":"llama runner process has terminated"}`, backend.ErrFailed},
 		{"bad gateway", 502, `not json`, backend.ErrUnavailable},

@@ -1,0 +1,151 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/router"
+	"github.com/sovra/sovra/node/router/admit"
+)
+
+// Routing headers. A client may restrict where its request runs with
+// HeaderJurisdiction; every inference answer says where it ran.
+const (
+	// HeaderJurisdiction lists the jurisdictions allowed to serve the
+	// request, comma-separated (matched against the nodes' jurisdiction
+	// label).
+	HeaderJurisdiction = "Sovra-Jurisdiction"
+	// HeaderNode is the id of the node whose Ollama served the request.
+	HeaderNode = "Sovra-Node"
+	// HeaderReplica is the replica that served it: tag@node.
+	HeaderReplica = "Sovra-Replica"
+	// HeaderQueueMs is how long it waited for a slot, in milliseconds.
+	HeaderQueueMs = "Sovra-Queue-Ms"
+	// HeaderRoute is why that replica was chosen.
+	HeaderRoute = "Sovra-Route"
+	// HeaderAttempts is how many replicas were tried.
+	HeaderAttempts = "Sovra-Attempts"
+
+	// headerClientKey carries the client's fairness key on forwarded
+	// requests; headerClusterToken authenticates them.
+	headerClientKey    = "Sovra-Client-Key"
+	headerClusterToken = "Sovra-Cluster-Token"
+)
+
+// HeaderClientKey and HeaderClusterToken are what a node sets on the
+// requests it forwards.
+const (
+	HeaderClientKey    = headerClientKey
+	HeaderClusterToken = headerClusterToken
+)
+
+// routingMeta is what the router needs of the request's client: its
+// fairness key and the jurisdictions it allows.
+func routingMeta(c *fiber.Ctx, forwarded bool) (router.Meta, error) {
+	var m router.Meta
+	if forwarded {
+		m.Key = strings.Clone(c.Get(headerClientKey))
+		return m, nil
+	}
+	if tok, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer "); ok && tok != "" {
+		sum := sha256.Sum256([]byte(tok))
+		m.Key = hex.EncodeToString(sum[:8])
+	}
+	if h := c.Get(HeaderJurisdiction); h != "" {
+		js, err := router.ParseJurisdictions(h)
+		if err != nil {
+			return m, &Error{Status: http.StatusBadRequest, Type: typeInvalid, Code: "invalid_jurisdiction",
+				Message: HeaderJurisdiction + ": " + err.Error()}
+		}
+		m.Jurisdictions = js
+	}
+	return m, nil
+}
+
+// setRoutingHeaders says where the request ran.
+func setRoutingHeaders(c *fiber.Ctx, d *router.Decision) {
+	v := d.View()
+	if v.Node == "" {
+		return
+	}
+	c.Set(HeaderNode, v.Node)
+	c.Set(HeaderReplica, v.Replica)
+	c.Set(HeaderQueueMs, strconv.FormatFloat(float64(v.QueueWait.Microseconds())/1000, 'f', 3, 64))
+	c.Set(HeaderRoute, string(v.Reason))
+	c.Set(HeaderAttempts, strconv.Itoa(v.Attempts))
+}
+
+// forwardRoutes mount the internal routes peers use: forwarded inference
+// requests, served here and never forwarded again, and this node's load.
+func (s *Server) forwardRoutes() {
+	f := s.app.Group("/internal/v1/forward", s.requirePeer)
+	f.Post("/api/chat", s.ollamaChat)
+	f.Post("/api/generate", s.ollamaGenerate)
+	f.Post("/api/embed", s.ollamaEmbed)
+	f.Post("/api/show", s.ollamaShow)
+	s.app.Get("/internal/v1/load", s.requirePeer, s.loadExchange)
+}
+
+// exchanger is a backend that reports its load to peers (*router.Router).
+type exchanger interface {
+	Exchange(after uint64) router.Exchange
+}
+
+func (s *Server) loadExchange(c *fiber.Ctx) error {
+	ex, ok := s.be.(exchanger)
+	if !ok {
+		return fiber.ErrNotFound
+	}
+	after, err := strconv.ParseUint(c.Query("after", "0"), 10, 64)
+	if err != nil {
+		return invalidParam("after", "after must be a sequence number")
+	}
+	return c.JSON(ex.Exchange(after))
+}
+
+// requirePeer admits only other nodes of the cluster: the cluster token,
+// and a client certificate when the API is served over mutual TLS. The
+// request is then marked as forwarded.
+func (s *Server) requirePeer(c *fiber.Ctx) error {
+	if s.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(c.Get(headerClusterToken)), []byte(s.cfg.AdminToken)) != 1 {
+		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "bad_token",
+			Message: "internal routes need the cluster token in " + headerClusterToken}
+	}
+	requestInfo(c).forwarded = true
+	return s.requirePeerCert(c)
+}
+
+// routingError maps what admission control and routing refuse: a client
+// over its share of the queue gets 429, a saturated model 503, both with
+// Retry-After; a residency nobody can satisfy is the request's fault.
+func routingError(err error) *Error {
+	var re *admit.RejectError
+	if errors.As(err, &re) {
+		retry := max(1, int(math.Ceil(re.RetryAfter.Seconds())))
+		if errors.Is(err, admit.ErrKeyOverShare) {
+			return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "rate_limit_exceeded",
+				Message: re.Error(), RetryAfter: retry}
+		}
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "server_overloaded",
+			Message: re.Error() + "; retry shortly", RetryAfter: retry}
+	}
+	var res *router.ResidencyError
+	switch {
+	case errors.As(err, &res):
+		return &Error{Status: http.StatusBadRequest, Type: typeInvalid, Code: "residency_unsatisfiable",
+			Message: res.Error()}
+	case errors.Is(err, backend.ErrRateLimited):
+		return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "rate_limit_exceeded",
+			Message: "Too many requests from this client for the model; retry shortly. (" + err.Error() + ")", RetryAfter: 1}
+	}
+	return nil
+}

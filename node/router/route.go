@@ -1,0 +1,316 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/router/admit"
+	"github.com/sovra/sovra/node/router/balance"
+	"github.com/sovra/sovra/node/router/load"
+)
+
+// request is what routing needs of one inference request.
+type request struct {
+	model     string
+	maxTokens int
+	prefix    []uint64
+}
+
+// attempt runs the request on one backend, asking it for tag, and
+// records its progress in p.
+type attempt func(ctx context.Context, be backend.Backend, tag string, p *progress) error
+
+// progress is how far one attempt got: whether its first chunk reached
+// the caller (after which it is never retried) and its final metrics.
+type progress struct {
+	mu      sync.Mutex
+	started bool
+	first   time.Time
+	metrics api.Metrics
+	touch   func()
+}
+
+// chunk records one chunk of the answer before it is passed on.
+func (p *progress) chunk(done bool, m api.Metrics) {
+	p.mu.Lock()
+	if !p.started {
+		p.started, p.first = true, time.Now()
+	}
+	if done {
+		p.metrics = m
+	}
+	p.mu.Unlock()
+	if p.touch != nil {
+		p.touch()
+	}
+}
+
+func (p *progress) began() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.started
+}
+
+// route runs one request where it should run: here when another node
+// forwarded it or there is no cluster; otherwise on the replica the
+// policy picks, retrying other replicas while nothing has reached the
+// client.
+func (r *Router) route(ctx context.Context, q request, call attempt) error {
+	if r.state == nil || isForwarded(ctx) {
+		DecisionOf(ctx).chose(r.self, normalize(q.model)+"@"+r.self, balance.ReasonOnly)
+		return r.serveHere(ctx, q, q.model, call, &progress{})
+	}
+	pl, err := r.plan(ctx, q.model)
+	if err != nil {
+		return err
+	}
+	touch := func() { r.used(route{idle: pl.idle}) }
+	if len(pl.nodes) == 0 {
+		DecisionOf(ctx).chose(r.self, normalize(pl.tag)+"@"+r.self, balance.ReasonOnly)
+		return r.serveHere(ctx, q, pl.tag, call, &progress{touch: touch})
+	}
+	breq := balance.Request{Model: pl.tag, MaxTokens: q.maxTokens, Prefix: q.prefix}
+	tried := map[string]bool{}
+	start := time.Now()
+	for n := 0; ; n++ {
+		cands := r.candidates(pl, tried)
+		if len(cands) == 0 {
+			return fmt.Errorf("%w: every replica of %s is failing or was tried", backend.ErrUnavailable, q.model)
+		}
+		i, why := r.bal.Pick(breq, cands)
+		node := cands[i].Node
+		r.bal.Served(breq, node)
+		r.met.decided(pl.tag, why)
+		DecisionOf(ctx).chose(node, normalize(pl.tag)+"@"+node, why)
+		p := &progress{touch: touch}
+		err := r.dispatch(ctx, pl.byID[node], pl.tag, q, call, p)
+		if err == nil || p.began() || ctx.Err() != nil || !retryable(err) {
+			return err
+		}
+		if n >= r.cfg.Retries || time.Since(start) > r.cfg.RetryBudget || !r.budget.spend() {
+			return err
+		}
+		tried[node] = true
+		r.met.retried(pl.tag)
+	}
+}
+
+// plan is where a request may go: the Ollama tag to ask for and the
+// nodes with a ready replica that the request's residency allows.
+type plan struct {
+	tag   string
+	nodes []state.Node
+	byID  map[string]state.Node
+	idle  []idleInfo
+}
+
+func (r *Router) plan(ctx context.Context, model string) (plan, error) {
+	meta := metaOf(ctx)
+	m := r.match(model)
+	pl := plan{tag: m.tag}
+	if r.wake != nil && r.wake.cfg.Proposer != nil && len(m.idle) > 0 {
+		pl.idle = m.idle
+		r.used(route{idle: pl.idle})
+		if len(m.nodes) == 0 {
+			var err error
+			if pl.tag, m.nodes, err = r.awaitReady(ctx, model, m.idle); err != nil {
+				return plan{}, err
+			}
+		}
+	}
+	var elsewhere []string
+	pl.byID = map[string]state.Node{}
+	for _, n := range m.nodes {
+		if !meta.allows(n.Labels) {
+			elsewhere = appendUnique(elsewhere, n.Labels[JurisdictionLabel])
+			continue
+		}
+		pl.nodes = append(pl.nodes, n)
+		pl.byID[n.ID] = n
+	}
+	if len(pl.nodes) == 0 && (len(elsewhere) > 0 || !meta.allows(r.selfLabels())) {
+		return plan{}, &ResidencyError{Model: model, Allowed: meta.Jurisdictions, Elsewhere: elsewhere}
+	}
+	return pl, nil
+}
+
+func appendUnique(list []string, s string) []string {
+	if s == "" {
+		s = "(no jurisdiction label)"
+	}
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+func (r *Router) selfLabels() map[string]string {
+	var labels map[string]string
+	r.state.Read(func(s *state.State) {
+		if n, ok := s.Nodes[r.self]; ok {
+			labels = n.Labels
+		}
+	})
+	return labels
+}
+
+// candidates are the plan's replicas not yet tried, whose breaker lets
+// requests through, with their load. Replicas on peers that stopped
+// reporting are left out while any other is left.
+func (r *Router) candidates(pl plan, tried map[string]bool) []balance.Candidate {
+	tag := normalize(pl.tag)
+	var out, unhealthy []balance.Candidate
+	for _, n := range pl.nodes {
+		if tried[n.ID] || !r.breakers.closedOrProbing(n.ID, tag) {
+			continue
+		}
+		c := balance.Candidate{Node: n.ID}
+		if n.ID == r.self {
+			c.Load = r.localLoad(tag)
+		} else {
+			c.Load = r.cfg.View.Load(n.ID, tag)
+			c.Hop = true
+		}
+		if c.Load.Health == load.Unhealthy {
+			unhealthy = append(unhealthy, c)
+			continue
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return unhealthy
+	}
+	return out
+}
+
+// dispatch runs one attempt on node n, through its breaker.
+func (r *Router) dispatch(ctx context.Context, n state.Node, tag string, q request, call attempt, p *progress) error {
+	done, err := r.breakers.allow(n.ID, normalize(tag))
+	if err != nil {
+		return err
+	}
+	if n.ID == r.self {
+		err = r.serveHere(ctx, q, tag, call, p)
+	} else {
+		err = r.forward(ctx, n, tag, call, p)
+	}
+	done(err)
+	return err
+}
+
+// forward runs an attempt on a peer, counted as pending there until the
+// peer's next load report includes it or it ends.
+func (r *Router) forward(ctx context.Context, n state.Node, tag string, call attempt, p *progress) error {
+	be, err := r.peer(n)
+	if err != nil {
+		return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
+	}
+	sent := r.cfg.View.Sent(n.ID, normalize(tag))
+	defer sent()
+	r.met.forwarded(tag, n.ID)
+	return call(ctx, be, tag, p)
+}
+
+// serveHere runs an attempt on the local Ollama once the model's
+// admission queue gives it a slot, and learns the model's speed from it.
+func (r *Router) serveHere(ctx context.Context, q request, tag string, call attempt, p *progress) error {
+	name := normalize(tag)
+	t, err := r.queue(name).Acquire(ctx, metaOf(ctx).Key)
+	if err != nil {
+		r.met.rejected(name, err)
+		return err
+	}
+	defer t.Release()
+	DecisionOf(ctx).SetQueueWait(t.Waited())
+	r.met.waited(name, t.Waited())
+	if len(q.prefix) > 0 {
+		r.bal.Affinity().Publish(q.prefix[len(q.prefix)-1], r.self)
+	}
+	begin := time.Now()
+	err = call(ctx, r.local, tag, p)
+	if err == nil && p.began() {
+		p.mu.Lock()
+		s := load.Sample{TTFT: p.first.Sub(begin), OutTokens: p.metrics.EvalCount, DecodeTime: p.metrics.EvalDuration}
+		p.mu.Unlock()
+		r.tracker.Observe(name, s)
+	}
+	return err
+}
+
+// maxQueues bounds the admission queues a node keeps by model name;
+// requests for further names (which clients choose) share one queue.
+const maxQueues = 256
+
+func (r *Router) queue(name string) *admit.Queue {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.queueNames[name]; !ok {
+		if len(r.queueNames) >= maxQueues {
+			name = ""
+		}
+		r.queueNames[name] = struct{}{}
+	}
+	return r.queues.Queue(name)
+}
+
+// localLoad is this node's own load for a model.
+func (r *Router) localLoad(name string) load.Load {
+	st := r.queue(name).Stats()
+	m := r.tracker.Get(name)
+	m.Running, m.Queued, m.Slots = st.Running, st.Queued, st.Slots
+	return load.Load{Model: m, Health: load.Fresh}
+}
+
+// retryable says whether an attempt that failed before its first byte may
+// be tried on another replica.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, backend.ErrBadRequest), errors.Is(err, ErrResidency), errors.Is(err, ErrLoading):
+		return false
+	case errors.Is(err, admit.ErrKeyOverShare), errors.Is(err, admit.ErrSaturated),
+		errors.Is(err, admit.ErrTimeout), errors.Is(err, admit.ErrWaitTooLong):
+		return true
+	}
+	return errors.Is(err, backend.ErrOverloaded) || errors.Is(err, backend.ErrRateLimited) ||
+		errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrFailed) ||
+		errors.Is(err, backend.ErrTruncated) || errors.Is(err, backend.ErrModelNotFound)
+}
+
+// retryBudget caps retries at a share of requests, so a failing cluster
+// is not hit by a multiple of its traffic: every request earns a fifth
+// of a retry, up to a burst of ten.
+type retryBudget struct {
+	mu     sync.Mutex
+	tokens float64
+}
+
+const (
+	retryEarn  = 0.2
+	retryBurst = 10
+)
+
+func (b *retryBudget) earn() {
+	b.mu.Lock()
+	b.tokens = min(retryBurst, b.tokens+retryEarn)
+	b.mu.Unlock()
+}
+
+func (b *retryBudget) spend() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
