@@ -1,0 +1,316 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/router/balance"
+	"github.com/sovra/sovra/node/router/load"
+)
+
+// replica is a fake backend: it fails with err before any chunk, or sends
+// chunks and then fails with late (if set).
+type replica struct {
+	backend.Backend
+	name  string
+	err   error
+	late  error
+	calls atomic.Int32
+	block chan struct{} // when set, Chat waits for it or ctx
+}
+
+func (r *replica) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+	r.calls.Add(1)
+	if r.block != nil {
+		select {
+		case <-r.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if err := fn(api.ChatResponse{Message: api.Message{Content: r.name}}); err != nil {
+		return err
+	}
+	if r.late != nil {
+		return r.late
+	}
+	return fn(api.ChatResponse{Done: true, Metrics: api.Metrics{EvalCount: 10, EvalDuration: 100 * time.Millisecond}})
+}
+
+// cluster3 is a state with nodes a, b, c (c labelled US, the others EU)
+// and a deployment "chat" of tag m:1 ready on all three.
+func cluster3() *state.State {
+	s := state.New()
+	for id, j := range map[string]string{"a": "EU", "b": "EU", "c": "US"} {
+		s.Nodes[id] = &state.Node{ID: id, HTTPAddr: id + ":1", Status: state.NodeReady, Labels: map[string]string{JurisdictionLabel: j}}
+		s.Placements["chat\x00"+id] = &state.Placement{Deployment: "chat", Node: id, State: state.PlacementReady}
+	}
+	s.Deployments["chat"] = &state.Deployment{Name: "chat", Model: "m:1", Replicas: 3}
+	return s
+}
+
+type rig struct {
+	r     *Router
+	nodes map[string]*replica
+}
+
+func newRig(t *testing.T, self string, cfg Config, reps map[string]*replica) rig {
+	t.Helper()
+	for id, rep := range reps {
+		rep.name = id
+	}
+	r := New(self, reps[self], fixed{cluster3()}, func(n state.Node) (backend.Backend, error) {
+		return reps[n.ID], nil
+	}).WithConfig(cfg)
+	return rig{r: r, nodes: reps}
+}
+
+func (g rig) chat(ctx context.Context, meta Meta) (string, DecisionView, error) {
+	ctx, d := WithDecision(WithMeta(ctx, meta))
+	var by string
+	err := g.r.Chat(ctx, &api.ChatRequest{Model: "chat"}, func(resp api.ChatResponse) error {
+		if by == "" {
+			by = resp.Message.Content
+		}
+		return nil
+	})
+	return by, d.View(), err
+}
+
+func fresh() map[string]*replica {
+	return map[string]*replica{"a": {}, "b": {}, "c": {}}
+}
+
+func TestRetriesBeforeTheFirstByte(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		err     error
+		retried bool
+	}{
+		{"unreachable", fmt.Errorf("%w: refused", backend.ErrUnavailable), true},
+		{"failed", fmt.Errorf("%w: 500", backend.ErrFailed), true},
+		{"cut before the first chunk", backend.ErrTruncated, true},
+		{"model gone", backend.ErrModelNotFound, true},
+		{"busy", backend.ErrOverloaded, true},
+		{"bad request", fmt.Errorf("%w: no", backend.ErrBadRequest), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reps := fresh()
+			// Every replica but one fails the same way.
+			reps["a"].err, reps["b"].err = tc.err, tc.err
+			g := newRig(t, "a", Config{Policy: balance.RoundRobin}, reps)
+			by, d, err := g.chat(context.Background(), Meta{})
+			if !tc.retried {
+				if err == nil || !errors.Is(err, backend.ErrBadRequest) || d.Attempts != 1 {
+					t.Fatalf("bad request: err %v after %d attempts, want it returned at once", err, d.Attempts)
+				}
+				return
+			}
+			if err != nil || by != "c" || d.Node != "c" {
+				t.Fatalf("served by %q (decision %+v), err %v; want c", by, d, err)
+			}
+			failed := int(reps["a"].calls.Load() + reps["b"].calls.Load())
+			if failed == 0 || d.Attempts != failed+1 || reps["a"].calls.Load() > 1 || reps["b"].calls.Load() > 1 {
+				t.Fatalf("%d attempts, failing replicas called a=%d b=%d; want each at most once, then c",
+					d.Attempts, reps["a"].calls.Load(), reps["b"].calls.Load())
+			}
+		})
+	}
+}
+
+func TestRetriesAreBounded(t *testing.T) {
+	reps := fresh()
+	for _, r := range reps {
+		r.err = backend.ErrUnavailable
+	}
+	g := newRig(t, "a", Config{Retries: 1}, reps)
+	_, d, err := g.chat(context.Background(), Meta{})
+	if !errors.Is(err, backend.ErrUnavailable) || d.Attempts != 2 {
+		t.Fatalf("err %v after %d attempts, want unavailable after 2", err, d.Attempts)
+	}
+	var calls int32
+	for _, r := range reps {
+		calls += r.calls.Load()
+	}
+	if calls != 2 {
+		t.Fatalf("%d backend calls, want 2", calls)
+	}
+}
+
+func TestRetryBudgetRunsOut(t *testing.T) {
+	reps := fresh()
+	for _, r := range reps {
+		r.err = backend.ErrUnavailable
+	}
+	g := newRig(t, "a", Config{}, reps)
+	g.r.budget = retryBudget{} // no tokens earned yet beyond one request's
+	_, d, err := g.chat(context.Background(), Meta{})
+	if err == nil || d.Attempts != 1 {
+		t.Fatalf("with an empty budget: %d attempts, err %v; want 1", d.Attempts, err)
+	}
+}
+
+func TestNoRetryAfterTheFirstByte(t *testing.T) {
+	reps := fresh()
+	for _, r := range reps {
+		r.late = backend.ErrTruncated
+	}
+	g := newRig(t, "a", Config{}, reps)
+	by, d, err := g.chat(context.Background(), Meta{})
+	if !errors.Is(err, backend.ErrTruncated) || by == "" || d.Attempts != 1 {
+		t.Fatalf("served by %q, %d attempts, err %v; want the cut reported after one attempt", by, d.Attempts, err)
+	}
+}
+
+func TestForwardedRequestsAreNotRetriedOrForwarded(t *testing.T) {
+	reps := fresh()
+	reps["a"].err = backend.ErrUnavailable
+	g := newRig(t, "a", Config{}, reps)
+	_, d, err := g.chat(Forwarded(context.Background()), Meta{})
+	if !errors.Is(err, backend.ErrUnavailable) || d.Attempts != 1 || reps["b"].calls.Load()+reps["c"].calls.Load() != 0 {
+		t.Fatalf("forwarded request: err %v, %d attempts, peers called %d times", err, d.Attempts, reps["b"].calls.Load()+reps["c"].calls.Load())
+	}
+}
+
+func TestResidency(t *testing.T) {
+	reps := fresh()
+	g := newRig(t, "c", Config{Policy: balance.RoundRobin}, reps) // c is the US node
+	for range 6 {
+		by, d, err := g.chat(context.Background(), Meta{Jurisdictions: []string{"EU"}})
+		if err != nil || (by != "a" && by != "b") || d.Node != by {
+			t.Fatalf("EU-only request served by %q (%+v): %v", by, d, err)
+		}
+	}
+	if reps["c"].calls.Load() != 0 {
+		t.Fatalf("the US replica served %d EU-only requests", reps["c"].calls.Load())
+	}
+	_, _, err := g.chat(context.Background(), Meta{Jurisdictions: []string{"CH"}})
+	var re *ResidencyError
+	if !errors.As(err, &re) || len(re.Elsewhere) != 2 {
+		t.Fatalf("CH-only: %v, want a residency error naming EU and US", err)
+	}
+	// Retries stay inside the allowed set.
+	reps["a"].err, reps["b"].err = backend.ErrUnavailable, backend.ErrUnavailable
+	if _, _, err := g.chat(context.Background(), Meta{Jurisdictions: []string{"EU"}}); !errors.Is(err, backend.ErrUnavailable) {
+		t.Fatalf("EU replicas down: %v, want unavailable (never the US replica)", err)
+	}
+	if reps["c"].calls.Load() != 0 {
+		t.Fatal("a retry went to the US replica")
+	}
+}
+
+func TestParseJurisdictions(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		ok   bool
+	}{{"EU", []string{"EU"}, true}, {" eu , ch ", []string{"EU", "CH"}, true}, {"EU;US", nil, false}, {",", nil, false}} {
+		got, err := ParseJurisdictions(tc.in)
+		if (err == nil) != tc.ok || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("ParseJurisdictions(%q) = %v, %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestBreakerLeavesAFailingReplicaOut(t *testing.T) {
+	reps := fresh()
+	reps["b"].err = fmt.Errorf("%w: 500", backend.ErrFailed)
+	g := newRig(t, "a", Config{Policy: balance.RoundRobin}, reps)
+	for range 30 {
+		if _, _, err := g.chat(context.Background(), Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := reps["b"].calls.Load(); n != tripFailures {
+		t.Fatalf("the failing replica was called %d times, want %d (then its breaker opens)", n, tripFailures)
+	}
+}
+
+func TestCancellationsDoNotTripTheBreaker(t *testing.T) {
+	reps := fresh()
+	reps["b"].block = make(chan struct{})
+	g := newRig(t, "a", Config{Policy: balance.RoundRobin}, reps)
+	for range 3 * tripFailures {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { _, _, err := g.chat(ctx, Meta{}); done <- err }()
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatal(err)
+		}
+	}
+	if !g.r.breakers.closedOrProbing("b", "m:1") {
+		t.Fatal("client cancellations opened the breaker")
+	}
+}
+
+func TestPendingCountsUntilTheNextReport(t *testing.T) {
+	reps := fresh()
+	reps["b"].block = make(chan struct{})
+	view := load.NewView(load.ViewConfig{})
+	g := newRig(t, "a", Config{View: view}, reps)
+	// Only b is allowed (via residency on a state where c is US and a is this node: make a busy instead).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctx, _ := WithDecision(WithMeta(ctx, Meta{}))
+		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, "m:1", func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
+			return be.Chat(ctx, &api.ChatRequest{Model: tag}, func(api.ChatResponse) error { return nil })
+		}, &progress{})
+	}()
+	waitFor(t, func() bool { return view.Load("b", "m:1").Pending == 1 })
+	view.Update(load.Report{Node: "b", Seq: 1, Models: map[string]load.Model{"m:1": {Running: 1, Slots: 1}}})
+	if l := view.Load("b", "m:1"); l.Pending != 0 || l.Busy() != 1 {
+		t.Fatalf("after the report: %+v", l)
+	}
+	close(reps["b"].block)
+	wg.Wait()
+}
+
+func TestLocalLoadIsReportedWithMeasuredSpeed(t *testing.T) {
+	reps := fresh()
+	g := newRig(t, "a", Config{Slots: 3}, reps)
+	// Run a few chats here (forwarded marks them local).
+	for range 3 {
+		if _, _, err := g.chat(Forwarded(context.Background()), Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep := g.r.Report()
+	m, ok := rep.Models["chat:latest"]
+	if !ok {
+		t.Fatalf("report %+v lacks the model served here", rep)
+	}
+	if m.Slots != 3 || m.TokensPerSec != 100 || m.OutTokens != 10 {
+		t.Fatalf("report %+v, want 3 slots, 100 tokens/s, 10 tokens", m)
+	}
+	if rep.Node != "a" || rep.Seq == 0 {
+		t.Fatalf("report header %+v", rep)
+	}
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
