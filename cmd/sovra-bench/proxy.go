@@ -202,6 +202,8 @@ func setUp(ctx context.Context, f *proxyFlags) (*rig, error) {
 		"serve", "--node-id", "bench", "--http-addr", r.sovra,
 		"--ollama", "http://" + r.simAddr, "--log-level", "warn",
 		"--data-dir", dir + "/sovra-data",
+		// As many slots and queue places as the simulator has.
+		"--slots", "1024", "--queue-max", "8192",
 	}, dir)
 	if err != nil {
 		return r, err
