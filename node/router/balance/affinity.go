@@ -109,7 +109,7 @@ func (b *Balancer) withinBound(cands []Candidate, i int) bool {
 	if l.Busy() < max(1, l.Slots) && l.Health == load.Fresh {
 		return true
 	}
-	est := newEstimator(cands)
+	est := newEstimator(cands, 0)
 	var busy, capTotal float64
 	for _, c := range cands {
 		busy += float64(c.Load.Busy())

@@ -61,6 +61,9 @@ type Candidate struct {
 	// Node is the id of the node whose Ollama holds the replica.
 	Node string
 	Load load.Load
+	// Hop is set for a replica on another node: reaching it costs a
+	// forward, so on a tie this node's own replica wins.
+	Hop bool
 }
 
 // Request is what the policy knows of a request.
@@ -149,8 +152,8 @@ func (b *Balancer) Pick(req Request, cands []Candidate) (int, Reason) {
 	if i, ok := b.affine(req, cands); ok {
 		return i, ReasonAffinity
 	}
-	est := newEstimator(cands)
-	return b.argmin(cands, func(c Candidate) float64 { return est.finish(c.Load, req.MaxTokens) }), ReasonTTF
+	est := newEstimator(cands, req.MaxTokens)
+	return b.argmin(cands, func(c Candidate) float64 { return est.finish(c) }), ReasonTTF
 }
 
 // Served records that node served req, so its follow-ups prefer it.

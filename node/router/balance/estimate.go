@@ -18,10 +18,14 @@ const unknownPenalty = 1.5
 // average, so a new replica is neither shunned nor flooded.
 type estimator struct {
 	ttftMs, tps, out float64
+	maxTokens        int
 }
 
-func newEstimator(cands []Candidate) estimator {
-	var e estimator
+// hopCostMs is what a forward to another node adds, in milliseconds.
+const hopCostMs = 0.5
+
+func newEstimator(cands []Candidate, maxTokens int) estimator {
+	e := estimator{maxTokens: maxTokens}
 	var nT, nS, nO int
 	for _, c := range cands {
 		m := c.Load.Model
@@ -53,7 +57,8 @@ func mean(sum float64, n int, fallback float64) float64 {
 
 // service is the time, in milliseconds, one request takes on the replica
 // once it has a slot.
-func (e estimator) service(m load.Model, maxTokens int) float64 {
+func (e estimator) service(m load.Model) float64 {
+	maxTokens := e.maxTokens
 	ttft, tps, out := or(m.TTFTMs, e.ttftMs), or(m.TokensPerSec, e.tps), or(m.OutTokens, e.out)
 	if maxTokens > 0 && float64(maxTokens) < out {
 		out = float64(maxTokens)
@@ -69,8 +74,9 @@ func (e estimator) service(m load.Model, maxTokens int) float64 {
 // service. With every slot taken, the first frees after about
 // service/(slots+1) (the soonest of slots running requests) and each
 // request queued ahead holds one slot's share of a service time.
-func (e estimator) finish(l load.Load, maxTokens int) float64 {
-	svc := e.service(l.Model, maxTokens)
+func (e estimator) finish(c Candidate) float64 {
+	l := c.Load
+	svc := e.service(l.Model)
 	slots := max(1, l.Slots)
 	busy := l.Busy()
 	// Among replicas with a free slot, prefer the emptier: a tiny term
@@ -81,6 +87,9 @@ func (e estimator) finish(l load.Load, maxTokens int) float64 {
 	}
 	if l.Health != load.Fresh {
 		est *= unknownPenalty
+	}
+	if c.Hop {
+		est += hopCostMs
 	}
 	return est
 }
