@@ -11,6 +11,15 @@
 // adds, CPU time per request and per stream event, stream completeness, and
 // whether the figures meet sovra's targets.
 //
+//	sovra-bench route [flags]
+//
+// measures how well sovra routes: it starts several simulated Ollamas of
+// unequal speed and slot counts, one sovra node beside each forming one
+// cluster, and sends open-loop Poisson chat load through the nodes under
+// each routing policy, comparing time to first token and queue waits with
+// an oracle that dispatches straight to the simulators knowing every
+// service time; a multi-turn workload measures prefix affinity.
+//
 //	sovra-bench baseline-proxy --listen ADDR --target HOST:PORT
 //
 // runs the baseline proxy alone; `proxy` starts it this way as a separate
@@ -36,6 +45,8 @@ func main() {
 	switch os.Args[1] {
 	case "proxy":
 		err = runProxyBench(ctx, os.Args[2:])
+	case "route":
+		err = runRouteBench(ctx, os.Args[2:])
 	case "baseline-proxy":
 		err = runBaselineProxy(ctx, os.Args[2:])
 	case "help", "-h", "--help":
@@ -61,6 +72,7 @@ type usageError struct{ error }
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   sovra-bench proxy [flags]           measure the overhead of sovra's serving path
+  sovra-bench route [flags]           compare sovra's routing policies with an oracle
   sovra-bench baseline-proxy [flags]  run the baseline fasthttp reverse proxy
 
 Run "sovra-bench COMMAND -h" for the flags of a command.
