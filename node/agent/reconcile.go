@@ -333,6 +333,10 @@ func (l *loop) pass(ctx context.Context) time.Duration {
 	if l.needObserve || !sameKeys(want, l.want) || !now.Before(l.observeAt) {
 		l.observe(ctx)
 		now = l.clock.Now()
+		// Read the placements again: a model another node loaded while
+		// Ollama was being listed was placed before it loaded, so this
+		// read sees it placed and it is not mistaken for a leftover.
+		want = l.desired()
 	}
 	l.want = want
 	if l.obsErr == nil {
