@@ -64,6 +64,9 @@ func (p *progress) began() bool {
 // client.
 func (r *Router) route(ctx context.Context, q request, call attempt) error {
 	if r.state == nil || isForwarded(ctx) {
+		if !isForwarded(ctx) {
+			r.met.decided(q.model, balance.ReasonOnly)
+		}
 		DecisionOf(ctx).chose(r.self, normalize(q.model)+"@"+r.self, balance.ReasonOnly)
 		return r.serveHere(ctx, q, q.model, call, &progress{})
 	}
@@ -73,6 +76,7 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 	}
 	touch := func() { r.used(route{idle: pl.idle}) }
 	if len(pl.nodes) == 0 {
+		r.met.decided(pl.tag, balance.ReasonOnly)
 		DecisionOf(ctx).chose(r.self, normalize(pl.tag)+"@"+r.self, balance.ReasonOnly)
 		return r.serveHere(ctx, q, pl.tag, call, &progress{touch: touch})
 	}
