@@ -65,7 +65,7 @@ func (p *progress) began() bool {
 func (r *Router) route(ctx context.Context, q request, call attempt) error {
 	if r.state == nil || isForwarded(ctx) {
 		if !isForwarded(ctx) {
-			r.met.decided(q.model, balance.ReasonOnly)
+			r.met.decided(r.label(q.model), balance.ReasonOnly)
 		}
 		DecisionOf(ctx).chose(r.self, normalize(q.model)+"@"+r.self, balance.ReasonOnly)
 		return r.serveHere(ctx, q, q.model, call, &progress{})
@@ -76,7 +76,7 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 	}
 	touch := func() { r.used(route{idle: pl.idle}) }
 	if len(pl.nodes) == 0 {
-		r.met.decided(pl.tag, balance.ReasonOnly)
+		r.met.decided(r.label(pl.tag), balance.ReasonOnly)
 		DecisionOf(ctx).chose(r.self, normalize(pl.tag)+"@"+r.self, balance.ReasonOnly)
 		return r.serveHere(ctx, q, pl.tag, call, &progress{touch: touch})
 	}
@@ -227,7 +227,7 @@ func (r *Router) forward(ctx context.Context, n state.Node, tag string, call att
 // serveHere runs an attempt on the local Ollama once the model's
 // admission queue gives it a slot, and learns the model's speed from it.
 func (r *Router) serveHere(ctx context.Context, q request, tag string, call attempt, p *progress) error {
-	name := normalize(tag)
+	name := r.label(tag)
 	t, err := r.queue(name).Acquire(ctx, metaOf(ctx).Key)
 	if err != nil {
 		r.met.rejected(name, err)
@@ -250,25 +250,40 @@ func (r *Router) serveHere(ctx context.Context, q request, tag string, call atte
 	return err
 }
 
-// maxQueues bounds the admission queues a node keeps by model name;
-// requests for further names (which clients choose) share one queue.
-const maxQueues = 256
+// maxQueues bounds the model names a node keeps admission queues and
+// metric labels for; requests for further names (which clients choose)
+// share one queue and the label otherLabel.
+const (
+	maxQueues  = 256
+	otherLabel = "_other"
+)
 
-func (r *Router) queue(name string) *admit.Queue {
+// label is the normalized model name, or otherLabel past maxQueues names.
+func (r *Router) label(model string) string {
+	name := normalize(model)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.queueNames[name]; !ok {
-		if len(r.queueNames) >= maxQueues {
-			name = ""
-		}
-		r.queueNames[name] = struct{}{}
+	if _, ok := r.queueNames[name]; ok {
+		return name
 	}
-	return r.queues.Queue(name)
+	if len(r.queueNames) >= maxQueues {
+		return otherLabel
+	}
+	r.queueNames[name] = struct{}{}
+	return name
+}
+
+// queue is the admission queue of a label.
+func (r *Router) queue(label string) *admit.Queue {
+	if label == otherLabel {
+		label = ""
+	}
+	return r.queues.Queue(label)
 }
 
 // localLoad is this node's own load for a model.
 func (r *Router) localLoad(name string) load.Load {
-	st := r.queue(name).Stats()
+	st := r.queue(r.label(name)).Stats()
 	m := r.tracker.Get(name)
 	m.Running, m.Queued, m.Slots = st.Running, st.Queued, st.Slots
 	return load.Load{Model: m, Health: load.Fresh}

@@ -314,3 +314,21 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestModelNamesClientsChooseAreBounded(t *testing.T) {
+	r := New("a", &replica{name: "a"}, nil, nil)
+	for i := range maxQueues + 20 {
+		if err := r.Chat(context.Background(), &api.ChatRequest{Model: fmt.Sprintf("junk-%d", i)}, func(api.ChatResponse) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(r.queues.Stats()); n > maxQueues+1 {
+		t.Fatalf("%d admission queues for %d names, want at most %d", n, maxQueues+20, maxQueues+1)
+	}
+	if got := r.label("junk-300"); got != otherLabel {
+		t.Fatalf("label past the bound = %q", got)
+	}
+	if got := r.label("junk-1"); got != "junk-1:latest" {
+		t.Fatalf("label of a known name = %q", got)
+	}
+}
