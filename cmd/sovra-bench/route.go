@@ -331,17 +331,32 @@ func sovraSetting(v string, isDefault bool) string {
 }
 
 // measureRoutes runs every policy's points and conversations, in order,
-// appending them to rep as they complete.
+// appending them to rep as they complete. The oracle's points run
+// interleaved with those of the first sovra policy measured (while its
+// cluster is up and idle for the oracle), load by load with the same
+// arrival times, so that a change in the machine's background load during
+// the run does not fall between the two.
 func measureRoutes(ctx context.Context, f *routeFlags, r *routeRig, rep *routeReport) error {
+	runnable := func(pol string) bool { return pol == policyRR || r.features.RoutingPolicy }
+	pairWith := ""
+	if slices.Contains(f.policies, policyOracle) && len(f.loads) > 0 {
+		for _, pol := range f.policies {
+			if pol != policyOracle && runnable(pol) {
+				pairWith = pol
+				break
+			}
+		}
+	}
 	for _, pol := range f.policies {
-		mt := slices.Contains(f.mtPolicies, pol)
-		if pol != policyOracle && !r.features.RoutingPolicy && pol != policyRR {
+		if !runnable(pol) {
 			rep.note("%s skipped: this sovra has no --routing-policy flag", pol)
 			continue
 		}
 		if pol == policyOracle {
-			if err := runPolicy(ctx, f, r, rep, pol, directEntries(r), false); err != nil {
-				return err
+			if pairWith == "" {
+				if err := runPolicy(ctx, r, rep, r.newDriver(pol, directEntries(r)), nil, false); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -349,7 +364,12 @@ func measureRoutes(ctx context.Context, f *routeFlags, r *routeRig, rep *routeRe
 		if err != nil {
 			return err
 		}
-		err = runPolicy(ctx, f, r, rep, pol, entries, mt)
+		var oracle *driver
+		if pol == pairWith {
+			oracle = r.newDriver(policyOracle, directEntries(r))
+			rep.note("the oracle's points ran interleaved with %s's, load by load with the same arrival times, while the %s cluster was up (and idle for them)", pol, pol)
+		}
+		err = runPolicy(ctx, r, rep, r.newDriver(pol, entries), oracle, slices.Contains(f.mtPolicies, pol))
 		r.stopCluster()
 		if err != nil {
 			return err
@@ -363,30 +383,33 @@ func measureRoutes(ctx context.Context, f *routeFlags, r *routeRig, rep *routeRe
 	return ctx.Err()
 }
 
-// runPolicy measures one policy: a warm-up, the single-turn points and,
-// when mt is set, the multi-turn workload.
-func runPolicy(ctx context.Context, f *routeFlags, r *routeRig, rep *routeReport, pol string, entries []entry, mt bool) error {
-	d := &driver{f: f, setup: r.setup, rig: r, policy: pol, entries: entries}
-	if pol == policyOracle {
-		d.oracle = bench.NewOracle(r.setup.slots())
-	}
+// runPolicy measures one policy: a warm-up, the single-turn points (each
+// after the same point of the oracle when oracle is not nil) and, when mt
+// is set, the multi-turn workload.
+func runPolicy(ctx context.Context, r *routeRig, rep *routeReport, d, oracle *driver, mt bool) error {
+	f := r.f
 	if f.warmup > 0 {
-		progress("%-17s warm-up for %s at 50%%", pol, f.warmup)
+		progress("%-17s warm-up for %s at 50%%", d.policy, f.warmup)
 		if _, err := d.point(ctx, 50, f.warmup, f.seed+999); err != nil {
 			return err
 		}
 	}
 	for i, load := range f.loads {
-		progress("%-17s %3g%% load: %.2f req/s for %s", pol, load, r.setup.rate(load), f.duration)
-		p, err := d.point(ctx, load, f.duration, f.seed+uint64(i))
-		if err != nil {
-			return err
+		for _, x := range []*driver{oracle, d} {
+			if x == nil {
+				continue
+			}
+			progress("%-17s %3g%% load: %.2f req/s for %s", x.policy, load, r.setup.rate(load), f.duration)
+			p, err := x.point(ctx, load, f.duration, f.seed+uint64(i))
+			if err != nil {
+				return err
+			}
+			p.logSummary()
+			rep.Points = append(rep.Points, p)
 		}
-		p.logSummary()
-		rep.Points = append(rep.Points, p)
 	}
 	if mt {
-		progress("%-17s multi-turn: %d-turn conversations, %.2f/s for %s (%.2f req/s)", pol, f.turns,
+		progress("%-17s multi-turn: %d-turn conversations, %.2f/s for %s (%.2f req/s)", d.policy, f.turns,
 			r.setup.convRate(f.mtLoad, f.turns), f.mtDuration, r.setup.convRate(f.mtLoad, f.turns)*float64(f.turns))
 		c, err := d.conversations(ctx)
 		if err != nil {

@@ -85,6 +85,15 @@ func (d *driver) client() *http.Client {
 	return d.hc
 }
 
+// newDriver returns the driver of policy over entries.
+func (r *routeRig) newDriver(policy string, entries []entry) *driver {
+	d := &driver{f: r.f, setup: r.setup, rig: r, policy: policy, entries: entries}
+	if policy == policyOracle {
+		d.oracle = bench.NewOracle(r.setup.slots())
+	}
+	return d
+}
+
 // pick returns the next entry in round-robin order, as a plain load
 // balancer in front of the nodes would.
 func (d *driver) pick() entry {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"slices"
@@ -162,6 +163,18 @@ func (r *routeReport) find(policy string, load float64) *routePoint {
 	return nil
 }
 
+// sortedPoints are the points by load, then in the order of allPolicies.
+func (r *routeReport) sortedPoints() []*routePoint {
+	out := slices.Clone(r.Points)
+	slices.SortStableFunc(out, func(a, b *routePoint) int {
+		if c := cmp.Compare(a.Load, b.Load); c != 0 {
+			return c
+		}
+		return cmp.Compare(slices.Index(allPolicies, a.Policy), slices.Index(allPolicies, b.Policy))
+	})
+	return out
+}
+
 // ratios are p's mean and p99 TTFT over the oracle's at the same load and
 // its p99 TTFT over least-connections'; 0 where unknown.
 func (r *routeReport) ratios(p *routePoint) (mean, p99, p99LC float64) {
@@ -225,6 +238,10 @@ func (r *routeReport) evaluate() {
 	r.noteSovra()
 }
 
+// maxLag is how late the load generator may start a request before the
+// report says so.
+const maxLag = 20 * time.Millisecond
+
 // noteSovra adds notes on what the sovra under test lacked or did.
 func (r *routeReport) noteSovra() {
 	ft := r.Features
@@ -240,7 +257,7 @@ func (r *routeReport) noteSovra() {
 			r.note("%s at %g%%: %d of %d answers had no %s header; queue figures are over the rest", p.Policy, p.Load, f.OK-f.QueueKnown, f.OK, hdrQueue)
 		}
 		if p.Sim.Queued > 0 {
-			r.note("%s at %g%%: the simulators queued %d requests (mean %.0fms, max %.0fms at the simulator): more requests reached an Ollama than it has slots",
+			r.note("%s at %g%%: the simulators queued %d requests for a slot (mean %.0fms, max %.0fms): more requests reached an Ollama than it has slots, or one came as another was releasing its slot",
 				p.Policy, p.Load, p.Sim.Queued, ms(p.Sim.QueueMean), ms(p.Sim.QueueMax))
 		}
 		if p.Sim.Unexpected > 0 {
@@ -248,6 +265,9 @@ func (r *routeReport) noteSovra() {
 		}
 		if p.Figures.Errors > 0 {
 			r.note("%s at %g%%: first error: %s", p.Policy, p.Load, p.Figures.FirstError)
+		}
+		if p.MaxLag > maxLag {
+			r.note("%s at %g%%: the load generator started a request %.0fms late: the machine was short of CPU", p.Policy, p.Load, ms(p.MaxLag))
 		}
 	}
 	for _, c := range r.Convs {
@@ -331,7 +351,7 @@ func (r *routeReport) writePoints(out io.Writer) {
 		head += "\t" + n.ID
 	}
 	fmt.Fprintln(tw, head+"\tnodes from\t")
-	for _, p := range r.Points {
+	for _, p := range r.sortedPoints() {
 		f := p.Figures
 		mean, p99, lc := r.ratios(p)
 		row := fmt.Sprintf("%g%%\t%.2f\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d",
