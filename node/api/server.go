@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -63,6 +64,8 @@ type Server struct {
 	base   context.Context
 	cancel context.CancelFunc
 	fresh  *freshConns
+	// streams counts the stream writers still running.
+	streams sync.WaitGroup
 	// metrics are served on /metrics.
 	metrics *metrics
 }
@@ -132,6 +135,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { done <- s.app.ShutdownWithContext(ctx) }()
 	err := s.drain(done)
 	s.cancel()
+	// Streams whose client is gone may still be ending on fasthttp's
+	// writer goroutines; they stop now that s.base is cancelled.
+	s.streams.Wait()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return errors.New("grace period over: in-flight requests were cancelled")
 	}

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"net"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/valyala/fasthttp"
 
 	"github.com/sovra/sovra/node/router"
 )
@@ -73,10 +73,16 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	c.Set("X-Accel-Buffering", "no")
 	fam := familyOf(c.Path())
 	start := info.start
+	// fasthttp runs the writer on a goroutine of its own, which may still
+	// be writing after the connection is gone and fctx was recycled: keep
+	// the connection, not fctx.
+	conn := fctx.Conn()
+	s.streams.Add(1)
 	fctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer s.streams.Done()
 		defer cancel()
 		var werr error
-		info.frames, werr = s.pump(fctx, w, first, frames)
+		info.frames, werr = s.pump(conn, w, first, frames)
 		if werr != nil {
 			cancel() // the client is gone: stop the backend
 		}
@@ -93,7 +99,7 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 			if ae.Status == StatusClientClosed {
 				break
 			}
-			s.write(fctx, w, st.fail(&Error{Status: ae.Status, Type: ae.Type, Code: ae.Code, Message: ae.Message}))
+			s.write(conn, w, st.fail(&Error{Status: ae.Status, Type: ae.Type, Code: ae.Code, Message: ae.Message}))
 		}
 		s.logRequest(info, fam, status, time.Since(start), err)
 	})
@@ -103,7 +109,7 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 // pump copies frames to the client, flushing once per burst so a fast
 // backend does not cost one syscall per token. It returns how many frames
 // it wrote.
-func (s *Server) pump(fctx *fasthttp.RequestCtx, w *bufio.Writer, first []byte, frames <-chan []byte) (int, error) {
+func (s *Server) pump(conn net.Conn, w *bufio.Writer, first []byte, frames <-chan []byte) (int, error) {
 	if _, err := w.Write(first); err != nil {
 		return 0, err
 	}
@@ -112,7 +118,7 @@ func (s *Server) pump(fctx *fasthttp.RequestCtx, w *bufio.Writer, first []byte, 
 		select {
 		case b, ok := <-frames:
 			if !ok {
-				return n, s.flush(fctx, w)
+				return n, s.flush(conn, w)
 			}
 			if _, err := w.Write(b); err != nil {
 				return n, err
@@ -121,7 +127,7 @@ func (s *Server) pump(fctx *fasthttp.RequestCtx, w *bufio.Writer, first []byte, 
 			continue
 		default:
 		}
-		if err := s.flush(fctx, w); err != nil {
+		if err := s.flush(conn, w); err != nil {
 			return n, err
 		}
 		b, ok := <-frames
@@ -137,16 +143,16 @@ func (s *Server) pump(fctx *fasthttp.RequestCtx, w *bufio.Writer, first []byte, 
 
 // flush sends what is buffered, giving a slow reader WriteTimeout per write
 // rather than for the whole stream, so long generations are not cut.
-func (s *Server) flush(fctx *fasthttp.RequestCtx, w *bufio.Writer) error {
-	if s.cfg.WriteTimeout > 0 {
-		_ = fctx.Conn().SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+func (s *Server) flush(conn net.Conn, w *bufio.Writer) error {
+	if s.cfg.WriteTimeout > 0 && conn != nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	}
 	return w.Flush()
 }
 
-func (s *Server) write(fctx *fasthttp.RequestCtx, w *bufio.Writer, b []byte) {
+func (s *Server) write(conn net.Conn, w *bufio.Writer, b []byte) {
 	if _, err := w.Write(b); err == nil {
-		_ = s.flush(fctx, w)
+		_ = s.flush(conn, w)
 	}
 }
 

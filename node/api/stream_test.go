@@ -312,3 +312,40 @@ func TestLongGenerationOutlivesWriteTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestHangupsMidStreamDoNotCrash: fasthttp writes a stream from a
+// goroutine of its own, which keeps flushing after the client is gone and
+// the request context is recycled for the next request. Many hang-ups
+// while other requests reuse contexts must not crash the server.
+func TestHangupsMidStreamDoNotCrash(t *testing.T) {
+	be := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+		for i := 0; ; i++ {
+			// Keep producing for a while after a cancellation, as a
+			// backend between two reads does.
+			if err := fn(api.ChatResponse{Model: req.Model, Message: api.Message{Role: "assistant", Content: "x"}}); err != nil && i > 200 {
+				return err
+			}
+			if i > 2000 {
+				return fn(api.ChatResponse{Model: req.Model, Done: true})
+			}
+		}
+	}}
+	url, _ := startServer(t, be, func(c *Config) { c.WriteTimeout = time.Second })
+	body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	for range 40 {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		buf := make([]byte, 512)
+		if _, err := conn.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		// Other requests reuse the recycled contexts meanwhile.
+		if st, b := post(t, url, "/v1/chat/completions", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`); st != 200 {
+			t.Fatalf("a request after a hang-up: %d %s", st, b)
+		}
+	}
+}
