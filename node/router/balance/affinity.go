@@ -84,7 +84,7 @@ func (a *Affinity) Lookup(prefix []uint64) (string, int, bool) {
 
 // affine returns the candidate that holds the request's conversation
 // prefix, when there is one and its load is within the bound.
-func (b *Balancer) affine(req Request, cands []Candidate) (int, bool) {
+func (b *Balancer) affine(req Request, cands []Candidate, eligible map[string]bool) (int, bool) {
 	if len(req.Prefix) == 0 || b.factor < 1 {
 		return 0, false
 	}
@@ -94,7 +94,7 @@ func (b *Balancer) affine(req Request, cands []Candidate) (int, bool) {
 	}
 	for i, c := range cands {
 		if c.Node == node {
-			return i, b.withinBound(cands, i)
+			return i, eligible[node] && b.withinBound(cands, i)
 		}
 	}
 	return 0, false

@@ -4,7 +4,7 @@ import (
 	"testing"
 )
 
-func conversation(turns int) []Message {
+func chatOf(turns int) []Message {
 	msgs := []Message{{"system", "You are terse."}}
 	for i := range turns {
 		msgs = append(msgs, Message{"user", "question " + string(rune('a'+i))})
@@ -16,14 +16,14 @@ func conversation(turns int) []Message {
 }
 
 func TestPrefixKeysShareTheirPrefix(t *testing.T) {
-	one, two := PrefixKeys("m", conversation(1)), PrefixKeys("m", conversation(2))
+	one, two := PrefixKeys("m", chatOf(1)), PrefixKeys("m", chatOf(2))
 	if len(one) != 2 || len(two) != 4 {
 		t.Fatalf("lengths %d %d", len(one), len(two))
 	}
 	if one[0] != two[0] || one[1] != two[1] {
 		t.Fatal("a follow-up does not share its first keys")
 	}
-	if two[2] == two[1] || PrefixKeys("other", conversation(1))[1] == one[1] {
+	if two[2] == two[1] || PrefixKeys("other", chatOf(1))[1] == one[1] {
 		t.Fatal("keys do not depend on the messages and model")
 	}
 	if PrefixKeys("m", nil) != nil {
@@ -35,9 +35,9 @@ func TestFollowUpPrefersItsReplica(t *testing.T) {
 	m := model(2, 50, 100, 50)
 	cands := []Candidate{cand("a", m, 0, 0), cand("b", m, 1, 0), cand("c", m, 0, 0)}
 	b := New(Config{Rand: seeded()})
-	first := Request{Model: "m", Prefix: PrefixKeys("m", conversation(1))}
+	first := Request{Model: "m", Prefix: PrefixKeys("m", chatOf(1))}
 	b.Served(first, "b")
-	follow := Request{Model: "m", Prefix: PrefixKeys("m", conversation(2))}
+	follow := Request{Model: "m", Prefix: PrefixKeys("m", chatOf(2))}
 	if i, why := b.Pick(follow, cands); cands[i].Node != "b" || why != ReasonAffinity {
 		t.Fatalf("follow-up went to %s (%s), want b (affinity)", cands[i].Node, why)
 	}
@@ -57,9 +57,9 @@ func TestFollowUpPrefersItsReplica(t *testing.T) {
 func TestAffinityIsBoundedByLoad(t *testing.T) {
 	m := model(2, 50, 100, 50)
 	b := New(Config{Rand: seeded()})
-	first := Request{Model: "m", Prefix: PrefixKeys("m", conversation(1))}
+	first := Request{Model: "m", Prefix: PrefixKeys("m", chatOf(1))}
 	b.Served(first, "b")
-	follow := Request{Model: "m", Prefix: PrefixKeys("m", conversation(2))}
+	follow := Request{Model: "m", Prefix: PrefixKeys("m", chatOf(2))}
 	for _, tc := range []struct {
 		name     string
 		bBusy    int
@@ -83,9 +83,9 @@ func TestAffinityIsBoundedByLoad(t *testing.T) {
 
 func TestAffinityBoundWeighsCapacity(t *testing.T) {
 	b := New(Config{Rand: seeded()})
-	first := Request{Model: "m", Prefix: PrefixKeys("m", conversation(1))}
+	first := Request{Model: "m", Prefix: PrefixKeys("m", chatOf(1))}
 	b.Served(first, "big")
-	follow := Request{Model: "m", Prefix: PrefixKeys("m", conversation(2))}
+	follow := Request{Model: "m", Prefix: PrefixKeys("m", chatOf(2))}
 	small, big := model(1, 50, 50, 50), model(4, 50, 200, 50)
 	// big holds 8 with 4 slots at 4x the speed: 16 of 17 capacity units, so
 	// its share of 10 busy is ~9.4; 1.25x that allows 12.
@@ -97,14 +97,14 @@ func TestAffinityBoundWeighsCapacity(t *testing.T) {
 
 func TestPublishedKeysReachPeers(t *testing.T) {
 	a, peer := NewAffinity(16), NewAffinity(16)
-	keys := PrefixKeys("m", conversation(1))
+	keys := PrefixKeys("m", chatOf(1))
 	a.Publish(keys[1], "node-a")
 	got, next := a.Recent(0)
 	if len(got) != 1 || got[0] != keys[1] || next != 1 {
 		t.Fatalf("recent %v next %d", got, next)
 	}
 	peer.Merge("node-a", got)
-	if n, matched, ok := peer.Lookup(PrefixKeys("m", conversation(2))); !ok || n != "node-a" || matched != 2 {
+	if n, matched, ok := peer.Lookup(PrefixKeys("m", chatOf(2))); !ok || n != "node-a" || matched != 2 {
 		t.Fatalf("peer lookup %q %d %v", n, matched, ok)
 	}
 	if more, _ := a.Recent(next); len(more) != 0 {

@@ -14,9 +14,11 @@ package balance
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sovra/sovra/node/router/load"
 )
@@ -90,6 +92,8 @@ type Config struct {
 	Affinity int
 	// Rand, when set, replaces the random source of tie breaks (tests).
 	Rand *rand.Rand
+	// Now is the clock of the conversation share meter (time.Now).
+	Now func() time.Time
 }
 
 // Defaults.
@@ -103,6 +107,7 @@ type Balancer struct {
 	policy Policy
 	factor float64
 	aff    *Affinity
+	shares *shares
 
 	mu  sync.Mutex // guards rnd
 	rnd *rand.Rand
@@ -126,8 +131,11 @@ func New(cfg Config) *Balancer {
 	if rnd == nil {
 		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Balancer{policy: cfg.Policy, factor: cfg.Factor, aff: NewAffinity(cfg.Affinity), rnd: rnd,
-		rr: map[string]*atomic.Uint64{}}
+		rr: map[string]*atomic.Uint64{}, shares: newShares(cfg.Now)}
 }
 
 // Policy is the balancer's policy.
@@ -149,17 +157,60 @@ func (b *Balancer) Pick(req Request, cands []Candidate) (int, Reason) {
 	case LeastConnections:
 		return b.argmin(cands, func(c Candidate) float64 { return float64(c.Load.Busy()) }), ReasonLeastConns
 	}
-	if i, ok := b.affine(req, cands); ok {
+	est := newEstimator(cands, req.MaxTokens)
+	eligible := b.eligible(req, cands, est)
+	if i, ok := b.affine(req, cands, eligible); ok {
 		return i, ReasonAffinity
 	}
-	est := newEstimator(cands, req.MaxTokens)
-	return b.argmin(cands, func(c Candidate) float64 { return est.finish(c) }), ReasonTTF
+	return b.argmin(cands, func(c Candidate) float64 {
+		if !eligible[c.Node] {
+			return math.Inf(1)
+		}
+		return est.finish(c)
+	}), ReasonTTF
 }
 
-// Served records that node served req, so its follow-ups prefer it.
+// conversation says whether a request is part of a conversation whose
+// later turns will follow it: it carries more than one message (a system
+// prompt, or earlier turns).
+func conversation(req Request) bool { return len(req.Prefix) > 1 }
+
+// eligible are the candidates a request may go to. A conversation may not
+// go to a node that already took more than Factor times its share of
+// capacity of this balancer's recent conversation requests, while another
+// has room; other requests may go anywhere.
+func (b *Balancer) eligible(req Request, cands []Candidate, est estimator) map[string]bool {
+	ok := make(map[string]bool, len(cands))
+	for _, c := range cands {
+		ok[c.Node] = true
+	}
+	if !conversation(req) || b.factor < 1 {
+		return ok
+	}
+	capacity := make([]float64, len(cands))
+	for i, c := range cands {
+		capacity[i] = est.capacity(c.Load.Model)
+	}
+	over := b.shares.over(cands, capacity, b.factor)
+	room := false
+	for i := range cands {
+		room = room || !over[i]
+	}
+	if room {
+		for i, c := range cands {
+			ok[c.Node] = !over[i]
+		}
+	}
+	return ok
+}
+
+// Served records that node serves req, so its follow-ups prefer it.
 func (b *Balancer) Served(req Request, node string) {
 	if len(req.Prefix) > 0 && b.factor >= 1 {
 		b.aff.Record(req.Prefix[len(req.Prefix)-1], node)
+	}
+	if conversation(req) && b.policy == TimeToFinish {
+		b.shares.add(node)
 	}
 }
 
