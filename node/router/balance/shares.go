@@ -20,9 +20,9 @@ type shares struct {
 const (
 	// shareWindow is the time constant of the decay.
 	shareWindow = 10 * time.Second
-	// shareSlack lets every node take a few requests before the bound
-	// applies, so a cold start is not decided by one or two requests.
-	shareSlack = 2
+	// shareWarm: the bound applies once the meter holds this many
+	// requests, so a cold start is not decided by one or two of them.
+	shareWarm = 10
 )
 
 func newShares(now func() time.Time) *shares {
@@ -65,9 +65,11 @@ func (s *shares) over(cands []Candidate, capacity []float64, factor float64) []b
 		capTotal += capacity[i]
 	}
 	out := make([]bool, len(cands))
+	if total < shareWarm {
+		return out
+	}
 	for i, c := range cands {
-		allowed := factor*(total+1)*capacity[i]/capTotal + shareSlack
-		out[i] = s.n[c.Node]+1 > allowed
+		out[i] = s.n[c.Node]+1 > factor*(total+1)*capacity[i]/capTotal
 	}
 	return out
 }
