@@ -1,0 +1,697 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/testnode"
+	"github.com/sovra/sovra/node"
+)
+
+// Models of the routing tests' simulated Ollamas: the default set, plus
+// llama3.1:8b answering, after ttft, at 40 tokens a second for 400
+// tokens: a stream that lasts ten seconds unless cut.
+const (
+	fastModel = "llama3.2:1b"
+	slowModel = "llama3.1:8b"
+)
+
+func routingModels(ttft time.Duration) []ollamasim.ModelConfig {
+	return append(ollamasim.DefaultModels(), ollamasim.ModelConfig{
+		Name: slowModel, Family: "llama", ParameterSize: "8.0B", Quantization: "Q4_K_M",
+		Size: 4_920_753_328, ResponseTokens: 400, TokensPerSecond: 40, TTFT: ttft,
+	})
+}
+
+// served counts the chats each simulated Ollama received, by node id.
+func (c *simCluster) served(model string) map[string]int {
+	out := map[string]int{}
+	for id, s := range c.sims {
+		out[id] = chats(s, model)
+	}
+	return out
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// routeReasons are the values Sovra-Route may take.
+var routeReasons = []string{"ttf", "affinity", "round-robin", "least-connections", "only"}
+
+// checkRoutingHeaders checks the routing headers of an answer for model
+// that node served after attempts tries.
+func checkRoutingHeaders(t *testing.T, h http.Header, model, node string, attempts int) {
+	t.Helper()
+	if got := h.Get("Sovra-Node"); got != node {
+		t.Errorf("Sovra-Node %q, want %q", got, node)
+	}
+	if got, want := h.Get("Sovra-Replica"), model+"@"+node; got != want {
+		t.Errorf("Sovra-Replica %q, want %q", got, want)
+	}
+	if got := h.Get("Sovra-Route"); !slices.Contains(routeReasons, got) {
+		t.Errorf("Sovra-Route %q, want one of %v", got, routeReasons)
+	}
+	if got := h.Get("Sovra-Attempts"); got != strconv.Itoa(attempts) {
+		t.Errorf("Sovra-Attempts %q, want %d", got, attempts)
+	}
+	if ms, err := strconv.ParseFloat(h.Get("Sovra-Queue-Ms"), 64); err != nil || ms < 0 || math.IsNaN(ms) {
+		t.Errorf("Sovra-Queue-Ms %q: %v", h.Get("Sovra-Queue-Ms"), err)
+	}
+}
+
+// TestRoutingAcrossNodes runs three nodes, each over its own simulated
+// Ollama named after it, with a deployment replicated on all three
+// ("chat") and one on c alone ("long", whose answers stream for seconds).
+func TestRoutingAcrossNodes(t *testing.T) {
+	sim := ollamasim.Config{Models: routingModels(0)}
+	c := startSimCluster(t, []simNode{{id: "a", sim: sim}, {id: "b", sim: sim}, {id: "c", sim: sim}})
+	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":3}`, "a", "b", "c")
+	c.deploy(t, `{"name":"long","model":"`+slowModel+`","replicas":1,"constraints":["zone=c"]}`, "c")
+
+	t.Run("every node serves every deployment and says where", func(t *testing.T) {
+		deps := []struct {
+			name, model string
+			on          []string // the nodes that may serve it
+		}{
+			{"chat", fastModel, []string{"a", "b", "c"}},
+			{"long", slowModel, []string{"c"}},
+		}
+		for _, d := range deps {
+			for _, entry := range c.ids {
+				for _, s := range chatShapes {
+					t.Run(d.name+"/"+entry+"/"+s.name, func(t *testing.T) {
+						before := c.served(d.model)
+						ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+						defer cancel()
+						a, err := call{url: c.url(entry), shape: s, body: s.body(d.name, "hello from "+entry, 4)}.do(ctx)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := a.complete(s); err != nil {
+							t.Fatal(err)
+						}
+						servedBy := a.header.Get("Sovra-Node")
+						if !slices.Contains(d.on, servedBy) {
+							t.Fatalf("served by %q, want one of %v", servedBy, d.on)
+						}
+						checkRoutingHeaders(t, a.header, d.model, servedBy, 1)
+						// The simulator that logged the chat is the one
+						// the headers name, and no other logged one.
+						var after map[string]int
+						eventually(t, 5*time.Second, func() bool {
+							after = c.served(d.model)
+							return total(after) > total(before)
+						}, func() string { return fmt.Sprintf("no simulator logged the chat: %v", after) })
+						for _, id := range c.ids {
+							want := before[id]
+							if id == servedBy {
+								want++
+							}
+							if after[id] != want {
+								t.Errorf("simulator %s logged %d chats, want %d (Sovra-Node %s)", id, after[id]-before[id], want-before[id], servedBy)
+							}
+						}
+					})
+				}
+			}
+		}
+	})
+
+	t.Run("a stream cut after its first byte ends in band across a hop", func(t *testing.T) {
+		if err := c.sims["c"].SetFaults(ollamasim.Faults{Drop: true, DropAfter: 3, Model: slowModel}); err != nil {
+			t.Fatal(err)
+		}
+		defer c.sims["c"].ClearFaults()
+		for _, entry := range []string{"a", "b"} {
+			for _, s := range []shape{openAIChatStream, ollamaChatStream} {
+				t.Run(entry+"/"+s.name, func(t *testing.T) {
+					dropped := c.sims["c"].Stats().Dropped
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					defer cancel()
+					a, err := call{url: c.url(entry), shape: s, body: s.body("long", "cut me", 0)}.do(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !a.cutInBand() || a.readErr != nil {
+						t.Fatalf("want a started stream ended by an in-band error and no end marker; got status %d, %d frames, done %v, error %q, read error %v",
+							a.status, a.frames, a.done, a.inBand, a.readErr)
+					}
+					if got := a.header.Get("Sovra-Node"); got != "c" {
+						t.Errorf("Sovra-Node %q, want c (a forward)", got)
+					}
+					wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer wcancel()
+					_ = c.sims["c"].WaitFor(wctx, func(st ollamasim.Stats) bool { return st.Dropped > dropped })
+					if got := c.sims["c"].Stats().Dropped; got != dropped+1 {
+						t.Errorf("the simulator on c dropped %d streams, want 1", got-dropped)
+					}
+				})
+			}
+		}
+	})
+
+	t.Run("a hang-up frees the remote backend within a second", func(t *testing.T) {
+		sim := c.sims["c"]
+		for _, stalled := range []bool{true, false} {
+			for _, s := range []shape{openAIChatStream, ollamaChatStream} {
+				name := map[bool]string{true: "stalled", false: "streaming"}[stalled] + "/" + s.name
+				t.Run(name, func(t *testing.T) {
+					if stalled {
+						// Nothing more comes: only the hang-up can end it.
+						if err := sim.SetFaults(ollamasim.Faults{Stall: true, StallAfter: 1, Model: slowModel}); err != nil {
+							t.Fatal(err)
+						}
+						defer sim.ClearFaults()
+					} else {
+						t.Skip(hangupBug)
+					}
+					cancelled := sim.Stats().Cancelled
+					var hungUp time.Time
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					defer cancel()
+					a, err := call{url: c.url("a"), shape: s, body: s.body("long", "a long story", 0),
+						firstFrame: func() bool { hungUp = time.Now(); return false }}.do(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if a.status != http.StatusOK || hungUp.IsZero() || a.header.Get("Sovra-Node") != "c" {
+						t.Fatalf("no first frame from c: %d %s %v", a.status, a.body, a.header)
+					}
+					wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer wcancel()
+					if err := sim.WaitFor(wctx, func(st ollamasim.Stats) bool { return st.Cancelled > cancelled }); err != nil {
+						t.Fatalf("the simulator on c never saw the hang-up: %+v", sim.Stats())
+					}
+					recs := sim.Cancellations()
+					last := recs[len(recs)-1]
+					if d := last.End.Sub(hungUp); d > time.Second {
+						t.Errorf("the hang-up reached the remote backend after %v", d)
+					}
+					if last.Chunks >= 400 {
+						t.Errorf("the cancelled stream ran to its end (%d chunks)", last.Chunks)
+					}
+					eventually(t, time.Second, func() bool {
+						return metric(t, c.url("c"), "sovra_running_requests", "model="+slowModel) == 0
+					}, func() string { return "node c still counts the request as running" })
+				})
+			}
+		}
+	})
+
+	t.Run("forward routes need the cluster token", func(t *testing.T) {
+		chatBody := ollamaChat.body(slowModel, "forwarded", 2)
+		cases := []struct {
+			name, method, path, body, token string
+			want                            int
+		}{
+			{"chat without token", "POST", "/internal/v1/forward/api/chat", chatBody, "", http.StatusForbidden},
+			{"chat with a wrong token", "POST", "/internal/v1/forward/api/chat", chatBody, "wrong", http.StatusForbidden},
+			{"generate without token", "POST", "/internal/v1/forward/api/generate", `{"model":"` + slowModel + `","prompt":"x","stream":false}`, "", http.StatusForbidden},
+			{"embed with a wrong token", "POST", "/internal/v1/forward/api/embed", `{"model":"nomic-embed-text","input":"x"}`, token + "x", http.StatusForbidden},
+			{"show without token", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, "", http.StatusForbidden},
+			{"load without token", "GET", "/internal/v1/load", "", "", http.StatusForbidden},
+			{"load with a wrong token", "GET", "/internal/v1/load", "", "wrong", http.StatusForbidden},
+			{"chat with the token", "POST", "/internal/v1/forward/api/chat", chatBody, token, http.StatusOK},
+			{"show with the token", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, token, http.StatusOK},
+			{"load with the token", "GET", "/internal/v1/load", "", token, http.StatusOK},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				before := c.served(slowModel)
+				req, _ := http.NewRequest(tc.method, c.url("a")+tc.path, strings.NewReader(tc.body))
+				req.Header.Set("Content-Type", "application/json")
+				if tc.token != "" {
+					req.Header.Set("Sovra-Cluster-Token", tc.token)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, raw)
+				}
+				switch {
+				case tc.want == http.StatusForbidden:
+					if !strings.Contains(string(raw), "bad_token") {
+						t.Errorf("refusal %s", raw)
+					}
+					if after := c.served(slowModel); total(after) != total(before) {
+						t.Errorf("a refused call reached a backend: %v -> %v", before, after)
+					}
+				case strings.HasSuffix(tc.path, "/chat"):
+					// Served where it landed, although the deployment's
+					// only replica is on c: never forwarded again.
+					eventually(t, 5*time.Second, func() bool { return chats(c.sims["a"], slowModel) == before["a"]+1 },
+						func() string { return "a's own Ollama never served the forwarded chat" })
+					if after := c.served(slowModel); after["c"] != before["c"] || after["b"] != before["b"] {
+						t.Errorf("a forwarded chat was forwarded again: %v -> %v", before, after)
+					}
+				case tc.path == "/internal/v1/load":
+					var ex struct {
+						Node   string
+						Models map[string]struct{ Slots int }
+					}
+					if err := json.Unmarshal(raw, &ex); err != nil || ex.Node != "a" || ex.Models[fastModel].Slots < 1 {
+						t.Errorf("load exchange %s: %v", raw, err)
+					}
+				}
+			})
+		}
+	})
+
+	t.Run("every node fetches its peers' load every interval", func(t *testing.T) {
+		// Every report a node hands out takes the next sequence number:
+		// count those a's two peers fetched, less this test's own.
+		seq := func() uint64 {
+			req, _ := http.NewRequest("GET", c.url("a")+"/internal/v1/load", nil)
+			req.Header.Set("Sovra-Cluster-Token", token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var ex struct{ Seq uint64 }
+			if err := json.NewDecoder(resp.Body).Decode(&ex); err != nil {
+				t.Fatal(err)
+			}
+			return ex.Seq
+		}
+		const interval, peers, rounds = 100 * time.Millisecond, 2, 10
+		start, first := time.Now(), seq()
+		own := uint64(0)
+		var got uint64
+		for {
+			got = seq() - first
+			own++
+			if got-own >= peers*rounds {
+				break
+			}
+			if time.Since(start) > 3*rounds*interval {
+				t.Fatalf("a's peers fetched its load %d times in %v, want %d (every %v each)", got-own, time.Since(start), peers*rounds, interval)
+			}
+			time.Sleep(interval / 4)
+		}
+		if elapsed := time.Since(start); elapsed < rounds*interval/2 {
+			t.Errorf("a's peers fetched its load %d times in %v: more often than every %v", got-own, elapsed, interval)
+		}
+	})
+}
+
+// TestRoutingSurvivesAKilledReplica kills one node's Ollama while clients
+// stream and wait for chats through all three nodes: no request that had
+// not received its first byte fails; the few streams that were running
+// on the killed Ollama end with an in-band error event; the others were
+// retried elsewhere.
+func TestRoutingSurvivesAKilledReplica(t *testing.T) {
+	sim := ollamasim.Config{TokensPerSecond: 200, ResponseTokens: 16}
+	c := startSimCluster(t, []simNode{{id: "a", sim: sim}, {id: "b", sim: sim}, {id: "c", sim: sim}})
+	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":3}`, "a", "b", "c")
+
+	const victim = "b"
+	l := startChatLoad(c.ids, c.url, "chat", 6, 0, nil)
+	t.Cleanup(func() { l.stop() })
+	l.waitCompleted(t, time.Time{}, 24)
+	if got := c.served(fastModel)[victim]; got == 0 {
+		t.Fatalf("the victim served nothing before the kill: %v", c.served(fastModel))
+	}
+	killed := time.Now()
+	if err := c.sims[victim].SetRefuse(true); err != nil {
+		t.Fatal(err)
+	}
+	l.waitCompleted(t, killed, 48)
+	outcomes := l.stop()
+
+	failed, cut, retried := judgeKill(outcomes, victim, killed)
+	retries := 0.0
+	for _, id := range c.ids {
+		retries += metric(t, c.url(id), "sovra_routing_retries_total", "model="+fastModel)
+	}
+	t.Logf("%d requests, %d streams cut in band by the kill, %d answers after a retry, %v retries counted",
+		len(outcomes), cut, retried, retries)
+	if len(failed) > 0 {
+		t.Errorf("%d of %d requests failed:\n%s", len(failed), len(outcomes), strings.Join(failed, "\n"))
+	}
+	if retries == 0 || retried == 0 {
+		t.Errorf("no request was retried (%v retries counted, %d answers said Sovra-Attempts > 1)", retries, retried)
+	}
+}
+
+// TestResidencyKeepsRequestsInTheirJurisdiction runs two EU nodes and a US
+// node with a deployment replicated on all three. Requests that allow
+// only the EU, entering every node, never reach the US node's Ollama, as
+// the simulators' own logs show; a jurisdiction without a replica, or a
+// malformed header, is the client's error.
+func TestResidencyKeepsRequestsInTheirJurisdiction(t *testing.T) {
+	c := startSimCluster(t, []simNode{
+		{id: "eu1", labels: "jurisdiction=EU"}, {id: "eu2", labels: "jurisdiction=EU"}, {id: "us", labels: "jurisdiction=US"},
+	})
+	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":3}`, "eu1", "eu2", "us")
+	eu := []string{"eu1", "eu2"}
+
+	t.Run("EU-only requests never reach the US Ollama", func(t *testing.T) {
+		before := c.served(fastModel)
+		const requests = 24
+		l := startChatLoad(c.ids, c.url, "chat", 3, 0, map[string]string{"Sovra-Jurisdiction": "EU"})
+		l.waitCompleted(t, time.Time{}, requests)
+		outcomes := l.stop()
+		for _, o := range outcomes {
+			if o.err != nil {
+				t.Fatalf("%s via %s: %v", o.shape.name, o.entry, o.err)
+			}
+			if err := o.answer.complete(o.shape); err != nil {
+				t.Fatalf("%s via %s: %v", o.shape.name, o.entry, err)
+			}
+			if n := o.answer.header.Get("Sovra-Node"); !slices.Contains(eu, n) {
+				t.Errorf("%s via %s served by %q", o.shape.name, o.entry, n)
+			}
+		}
+		var after map[string]int
+		eventually(t, 5*time.Second, func() bool {
+			after = c.served(fastModel)
+			return total(after)-total(before) >= len(outcomes)
+		}, func() string { return fmt.Sprintf("the simulators logged %v chats, want %d", after, len(outcomes)) })
+		if n := after["us"] - before["us"]; n != 0 {
+			t.Errorf("the US Ollama logged %d of the EU-only chats", n)
+		}
+		if n := after["eu1"] + after["eu2"] - before["eu1"] - before["eu2"]; n != len(outcomes) {
+			t.Errorf("the EU Ollamas logged %d chats, want %d", n, len(outcomes))
+		}
+	})
+
+	t.Run("headers", func(t *testing.T) {
+		cases := []struct {
+			name, model, header string
+			status              int
+			code                string   // error code, when the status is not 200
+			on                  []string // the nodes that may serve it, when 200
+		}{
+			{"a jurisdiction without replicas", "chat", "CH", http.StatusBadRequest, "residency_unsatisfiable", nil},
+			{"two without replicas", "chat", "CH, JP", http.StatusBadRequest, "residency_unsatisfiable", nil},
+			{"malformed", "chat", "EU;US", http.StatusBadRequest, "invalid_jurisdiction", nil},
+			{"an empty list", "chat", " , ", http.StatusBadRequest, "invalid_jurisdiction", nil},
+			{"lower case", "chat", "eu", http.StatusOK, "", eu},
+			{"a list", "chat", "CH,US", http.StatusOK, "", []string{"us"}},
+			// Not deployed: each node's own Ollama has it, and only
+			// an EU node may use its own.
+			{"a model only local Ollamas have", "deepseek-r1:1.5b", "EU", 0, "", nil},
+		}
+		for _, tc := range cases {
+			for _, entry := range c.ids {
+				t.Run(tc.name+"/"+entry, func(t *testing.T) {
+					status, code, on := tc.status, tc.code, tc.on
+					if status == 0 && entry == "us" {
+						status, code = http.StatusBadRequest, "residency_unsatisfiable"
+					} else if status == 0 {
+						status, on = http.StatusOK, []string{entry}
+					}
+					before := c.served(tc.model)
+					s := openAIChat
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					defer cancel()
+					a, err := call{url: c.url(entry), shape: s, body: s.body(tc.model, "where am I", 4),
+						header: map[string]string{"Sovra-Jurisdiction": tc.header}}.do(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if a.status != status || a.status != http.StatusOK && a.errorCode() != code {
+						t.Fatalf("%d %s, want %d %s", a.status, a.body, status, code)
+					}
+					if status != http.StatusOK {
+						if after := c.served(tc.model); total(after) != total(before) {
+							t.Errorf("a refused request reached an Ollama: %v -> %v", before, after)
+						}
+						return
+					}
+					if n := a.header.Get("Sovra-Node"); !slices.Contains(on, n) {
+						t.Errorf("served by %q, want one of %v", n, on)
+					}
+				})
+			}
+		}
+	})
+}
+
+// admissionSetup is where an admission test sends its requests (entry)
+// and where they queue: the node whose queue fills and its Ollama.
+type admissionSetup struct {
+	name             string
+	entry, queueNode string // base URLs
+	model            string
+	sim              *ollamasim.Server
+}
+
+// admissionSetups are a node alone, and a two-node cluster whose only
+// replica is on y, entered at y and (forwarded) at x. Every node has
+// the given slots and queue bound over a simulated Ollama that takes a
+// second per answer.
+func admissionSetups(t *testing.T, slots, maxQueue int) []admissionSetup {
+	slow := ollamasim.Config{TokensPerSecond: 20, ResponseTokens: 20}
+	queue := func(c *node.Config) {
+		c.Routing.Slots, c.Routing.MaxQueue, c.Routing.QueueTimeout = slots, maxQueue, 20*time.Second
+	}
+	alone := ollamasim.StartTest(t, slow)
+	n := testnode.Start(t, alone.URL(), queue)
+	c := startSimCluster(t, []simNode{{id: "x", sim: slow}, {id: "y", sim: slow}}, queue)
+	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":1,"constraints":["zone=y"]}`, "y")
+	return []admissionSetup{
+		{name: "alone", entry: n.URL(), queueNode: n.URL(), model: fastModel, sim: alone},
+		{name: "at the replica", entry: c.url("y"), queueNode: c.url("y"), model: "chat", sim: c.sims["y"]},
+		{name: "forwarded to it", entry: c.url("x"), queueNode: c.url("y"), model: "chat", sim: c.sims["y"]},
+	}
+}
+
+// ask sends a chat of the setup's model as API key key, in the
+// background; the test waits for it to end before it ends.
+func (s admissionSetup) ask(t *testing.T, key string) <-chan answer {
+	ch, ended := make(chan answer, 1), make(chan struct{})
+	t.Cleanup(func() { <-ended })
+	go func() {
+		defer close(ended)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		a, err := call{url: s.entry, shape: openAIChat, body: openAIChat.body(s.model, "queue me", 0),
+			header: map[string]string{"Authorization": "Bearer " + key}}.do(ctx)
+		if err != nil {
+			a = answer{status: -1, body: []byte(err.Error())}
+		}
+		ch <- a
+	}()
+	return ch
+}
+
+// awaitQueue waits until the queue node runs one request and queues n.
+func (s admissionSetup) awaitQueue(t *testing.T, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.sim.WaitFor(ctx, func(st ollamasim.Stats) bool { return st.Model(fastModel).Running == 1 }); err != nil {
+		t.Fatalf("no request reached the Ollama: %+v", s.sim.Stats().Model(fastModel))
+	}
+	queued := func() float64 { return metric(t, s.queueNode, "sovra_queued_requests", "model="+fastModel) }
+	eventually(t, 10*time.Second, func() bool { return queued() == float64(n) },
+		func() string { return fmt.Sprintf("%v requests queued, want %d", queued(), n) })
+}
+
+// refused checks an answer that admission control refused: the status,
+// the error code and a Retry-After of at least a second.
+func refused(t *testing.T, a answer, status int, code string) {
+	t.Helper()
+	if a.status != status || a.errorCode() != code {
+		t.Fatalf("%d %s, want %d %s", a.status, a.body, status, code)
+	}
+	if s, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || s < 1 {
+		t.Errorf("Retry-After %q", a.header.Get("Retry-After"))
+	}
+}
+
+// TestAdmissionQueuesPerClientKey floods a model whose node runs one
+// request at a time and queues two, from one API key: the key is turned
+// away with 429 at once, long before the queue timeout, while a second
+// key still gets its turn.
+func TestAdmissionQueuesPerClientKey(t *testing.T) {
+	for _, s := range admissionSetups(t, 1, 2) {
+		t.Run(s.name, func(t *testing.T) {
+			a1 := s.ask(t, "a")
+			s.awaitQueue(t, 0)
+			a2 := s.ask(t, "a")
+			s.awaitQueue(t, 1)
+			a3 := s.ask(t, "a")
+			s.awaitQueue(t, 2)
+
+			begin := time.Now()
+			refused(t, <-s.ask(t, "a"), http.StatusTooManyRequests, "rate_limit_exceeded")
+			if d := time.Since(begin); d > time.Second {
+				t.Errorf("the 429 took %v", d)
+			}
+			// Another key pushes the flooding key's newest waiter out.
+			b1 := s.ask(t, "b")
+			select {
+			case a := <-a3:
+				refused(t, a, http.StatusTooManyRequests, "rate_limit_exceeded")
+			case <-time.After(2 * time.Second):
+				t.Fatal("the other key did not push the flooding key's newest request out")
+			}
+			for i, ch := range []<-chan answer{b1, a1, a2} {
+				if a := <-ch; a.complete(openAIChat) != nil {
+					t.Errorf("request %d: %v", i, a.complete(openAIChat))
+				}
+			}
+		})
+	}
+}
+
+// TestAdmissionWithoutAQueueAnswers503 gives the node no queue: a request
+// that finds the one slot busy gets 503 server_overloaded at once.
+func TestAdmissionWithoutAQueueAnswers503(t *testing.T) {
+	for _, s := range admissionSetups(t, 1, 0) {
+		t.Run(s.name, func(t *testing.T) {
+			a1 := s.ask(t, "a")
+			s.awaitQueue(t, 0)
+			begin := time.Now()
+			refused(t, <-s.ask(t, "b"), http.StatusServiceUnavailable, "server_overloaded")
+			if d := time.Since(begin); d > 500*time.Millisecond {
+				t.Errorf("the 503 took %v", d)
+			}
+			if a := <-a1; a.complete(openAIChat) != nil {
+				t.Errorf("the running request: %v", a.complete(openAIChat))
+			}
+		})
+	}
+}
+
+// failedChats counts the chats of model a simulated Ollama answered with
+// its fail fault.
+func failedChats(s *ollamasim.Server, model string) int {
+	n := 0
+	for _, r := range s.Requests() {
+		if r.Endpoint == "/api/chat" && r.Model == model && r.Fault == ollamasim.FaultFail {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBreakerLeavesAFailingReplicaOut runs two nodes that choose replicas
+// round robin, so each would send every other request to b. b's Ollama
+// answers 500 at once: after three failures each node leaves b out,
+// clients see no failure, and after five seconds one probe brings b back
+// once it is healthy. Clients that cancel do not trip a healthy replica.
+func TestBreakerLeavesAFailingReplicaOut(t *testing.T) {
+	const breakerOpen = 5 * time.Second
+	sim := ollamasim.Config{Models: routingModels(2 * time.Second)}
+	c := startSimCluster(t, []simNode{{id: "a", sim: sim}, {id: "b", sim: sim}},
+		func(c *node.Config) { c.Routing.Policy = "round-robin" })
+	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":2}`, "a", "b")
+	c.deploy(t, `{"name":"long","model":"`+slowModel+`","replicas":1,"constraints":["zone=b"]}`, "b")
+	ask := func(t *testing.T, entry string, s shape, dep string, maxTokens int) answer {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		a, err := call{url: c.url(entry), shape: s, body: s.body(dep, "breaker", maxTokens)}.do(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+
+	var trippedOnA time.Time // when a's breaker for b opened, about
+	t.Run("a replica failing at once is left out after three failures", func(t *testing.T) {
+		if err := c.sims["b"].SetFaults(ollamasim.Faults{Fail: true, Model: fastModel}); err != nil {
+			t.Fatal(err)
+		}
+		begin, retriedOnA := time.Now(), 0
+		for i := range 24 {
+			entry, s := c.ids[i%2], chatShapes[(i/2)%len(chatShapes)]
+			a := ask(t, entry, s, "chat", 4)
+			if err := a.complete(s); err != nil {
+				t.Fatalf("%s via %s: %v", s.name, entry, err)
+			}
+			if n := a.header.Get("Sovra-Node"); n != "a" {
+				t.Fatalf("%s via %s served by %q", s.name, entry, n)
+			}
+			if entry == "a" && a.header.Get("Sovra-Attempts") == "2" {
+				if retriedOnA++; retriedOnA == 3 {
+					trippedOnA = time.Now()
+				}
+			}
+		}
+		// Three failures per entry node, and a probe for every rest
+		// that ended meanwhile.
+		fails, probes := failedChats(c.sims["b"], fastModel), 2*int(time.Since(begin)/breakerOpen)
+		if fails < 6 || fails > 6+probes {
+			t.Errorf("b's Ollama failed %d chats, want 6 (+%d probes)", fails, probes)
+		}
+		for _, id := range c.ids {
+			if n := metric(t, c.url(id), "sovra_breaker_trips_total", "node=b", "model="+fastModel); n < 1 {
+				t.Errorf("node %s counts %v trips of b's breaker", id, n)
+			}
+		}
+		if trippedOnA.IsZero() {
+			t.Fatalf("a retried %d requests after b failed, want 3", retriedOnA)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("after the rest one probe brings the healed replica back", func(t *testing.T) {
+		if err := c.sims["b"].ClearFaults(); err != nil {
+			t.Fatal(err)
+		}
+		var back time.Time
+		eventually(t, 2*breakerOpen, func() bool {
+			if ask(t, "a", openAIChat, "chat", 4).header.Get("Sovra-Node") == "b" {
+				back = time.Now()
+			}
+			return !back.IsZero()
+		}, func() string { return "b never served again" })
+		if d := back.Sub(trippedOnA); d < breakerOpen-200*time.Millisecond || d > breakerOpen+2*time.Second {
+			t.Errorf("b served again %v after a's breaker opened, want about %v", d, breakerOpen)
+		}
+	})
+
+	t.Run("client cancellations do not trip a healthy replica", func(t *testing.T) {
+		// b holds the only replica of long, whose first token comes
+		// after two seconds: these clients give up before it.
+		sim := c.sims["b"]
+		cancelled := sim.Stats().Cancelled
+		const clients = 5
+		for i := range clients {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			a, err := call{url: c.url("a"), shape: openAIChatStream, body: openAIChatStream.body("long", "never mind", 4)}.do(ctx)
+			cancel()
+			if err == nil {
+				t.Fatalf("client %d got an answer before it gave up: %d %s", i, a.status, a.body)
+			}
+		}
+		wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer wcancel()
+		if err := sim.WaitFor(wctx, func(st ollamasim.Stats) bool { return st.Cancelled >= cancelled+clients }); err != nil {
+			t.Fatalf("b's Ollama saw %d cancellations, want %d", sim.Stats().Cancelled-cancelled, clients)
+		}
+		if n := metric(t, c.url("a"), "sovra_breaker_trips_total", "node=b", "model="+slowModel); n != 0 {
+			t.Errorf("cancellations tripped b's breaker %v times", n)
+		}
+		a := ask(t, "a", openAIChat, "long", 2)
+		if err := a.complete(openAIChat); err != nil || a.header.Get("Sovra-Node") != "b" {
+			t.Errorf("after the cancellations: %v, served by %q", err, a.header.Get("Sovra-Node"))
+		}
+	})
+}
