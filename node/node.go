@@ -98,7 +98,11 @@ func (c RoutingConfig) router(reg prometheus.Registerer, view *load.View) router
 	if factor == 0 {
 		factor = -1 // zero means off here, not the default
 	}
-	return router.Config{Policy: p, AffinityFactor: factor, Slots: c.Slots, MaxQueue: max(c.MaxQueue, 0),
+	queue := c.MaxQueue
+	if queue == 0 {
+		queue = -1 // zero means none may wait here, not the default
+	}
+	return router.Config{Policy: p, AffinityFactor: factor, Slots: c.Slots, MaxQueue: queue,
 		QueueTimeout: c.QueueTimeout, View: view, Registerer: reg}
 }
 

@@ -129,7 +129,6 @@ func TestRoutingOnRealOllama(t *testing.T) {
 	})
 
 	t.Run("a hang-up on a forwarded stream frees the remote Ollama", func(t *testing.T) {
-		t.Skip(hangupBug)
 		for _, s := range []shape{openAIChatStream, ollamaChatStream} {
 			t.Run(s.name, func(t *testing.T) {
 				before := served()

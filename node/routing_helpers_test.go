@@ -25,13 +25,6 @@ import (
 // node has its own backend, request shapes of both API families, a reader
 // that classifies how an answer ended, and a /metrics reader.
 
-// hangupBug skips the tests whose client hangs up on a stream that is
-// still producing frames: the node that client entered panics (a nil
-// pointer dereference; under -race, first a data race), which ends the
-// whole test binary. Remove it once node/api/stream.go is fixed.
-const hangupBug = "BUG: node/api/stream.go:142 Server.flush (from the body stream writer) reads fctx.Conn() after " +
-	"fasthttp released the RequestCtx of a client that hung up mid-stream; Conn() is nil and the node panics"
-
 // simNode describes one node of a routing test cluster: its id, labels
 // ("k=v,k=v"; a zone=<id> label is added) and its simulated Ollama, whose
 // Name is set to the node's id so records tell who served a request.

@@ -177,8 +177,6 @@ func TestRoutingAcrossNodes(t *testing.T) {
 							t.Fatal(err)
 						}
 						defer sim.ClearFaults()
-					} else {
-						t.Skip(hangupBug)
 					}
 					cancelled := sim.Stats().Cancelled
 					var hungUp time.Time
@@ -249,7 +247,7 @@ func TestRoutingAcrossNodes(t *testing.T) {
 				}
 				switch {
 				case tc.want == http.StatusForbidden:
-					if !strings.Contains(string(raw), "bad_token") {
+					if !strings.Contains(string(raw), "cluster token") {
 						t.Errorf("refusal %s", raw)
 					}
 					if after := c.served(slowModel); total(after) != total(before) {
@@ -565,7 +563,13 @@ func TestAdmissionWithoutAQueueAnswers503(t *testing.T) {
 			a1 := s.ask(t, "a")
 			s.awaitQueue(t, 0)
 			begin := time.Now()
-			refused(t, <-s.ask(t, "b"), http.StatusServiceUnavailable, "server_overloaded")
+			// Over a forward the replica's refusal reaches the entry node
+			// as a busy Ollama: backend_overloaded, still 503 at once.
+			code := "server_overloaded"
+			if s.entry != s.queueNode {
+				code = "backend_overloaded"
+			}
+			refused(t, <-s.ask(t, "b"), http.StatusServiceUnavailable, code)
 			if d := time.Since(begin); d > 500*time.Millisecond {
 				t.Errorf("the 503 took %v", d)
 			}

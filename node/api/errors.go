@@ -161,7 +161,7 @@ func familyOf(path string) family {
 	switch {
 	case strings.HasPrefix(path, "/v1/messages"):
 		return familyAnthropic
-	case strings.HasPrefix(path, "/api/"):
+	case strings.HasPrefix(path, "/api/"), strings.HasPrefix(path, "/internal/v1/forward/api/"):
 		return familyOllama
 	}
 	return familyOpenAI

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -164,6 +165,13 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	ae := toAPIError(err)
 	if ae.Status >= 500 && ae.Code == "internal_error" {
 		s.log.Error("unexpected error", zap.String("path", c.Path()), zap.Error(err))
+	}
+	if requestInfo(c).forwarded && errors.Is(err, backend.ErrUnavailable) {
+		// Tell the forwarding node that this replica's Ollama is down,
+		// not busy: 503 would read as busy, 502 as a failing replica.
+		cp := *ae
+		cp.Status = http.StatusBadGateway
+		ae = &cp
 	}
 	return writeError(c, ae)
 }

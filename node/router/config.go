@@ -20,7 +20,8 @@ type Config struct {
 	// Slots is how many generations of one model the local Ollama runs at
 	// once (its OLLAMA_NUM_PARALLEL).
 	Slots int
-	// MaxQueue bounds the requests waiting for a slot, per model.
+	// MaxQueue bounds the requests waiting for a slot, per model
+	// (DefaultMaxQueue when 0; negative: none may wait).
 	MaxQueue int
 	// QueueTimeout bounds a request's wait for a slot.
 	QueueTimeout time.Duration
@@ -51,8 +52,11 @@ func (c Config) withDefaults() Config {
 	if c.Slots <= 0 {
 		c.Slots = DefaultSlots
 	}
-	if c.MaxQueue == 0 {
+	switch {
+	case c.MaxQueue == 0:
 		c.MaxQueue = DefaultMaxQueue
+	case c.MaxQueue < 0:
+		c.MaxQueue = 0
 	}
 	if c.QueueTimeout <= 0 {
 		c.QueueTimeout = DefaultQueueTimeout

@@ -83,10 +83,14 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 	breq := balance.Request{Model: pl.tag, MaxTokens: q.maxTokens, Prefix: q.prefix}
 	tried := map[string]bool{}
 	start := time.Now()
+	var last error
 	for n := 0; ; n++ {
 		cands := r.candidates(pl, tried)
 		if len(cands) == 0 {
-			return fmt.Errorf("%w: every replica of %s is failing or was tried", backend.ErrUnavailable, q.model)
+			if last != nil {
+				return last
+			}
+			return fmt.Errorf("%w: every replica of %s is failing", backend.ErrUnavailable, q.model)
 		}
 		i, why := r.bal.Pick(breq, cands)
 		node := cands[i].Node
@@ -102,6 +106,7 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 			return err
 		}
 		tried[node] = true
+		last = err
 		r.met.retried(pl.tag)
 	}
 }
