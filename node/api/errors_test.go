@@ -14,6 +14,7 @@ import (
 
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/router"
+	"github.com/sovra/sovra/node/router/admit"
 )
 
 type errorCase struct {
@@ -27,6 +28,7 @@ type errorCase struct {
 	param      string
 	code       string
 	retryAfter string
+	header     [2]string // a request header to set, when not empty
 }
 
 func TestOpenAIErrors(t *testing.T) {
@@ -56,6 +58,12 @@ func TestOpenAIErrors(t *testing.T) {
 		{name: "overloaded", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: busy", backend.ErrOverloaded), status: 503, code: "backend_overloaded", retryAfter: "1"},
 		{name: "unreachable", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: refused", backend.ErrUnavailable), status: 503, code: "backend_unavailable", retryAfter: "2"},
 		{name: "model loading", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("wait: %w", &router.LoadingError{Deployment: "m", Progress: "pulling 37% on node n2", RetryAfter: 5 * time.Second}), status: 503, errType: "service_unavailable_error", code: "model_loading", retryAfter: "5"},
+		{name: "client over its share", path: "/v1/chat/completions", body: chat, chatErr: &admit.RejectError{Reason: admit.ErrKeyOverShare, RetryAfter: 2500 * time.Millisecond}, status: 429, errType: "rate_limit_error", code: "rate_limit_exceeded", retryAfter: "3"},
+		{name: "queue wait too long", path: "/v1/chat/completions", body: chat, chatErr: &admit.RejectError{Reason: admit.ErrWaitTooLong, RetryAfter: 4 * time.Second}, status: 503, code: "server_overloaded", retryAfter: "4"},
+		{name: "rate limited over a hop", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: slow down", backend.ErrRateLimited), status: 429, code: "rate_limit_exceeded", retryAfter: "1"},
+		{name: "no replica in the jurisdiction", path: "/v1/chat/completions", body: chat, chatErr: &router.ResidencyError{Model: "m", Allowed: []string{"CH"}, Elsewhere: []string{"EU"}}, status: 400, code: "residency_unsatisfiable"},
+		{name: "jurisdiction's replica not ready", path: "/v1/chat/completions", body: chat, chatErr: &router.ResidencyError{Model: "m", Allowed: []string{"EU"}, NotReady: true}, status: 503, code: "no_ready_replica_in_jurisdiction", retryAfter: "5"},
+		{name: "bad jurisdiction header", path: "/v1/chat/completions", body: chat, header: [2]string{HeaderJurisdiction, "EU;US"}, status: 400, code: "invalid_jurisdiction"},
 		{name: "backend rejects", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: no thinking", backend.ErrBadRequest), status: 400, errType: "invalid_request_error"},
 		{name: "backend fails", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("%w: boom", backend.ErrFailed), status: 502},
 		{name: "bug is 500", path: "/v1/chat/completions", body: chat, chatErr: fmt.Errorf("nil map"), status: 500, code: "internal_error"},
@@ -89,6 +97,9 @@ func checkOpenAIError(t *testing.T, url string, tc errorCase) {
 	}
 	req, _ := http.NewRequest(method, url+tc.path, strings.NewReader(tc.body))
 	req.Header.Set("Content-Type", "application/json")
+	if tc.header[0] != "" {
+		req.Header.Set(tc.header[0], tc.header[1])
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -140,6 +140,9 @@ func routingError(err error) *Error {
 	}
 	var res *router.ResidencyError
 	switch {
+	case errors.As(err, &res) && res.NotReady:
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "no_ready_replica_in_jurisdiction",
+			Message: res.Error() + "; retry shortly", RetryAfter: 5}
 	case errors.As(err, &res):
 		return &Error{Status: http.StatusBadRequest, Type: typeInvalid, Code: "residency_unsatisfiable",
 			Message: res.Error()}

@@ -84,10 +84,16 @@ type ResidencyError struct {
 	Allowed []string
 	// Elsewhere are the jurisdictions that do hold a ready replica.
 	Elsewhere []string
+	// NotReady: a replica is placed in an allowed jurisdiction but is not
+	// ready (loading, or its node is down), so a retry may succeed.
+	NotReady bool
 }
 
 func (e *ResidencyError) Error() string {
 	msg := fmt.Sprintf("no ready replica of model %s in the allowed jurisdictions %s", e.Model, strings.Join(e.Allowed, ","))
+	if e.NotReady {
+		msg += " (a replica there is not ready yet)"
+	}
 	if len(e.Elsewhere) > 0 {
 		msg += fmt.Sprintf(" (replicas are ready in %s; the request was not sent there)", strings.Join(e.Elsewhere, ","))
 	}

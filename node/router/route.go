@@ -145,7 +145,11 @@ func (r *Router) plan(ctx context.Context, model string) (plan, error) {
 		pl.byID[n.ID] = n
 	}
 	if len(pl.nodes) == 0 && (len(elsewhere) > 0 || !meta.allows(r.selfLabels())) {
-		return plan{}, &ResidencyError{Model: model, Allowed: meta.Jurisdictions, Elsewhere: elsewhere}
+		e := &ResidencyError{Model: model, Allowed: meta.Jurisdictions, Elsewhere: elsewhere}
+		for _, labels := range m.placed {
+			e.NotReady = e.NotReady || meta.allows(labels)
+		}
+		return plan{}, e
 	}
 	return pl, nil
 }

@@ -332,3 +332,23 @@ func TestModelNamesClientsChooseAreBounded(t *testing.T) {
 		t.Fatalf("label of a known name = %q", got)
 	}
 }
+
+func TestResidencyWhileTheAllowedReplicaIsNotReady(t *testing.T) {
+	s := cluster3()
+	s.Placements["chat\x00a"].State = state.PlacementLoading
+	s.Nodes["b"].Status = state.NodeDown
+	reps := fresh()
+	r := New("c", reps["c"], fixed{s}, func(n state.Node) (backend.Backend, error) { return reps[n.ID], nil })
+	err := r.Chat(WithMeta(context.Background(), Meta{Jurisdictions: []string{"EU"}}), &api.ChatRequest{Model: "chat"}, func(api.ChatResponse) error { return nil })
+	var re *ResidencyError
+	if !errors.As(err, &re) || !re.NotReady {
+		t.Fatalf("EU replicas loading or down: %v, want a residency error that says they are not ready", err)
+	}
+	if reps["c"].calls.Load() != 0 {
+		t.Fatal("the US replica served an EU-only request")
+	}
+	err = r.Chat(WithMeta(context.Background(), Meta{Jurisdictions: []string{"CH"}}), &api.ChatRequest{Model: "chat"}, func(api.ChatResponse) error { return nil })
+	if !errors.As(err, &re) || re.NotReady {
+		t.Fatalf("no replica in CH at all: %v, want a residency error that is not temporary", err)
+	}
+}

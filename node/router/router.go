@@ -143,6 +143,8 @@ type matched struct {
 	tag   string
 	nodes []state.Node
 	idle  []idleInfo
+	// placed are the labels of the nodes holding a replica in any state.
+	placed []map[string]string
 }
 
 func (r *Router) match(model string) matched {
@@ -155,7 +157,12 @@ func (r *Router) match(model string) matched {
 			}
 			m.tag = d.Model
 			for _, p := range s.PlacementsOf(d.Name) {
-				if n, ok := s.Nodes[p.Node]; ok && p.State == state.PlacementReady && n.Status == state.NodeReady {
+				n, ok := s.Nodes[p.Node]
+				if !ok {
+					continue
+				}
+				m.placed = append(m.placed, n.Labels)
+				if p.State == state.PlacementReady && n.Status == state.NodeReady {
 					m.nodes = append(m.nodes, *n)
 				}
 			}
