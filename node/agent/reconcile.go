@@ -138,7 +138,10 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 	for {
 		changed := l.r.State.Changed()
-		wait := l.pass(ctx)
+		wake := l.pass(ctx)
+		// Measured now, not when the pass began: time the pass took (or a
+		// test's clock moved meanwhile) counts toward the wait.
+		wait := max(wake.Sub(l.clock.Now()), 0)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -324,9 +327,9 @@ func (l *loop) sync(ctx context.Context) bool {
 	}
 }
 
-// pass reconciles once and returns how long Run may sleep before the next
-// pass when nothing wakes it.
-func (l *loop) pass(ctx context.Context) time.Duration {
+// pass reconciles once and returns when the next pass is due if nothing
+// wakes Run before.
+func (l *loop) pass(ctx context.Context) time.Time {
 	now := l.clock.Now()
 	l.reap(now)
 	want := l.desired()

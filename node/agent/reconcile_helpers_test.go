@@ -362,29 +362,33 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.waiters = kept
 }
 
-// nextShort waits until a timer due within limit is pending and returns
-// how far ahead the earliest one is.
-func (c *fakeClock) nextShort(t *testing.T, limit time.Duration) time.Duration {
+// await waits until a timer due exactly d from now is pending: the wait
+// the loop chose.
+func (c *fakeClock) await(t *testing.T, d time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	for {
 		c.mu.Lock()
-		best, found := limit, false
+		found := false
 		for _, w := range c.waiters {
-			if d := w.at.Sub(c.now); d <= best {
-				best, found = d, true
-			}
+			found = found || w.at.Sub(c.now) == d
 		}
 		changed := c.changed
 		c.mu.Unlock()
 		if found {
-			return best
+			return
 		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			t.Fatalf("no timer within %v was set", limit)
+			c.mu.Lock()
+			pending := make([]time.Duration, 0, len(c.waiters))
+			for _, w := range c.waiters {
+				pending = append(pending, w.at.Sub(c.now))
+			}
+			c.mu.Unlock()
+			t.Fatalf("no timer of %v was set (pending: %v)", d, pending)
 		}
 	}
 }

@@ -125,9 +125,9 @@ func (l *loop) send(ctx context.Context, dep string, rep report, now time.Time) 
 	return true
 }
 
-// nextWake is the time until the earliest thing due: a resync, a retry, a
+// nextWake is when the earliest thing is due: a resync, a retry, a
 // report retry or a throttled progress report.
-func (l *loop) nextWake(now time.Time) time.Duration {
+func (l *loop) nextWake(now time.Time) time.Time {
 	next := l.observeAt
 	consider := func(t time.Time) {
 		if t.After(now) && t.Before(next) {
@@ -141,5 +141,8 @@ func (l *loop) nextWake(now time.Time) time.Duration {
 	}
 	consider(l.reportRetryAt)
 	consider(l.progressWake)
-	return max(next.Sub(now), 0)
+	if next.Before(now) {
+		return now
+	}
+	return next
 }

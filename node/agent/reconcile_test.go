@@ -259,9 +259,7 @@ func TestReconcilerBacksOffExponentially(t *testing.T) {
 	expectRetry := func(n int, want time.Duration) {
 		t.Helper()
 		h.waitSim("the failed load", func(ollamasim.Stats) bool { return failedLoads() == n })
-		if got := clock.nextShort(t, time.Minute); got != want {
-			t.Fatalf("wait after failure %d = %v, want %v", n, got, want)
-		}
+		clock.await(t, want)
 		clock.Advance(want)
 	}
 	for n, want := range []time.Duration{10, 20, 40, 40, 40} {
@@ -269,7 +267,8 @@ func TestReconcilerBacksOffExponentially(t *testing.T) {
 	}
 	h.waitSim("the sixth load", func(ollamasim.Stats) bool { return failedLoads() == 6 })
 	h.sim.SetFail(false)
-	clock.Advance(clock.nextShort(t, time.Minute))
+	clock.await(t, 40*time.Millisecond)
+	clock.Advance(40 * time.Millisecond)
 	h.waitState("d1", state.PlacementReady)
 
 	// A success resets the backoff: Ollama loses the model, the next
@@ -278,9 +277,8 @@ func TestReconcilerBacksOffExponentially(t *testing.T) {
 	unload(t, h.ollama, diskModel)
 	clock.Advance(time.Hour)
 	h.waitSim("the failed reload", func(ollamasim.Stats) bool { return failedLoads() == 7 })
-	if got := clock.nextShort(t, time.Minute); got != 10*time.Millisecond {
-		t.Fatalf("wait after the first failure since a success = %v, want 10ms", got)
-	}
+	// The first failure since a success waits RetryMin again.
+	clock.await(t, 10*time.Millisecond)
 }
 
 // unload unloads a model behind the reconciler's back.
