@@ -17,6 +17,7 @@ import (
 	"github.com/sovra/sovra/internal/testcerts"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/node"
+	loadview "github.com/sovra/sovra/node/router/load"
 )
 
 const token = "s3cret"
@@ -238,4 +239,18 @@ func TestMutualTLSNodes(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("internal call without a client certificate: %d", resp.StatusCode)
 	}
+	// The same holds for the load route, even with the right token...
+	req, _ = http.NewRequest("GET", n1.URL()+"/internal/v1/load", nil)
+	req.Header.Set("Sovra-Cluster-Token", token)
+	if resp, err = client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("load without a client certificate: %d", resp.StatusCode)
+	}
+	// ...while the nodes, which have one, exchange their load.
+	eventually(t, 10*time.Second, func() bool {
+		return n1.Router().View().Health("n2") == loadview.Fresh && n2.Router().View().Health("n1") == loadview.Fresh
+	}, func() string { return "the nodes do not exchange load over mutual TLS" })
 }

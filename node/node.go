@@ -275,6 +275,9 @@ func (n *Node) URL() string {
 	return "http://" + n.Addr()
 }
 
+// Router routes the node's inference requests.
+func (n *Node) Router() *router.Router { return n.router }
+
 // Cluster is the node's cluster membership, or nil when it serves alone.
 func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 
