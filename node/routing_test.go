@@ -274,6 +274,42 @@ func TestRoutingAcrossNodes(t *testing.T) {
 		}
 	})
 
+	t.Run("operators see what routing sees", func(t *testing.T) {
+		type view struct {
+			Policy   string `json:"policy"`
+			Replicas []struct {
+				Deployment, Node, Health, Breaker string
+				Local                             bool
+				Slots                             int
+			} `json:"replicas"`
+		}
+		var v view
+		eventually(t, 5*time.Second, func() bool {
+			v = view{}
+			if admin(t, "GET", c.url("a")+"/admin/v1/routing", "", &v) != http.StatusOK || len(v.Replicas) != 4 {
+				return false
+			}
+			for _, r := range v.Replicas {
+				if r.Health != "fresh" || r.Breaker != "closed" || r.Slots < 1 || r.Local != (r.Node == "a") {
+					return false
+				}
+			}
+			return true
+		}, func() string { return fmt.Sprintf("a's routing view: %+v", v) })
+		if v.Policy != "ttf" || v.Replicas[0].Deployment != "chat" || v.Replicas[3].Deployment != "long" || v.Replicas[3].Node != "c" {
+			t.Fatalf("a's routing view: %+v", v)
+		}
+		req, _ := http.NewRequest("GET", c.url("a")+"/admin/v1/routing", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("routing view without the token: %d", resp.StatusCode)
+		}
+	})
+
 	t.Run("every node fetches its peers' load every interval", func(t *testing.T) {
 		// Every report a node hands out takes the next sequence number:
 		// count those a's two peers fetched, less this test's own.

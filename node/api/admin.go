@@ -41,6 +41,7 @@ type Cluster interface {
 func (s *Server) adminRoutes(cl Cluster) {
 	s.app.All("/internal/v1/cluster/*", s.requirePeerCert, adaptor.HTTPHandler(cl.Handler()))
 	a := s.app.Group("/admin/v1", s.requireAdmin)
+	a.Get("/routing", s.routingView)
 	a.Get("/cluster", func(c *fiber.Ctx) error {
 		st, err := cl.Status(c.UserContext())
 		if err != nil {

@@ -152,3 +152,23 @@ func routingError(err error) *Error {
 	}
 	return nil
 }
+
+// replicaLister is a backend that shows what it routes by (*router.Router).
+type replicaLister interface {
+	Replicas() []router.ReplicaView
+	PolicyName() string
+}
+
+// routingView answers GET /admin/v1/routing: this node's view of every
+// ready replica (load, report age, health, breaker), as it routes by it.
+func (s *Server) routingView(c *fiber.Ctx) error {
+	rl, ok := s.be.(replicaLister)
+	if !ok {
+		return fiber.ErrNotFound
+	}
+	reps := rl.Replicas()
+	if reps == nil {
+		reps = []router.ReplicaView{}
+	}
+	return c.JSON(fiber.Map{"policy": rl.PolicyName(), "replicas": reps})
+}

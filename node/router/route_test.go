@@ -352,3 +352,31 @@ func TestResidencyWhileTheAllowedReplicaIsNotReady(t *testing.T) {
 		t.Fatalf("no replica in CH at all: %v, want a residency error that is not temporary", err)
 	}
 }
+
+func TestReplicasShowWhatRoutingSees(t *testing.T) {
+	reps := fresh()
+	reps["b"].err = fmt.Errorf("%w: 500", backend.ErrFailed)
+	view := load.NewView(load.ViewConfig{})
+	view.Update(load.Report{Node: "c", Seq: 1, Models: map[string]load.Model{"m:1": {Running: 2, Queued: 1, Slots: 4, TokensPerSec: 50}}})
+	g := newRig(t, "a", Config{Policy: balance.RoundRobin, View: view}, reps)
+	for range 9 {
+		_, _, _ = g.chat(context.Background(), Meta{})
+	}
+	got := g.r.Replicas()
+	if len(got) != 3 {
+		t.Fatalf("%d replicas, want 3: %+v", len(got), got)
+	}
+	a, b, c := got[0], got[1], got[2]
+	if a.Node != "a" || !a.Local || a.Health != "fresh" || a.Slots != 1 || a.TokensPerSec != 100 {
+		t.Errorf("local replica %+v", a)
+	}
+	if b.Node != "b" || b.Breaker != "open" {
+		t.Errorf("failing replica %+v, want its breaker open", b)
+	}
+	if c.Node != "c" || c.Running != 2 || c.Queued != 1 || c.Slots != 4 || c.Health != "fresh" || c.Breaker != "closed" {
+		t.Errorf("reported replica %+v", c)
+	}
+	if g.r.PolicyName() != "round-robin" {
+		t.Errorf("policy %q", g.r.PolicyName())
+	}
+}
