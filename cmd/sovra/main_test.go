@@ -70,6 +70,10 @@ func TestSettingsErrors(t *testing.T) {
 		{name: "bad env duration", env: map[string]string{"SOVRA_SHUTDOWN_GRACE": "soon"}, want: "SOVRA_SHUTDOWN_GRACE"},
 		{name: "bad address", args: []string{"--http-addr", "nonsense"}, want: "http address"},
 		{name: "tiny body limit", args: []string{"--max-body-bytes", "10"}, want: "too small"},
+		{name: "unknown routing policy", args: []string{"--routing-policy", "random"}, want: "unknown routing policy"},
+		{name: "no slots", args: []string{"--slots", "0"}, want: "slots must be at least 1"},
+		{name: "negative queue", env: map[string]string{"SOVRA_QUEUE_MAX": "-1"}, want: "queue size"},
+		{name: "slow load exchange", args: []string{"--load-interval", "5s"}, want: "load interval"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,6 +95,9 @@ func TestExampleConfigParses(t *testing.T) {
 	}
 	if s.node.NodeID != "gpu-host-1" || s.logFormat != "json" {
 		t.Errorf("example config not applied: %+v", s.node)
+	}
+	if r := s.node.Routing; r.Policy != "ttf" || r.Slots != 1 || r.MaxQueue != 64 || r.LoadInterval != 100*time.Millisecond {
+		t.Errorf("example routing settings not applied: %+v", r)
 	}
 }
 
