@@ -1,14 +1,28 @@
 package api
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // peeker returns a func that reports whether the peer closed conn, or nil
-// where the connection cannot be peeked (TLS, in-memory test conns).
+// where the connection's socket cannot be reached (in-memory test conns).
 func peeker(conn net.Conn) func() bool {
+	if tc, ok := conn.(*tls.Conn); ok {
+		// A TLS client that hangs up sends a close_notify record before
+		// its FIN, so peeking finds data, not an end of file: ask the
+		// kernel for the TCP state instead.
+		return socketCheck(tc.NetConn(), peerClosedTCP)
+	}
+	return socketCheck(conn, peerClosedPeek)
+}
+
+// socketCheck runs check on conn's socket.
+func socketCheck(conn net.Conn, check func(fd int, buf []byte) bool) func() bool {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return nil
@@ -20,15 +34,34 @@ func peeker(conn net.Conn) func() bool {
 	buf := make([]byte, 1)
 	return func() bool {
 		closed := false
-		cerr := raw.Control(func(fd uintptr) {
-			n, _, err := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			switch {
-			case err == nil && n == 0:
-				closed = true // orderly shutdown by the peer
-			case err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR):
-				closed = true // reset or other socket error
-			}
-		})
+		cerr := raw.Control(func(fd uintptr) { closed = check(int(fd), buf) })
 		return closed || cerr != nil
 	}
+}
+
+// peerClosedPeek peeks at the socket: an end of file or an error means the
+// peer is gone; a pipelined next request's bytes stay for the server.
+func peerClosedPeek(fd int, buf []byte) bool {
+	n, _, err := syscall.Recvfrom(fd, buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	switch {
+	case err == nil && n == 0:
+		return true // orderly shutdown by the peer
+	case err != nil && !errors.Is(err, syscall.EAGAIN) && !errors.Is(err, syscall.EINTR):
+		return true // reset or other socket error
+	}
+	return false
+}
+
+// peerClosedTCP reads the socket's TCP state: the peer has sent its FIN
+// (close-wait, last-ack) or the connection is gone (close).
+func peerClosedTCP(fd int, _ []byte) bool {
+	info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+	if err != nil {
+		return true
+	}
+	switch info.State {
+	case unix.BPF_TCP_CLOSE_WAIT, unix.BPF_TCP_LAST_ACK, unix.BPF_TCP_CLOSE:
+		return true
+	}
+	return false
 }
