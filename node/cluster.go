@@ -293,10 +293,16 @@ func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Header.Set(api.HeaderClientKey, key)
 	}
 	resp, err := p.base.RoundTrip(r)
-	if err == nil {
-		if ms, perr := strconv.ParseFloat(resp.Header.Get(api.HeaderQueueMs), 64); perr == nil {
-			router.DecisionOf(ctx).SetQueueWait(time.Duration(ms * float64(time.Millisecond)))
-		}
+	if err != nil {
+		return resp, err
 	}
-	return resp, err
+	d := router.DecisionOf(ctx)
+	if ms, perr := strconv.ParseFloat(resp.Header.Get(api.HeaderQueueMs), 64); perr == nil {
+		d.SetQueueWait(time.Duration(ms * float64(time.Millisecond)))
+	}
+	if code := resp.Header.Get(api.HeaderErrorCode); code != "" && resp.StatusCode >= http.StatusBadRequest {
+		retry, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		d.SetPeerError(code, time.Duration(retry)*time.Second)
+	}
+	return resp, nil
 }

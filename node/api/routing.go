@@ -39,6 +39,10 @@ const (
 	// requests; headerClusterToken authenticates them.
 	headerClientKey    = "Sovra-Client-Key"
 	headerClusterToken = "Sovra-Cluster-Token"
+	// HeaderErrorCode carries the error code of a refused forwarded
+	// request back to the node that forwarded it (Ollama's error format
+	// has no code).
+	HeaderErrorCode = "Sovra-Error-Code"
 )
 
 // HeaderClientKey and HeaderClusterToken are what a node sets on the
@@ -171,4 +175,20 @@ func (s *Server) routingView(c *fiber.Ctx) error {
 		reps = []router.ReplicaView{}
 	}
 	return c.JSON(fiber.Map{"policy": rl.PolicyName(), "replicas": reps})
+}
+
+// peerRefusal gives a client the code and Retry-After with which the
+// replica's node refused the request, when it came over a forward: busy
+// and rate-limit answers lose their code in Ollama's error format.
+func peerRefusal(ae *Error, d *router.Decision) *Error {
+	code, retry := d.PeerError()
+	if code == "" || (ae.Code != "backend_overloaded" && ae.Code != "rate_limit_exceeded") {
+		return ae
+	}
+	cp := *ae
+	cp.Code = code
+	if retry > 0 {
+		cp.RetryAfter = max(1, int(math.Ceil(retry.Seconds())))
+	}
+	return &cp
 }

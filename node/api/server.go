@@ -166,12 +166,20 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	if ae.Status >= 500 && ae.Code == "internal_error" {
 		s.log.Error("unexpected error", zap.String("path", c.Path()), zap.Error(err))
 	}
-	if requestInfo(c).forwarded && errors.Is(err, backend.ErrUnavailable) {
-		// Tell the forwarding node that this replica's Ollama is down,
-		// not busy: 503 would read as busy, 502 as a failing replica.
-		cp := *ae
-		cp.Status = http.StatusBadGateway
-		ae = &cp
+	ri := requestInfo(c)
+	if ri.forwarded {
+		if errors.Is(err, backend.ErrUnavailable) {
+			// Tell the forwarding node that this replica's Ollama is
+			// down, not busy: 503 reads as busy, 502 as a failing replica.
+			cp := *ae
+			cp.Status = http.StatusBadGateway
+			ae = &cp
+		}
+		if ae.Code != "" {
+			c.Set(HeaderErrorCode, ae.Code)
+		}
+	} else {
+		ae = peerRefusal(ae, ri.decision)
 	}
 	return writeError(c, ae)
 }

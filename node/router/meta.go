@@ -113,6 +113,10 @@ type Decision struct {
 	reason    balance.Reason
 	queueWait time.Duration
 	attempts  int
+	// peerCode and peerRetry are the error code and Retry-After a peer
+	// answered the last attempt with, if it refused it.
+	peerCode  string
+	peerRetry time.Duration
 }
 
 // DecisionView is a copy of a Decision's fields.
@@ -164,6 +168,29 @@ func (d *Decision) chose(node, replica string, why balance.Reason) {
 	}
 	d.mu.Lock()
 	d.node, d.replica, d.reason = node, replica, why
+	d.peerCode, d.peerRetry = "", 0
 	d.attempts++
 	d.mu.Unlock()
+}
+
+// SetPeerError records the error code and Retry-After a peer refused the
+// current attempt with (a peer transport sets it).
+func (d *Decision) SetPeerError(code string, retry time.Duration) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.peerCode, d.peerRetry = code, retry
+	d.mu.Unlock()
+}
+
+// PeerError is the error code and Retry-After of the peer that refused
+// the last attempt ("" when it was not refused by a peer).
+func (d *Decision) PeerError() (string, time.Duration) {
+	if d == nil {
+		return "", 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.peerCode, d.peerRetry
 }
