@@ -19,6 +19,7 @@ type ReplicaView struct {
 	Running      int     `json:"running"`
 	Queued       int     `json:"queued"`
 	Pending      int     `json:"pending"`
+	Outstanding  int     `json:"outstanding"`
 	Slots        int     `json:"slots"`
 	TTFTMs       float64 `json:"ttft_ms"`
 	TokensPerSec float64 `json:"tokens_per_sec"`
@@ -55,7 +56,7 @@ func (r *Router) Replicas() []ReplicaView {
 		out = append(out, ReplicaView{
 			Deployment: rp.dep, Model: rp.tag, Node: rp.node, Local: rp.node == r.self,
 			Health: l.Health.String(), ReportAgeMs: float64(l.Age.Microseconds()) / 1000,
-			Running: l.Running, Queued: l.Queued, Pending: l.Pending, Slots: l.Slots,
+			Running: l.Running, Queued: l.Queued, Pending: l.Pending, Outstanding: l.Outstanding, Slots: l.Slots,
 			TTFTMs: l.TTFTMs, TokensPerSec: l.TokensPerSec, OutTokens: l.OutTokens,
 			Breaker: r.breakers.get(rp.node, rp.tag).State().String(),
 		})

@@ -81,6 +81,9 @@ type Load struct {
 	// Pending are the requests this node sent to the replica that the
 	// replica's last report cannot include yet (sent after it was made).
 	Pending int
+	// Outstanding are the requests this node sent to the replica that
+	// have not finished, whatever the reports say.
+	Outstanding int
 	// Age is how old the report is (0 for this node's own load).
 	Age time.Duration
 	// Health is the report's health (Fresh for this node's own load).
@@ -88,5 +91,6 @@ type Load struct {
 }
 
 // Busy is the number of requests the replica holds or is about to hold:
-// running, queued and pending.
-func (l Load) Busy() int { return l.Running + l.Queued + l.Pending }
+// running, queued and pending, and never fewer than this node's own
+// outstanding requests there (a stale report may not show them).
+func (l Load) Busy() int { return max(l.Running+l.Queued+l.Pending, l.Outstanding) }

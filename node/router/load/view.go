@@ -44,6 +44,9 @@ type peerState struct {
 	// older generation does not take back a count the reset already did.
 	gen     uint64
 	pending map[string]int
+	// outstanding counts the requests sent there that have not ended;
+	// reports do not reset it.
+	outstanding map[string]int
 }
 
 // NewView returns an empty View.
@@ -103,6 +106,7 @@ func (v *View) Sent(node, model string) (done func()) {
 	p := v.peer(node)
 	gen := p.gen
 	p.pending[model]++
+	p.outstanding[model]++
 	v.mu.Unlock()
 
 	var called atomic.Bool
@@ -112,15 +116,22 @@ func (v *View) Sent(node, model string) (done func()) {
 		}
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		if v.peers[node] != p || p.gen != gen {
-			return // reset by a report, or the peer was dropped
+		if v.peers[node] != p {
+			return // the peer was dropped
 		}
-		if p.pending[model] <= 1 {
-			delete(p.pending, model)
-			return
+		decrement(p.outstanding, model)
+		if p.gen == gen { // not reset by a report since
+			decrement(p.pending, model)
 		}
-		p.pending[model]--
 	}
+}
+
+func decrement(m map[string]int, key string) {
+	if m[key] <= 1 {
+		delete(m, key)
+		return
+	}
+	m[key]--
 }
 
 // Load returns node's replica of model as this node sees it: the last
@@ -134,7 +145,7 @@ func (v *View) Load(node, model string) Load {
 	if p == nil {
 		return Load{Health: Unknown}
 	}
-	l := Load{Model: p.models[model], Pending: p.pending[model]}
+	l := Load{Model: p.models[model], Pending: p.pending[model], Outstanding: p.outstanding[model]}
 	l.Health, l.Age = v.health(p, now)
 	return l
 }
@@ -206,7 +217,7 @@ func (v *View) Track(nodes []string) {
 func (v *View) peer(node string) *peerState {
 	p := v.peers[node]
 	if p == nil {
-		p = &peerState{pending: make(map[string]int)}
+		p = &peerState{pending: make(map[string]int), outstanding: make(map[string]int)}
 		v.peers[node] = p
 	}
 	return p

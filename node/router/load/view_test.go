@@ -212,9 +212,9 @@ func TestViewSeq(t *testing.T) {
 			if got := v.Update(report("a", tt.seq, 7)); got != tt.accept {
 				t.Errorf("Update = %v, want %v", got, tt.accept)
 			}
-			want := Load{Model: Model{Running: 1, Slots: 4}, Pending: 1, Health: Fresh}
+			want := Load{Model: Model{Running: 1, Slots: 4}, Pending: 1, Outstanding: 1, Health: Fresh}
 			if tt.accept {
-				want = Load{Model: Model{Running: 7, Slots: 4}, Health: Fresh}
+				want = Load{Model: Model{Running: 7, Slots: 4}, Outstanding: 1, Health: Fresh}
 			}
 			if got := v.Load("a", "m:1"); got != want {
 				t.Errorf("Load = %+v, want %+v", got, want)
@@ -306,4 +306,29 @@ func BenchmarkViewLoad(b *testing.B) {
 			i++
 		}
 	})
+}
+
+func TestViewOutstandingOutlivesReports(t *testing.T) {
+	v := NewView(ViewConfig{})
+	done1 := v.Sent("b", "m")
+	done2 := v.Sent("b", "m")
+	v.Update(Report{Node: "b", Seq: 1, Models: map[string]Model{"m": {Slots: 1}}})
+	l := v.Load("b", "m")
+	if l.Pending != 0 || l.Outstanding != 2 {
+		t.Fatalf("after a report: pending %d, outstanding %d; want 0 and 2", l.Pending, l.Outstanding)
+	}
+	// The report shows nothing running (it is late or the requests are in
+	// transit): this node's own two still count.
+	if l.Busy() != 2 {
+		t.Fatalf("busy %d, want at least this node's 2 outstanding", l.Busy())
+	}
+	done1()
+	done1()
+	if l := v.Load("b", "m"); l.Outstanding != 1 {
+		t.Fatalf("outstanding %d after one ended, want 1", l.Outstanding)
+	}
+	done2()
+	if l := v.Load("b", "m"); l.Outstanding != 0 || l.Busy() != 0 {
+		t.Fatalf("after both ended: %+v", l)
+	}
 }
