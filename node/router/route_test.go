@@ -12,6 +12,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/router/balance"
 	"github.com/sovra/sovra/node/router/load"
@@ -273,7 +274,7 @@ func TestPendingCountsUntilTheNextReport(t *testing.T) {
 			return be.Chat(ctx, &api.ChatRequest{Model: tag}, func(api.ChatResponse) error { return nil })
 		}, &progress{})
 	}()
-	waitFor(t, func() bool { return view.Load("b", "m:1").Pending == 1 })
+	testwait.For(t, 5*time.Second, "the forward to count as pending", func() bool { return view.Load("b", "m:1").Pending == 1 })
 	view.Update(load.Report{Node: "b", Seq: 1, Models: map[string]load.Model{"m:1": {Running: 1, Slots: 1}}})
 	if l := view.Load("b", "m:1"); l.Pending != 0 || l.Busy() != 1 {
 		t.Fatalf("after the report: %+v", l)
@@ -301,17 +302,6 @@ func TestLocalLoadIsReportedWithMeasuredSpeed(t *testing.T) {
 	}
 	if rep.Node != "a" || rep.Seq == 0 {
 		t.Fatalf("report header %+v", rep)
-	}
-}
-
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
