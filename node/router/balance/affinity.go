@@ -84,7 +84,7 @@ func (a *Affinity) Lookup(prefix []uint64) (string, int, bool) {
 
 // affine returns the candidate that holds the request's conversation
 // prefix, when there is one and its load is within the bound.
-func (b *Balancer) affine(req Request, cands []Candidate, eligible map[string]bool) (int, bool) {
+func (b *Balancer) affine(req Request, cands []Candidate, eligible allowed, est estimator) (int, bool) {
 	if len(req.Prefix) == 0 || b.factor < 1 {
 		return 0, false
 	}
@@ -94,7 +94,7 @@ func (b *Balancer) affine(req Request, cands []Candidate, eligible map[string]bo
 	}
 	for i, c := range cands {
 		if c.Node == node {
-			return i, eligible[node] && b.withinBound(cands, i)
+			return i, eligible.has(node) && b.withinBound(cands, i, est)
 		}
 	}
 	return 0, false
@@ -104,12 +104,11 @@ func (b *Balancer) affine(req Request, cands []Candidate, eligible map[string]bo
 // bounded-load affinity: it has a free slot, or its load after taking it
 // stays within Factor times its share of the cluster's load by capacity
 // (consistent hashing with bounded loads, weighted by capacity).
-func (b *Balancer) withinBound(cands []Candidate, i int) bool {
+func (b *Balancer) withinBound(cands []Candidate, i int, est estimator) bool {
 	l := cands[i].Load
 	if l.Busy() < max(1, l.Slots) && l.Health == load.Fresh {
 		return true
 	}
-	est := newEstimator(cands, 0)
 	var busy, capTotal float64
 	for _, c := range cands {
 		busy += float64(c.Load.Busy())

@@ -159,16 +159,21 @@ func (b *Balancer) Pick(req Request, cands []Candidate) (int, Reason) {
 	}
 	est := newEstimator(cands, req.MaxTokens)
 	eligible := b.eligible(req, cands, est)
-	if i, ok := b.affine(req, cands, eligible); ok {
+	if i, ok := b.affine(req, cands, eligible, est); ok {
 		return i, ReasonAffinity
 	}
 	return b.argmin(cands, func(c Candidate) float64 {
-		if !eligible[c.Node] {
+		if !eligible.has(c.Node) {
 			return math.Inf(1)
 		}
 		return est.finish(c)
 	}), ReasonTTF
 }
+
+// allowed are the nodes a request may go to; nil allows every candidate.
+type allowed map[string]bool
+
+func (a allowed) has(node string) bool { return a == nil || a[node] }
 
 // conversation says whether a request is part of a conversation whose
 // later turns will follow it: it carries more than one message (a system
@@ -178,30 +183,26 @@ func conversation(req Request) bool { return len(req.Prefix) > 1 }
 // eligible are the candidates a request may go to. A conversation may not
 // go to a node that already took more than Factor times its share of
 // capacity of this balancer's recent conversation requests, while another
-// has room; other requests may go anywhere.
-func (b *Balancer) eligible(req Request, cands []Candidate, est estimator) map[string]bool {
-	ok := make(map[string]bool, len(cands))
-	for _, c := range cands {
-		ok[c.Node] = true
-	}
+// has room; other requests may go anywhere (nil).
+func (b *Balancer) eligible(req Request, cands []Candidate, est estimator) allowed {
 	if !conversation(req) || b.factor < 1 {
-		return ok
+		return nil
 	}
 	capacity := make([]float64, len(cands))
 	for i, c := range cands {
 		capacity[i] = est.capacity(c.Load.Model)
 	}
 	over := b.shares.over(cands, capacity, b.factor)
-	room := false
-	for i := range cands {
-		room = room || !over[i]
+	ok := make(allowed, len(cands))
+	for i, c := range cands {
+		ok[c.Node] = !over[i]
 	}
-	if room {
-		for i, c := range cands {
-			ok[c.Node] = !over[i]
+	for _, room := range ok {
+		if room {
+			return ok
 		}
 	}
-	return ok
+	return nil // every node is over its share: none is preferred
 }
 
 // Served records that node serves req, so its follow-ups prefer it.
