@@ -10,7 +10,6 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/sovra/sovra/node/backend"
-	"github.com/sovra/sovra/node/router/admit"
 )
 
 // Breaker settings: a replica that fails tripFailures times in a row is
@@ -80,8 +79,5 @@ func (b *breakers) allow(node, model string) (func(error), error) {
 // turned away by admission control, or the replica was busy.
 func notTheReplicasFault(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, backend.ErrBadRequest) || errors.Is(err, backend.ErrOverloaded) ||
-		errors.Is(err, backend.ErrRateLimited) || errors.Is(err, admit.ErrKeyOverShare) ||
-		errors.Is(err, admit.ErrSaturated) || errors.Is(err, admit.ErrTimeout) ||
-		errors.Is(err, admit.ErrWaitTooLong)
+		errors.Is(err, backend.ErrBadRequest) || turnedAway(err)
 }

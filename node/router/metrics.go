@@ -62,14 +62,17 @@ func (m *metrics) register(reg prometheus.Registerer) {
 	reg.MustRegister(m.decisions, m.retries, m.forwards, m.rejects, m.trips, m.queueWait, m.live)
 }
 
+// The model arguments below are labels: normalized names (see
+// Router.label).
+
 func (m *metrics) decided(model string, why balance.Reason) {
-	m.decisions.WithLabelValues(normalize(model), string(why)).Inc()
+	m.decisions.WithLabelValues(model, string(why)).Inc()
 }
 
-func (m *metrics) retried(model string) { m.retries.WithLabelValues(normalize(model)).Inc() }
+func (m *metrics) retried(model string) { m.retries.WithLabelValues(model).Inc() }
 
 func (m *metrics) forwarded(model, node string) {
-	m.forwards.WithLabelValues(normalize(model), node).Inc()
+	m.forwards.WithLabelValues(model, node).Inc()
 }
 
 func (m *metrics) tripped(node, model string) { m.trips.WithLabelValues(node, model).Inc() }
@@ -113,7 +116,7 @@ func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
-	for model, m := range c.r.Report().Models {
+	for model, m := range c.r.models() { // not Report: a scrape is not a report
 		ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(m.Running), model)
 		ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(m.Queued), model)
 		ch <- prometheus.MustNewConstMetric(slotsDesc, prometheus.GaugeValue, float64(m.Slots), model)

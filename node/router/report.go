@@ -16,6 +16,12 @@ type Exchange struct {
 
 // Report is this node's load by model (Ollama tag), as peers see it.
 func (r *Router) Report() load.Report {
+	return load.Report{Node: r.self, Seq: r.seq.Add(1), Models: r.models()}
+}
+
+// models is this node's load by model: the models with an admission
+// queue and those ready here.
+func (r *Router) models() map[string]load.Model {
 	models := map[string]load.Model{}
 	for name, st := range r.queues.Stats() {
 		if name == "" {
@@ -32,7 +38,7 @@ func (r *Router) Report() load.Report {
 			models[tag] = m
 		}
 	}
-	return load.Report{Node: r.self, Seq: r.seq.Add(1), Models: models}
+	return models
 }
 
 // Exchange is this node's answer to a peer that last saw prefix sequence

@@ -77,10 +77,10 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 	touch := func() { r.used(route{idle: pl.idle}) }
 	if len(pl.nodes) == 0 {
 		r.met.decided(r.label(pl.tag), balance.ReasonOnly)
-		DecisionOf(ctx).chose(r.self, normalize(pl.tag)+"@"+r.self, balance.ReasonOnly)
+		DecisionOf(ctx).chose(r.self, pl.key+"@"+r.self, balance.ReasonOnly)
 		return r.serveHere(ctx, q, pl.tag, call, &progress{touch: touch})
 	}
-	breq := balance.Request{Model: pl.tag, MaxTokens: q.maxTokens, Prefix: q.prefix}
+	breq := balance.Request{Model: pl.key, MaxTokens: q.maxTokens, Prefix: q.prefix}
 	tried := map[string]bool{}
 	start := time.Now()
 	var last error
@@ -95,10 +95,10 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 		i, why := r.bal.Pick(breq, cands)
 		node := cands[i].Node
 		r.bal.Served(breq, node)
-		r.met.decided(pl.tag, why)
-		DecisionOf(ctx).chose(node, normalize(pl.tag)+"@"+node, why)
+		r.met.decided(pl.key, why)
+		DecisionOf(ctx).chose(node, pl.key+"@"+node, why)
 		p := &progress{touch: touch}
-		err := r.dispatch(ctx, pl.byID[node], pl.tag, q, call, p)
+		err := r.dispatch(ctx, pl.byID[node], pl, q, call, p)
 		if err == nil || p.began() || ctx.Err() != nil || !retryable(err) {
 			return err
 		}
@@ -107,14 +107,16 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 		}
 		tried[node] = true
 		last = err
-		r.met.retried(pl.tag)
+		r.met.retried(pl.key)
 	}
 }
 
-// plan is where a request may go: the Ollama tag to ask for and the
+// plan is where a request may go: the Ollama tag to ask for (and its
+// normalized form, which keys queues, loads, breakers and metrics) and the
 // nodes with a ready replica that the request's residency allows.
 type plan struct {
 	tag   string
+	key   string
 	nodes []state.Node
 	byID  map[string]state.Node
 	idle  []idleInfo
@@ -134,6 +136,7 @@ func (r *Router) plan(ctx context.Context, model string) (plan, error) {
 			}
 		}
 	}
+	pl.key = normalize(pl.tag)
 	var elsewhere []string
 	pl.byID = map[string]state.Node{}
 	for _, n := range m.nodes {
@@ -180,7 +183,7 @@ func (r *Router) selfLabels() map[string]string {
 // requests through, with their load. Replicas on peers that stopped
 // reporting are left out while any other is left.
 func (r *Router) candidates(pl plan, tried map[string]bool) []balance.Candidate {
-	tag := normalize(pl.tag)
+	tag := pl.key
 	var out, unhealthy []balance.Candidate
 	for _, n := range pl.nodes {
 		if tried[n.ID] || !r.breakers.closedOrProbing(n.ID, tag) {
@@ -206,15 +209,15 @@ func (r *Router) candidates(pl plan, tried map[string]bool) []balance.Candidate 
 }
 
 // dispatch runs one attempt on node n, through its breaker.
-func (r *Router) dispatch(ctx context.Context, n state.Node, tag string, q request, call attempt, p *progress) error {
-	done, err := r.breakers.allow(n.ID, normalize(tag))
+func (r *Router) dispatch(ctx context.Context, n state.Node, pl plan, q request, call attempt, p *progress) error {
+	done, err := r.breakers.allow(n.ID, pl.key)
 	if err != nil {
 		return err
 	}
 	if n.ID == r.self {
-		err = r.serveHere(ctx, q, tag, call, p)
+		err = r.serveHere(ctx, q, pl.tag, call, p)
 	} else {
-		err = r.forward(ctx, n, tag, call, p)
+		err = r.forward(ctx, n, pl, call, p)
 	}
 	done(err)
 	return err
@@ -222,15 +225,15 @@ func (r *Router) dispatch(ctx context.Context, n state.Node, tag string, q reque
 
 // forward runs an attempt on a peer, counted as pending there until the
 // peer's next load report includes it or it ends.
-func (r *Router) forward(ctx context.Context, n state.Node, tag string, call attempt, p *progress) error {
+func (r *Router) forward(ctx context.Context, n state.Node, pl plan, call attempt, p *progress) error {
 	be, err := r.peer(n)
 	if err != nil {
 		return fmt.Errorf("%w: %v", backend.ErrUnavailable, err)
 	}
-	sent := r.cfg.View.Sent(n.ID, normalize(tag))
+	sent := r.cfg.View.Sent(n.ID, pl.key)
 	defer sent()
-	r.met.forwarded(tag, n.ID)
-	return call(ctx, be, tag, p)
+	r.met.forwarded(pl.key, n.ID)
+	return call(ctx, be, pl.tag, p)
 }
 
 // serveHere runs an attempt on the local Ollama once the model's
@@ -299,19 +302,25 @@ func (r *Router) localLoad(name string) load.Load {
 }
 
 // retryable says whether an attempt that failed before its first byte may
-// be tried on another replica.
+// be tried on another replica: the replica turned it away for load, or
+// failed.
 func retryable(err error) bool {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, backend.ErrBadRequest), errors.Is(err, ErrResidency), errors.Is(err, ErrLoading):
 		return false
-	case errors.Is(err, admit.ErrKeyOverShare), errors.Is(err, admit.ErrSaturated),
-		errors.Is(err, admit.ErrTimeout), errors.Is(err, admit.ErrWaitTooLong):
-		return true
 	}
-	return errors.Is(err, backend.ErrOverloaded) || errors.Is(err, backend.ErrRateLimited) ||
-		errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrFailed) ||
+	return turnedAway(err) || errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrFailed) ||
 		errors.Is(err, backend.ErrTruncated) || errors.Is(err, backend.ErrModelNotFound)
+}
+
+// turnedAway says whether a replica refused a request for its load: its
+// admission queue (here or, over a forward, busy or rate-limited answers)
+// or its Ollama was full.
+func turnedAway(err error) bool {
+	return errors.Is(err, admit.ErrKeyOverShare) || errors.Is(err, admit.ErrSaturated) ||
+		errors.Is(err, admit.ErrTimeout) || errors.Is(err, admit.ErrWaitTooLong) ||
+		errors.Is(err, backend.ErrOverloaded) || errors.Is(err, backend.ErrRateLimited)
 }
 
 // retryBudget caps retries at a share of requests, so a failing cluster

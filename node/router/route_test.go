@@ -270,7 +270,7 @@ func TestPendingCountsUntilTheNextReport(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		ctx, _ := WithDecision(WithMeta(ctx, Meta{}))
-		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, "m:1", func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
+		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, plan{tag: "m:1", key: "m:1"}, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
 			return be.Chat(ctx, &api.ChatRequest{Model: tag}, func(api.ChatResponse) error { return nil })
 		}, &progress{})
 	}()
