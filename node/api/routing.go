@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -134,7 +135,7 @@ func (s *Server) requirePeer(c *fiber.Ctx) error {
 func routingError(err error) *Error {
 	var re *admit.RejectError
 	if errors.As(err, &re) {
-		retry := max(1, int(math.Ceil(re.RetryAfter.Seconds())))
+		retry := retrySeconds(re.RetryAfter)
 		if errors.Is(err, admit.ErrKeyOverShare) {
 			return &Error{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "rate_limit_exceeded",
 				Message: re.Error(), RetryAfter: retry}
@@ -188,7 +189,10 @@ func peerRefusal(ae *Error, d *router.Decision) *Error {
 	cp := *ae
 	cp.Code = code
 	if retry > 0 {
-		cp.RetryAfter = max(1, int(math.Ceil(retry.Seconds())))
+		cp.RetryAfter = retrySeconds(retry)
 	}
 	return &cp
 }
+
+// retrySeconds is a Retry-After in whole seconds, rounded up, at least 1.
+func retrySeconds(d time.Duration) int { return max(1, int(math.Ceil(d.Seconds()))) }
