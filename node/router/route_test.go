@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ollama/ollama/api"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/testwait"
@@ -368,5 +369,43 @@ func TestReplicasShowWhatRoutingSees(t *testing.T) {
 	}
 	if g.r.PolicyName() != "round-robin" {
 		t.Errorf("policy %q", g.r.PolicyName())
+	}
+}
+
+func TestRoutingMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reps := fresh()
+	reps["b"].err = fmt.Errorf("%w: 500", backend.ErrFailed)
+	g := newRig(t, "a", Config{Policy: balance.RoundRobin, Registerer: reg}, reps)
+	for range 6 {
+		if _, _, err := g.chat(context.Background(), Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+			got[f.GetName()] += v
+		}
+	}
+	for name, want := range map[string]float64{
+		"sovra_routing_decisions_total": 6 + float64(reps["b"].calls.Load()), // one per attempt
+		"sovra_routing_retries_total":   float64(reps["b"].calls.Load()),
+		"sovra_breaker_trips_total":     1,
+		"sovra_tokens_per_second":       100,
+		"sovra_slots":                   1,
+		"sovra_running_requests":        0,
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
+	}
+	if got["sovra_routing_forwards_total"] == 0 || got["sovra_queue_wait_seconds"] == 0 {
+		t.Errorf("forwards %v, queue waits %v: want both counted", got["sovra_routing_forwards_total"], got["sovra_queue_wait_seconds"])
 	}
 }
