@@ -56,8 +56,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)
 	}
-	f.m.Restore(s)
+	// Counted before the state changes, so that whoever sees the restored
+	// state also sees the count.
 	f.restores.Add(1)
+	f.m.Restore(s)
 	return nil
 }
 
