@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 // tunedTimings are the faster raft timings the failover benchmark compares
@@ -51,7 +53,7 @@ func killLeader(b *testing.B, tc *tcluster) time.Duration {
 	old := tc.leader()
 	start := time.Now()
 	tc.stop(old)
-	waitFor(b, 30*time.Second, "a new leader", func() bool {
+	testwait.For(b, 30*time.Second, "a new leader", func() bool {
 		for _, n := range tc.running() {
 			if n.c.IsLeader() {
 				return true
@@ -63,7 +65,7 @@ func killLeader(b *testing.B, tc *tcluster) time.Duration {
 	tc.start(old)
 	l := tc.leader()
 	tc.put(l, "after-"+old.id, 1)
-	waitFor(b, 30*time.Second, "old leader caught up", func() bool {
+	testwait.For(b, 30*time.Second, "old leader caught up", func() bool {
 		return old.c.Machine().Index() >= l.c.Machine().Index()
 	})
 	return took

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 func TestFormation(t *testing.T) {
@@ -102,7 +103,7 @@ func TestFollowerCaughtUpBySnapshot(t *testing.T) {
 		}
 	}
 	tc.start(f)
-	waitFor(t, 20*time.Second, "follower caught up", func() bool {
+	testwait.For(t, 20*time.Second, "follower caught up", func() bool {
 		return f.c.Machine().Index() >= l.c.Machine().Index()
 	})
 	if f.c.fsm.restores.Load() == 0 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 // lossyTransport loses the answer of the next `drop` apply calls: the
@@ -99,7 +100,7 @@ func TestPartitionedLeaderWriteIsIndeterminate(t *testing.T) {
 	}
 	tc.net.Heal()
 	// The majority side elected a leader and the old one follows it.
-	waitFor(t, 10*time.Second, "old leader rejoined", func() bool { return tc.leader() != nil })
+	testwait.For(t, 10*time.Second, "old leader rejoined", func() bool { return tc.leader() != nil })
 	tc.put(l, "after-heal", 1)
 	tc.waitConverged()
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/faultnet"
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 var logLevel = flag.String("cluster.log", "", "log cluster and raft at this level (debug, info, warn)")
@@ -247,23 +248,11 @@ func (tc *tcluster) node(id string) *tnode {
 	return nil
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // leader waits until the running nodes agree on a running leader.
 func (tc *tcluster) leader() *tnode {
 	tc.t.Helper()
 	var l *tnode
-	waitFor(tc.t, 15*time.Second, "an agreed leader", func() bool {
+	testwait.For(tc.t, 15*time.Second, "an agreed leader", func() bool {
 		l = nil
 		var id raft.ServerID
 		for i, n := range tc.running() {
@@ -304,7 +293,7 @@ func (tc *tcluster) waitRegistered(nodes ...*tnode) {
 
 func (tc *tcluster) waitStatus(st state.NodeStatus, nodes ...*tnode) {
 	tc.t.Helper()
-	waitFor(tc.t, 20*time.Second, fmt.Sprintf("nodes %s on every node", st), func() bool {
+	testwait.For(tc.t, 20*time.Second, fmt.Sprintf("nodes %s on every node", st), func() bool {
 		for _, r := range tc.running() {
 			ok := true
 			r.c.Machine().Read(func(s *state.State) {
@@ -341,7 +330,7 @@ func (tc *tcluster) voters() (voters, nonvoters []string) {
 
 func (tc *tcluster) waitVoters(nv, nn int) {
 	tc.t.Helper()
-	waitFor(tc.t, 20*time.Second, fmt.Sprintf("%d voters and %d non-voters", nv, nn), func() bool {
+	testwait.For(tc.t, 20*time.Second, fmt.Sprintf("%d voters and %d non-voters", nv, nn), func() bool {
 		v, n := tc.voters()
 		return len(v) == nv && len(n) == nn
 	})
@@ -352,7 +341,7 @@ func (tc *tcluster) waitVoters(nv, nn int) {
 func (tc *tcluster) waitConverged() []byte {
 	tc.t.Helper()
 	var want []byte
-	waitFor(tc.t, 20*time.Second, "identical state machines", func() bool {
+	testwait.For(tc.t, 20*time.Second, "identical state machines", func() bool {
 		want = nil
 		for _, n := range tc.running() {
 			var buf bytes.Buffer

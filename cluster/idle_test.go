@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/scheduler"
 )
 
@@ -51,14 +52,14 @@ func TestLeaderMarksIdleAfterTheTimeout(t *testing.T) {
 	runsAfter := func(what string) {
 		t.Helper()
 		start := time.Now()
-		waitFor(t, 10*time.Second, what, func() bool {
+		testwait.For(t, 10*time.Second, what, func() bool {
 			run, ok := l.c.LastSchedule()
 			return ok && run.Committed == 0 && time.Since(start) > 100*time.Millisecond
 		})
 	}
 	apply(state.TypePutDeployment, state.PutDeployment{Deployment: state.Deployment{Name: "d", Model: "llama3.2:1b", Replicas: 1, IdleTimeout: 60},
 		Time: clock.Now().UnixMilli()})
-	waitFor(t, 10*time.Second, "a replica", func() bool { return len(placementsOf(l, "d")) == 1 })
+	testwait.For(t, 10*time.Second, "a replica", func() bool { return len(placementsOf(l, "d")) == 1 })
 
 	clock.add(50 * time.Second)
 	apply(state.TypeTouchDeployment, state.TouchDeployment{Name: "d", Time: clock.Now().UnixMilli()})
@@ -69,14 +70,14 @@ func TestLeaderMarksIdleAfterTheTimeout(t *testing.T) {
 	}
 
 	clock.add(41 * time.Second)
-	waitFor(t, 10*time.Second, "idle, no replica", func() bool { return deployment().Idle && len(placementsOf(l, "d")) == 0 })
+	testwait.For(t, 10*time.Second, "idle, no replica", func() bool { return deployment().Idle && len(placementsOf(l, "d")) == 0 })
 	runsAfter("runs after going idle")
 	if run, _ := l.c.LastSchedule(); run.Plan.Deployment("d") == nil || run.Plan.Deployment("d").Status != scheduler.StatusIdle {
 		t.Fatalf("plan of an idle deployment: %+v", run.Plan.Deployment("d"))
 	}
 
 	apply(state.TypeSetDeploymentIdle, state.SetDeploymentIdle{Name: "d", Time: clock.Now().UnixMilli()})
-	waitFor(t, 10*time.Second, "woken, a replica", func() bool { return !deployment().Idle && len(placementsOf(l, "d")) == 1 })
+	testwait.For(t, 10*time.Second, "woken, a replica", func() bool { return !deployment().Idle && len(placementsOf(l, "d")) == 1 })
 	runsAfter("runs after the wake")
 	if d := deployment(); d.Idle {
 		t.Fatalf("a just-woken deployment went idle again: %+v", d)

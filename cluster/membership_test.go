@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 func TestPromotionWhenVoterRemoved(t *testing.T) {
@@ -45,7 +46,7 @@ func TestPromotionWhenVoterStaysDown(t *testing.T) {
 	victim := tc.node(otherThan(voters, l.id))
 	tc.stop(victim)
 	tc.waitStatus(state.NodeDown, victim)
-	waitFor(t, 20*time.Second, "non-voter promoted and down voter demoted", func() bool {
+	testwait.For(t, 20*time.Second, "non-voter promoted and down voter demoted", func() bool {
 		v, n := tc.voters()
 		return len(v) == 3 && slices.Contains(v, nonvoters[0]) && slices.Equal(n, []string{victim.id})
 	})
@@ -74,7 +75,7 @@ func TestLivenessMarksDownAndReady(t *testing.T) {
 	if err := old.c.raft.LeadershipTransfer().Error(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a new leader", func() bool { return tc.leader() != old })
+	testwait.For(t, 10*time.Second, "a new leader", func() bool { return tc.leader() != old })
 	tc.put(tc.leader(), "x", 1)
 	for _, n := range tc.running() {
 		if st := n.c.nodeStatus(n.id); st != state.NodeReady {
@@ -163,7 +164,7 @@ func TestSetNodeReregisters(t *testing.T) {
 	f := tc.followers()[0]
 	n := state.Node{Labels: map[string]string{"jurisdiction": "EU"}, Version: "v2", GPUs: []state.GPU{{Model: "NVIDIA H800", MemoryBytes: 80 << 30}}}
 	f.c.SetNode(n)
-	waitFor(t, 10*time.Second, "new registration on every node", func() bool {
+	testwait.For(t, 10*time.Second, "new registration on every node", func() bool {
 		for _, r := range tc.running() {
 			ok := false
 			r.c.Machine().Read(func(s *state.State) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/scheduler"
 )
 
@@ -18,7 +19,7 @@ func (tc *tcluster) withGPU() {
 			GPUs: []state.GPU{{Index: 0, Model: "NVIDIA L40S", MemoryBytes: 48 << 30}}})
 	}
 	l := tc.leader()
-	waitFor(tc.t, 10*time.Second, "GPUs registered", func() bool {
+	testwait.For(tc.t, 10*time.Second, "GPUs registered", func() bool {
 		ok := true
 		l.c.machine.Read(func(s *state.State) {
 			for _, n := range tc.nodes {
@@ -50,11 +51,11 @@ func TestLeaderSchedulesAndSettles(t *testing.T) {
 		Body: state.PutDeployment{Deployment: state.Deployment{Name: "d", Model: "llama3.2:1b", Replicas: 2}}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "two replicas", func() bool { return len(placementsOf(f, "d")) == 2 })
+	testwait.For(t, 10*time.Second, "two replicas", func() bool { return len(placementsOf(f, "d")) == 2 })
 
 	index := l.c.machine.Index()
 	first, _ := l.c.LastSchedule()
-	waitFor(t, 10*time.Second, "five more runs", func() bool {
+	testwait.For(t, 10*time.Second, "five more runs", func() bool {
 		run, _ := l.c.LastSchedule()
 		return run.Time.After(first.Time.Add(5 * 30 * time.Millisecond))
 	})
@@ -83,7 +84,7 @@ func TestNewLeaderTakesOverScheduling(t *testing.T) {
 		Body: state.PutDeployment{Deployment: state.Deployment{Name: "a", Model: "llama3.2:1b", Replicas: 3}}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "three replicas", func() bool { return len(placementsOf(old, "a")) == 3 })
+	testwait.For(t, 10*time.Second, "three replicas", func() bool { return len(placementsOf(old, "a")) == 3 })
 	tc.stop(old)
 	l := tc.leader()
 	tc.waitStatus(state.NodeDown, old)
@@ -91,7 +92,7 @@ func TestNewLeaderTakesOverScheduling(t *testing.T) {
 		Body: state.PutDeployment{Deployment: state.Deployment{Name: "b", Model: "llama3.2:1b", Replicas: 3}}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "b on the live nodes", func() bool { return len(placementsOf(l, "b")) == 2 })
+	testwait.For(t, 10*time.Second, "b on the live nodes", func() bool { return len(placementsOf(l, "b")) == 2 })
 	if got := placementsOf(l, "a"); len(got) != 3 {
 		t.Fatalf("a replica left a node within its grace: %v", got)
 	}
@@ -165,7 +166,7 @@ func TestLeaderPlacesARegisteredModel(t *testing.T) {
 		Body: state.PutDeployment{Deployment: state.Deployment{Name: "d", Model: "acme/tiny", Replicas: 2}}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "a run over the deployment", func() bool {
+	testwait.For(t, 10*time.Second, "a run over the deployment", func() bool {
 		run, _ := l.c.LastSchedule()
 		d := run.Plan.Deployment("d")
 		return d != nil && d.Status == scheduler.StatusInvalid && strings.HasPrefix(d.Reason, scheduler.ReasonFiguresUnknown)
@@ -175,5 +176,5 @@ func TestLeaderPlacesARegisteredModel(t *testing.T) {
 	if _, err := f.c.Apply(ctx, state.Command{Type: state.TypeRegisterModel, Body: state.RegisterModel{Model: spec, Create: true}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "two replicas", func() bool { return len(placementsOf(f, "d")) == 2 })
+	testwait.For(t, 10*time.Second, "two replicas", func() bool { return len(placementsOf(f, "d")) == 2 })
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testcerts"
 	"github.com/sovra/sovra/internal/testnode"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 	loadview "github.com/sovra/sovra/node/router/load"
 )
@@ -250,7 +251,7 @@ func TestMutualTLSNodes(t *testing.T) {
 		t.Fatalf("load without a client certificate: %d", resp.StatusCode)
 	}
 	// ...while the nodes, which have one, exchange their load.
-	eventually(t, 10*time.Second, func() bool {
+	testwait.Until(t, 10*time.Second, func() bool {
 		return n1.Router().View().Health("n2") == loadview.Fresh && n2.Router().View().Health("n1") == loadview.Fresh
 	}, func() string { return "the nodes do not exchange load over mutual TLS" })
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sovra/sovra/internal/ollamarig"
 	"github.com/sovra/sovra/internal/testnode"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 )
 
@@ -91,7 +92,7 @@ func TestRoutingOnRealOllama(t *testing.T) {
 					by := a.header.Get("Sovra-Node")
 					checkRoutingHeaders(t, a.header, tinyTag, by, 1)
 					var after map[string]int
-					eventually(t, 5*time.Second, func() bool { after = served(); return after[by] == before[by]+1 },
+					testwait.Until(t, 5*time.Second, func() bool { after = served(); return after[by] == before[by]+1 },
 						func() string { return fmt.Sprintf("the Ollama of %s logged no chat (%v -> %v)", by, before, after) })
 					for _, id := range ids {
 						if id != by && after[id] != before[id] {
@@ -117,7 +118,7 @@ func TestRoutingOnRealOllama(t *testing.T) {
 			}
 		}
 		var after map[string]int
-		eventually(t, 5*time.Second, func() bool {
+		testwait.Until(t, 5*time.Second, func() bool {
 			after = served()
 			return after["eu1"]+after["eu2"]-before["eu1"]-before["eu2"] >= len(outcomes)
 		}, func() string {
@@ -144,7 +145,7 @@ func TestRoutingOnRealOllama(t *testing.T) {
 				if a.status != http.StatusOK || hungUp.IsZero() || jurisdiction[by] != "EU" {
 					t.Fatalf("no first frame from an EU node: %d %s %v", a.status, a.body, a.header)
 				}
-				eventually(t, time.Second, func() bool {
+				testwait.Until(t, time.Second, func() bool {
 					return served()[by] > before[by] && metric(t, url(by), "sovra_running_requests", "model="+tinyTag) == 0
 				}, func() string {
 					return fmt.Sprintf("%v after the hang-up, the Ollama of %s still runs the chat", time.Since(hungUp), by)
@@ -159,7 +160,7 @@ func TestRoutingOnRealOllama(t *testing.T) {
 		l := startChatLoad(ids, url, "tiny", 3, 4, nil)
 		t.Cleanup(func() { l.stop() })
 		l.waitCompleted(t, time.Time{}, 12)
-		eventually(t, 10*time.Second, func() bool { return served()[victim] > before[victim] },
+		testwait.Until(t, 10*time.Second, func() bool { return served()[victim] > before[victim] },
 			func() string { return "the victim served nothing before the kill" })
 		killed := time.Now()
 		rigs[victim].Stop()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testnode"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 )
 
@@ -371,7 +372,7 @@ func (l *chatLoad) completed(since time.Time) int {
 
 func (l *chatLoad) waitCompleted(t *testing.T, since time.Time, n int) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() bool { return l.completed(since) >= n },
+	testwait.Until(t, 30*time.Second, func() bool { return l.completed(since) >= n },
 		func() string { return fmt.Sprintf("%d answers, want %d", l.completed(since), n) })
 }
 
@@ -418,17 +419,4 @@ func judgeKill(outcomes []outcome, victim string, killed time.Time) (failed []st
 		}
 	}
 	return failed, cut, retried
-}
-
-// eventually polls cond every 10ms until it holds or the timeout passes,
-// then fails the test with what last describes.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool, what func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, what())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

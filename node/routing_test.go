@@ -15,6 +15,7 @@ import (
 
 	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testnode"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 )
 
@@ -113,7 +114,7 @@ func TestRoutingAcrossNodes(t *testing.T) {
 						// The simulator that logged the chat is the one
 						// the headers name, and no other logged one.
 						var after map[string]int
-						eventually(t, 5*time.Second, func() bool {
+						testwait.Until(t, 5*time.Second, func() bool {
 							after = c.served(d.model)
 							return total(after) > total(before)
 						}, func() string { return fmt.Sprintf("no simulator logged the chat: %v", after) })
@@ -203,7 +204,7 @@ func TestRoutingAcrossNodes(t *testing.T) {
 					if last.Chunks >= 400 {
 						t.Errorf("the cancelled stream ran to its end (%d chunks)", last.Chunks)
 					}
-					eventually(t, time.Second, func() bool {
+					testwait.Until(t, time.Second, func() bool {
 						return metric(t, c.url("c"), "sovra_running_requests", "model="+slowModel) == 0
 					}, func() string { return "node c still counts the request as running" })
 				})
@@ -256,7 +257,7 @@ func TestRoutingAcrossNodes(t *testing.T) {
 				case strings.HasSuffix(tc.path, "/chat"):
 					// Served where it landed, although the deployment's
 					// only replica is on c: never forwarded again.
-					eventually(t, 5*time.Second, func() bool { return chats(c.sims["a"], slowModel) == before["a"]+1 },
+					testwait.Until(t, 5*time.Second, func() bool { return chats(c.sims["a"], slowModel) == before["a"]+1 },
 						func() string { return "a's own Ollama never served the forwarded chat" })
 					if after := c.served(slowModel); after["c"] != before["c"] || after["b"] != before["b"] {
 						t.Errorf("a forwarded chat was forwarded again: %v -> %v", before, after)
@@ -284,7 +285,7 @@ func TestRoutingAcrossNodes(t *testing.T) {
 			} `json:"replicas"`
 		}
 		var v view
-		eventually(t, 5*time.Second, func() bool {
+		testwait.Until(t, 5*time.Second, func() bool {
 			v = view{}
 			if admin(t, "GET", c.url("a")+"/admin/v1/routing", "", &v) != http.StatusOK || len(v.Replicas) != 4 {
 				return false
@@ -417,7 +418,7 @@ func TestResidencyKeepsRequestsInTheirJurisdiction(t *testing.T) {
 			}
 		}
 		var after map[string]int
-		eventually(t, 5*time.Second, func() bool {
+		testwait.Until(t, 5*time.Second, func() bool {
 			after = c.served(fastModel)
 			return total(after)-total(before) >= len(outcomes)
 		}, func() string { return fmt.Sprintf("the simulators logged %v chats, want %d", after, len(outcomes)) })
@@ -539,7 +540,7 @@ func (s admissionSetup) awaitQueue(t *testing.T, n int) {
 		t.Fatalf("no request reached the Ollama: %+v", s.sim.Stats().Model(fastModel))
 	}
 	queued := func() float64 { return metric(t, s.queueNode, "sovra_queued_requests", "model="+fastModel) }
-	eventually(t, 10*time.Second, func() bool { return queued() == float64(n) },
+	testwait.Until(t, 10*time.Second, func() bool { return queued() == float64(n) },
 		func() string { return fmt.Sprintf("%v requests queued, want %d", queued(), n) })
 }
 
@@ -690,7 +691,7 @@ func TestBreakerLeavesAFailingReplicaOut(t *testing.T) {
 			t.Fatal(err)
 		}
 		var back time.Time
-		eventually(t, 2*breakerOpen, func() bool {
+		testwait.Until(t, 2*breakerOpen, func() bool {
 			if ask(t, "a", openAIChat, "chat", 4).header.Get("Sovra-Node") == "b" {
 				back = time.Now()
 			}

@@ -9,16 +9,27 @@ import (
 	"time"
 )
 
-// For polls cond every millisecond until it holds, and fails t when it
-// still does not after timeout.
+// For polls cond until it holds, and fails t when it still does not after
+// timeout.
 func For(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	Until(t, timeout, cond, func() string { return what })
+}
+
+// Until is For with a description made only when the wait fails, so that it
+// can tell the state last seen.
+func Until(t testing.TB, timeout time.Duration, cond func() bool, what func() string) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
+	// Poll every millisecond at first, then less often, so that long waits
+	// leave the CPU to the code under test.
+	pause := time.Millisecond
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			t.Fatalf("timed out after %v waiting for %s", timeout, what())
 		}
-		time.Sleep(time.Millisecond)
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
 	}
 }
 

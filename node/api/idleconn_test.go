@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 // TestShutdownIgnoresUnusedConnections checks that a connection that never
@@ -18,7 +20,7 @@ func TestShutdownIgnoresUnusedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	waitFor(t, func() bool { return s.app.Server().GetOpenConnectionsCount() == 1 })
+	testwait.For(t, 5*time.Second, "one open connection", func() bool { return s.app.Server().GetOpenConnectionsCount() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {

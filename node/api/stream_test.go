@@ -13,6 +13,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node/backend"
 )
 
@@ -241,7 +242,7 @@ func TestShutdownLetsStreamsFinish(t *testing.T) {
 		stopped <- s.Shutdown(ctx)
 	}()
 	// New connections are refused once shutdown has begun.
-	waitFor(t, func() bool {
+	testwait.For(t, 5*time.Second, "new connections refused", func() bool {
 		c, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), 100*time.Millisecond)
 		if err != nil {
 			return true
@@ -259,17 +260,6 @@ func TestShutdownLetsStreamsFinish(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatalf("shutdown: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 5s")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

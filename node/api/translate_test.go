@@ -11,6 +11,8 @@ import (
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 // TestChatRequestReachesBackend checks what the backend receives for the
@@ -132,7 +134,7 @@ func TestRequestLogHasNoContent(t *testing.T) {
 		sseEvents(t, resp.Body)
 		resp.Body.Close()
 	}
-	waitFor(t, func() bool { return logs.FilterMessage("request").Len() == 2 })
+	testwait.For(t, 5*time.Second, "two request log lines", func() bool { return logs.FilterMessage("request").Len() == 2 })
 	for _, e := range logs.All() {
 		ctx := e.ContextMap()
 		line, _ := json.Marshal(ctx)
