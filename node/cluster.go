@@ -42,6 +42,10 @@ type ClusterConfig struct {
 	MaxVoters         int
 	HeartbeatInterval time.Duration
 	DownAfter         time.Duration
+	// ResyncInterval is how often the node looks at its Ollama (models on
+	// disk and loaded) to keep its replicas as placed; it also looks soon
+	// after a request failed there.
+	ResyncInterval time.Duration
 	// LeaveOnShutdown makes a stopping node leave the cluster. Off by
 	// default: a restarted member should come back without shrinking the
 	// quorum in between.
@@ -61,7 +65,8 @@ type ClusterConfig struct {
 }
 
 func defaultClusterConfig() ClusterConfig {
-	return ClusterConfig{MaxVoters: 3, HeartbeatInterval: time.Second, DownAfter: 10 * time.Second}
+	return ClusterConfig{MaxVoters: 3, HeartbeatInterval: time.Second, DownAfter: 10 * time.Second,
+		ResyncInterval: agent.DefaultResyncInterval}
 }
 
 func (c ClusterConfig) enabled() bool { return c.RaftAddr != "" }
@@ -81,6 +86,8 @@ func (c ClusterConfig) validate() error {
 		return errors.New("--bootstrap and --bootstrap-expect exclude each other")
 	case c.BootstrapExpect > 0 && len(c.Join) == 0:
 		return errors.New("--bootstrap-expect needs --join with the other nodes' HTTP addresses")
+	case c.ResyncInterval < 100*time.Millisecond:
+		return fmt.Errorf("--resync-interval %v: want at least 100ms", c.ResyncInterval)
 	case c.MaxVoters != 3 && c.MaxVoters != 5:
 		return fmt.Errorf("--max-voters %d: want 3 or 5", c.MaxVoters)
 	case (c.TLSCert == "") != (c.TLSKey == "") || (c.TLSCert != "" && c.TLSCA == ""):
@@ -129,6 +136,8 @@ func (n *Node) reconcile(ctx context.Context) {
 		Logger:   n.log.Named("agent"),
 		OnModels: func(models []string) { n.updateSelf(func(r *registration) { r.models = models }) },
 		Sync:     func(ctx context.Context) error { return n.cluster.Read(ctx, false, func(*state.State) {}) },
+		Recheck:  n.recheck,
+		Interval: n.cfg.Cluster.ResyncInterval,
 	}
 	if err := rec.Run(ctx); err != nil {
 		n.log.Error("reconciler stopped", zap.Error(err))

@@ -159,10 +159,13 @@ type Node struct {
 	peerHC     *http.Client
 	peerScheme string
 	self       registration
-	ln         net.Listener
-	done       chan error
-	stopRun    context.CancelFunc
-	runWG      sync.WaitGroup
+	// recheck carries the router's word of a local failure to the
+	// reconciler, which looks at Ollama again.
+	recheck chan struct{}
+	ln      net.Listener
+	done    chan error
+	stopRun context.CancelFunc
+	runWG   sync.WaitGroup
 
 	stopOnce sync.Once
 	stopErr  error
@@ -182,7 +185,17 @@ func New(cfg Config, log *zap.Logger) (*Node, error) {
 
 // NewWithBackend builds a node over any backend (tests use this seam).
 func NewWithBackend(cfg Config, be backend.Backend, log *zap.Logger) *Node {
-	return &Node{cfg: cfg, log: log.With(zap.String("node", cfg.NodeID)), be: be, done: make(chan error, 1)}
+	return &Node{cfg: cfg, log: log.With(zap.String("node", cfg.NodeID)), be: be, done: make(chan error, 1),
+		recheck: make(chan struct{}, 1)}
+}
+
+// localFailed asks the reconciler to look at Ollama again; it never
+// blocks, and asks made before the reconciler takes one are one ask.
+func (n *Node) localFailed() {
+	select {
+	case n.recheck <- struct{}{}:
+	default:
+	}
 }
 
 // Start listens on the HTTP address, joins or forms the cluster when one is
@@ -200,6 +213,7 @@ func (n *Node) Start() error {
 	var cl api.Cluster
 	reg := prometheus.NewRegistry()
 	rcfg := n.cfg.Routing.router(reg, load.NewView(load.ViewConfig{}))
+	rcfg.LocalFailed = n.localFailed
 	if n.cfg.Cluster.enabled() {
 		if n.cluster, err = n.openCluster(tlsCfg); err != nil {
 			ln.Close()

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
@@ -353,10 +354,12 @@ func TestRoutingAcrossNodes(t *testing.T) {
 // stream and wait for chats through all three nodes: no request that had
 // not received its first byte fails; the few streams that were running
 // on the killed Ollama end with an in-band error event; the others were
-// retried elsewhere.
+// retried elsewhere. The victim's node looks at its Ollama again after the
+// failures and reports its replica failed, with no periodic resync to help.
 func TestRoutingSurvivesAKilledReplica(t *testing.T) {
 	sim := ollamasim.Config{TokensPerSecond: 200, ResponseTokens: 16}
-	c := startSimCluster(t, []simNode{{id: "a", sim: sim}, {id: "b", sim: sim}, {id: "c", sim: sim}})
+	c := startSimCluster(t, []simNode{{id: "a", sim: sim}, {id: "b", sim: sim}, {id: "c", sim: sim}},
+		func(cfg *node.Config) { cfg.Cluster.ResyncInterval = time.Hour })
 	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":3}`, "a", "b", "c")
 
 	const victim = "b"
@@ -386,6 +389,14 @@ func TestRoutingSurvivesAKilledReplica(t *testing.T) {
 	if retries == 0 || retried == 0 {
 		t.Errorf("no request was retried (%v retries counted, %d answers said Sovra-Attempts > 1)", retries, retried)
 	}
+	waitDep(t, c.url(c.ids[0]), "chat", func(v depView) bool {
+		for _, p := range v.Placements {
+			if p.Node == victim {
+				return p.State == string(state.PlacementFailed)
+			}
+		}
+		return false
+	})
 }
 
 // TestResidencyKeepsRequestsInTheirJurisdiction runs two EU nodes and a US

@@ -176,6 +176,7 @@ func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
 	fs.IntVar(&c.MaxVoters, "max-voters", def.MaxVoters, "raft voters, 3 or 5; further nodes join as non-voters")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, "how often this node reports to the leader")
 	fs.DurationVar(&c.DownAfter, "down-after", def.DownAfter, "the leader marks a node down after this long without a heartbeat")
+	fs.DurationVar(&c.ResyncInterval, "resync-interval", def.ResyncInterval, "how often the node looks at its Ollama to keep its replicas as placed (also soon after a request fails there)")
 	fs.BoolVar(&c.LeaveOnShutdown, "leave-on-shutdown", def.LeaveOnShutdown, "leave the cluster when stopped (off: a restart keeps its place)")
 	fs.StringVar(&c.TLSCert, "tls-cert", def.TLSCert, "PEM certificate of this node (mutual TLS for raft and the API)")
 	fs.StringVar(&c.TLSKey, "tls-key", def.TLSKey, "PEM private key of --tls-cert")

@@ -74,6 +74,7 @@ func TestSettingsErrors(t *testing.T) {
 		{name: "no slots", args: []string{"--slots", "0"}, want: "slots must be at least 1"},
 		{name: "negative queue", env: map[string]string{"SOVRA_QUEUE_MAX": "-1"}, want: "queue size"},
 		{name: "slow load exchange", args: []string{"--load-interval", "5s"}, want: "load interval"},
+		{name: "busy resync", args: []string{"--raft-addr", "127.0.0.1:0", "--bootstrap", "--resync-interval", "10ms"}, want: "--resync-interval"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -120,13 +120,19 @@ type Reconciler struct {
 	// with the cluster, so that a restarting node does not unload models
 	// its stale state does not place.
 	Sync func(ctx context.Context) error
+	// Recheck, when set, asks for Ollama to be looked at again soon: the
+	// node sends on it when a request failed on the local Ollama, so that a
+	// replica whose Ollama went away or lost the model stops being ready
+	// well before the next resync. Looks it asks for come at most one per
+	// RetryMin.
+	Recheck <-chan struct{}
 	// Clock is the real clock when nil.
 	Clock Clock
 }
 
 // Run reconciles on every change of the state, on every finished pull or
-// load, and every Interval, until ctx ends; it then stops its pulls and
-// loads and returns nil. It fails at once when a required field is unset.
+// load, every Interval and soon after a Recheck, until ctx ends; it then
+// stops its pulls and loads and returns nil. It fails at once when a required field is unset.
 func (r *Reconciler) Run(ctx context.Context) error {
 	if err := r.check(); err != nil {
 		return err
@@ -147,6 +153,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			return nil
 		case <-changed:
 		case <-l.kick:
+		case <-l.r.Recheck:
+			l.recheck()
 		case <-l.clock.After(wait):
 		}
 	}
@@ -264,6 +272,7 @@ type loop struct {
 	obsErr       error
 	obsFails     int
 	observeAt    time.Time
+	observedAt   time.Time
 	needObserve  bool
 	reportedDisk []string
 	diskKnown    bool
@@ -300,6 +309,14 @@ func (l *loop) stop() {
 			ms.task.cancel()
 			<-ms.task.done
 		}
+	}
+}
+
+// recheck brings the next look at Ollama forward to RetryMin after the
+// last one.
+func (l *loop) recheck() {
+	if due := l.observedAt.Add(l.r.RetryMin); due.Before(l.observeAt) {
+		l.observeAt = due
 	}
 }
 
@@ -426,6 +443,7 @@ func (l *loop) observe(ctx context.Context) {
 	l.needObserve = false
 	obs, err := l.fetch(ctx)
 	now := l.clock.Now()
+	l.observedAt = now
 	if err != nil {
 		l.obsFails++
 		// Never wait longer than a resync: Ollama may be back any moment.

@@ -483,3 +483,55 @@ func TestReconcilerRealOllama(t *testing.T) {
 		t.Error("tiny:latest is no longer on disk")
 	}
 }
+
+// TestReconcilerRechecksOllamaWhenAsked checks that a recheck looks at
+// Ollama RetryMin after the last look, long before the resync is due, and
+// that a burst of rechecks costs one look.
+func TestReconcilerRechecksOllamaWhenAsked(t *testing.T) {
+	h := newHarness(t, ollamasim.Config{})
+	clock := newFakeClock()
+	recheck := make(chan struct{})
+	h.rec.Clock, h.rec.Interval, h.rec.Recheck = clock, time.Hour, recheck
+	h.rec.RetryMin, h.rec.RetryMax = 10*time.Millisecond, time.Minute
+	listings := func() int { return h.requests("/api/ps", "", nil) }
+	ask := func() {
+		t.Helper()
+		select {
+		case recheck <- struct{}{}:
+		case <-time.After(waitTimeout):
+			t.Fatal("the reconciler takes no recheck")
+		}
+	}
+	h.run()
+	h.deploy("d1", diskModel, "n1")
+	h.waitState("d1", state.PlacementReady)
+	clock.await(t, time.Hour)
+	before := listings()
+
+	for range 5 {
+		ask()
+	}
+	clock.await(t, 10*time.Millisecond)
+	if got := listings(); got != before {
+		t.Fatalf("Ollama listed %d times before the recheck was due", got-before)
+	}
+	clock.Advance(10 * time.Millisecond)
+	h.waitSim("the recheck's listing", func(ollamasim.Stats) bool { return listings() == before+1 })
+	// The burst is spent: the next look is the resync.
+	clock.await(t, time.Hour-10*time.Millisecond)
+	if got := listings(); got != before+1 {
+		t.Fatalf("five rechecks listed Ollama %d times, want 1", got-before)
+	}
+
+	// Ollama goes away: the next recheck reports the replica failed
+	// without waiting for the resync.
+	if err := h.sim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ask()
+	clock.await(t, 10*time.Millisecond)
+	clock.Advance(10 * time.Millisecond)
+	if p := h.waitState("d1", state.PlacementFailed); !strings.HasPrefix(p.Reason, "ollama: ") {
+		t.Errorf("reason = %q, want it to say Ollama does not answer", p.Reason)
+	}
+}

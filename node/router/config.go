@@ -34,6 +34,11 @@ type Config struct {
 	View *load.View
 	// Registerer, when set, receives the routing metrics.
 	Registerer prometheus.Registerer
+	// LocalFailed, when set, is called after a request failed on the local
+	// Ollama through the replica's fault (not a cancellation, a bad request
+	// or a refusal for load), so that the node re-checks its Ollama. It
+	// must not block.
+	LocalFailed func()
 }
 
 // Defaults.

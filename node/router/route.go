@@ -253,6 +253,9 @@ func (r *Router) serveHere(ctx context.Context, q request, tag string, call atte
 	}
 	begin := time.Now()
 	err = call(ctx, r.local, tag, p)
+	if err != nil && !notTheReplicasFault(err) && r.cfg.LocalFailed != nil {
+		r.cfg.LocalFailed()
+	}
 	if err == nil && p.began() {
 		p.mu.Lock()
 		s := load.Sample{TTFT: p.first.Sub(begin), OutTokens: p.metrics.EvalCount, DecodeTime: p.metrics.EvalDuration}

@@ -409,3 +409,42 @@ func TestRoutingMetrics(t *testing.T) {
 		t.Errorf("forwards %v, queue waits %v: want both counted", got["sovra_routing_forwards_total"], got["sovra_queue_wait_seconds"])
 	}
 }
+
+// TestLocalFailuresAskForARecheck checks that a request failing on this
+// node's Ollama through the replica's fault asks the node to re-check its
+// Ollama, and that nothing else does.
+func TestLocalFailuresAskForARecheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		a, b *replica // a is this node
+		want int32    // rechecks asked by 3 requests
+	}{
+		{"local failure", &replica{err: fmt.Errorf("%w: 500", backend.ErrFailed)}, &replica{}, 3},
+		{"local Ollama unreachable", &replica{err: backend.ErrUnavailable}, &replica{}, 3},
+		{"model gone from the local Ollama", &replica{err: backend.ErrModelNotFound}, &replica{}, 3},
+		{"local stream cut", &replica{late: backend.ErrTruncated}, &replica{}, 3},
+		{"bad request", &replica{err: backend.ErrBadRequest}, &replica{}, 0},
+		{"local Ollama busy", &replica{err: backend.ErrOverloaded}, &replica{}, 0},
+		{"success", &replica{}, &replica{}, 0},
+		{"peer failure", &replica{}, &replica{err: fmt.Errorf("%w: 500", backend.ErrFailed)}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var rechecks atomic.Int32
+			reps := map[string]*replica{"a": tc.a, "b": tc.b, "c": {}}
+			g := newRig(t, "a", Config{Policy: balance.RoundRobin, LocalFailed: func() { rechecks.Add(1) }}, reps)
+			for range 3 {
+				ctx := context.Background()
+				if tc.b.err == nil {
+					ctx = Forwarded(ctx) // served here: no retry elsewhere
+				}
+				_, _, _ = g.chat(ctx, Meta{})
+			}
+			if got := rechecks.Load(); got != tc.want {
+				t.Fatalf("%d rechecks asked, want %d", got, tc.want)
+			}
+			if tc.b.err != nil && tc.b.calls.Load() == 0 {
+				t.Fatal("the failing peer was never tried")
+			}
+		})
+	}
+}
