@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,6 +51,12 @@ func (r *replica) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Ch
 		return r.late
 	}
 	return fn(api.ChatResponse{Done: true, Metrics: api.Metrics{EvalCount: 10, EvalDuration: 100 * time.Millisecond}})
+}
+
+func (r *replica) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
+	return r.Chat(ctx, &api.ChatRequest{Model: req.Model}, func(c api.ChatResponse) error {
+		return fn(api.GenerateResponse{Response: c.Message.Content, Done: c.Done, Metrics: c.Metrics})
+	})
 }
 
 // cluster3 is a state with nodes a, b, c (c labelled US, the others EU)
@@ -446,5 +454,50 @@ func TestLocalFailuresAskForARecheck(t *testing.T) {
 				t.Fatal("the failing peer was never tried")
 			}
 		})
+	}
+}
+
+func TestGeneratePrefixKeysFollowThePrompt(t *testing.T) {
+	long := strings.Repeat("few-shot example. ", 100) // 1800 bytes
+	keys := func(system, prompt string) []uint64 {
+		return generatePrefix(&api.GenerateRequest{System: system, Prompt: prompt})
+	}
+	base := keys("be brief", long)
+	if want := (len("be brief") + 1 + len(long)) / promptChunk; len(base) != want {
+		t.Fatalf("%d keys, want one per whole chunk (%d)", len(base), want)
+	}
+	extended := keys("be brief", long+strings.Repeat("next turn ", 60))
+	if len(extended) <= len(base) || !slices.Equal(extended[:len(base)], base) {
+		t.Fatalf("an extended prompt does not start with the earlier prompt's keys")
+	}
+	if other := keys("be verbose", long); other[0] == base[0] {
+		t.Fatal("another system prompt shares the keys")
+	}
+	if short := keys("", "hello"); len(short) != 0 {
+		t.Fatalf("a prompt shorter than a chunk has %d keys", len(short))
+	}
+}
+
+// TestCompletionFollowUpStaysOnItsReplica checks that a completion whose
+// prompt extends an earlier one goes where the earlier one went, for
+// affinity (with a factor that no load here reaches).
+func TestCompletionFollowUpStaysOnItsReplica(t *testing.T) {
+	g := newRig(t, "a", Config{AffinityFactor: 100}, fresh())
+	generate := func(prompt string) DecisionView {
+		t.Helper()
+		ctx, d := WithDecision(WithMeta(context.Background(), Meta{}))
+		err := g.r.Generate(ctx, &api.GenerateRequest{Model: "chat", Prompt: prompt}, func(api.GenerateResponse) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.View()
+	}
+	for i := range 20 {
+		prompt := fmt.Sprintf("conversation %d: %s", i, strings.Repeat("earlier turns. ", 80))
+		first := generate(prompt)
+		next := generate(prompt + " and the next turn")
+		if next.Node != first.Node || next.Reason != balance.ReasonAffinity {
+			t.Fatalf("conversation %d: follow-up on %s (%s), first turn on %s", i, next.Node, next.Reason, first.Node)
+		}
 	}
 }

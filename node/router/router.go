@@ -219,7 +219,7 @@ func (r *Router) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Cha
 func (r *Router) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
 	r.budget.earn()
 	asked := req.Model
-	q := request{model: req.Model, maxTokens: numPredict(req.Options)}
+	q := request{model: req.Model, maxTokens: numPredict(req.Options), prefix: generatePrefix(req)}
 	return r.route(ctx, q, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
 		out := *req
 		out.Model = tag
@@ -341,6 +341,25 @@ func numPredict(opts map[string]any) int {
 		return max(0, int(v))
 	}
 	return 0
+}
+
+// promptChunk is the granularity of a completion's prefix keys, in bytes
+// (about a hundred tokens).
+const promptChunk = 512
+
+// generatePrefix are a completion's prefix keys: one for each whole
+// promptChunk of its system prompt and prompt, chained as a chat's are.
+// A prompt that extends an earlier one (a conversation kept as text, a
+// long shared preamble) shares the earlier one's keys up to its last whole
+// chunk, so it finds the replica whose cache holds them; a prompt shorter
+// than a chunk has none.
+func generatePrefix(req *api.GenerateRequest) []uint64 {
+	text := req.System + "\x00" + req.Prompt
+	chunks := make([]balance.Message, len(text)/promptChunk)
+	for i := range chunks {
+		chunks[i] = balance.Message{Content: text[i*promptChunk : (i+1)*promptChunk]}
+	}
+	return balance.PrefixKeys("", chunks)
 }
 
 // chatPrefix are a chat's conversation prefix keys (see
