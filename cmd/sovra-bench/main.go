@@ -28,7 +28,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -68,6 +70,32 @@ func main() {
 
 // usageError is a mistake on the command line.
 type usageError struct{ error }
+
+// report is the evaluated outcome of a benchmark command.
+type report interface {
+	WriteTable(out io.Writer)
+	Passed() bool
+}
+
+// printReport prints rep to stdout, as indented JSON when asJSON is set,
+// else as tables. When strict is set and a target failed, it calls
+// tearDown and exits with status 3.
+func printReport(rep report, asJSON, strict bool, tearDown func()) error {
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		rep.WriteTable(os.Stdout)
+	}
+	if strict && !rep.Passed() {
+		tearDown()
+		os.Exit(3)
+	}
+	return nil
+}
 
 func usage() {
 	fmt.Fprint(os.Stderr, `usage:

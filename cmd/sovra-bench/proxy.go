@@ -134,20 +134,7 @@ func runProxyBench(ctx context.Context, args []string) error {
 		return err
 	}
 	rep.Evaluate(f.targets)
-	if f.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		rep.WriteTable(os.Stdout)
-	}
-	if f.strict && !rep.Passed() {
-		r.tearDown(f.keep)
-		os.Exit(3)
-	}
-	return nil
+	return printReport(rep, f.json, f.strict, func() { r.tearDown(f.keep) })
 }
 
 // setUp builds the binaries and starts the simulator, sovra and the

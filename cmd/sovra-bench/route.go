@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -307,20 +305,7 @@ func runRouteBench(ctx context.Context, args []string) error {
 		rep.Settings["loadavg_end"] = strings.ReplaceAll(text, " ", "/")
 	}
 	rep.evaluate()
-	if f.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	} else {
-		rep.writeTable(os.Stdout)
-	}
-	if f.strict && !rep.passed() {
-		r.tearDown(f.keep)
-		os.Exit(3)
-	}
-	return nil
+	return printReport(rep, f.json, f.strict, func() { r.tearDown(f.keep) })
 }
 
 func sovraSetting(v string, isDefault bool) string {

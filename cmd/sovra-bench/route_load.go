@@ -122,14 +122,7 @@ func (d *driver) point(ctx context.Context, load float64, dur time.Duration, see
 	defer timer.Stop()
 	for i, off := range offsets {
 		at := began.Add(off)
-		if w := time.Until(at); w > 0 {
-			timer.Reset(w)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-			}
-		}
-		if ctx.Err() != nil {
+		if !bench.WaitUntil(ctx, timer, at) {
 			break
 		}
 		arrival := time.Now()
@@ -369,14 +362,7 @@ func (d *driver) conversations(ctx context.Context) (*convPoint, error) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for c, off := range offsets {
-		if w := time.Until(began.Add(off)); w > 0 {
-			timer.Reset(w)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-			}
-		}
-		if ctx.Err() != nil {
+		if !bench.WaitUntil(ctx, timer, began.Add(off)) {
 			break
 		}
 		started++

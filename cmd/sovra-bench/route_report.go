@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -283,7 +284,8 @@ func (r *routeReport) noteSovra() {
 	}
 }
 
-func (r *routeReport) passed() bool {
+// Passed reports whether every check passed.
+func (r *routeReport) Passed() bool {
 	for _, c := range r.Checks {
 		if !c.Pass {
 			return false
@@ -292,8 +294,8 @@ func (r *routeReport) passed() bool {
 	return true
 }
 
-// writeTable prints the report.
-func (r *routeReport) writeTable(out io.Writer) {
+// WriteTable prints the report.
+func (r *routeReport) WriteTable(out io.Writer) {
 	r.writeSetup(out)
 	if len(r.Points) > 0 {
 		r.writePoints(out)
@@ -316,7 +318,7 @@ func (r *routeReport) writeTable(out io.Writer) {
 		fmt.Fprintln(out)
 	}
 	var b strings.Builder
-	for _, k := range sortedKeys(r.Settings) {
+	for _, k := range slices.Sorted(maps.Keys(r.Settings)) {
 		fmt.Fprintf(&b, " %s=%s", k, r.Settings[k])
 	}
 	fmt.Fprintf(out, "Settings:%s\n", b.String())
@@ -430,13 +432,4 @@ func fmtDur(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.0fms", v)
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -300,8 +300,8 @@ func TestRouteReportEvaluate(t *testing.T) {
 					t.Errorf("%s: value %v, want %v", c.Name, c.Value, tt.values[i])
 				}
 			}
-			if r.passed() != !slices.Contains(tt.pass, false) {
-				t.Errorf("passed %v", r.passed())
+			if r.Passed() != !slices.Contains(tt.pass, false) {
+				t.Errorf("passed %v", r.Passed())
 			}
 		})
 	}
@@ -309,7 +309,7 @@ func TestRouteReportEvaluate(t *testing.T) {
 		r := &routeReport{Setup: s, Targets: targets, Features: sovraFeatures{RoutingPolicy: true, Slots: true}}
 		r.Points = []*routePoint{testPoint(policyTTF, 80, 100)}
 		r.evaluate()
-		if !r.passed() || !strings.Contains(strings.Join(r.Notes, "\n"), "oracle targets not checked") {
+		if !r.Passed() || !strings.Contains(strings.Join(r.Notes, "\n"), "oracle targets not checked") {
 			t.Errorf("checks %v notes %v", r.Checks, r.Notes)
 		}
 	})
@@ -347,7 +347,7 @@ func TestRouteReportTable(t *testing.T) {
 	}
 	r.evaluate()
 	var b bytes.Buffer
-	r.writeTable(&b)
+	r.WriteTable(&b)
 	out := b.String()
 	for _, want := range []string{"capacity/s", "41.67", "mean/oracle", "1.10x", "ttf mean TTFT at 80% / oracle's: 1.10x <= 1.10x  PASS", "n/a", "Settings: seed=1"} {
 		if !strings.Contains(out, want) {

@@ -149,6 +149,20 @@ type record struct {
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
+// WaitUntil waits on timer, which it resets and which may be reused from
+// one arrival to the next, until at or until ctx ends. It reports whether
+// ctx is still live: false means stop sending.
+func WaitUntil(ctx context.Context, timer *time.Timer, at time.Time) bool {
+	if d := time.Until(at); d > 0 {
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+		}
+	}
+	return ctx.Err() == nil
+}
+
 // Run sends t's request on the schedule l and waits for every response.
 // It stops starting requests when ctx ends.
 func Run(ctx context.Context, t Target, l Load) *Result {
@@ -161,14 +175,7 @@ func Run(ctx context.Context, t Target, l Load) *Result {
 	<-timer.C
 	for i := range n {
 		at := start.Add(time.Duration(i) * iv)
-		if d := time.Until(at); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-			}
-		}
-		if ctx.Err() != nil {
+		if !WaitUntil(ctx, timer, at) {
 			break
 		}
 		res.MaxLag = max(res.MaxLag, time.Since(at))

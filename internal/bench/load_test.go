@@ -132,3 +132,28 @@ func TestRunStopsWithContext(t *testing.T) {
 		t.Errorf("ran %s and sent %d after the context ended", time.Since(start), res.Sent)
 	}
 }
+
+// TestWaitUntil checks that WaitUntil waits for its time on a reused
+// timer and stops waiting when the context ends.
+func TestWaitUntil(t *testing.T) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for range 2 {
+		at := time.Now().Add(20 * time.Millisecond)
+		if !WaitUntil(context.Background(), timer, at) {
+			t.Fatal("WaitUntil = false with a live context")
+		}
+		if time.Now().Before(at) {
+			t.Fatal("WaitUntil returned before its time")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if WaitUntil(ctx, timer, start.Add(time.Hour)) {
+		t.Fatal("WaitUntil = true after the context ended")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("WaitUntil took %s after the context ended", d)
+	}
+}

@@ -3,6 +3,8 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -333,7 +335,7 @@ func (r *Report) WriteTable(out io.Writer) {
 	}
 	if len(r.Settings) > 0 {
 		var b strings.Builder
-		for _, k := range sortedKeys(r.Settings) {
+		for _, k := range slices.Sorted(maps.Keys(r.Settings)) {
 			fmt.Fprintf(&b, " %s=%s", k, r.Settings[k])
 		}
 		fmt.Fprintf(out, "\nSettings:%s\n", b.String())

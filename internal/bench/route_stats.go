@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -224,14 +223,4 @@ func (c RouteCheck) String() string {
 		op = ">="
 	}
 	return fmt.Sprintf("%s: %s %s %s  %s", c.Name, num(c.Value, c.Unit), op, num(c.Limit, c.Unit), verdict)
-}
-
-// SortedNodes returns the keys of m in order.
-func SortedNodes(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -68,12 +68,3 @@ func sortedCopy(values []time.Duration) []time.Duration {
 	slices.Sort(s)
 	return s
 }
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
