@@ -143,27 +143,17 @@ func TestNodesFormAClusterOverHTTP(t *testing.T) {
 	t.Run("a wrong cluster token is refused", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", n2.URL()+"/internal/v1/cluster/join", strings.NewReader(`{"id":"x","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`))
 		req.Header.Set("Sovra-Cluster-Token", "wrong")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "token") {
-			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		st, _, body := send(t, req)
+		if st != http.StatusForbidden || !strings.Contains(string(body), "token") {
+			t.Fatalf("status %d: %s", st, body)
 		}
 	})
 	t.Run("snapshot save and forced restore", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", n3.URL()+"/admin/v1/snapshot", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		snap, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !bytes.Contains(snap, []byte(`"n1"`)) {
-			t.Fatalf("snapshot %d: %.200s", resp.StatusCode, snap)
+		st, _, snap := send(t, req)
+		if st != 200 || !bytes.Contains(snap, []byte(`"n1"`)) {
+			t.Fatalf("snapshot %d: %.200s", st, snap)
 		}
 		var e struct {
 			Error struct{ Code string } `json:"error"`

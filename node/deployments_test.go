@@ -83,6 +83,12 @@ func adminWith(t *testing.T, method, url, body string, hdr map[string]string) (i
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
+	return send(t, req)
+}
+
+// send does req and returns the answer's status, headers and whole body.
+func send(t *testing.T, req *http.Request) (int, http.Header, []byte) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

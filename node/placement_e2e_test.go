@@ -18,8 +18,6 @@ import (
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamarig"
-	"github.com/sovra/sovra/internal/testnode"
-	"github.com/sovra/sovra/node"
 )
 
 // TestPlacementOnRealOllama runs three nodes, each over its own real
@@ -40,23 +38,8 @@ func TestPlacementOnRealOllama(t *testing.T) {
 	defer cancel()
 
 	ids := []string{"a", "b", "c"}
-	rigs := map[string]*ollamarig.Rig{}
-	nodes := map[string]*node.Node{}
-	for i, id := range ids {
-		rig := ollamarig.Start(t, ollamarig.Options{NumParallel: 2})
-		if err := rig.CreateTiny(ctx, "tiny"); err != nil {
-			t.Fatal(err)
-		}
-		var join []string
-		if i > 0 {
-			join = []string{nodes["a"].Addr()}
-		}
-		rigs[id] = rig
-		nodes[id] = testnode.Start(t, rig.URL, placed(id, "1xA100:80GiB", "zone="+id, join...))
-	}
+	rigs, nodes := startOllamaCluster(ctx, t, ids, nil)
 	url := func(id string) string { return nodes[id].URL() }
-	waitView(t, url("a"), allReady(3))
-	waitGPUs(t, url("a"), 3)
 
 	// The deployment is accepted although no catalog knows "tiny"; a node
 	// reads its figures from Ollama and registers them.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/sovra/sovra/internal/ollamarig"
-	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 )
@@ -45,26 +44,11 @@ func TestRoutingOnRealOllama(t *testing.T) {
 
 	ids := []string{"eu1", "eu2", "us"}
 	jurisdiction := map[string]string{"eu1": "EU", "eu2": "EU", "us": "US"}
-	rigs := map[string]*ollamarig.Rig{}
-	nodes := map[string]*node.Node{}
-	for i, id := range ids {
-		rig := ollamarig.Start(t, ollamarig.Options{NumParallel: 2})
-		if err := rig.CreateTiny(ctx, "tiny"); err != nil {
-			t.Fatal(err)
-		}
-		var join []string
-		if i > 0 {
-			join = []string{nodes[ids[0]].Addr()}
-		}
-		rigs[id] = rig
-		// Round robin sends every node's share of requests to the
-		// Ollama that is killed below, whatever their speeds.
-		nodes[id] = testnode.Start(t, rig.URL, placed(id, "1xA100:80GiB", "zone="+id+",jurisdiction="+jurisdiction[id], join...),
-			func(c *node.Config) { c.Routing.Policy = "round-robin" })
-	}
+	// Round robin sends every node's share of requests to the Ollama that
+	// is killed below, whatever their speeds.
+	rigs, nodes := startOllamaCluster(ctx, t, ids, func(id string) string { return "jurisdiction=" + jurisdiction[id] },
+		func(c *node.Config) { c.Routing.Policy = "round-robin" })
 	url := func(id string) string { return nodes[id].URL() }
-	waitView(t, url(ids[0]), allReady(3))
-	waitGPUs(t, url(ids[0]), 3)
 	create(t, url(ids[0]), `{"name":"tiny","model":"tiny","replicas":3}`)
 	for _, id := range ids {
 		waitDep(t, url(id), "tiny?stale=true", readyOn(3))

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sovra/sovra/internal/ollamarig"
 	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
@@ -73,6 +74,38 @@ func startSimCluster(t *testing.T, specs []simNode, edit ...func(*node.Config)) 
 }
 
 func (c *simCluster) url(id string) string { return c.nodes[id].URL() }
+
+// startOllamaCluster starts one real Ollama (two requests in parallel)
+// holding the tiny model and one node over it per id (the first
+// bootstraps, the others join it), each with one A100 and a zone=<id>
+// label plus labels(id) when labels is not nil, and waits until every node
+// is a ready member with its GPUs known. edit adjusts every node's
+// configuration.
+func startOllamaCluster(ctx context.Context, t *testing.T, ids []string, labels func(id string) string, edit ...func(*node.Config)) (map[string]*ollamarig.Rig, map[string]*node.Node) {
+	t.Helper()
+	rigs := map[string]*ollamarig.Rig{}
+	nodes := map[string]*node.Node{}
+	var join []string
+	for i, id := range ids {
+		rig := ollamarig.Start(t, ollamarig.Options{NumParallel: 2})
+		if err := rig.CreateTiny(ctx, "tiny"); err != nil {
+			t.Fatal(err)
+		}
+		rigs[id] = rig
+		l := "zone=" + id
+		if labels != nil {
+			l += "," + labels(id)
+		}
+		edits := append([]func(*node.Config){placed(id, "1xA100:80GiB", l, join...)}, edit...)
+		nodes[id] = testnode.Start(t, rig.URL, edits...)
+		if i == 0 {
+			join = []string{nodes[id].Addr()}
+		}
+	}
+	waitView(t, nodes[ids[0]].URL(), allReady(len(ids)))
+	waitGPUs(t, nodes[ids[0]].URL(), len(ids))
+	return rigs, nodes
+}
 
 // deploy creates a deployment through the admin API and waits until every
 // node's own (stale) view has its replicas ready on exactly the nodes

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -238,14 +237,9 @@ func TestRoutingAcrossNodes(t *testing.T) {
 				if tc.token != "" {
 					req.Header.Set("Sovra-Cluster-Token", tc.token)
 				}
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				raw, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != tc.want {
-					t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, raw)
+				st, _, raw := send(t, req)
+				if st != tc.want {
+					t.Fatalf("status %d, want %d: %s", st, tc.want, raw)
 				}
 				switch {
 				case tc.want == http.StatusForbidden:

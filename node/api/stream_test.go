@@ -164,12 +164,16 @@ func TestToolCallsGetIDsAndIndexes(t *testing.T) {
 }
 
 // blockingBackend blocks every chat until its context ends and reports when.
-func blockingBackend(streamFirst bool, cancelled chan<- time.Time) *fakeBackend {
+// A non-nil started is told once the chat is underway.
+func blockingBackend(streamFirst bool, started chan<- struct{}, cancelled chan<- time.Time) *fakeBackend {
 	return &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
 		if streamFirst {
 			if err := fn(api.ChatResponse{Model: req.Model, Message: api.Message{Role: "assistant", Content: "x"}}); err != nil {
 				return err
 			}
+		}
+		if started != nil {
+			started <- struct{}{}
 		}
 		<-ctx.Done()
 		cancelled <- time.Now()
@@ -181,30 +185,42 @@ func TestClientHangupCancelsBackend(t *testing.T) {
 	for _, streamed := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stream=%v", streamed), func(t *testing.T) {
 			cancelled := make(chan time.Time, 1)
-			url, _ := startServer(t, blockingBackend(streamed, cancelled))
+			url, _ := startServer(t, blockingBackend(streamed, nil, cancelled))
 			conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			body := fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, streamed)
-			fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-			if streamed { // wait until the stream has started
-				buf := make([]byte, 1)
-				if _, err := conn.Read(buf); err != nil {
-					t.Fatal(err)
-				}
-			}
-			hungUp := time.Now()
-			conn.Close()
-			select {
-			case at := <-cancelled:
-				if d := at.Sub(hungUp); d > time.Second {
-					t.Fatalf("backend cancelled %v after the hang-up, want within 1s", d)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the backend call was not cancelled after the client hung up")
-			}
+			hangUpCancels(t, conn, streamed, nil, cancelled, "the client hung up")
 		})
+	}
+}
+
+// hangUpCancels posts a chat on conn as raw HTTP/1.1, waits for started
+// when it is not nil, and when streamed for the stream's first byte, then
+// closes conn and checks that the backend call was cancelled within a
+// second; how says what the client did, for the failure message.
+func hangUpCancels(t *testing.T, conn net.Conn, streamed bool, started <-chan struct{}, cancelled <-chan time.Time, how string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, streamed)
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if started != nil {
+		<-started
+	}
+	if streamed { // wait until the stream has started
+		buf := make([]byte, 1)
+		if _, err := conn.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hungUp := time.Now()
+	conn.Close()
+	select {
+	case at := <-cancelled:
+		if d := at.Sub(hungUp); d > time.Second {
+			t.Fatalf("backend cancelled %v after the hang-up, want within 1s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the backend call was not cancelled after %s", how)
 	}
 }
 

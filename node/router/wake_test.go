@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node/backend"
 )
 
@@ -82,6 +84,15 @@ func idleWorld(t *testing.T) *log {
 	}
 	l.do(state.TypePutDeployment, state.PutDeployment{Deployment: state.Deployment{Name: "chat", Model: "llama3.1:8b", Replicas: 1, IdleTimeout: 60}, Time: 1})
 	l.do(state.TypeSetDeploymentIdle, state.SetDeploymentIdle{Name: "chat", Idle: true, Time: 2, UnusedSince: 1})
+	return l
+}
+
+// awakeWorld is idleWorld with chat woken and its replica ready on node.
+func awakeWorld(t *testing.T, node string) *log {
+	l := idleWorld(t)
+	l.do(state.TypeSetDeploymentIdle, state.SetDeploymentIdle{Name: "chat", Time: 3})
+	l.do(state.TypeSetPlacements, state.SetPlacements{Deployments: map[string][]string{"chat": {node}}})
+	l.do(state.TypeReportPlacement, state.ReportPlacement{Deployment: "chat", Node: node, State: state.PlacementReady})
 	return l
 }
 
@@ -208,41 +219,30 @@ func TestLoadingTimesOut(t *testing.T) {
 // TestTouchIsRateLimited: requests for a ready deployment that may go
 // idle record its use at most once per touch interval, without waiting.
 func TestTouchIsRateLimited(t *testing.T) {
-	l := idleWorld(t)
-	l.do(state.TypeSetDeploymentIdle, state.SetDeploymentIdle{Name: "chat", Time: 3})
-	l.do(state.TypeSetPlacements, state.SetPlacements{Deployments: map[string][]string{"chat": {"b"}}})
-	l.do(state.TypeReportPlacement, state.ReportPlacement{Deployment: "chat", Node: "b", State: state.PlacementReady})
-	var mu sync.Mutex
-	now := time.UnixMilli(1_000_000)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	r := peersRouter(l, WakeConfig{Wait: time.Second, Now: clock})
+	l := awakeWorld(t, "b")
+	clk := testwait.NewClock()
+	start := clk.Now().UnixMilli()
+	r := peersRouter(l, WakeConfig{Wait: time.Second, Now: clk.Now})
 	defer r.Close()
 	waitLastUsed := func(want int64) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for l.deployment("chat").LastUsed != want && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if got := l.deployment("chat").LastUsed; got != want {
-			t.Fatalf("last used %d, want %d", got, want)
-		}
+		testwait.Until(t, 5*time.Second, func() bool { return l.deployment("chat").LastUsed == want },
+			func() string { return fmt.Sprintf("last used %d, want %d", l.deployment("chat").LastUsed, want) })
 	}
 	for range 3 {
 		if by, err := chat(context.Background(), r, "chat"); err != nil || by != "b" {
 			t.Fatalf("served by %q, err %v", by, err)
 		}
 	}
-	waitLastUsed(1_000_000)
+	waitLastUsed(start)
 	if n := l.count(state.TypeTouchDeployment); n != 1 {
 		t.Fatalf("%d touches for three requests within the interval, want 1", n)
 	}
-	mu.Lock()
-	now = now.Add(touchInterval(60 * time.Second))
-	mu.Unlock()
+	clk.Advance(touchInterval(60 * time.Second))
 	if _, err := chat(context.Background(), r, "chat"); err != nil {
 		t.Fatal(err)
 	}
-	waitLastUsed(1_000_000 + touchInterval(60*time.Second).Milliseconds())
+	waitLastUsed(start + touchInterval(60*time.Second).Milliseconds())
 	if n := l.count(state.TypeTouchDeployment); n != 2 {
 		t.Fatalf("%d touches, want 2 once the interval passed", n)
 	}
@@ -282,16 +282,12 @@ func (c chunky) Chat(_ context.Context, req *api.ChatRequest, fn func(api.ChatRe
 // TestLongStreamKeepsTouching: a stream that lasts several touch
 // intervals records its use again as its chunks flow.
 func TestLongStreamKeepsTouching(t *testing.T) {
-	l := idleWorld(t)
-	l.do(state.TypeSetDeploymentIdle, state.SetDeploymentIdle{Name: "chat", Time: 3})
-	l.do(state.TypeSetPlacements, state.SetPlacements{Deployments: map[string][]string{"chat": {"a"}}})
-	l.do(state.TypeReportPlacement, state.ReportPlacement{Deployment: "chat", Node: "a", State: state.PlacementReady})
-	var mu sync.Mutex
-	now := time.UnixMilli(1_000_000)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	l := awakeWorld(t, "a")
+	clk := testwait.NewClock()
+	start := clk.Now().UnixMilli()
 	step := touchInterval(60 * time.Second)
-	local := chunky{chunks: 3, between: func() { mu.Lock(); now = now.Add(step); mu.Unlock() }}
-	r := New("a", local, l.m, nil).WithWake(WakeConfig{Proposer: l, Wait: time.Second, Now: clock})
+	local := chunky{chunks: 3, between: func() { clk.Advance(step) }}
+	r := New("a", local, l.m, nil).WithWake(WakeConfig{Proposer: l, Wait: time.Second, Now: clk.Now})
 	if err := r.Chat(context.Background(), &api.ChatRequest{Model: "chat"}, func(api.ChatResponse) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +296,7 @@ func TestLongStreamKeepsTouching(t *testing.T) {
 	if n := l.count(state.TypeTouchDeployment); n != 4 {
 		t.Fatalf("%d touches over a stream of three intervals, want 4", n)
 	}
-	if got, want := l.deployment("chat").LastUsed, int64(1_000_000)+3*step.Milliseconds(); got != want {
+	if got, want := l.deployment("chat").LastUsed, start+3*step.Milliseconds(); got != want {
 		t.Fatalf("last used %d, want %d (the last chunk)", got, want)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -54,7 +56,7 @@ func TestSlotsBoundConcurrency(t *testing.T) {
 			tk.Release()
 		})
 	}
-	eventually(t, "slots full and the rest queued", func() bool {
+	testwait.For(t, 10*time.Second, "slots full and the rest queued", func() bool {
 		return q.Stats() == Stats{Running: slots, Queued: callers - slots, Slots: slots}
 	})
 	if n := holders.Load(); n != slots {
@@ -69,7 +71,7 @@ func TestSlotsBoundConcurrency(t *testing.T) {
 }
 
 func TestFreeSlotWaitsNothing(t *testing.T) {
-	clk := newFakeClock()
+	clk := testwait.NewClock()
 	q := New(Config{Slots: 1, MaxQueue: 1, Now: clk.Now})
 	tk := mustAcquire(t, q, "")
 	if tk.Waited() != 0 {
@@ -127,7 +129,7 @@ func TestCancelWhileWaiting(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := make(chan outcome, 1)
 	spawn(ctx, q, "b", "b", out)
-	eventually(t, "waiter queued", func() bool { return q.Stats().Queued == 1 })
+	testwait.For(t, 10*time.Second, "waiter queued", func() bool { return q.Stats().Queued == 1 })
 	cancel()
 	o := recv(t, out)
 	if !errors.Is(o.err, context.Canceled) || o.t != nil {
@@ -163,7 +165,7 @@ func TestReleaseIdempotent(t *testing.T) {
 	first.Release() // stale: must not free second's slot
 	out := make(chan outcome, 1)
 	spawn(context.Background(), q, "b", "b", out)
-	eventually(t, "waiter queued", func() bool { return q.Stats().Queued == 1 })
+	testwait.For(t, 10*time.Second, "waiter queued", func() bool { return q.Stats().Queued == 1 })
 	wantStats(t, q, Stats{Running: 1, Queued: 1, Slots: 1})
 	second.Release()
 	o := recv(t, out)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 func TestHoldAverage(t *testing.T) {
@@ -35,7 +37,7 @@ func TestHoldAverage(t *testing.T) {
 }
 
 func TestWaitTooLong(t *testing.T) {
-	clk := newFakeClock()
+	clk := testwait.NewClock()
 	q := New(Config{Slots: 1, MaxQueue: 100, Timeout: 10 * time.Second, Now: clk.Now})
 	for range minHoldSamples - 1 {
 		tk := mustAcquire(t, q, "a")
@@ -81,7 +83,7 @@ func TestWaitTooLong(t *testing.T) {
 }
 
 func TestNoWaitEstimateWithoutTimeout(t *testing.T) {
-	clk := newFakeClock()
+	clk := testwait.NewClock()
 	q := New(Config{Slots: 1, MaxQueue: 100, Now: clk.Now})
 	for range minHoldSamples {
 		tk := mustAcquire(t, q, "a")
@@ -97,7 +99,7 @@ func TestNoWaitEstimateWithoutTimeout(t *testing.T) {
 }
 
 func TestRetryAfterHints(t *testing.T) {
-	clk := newFakeClock()
+	clk := testwait.NewClock()
 	q := New(Config{Slots: 2, MaxQueue: 0, Now: clk.Now})
 	for range minHoldSamples {
 		tk := mustAcquire(t, q, "a")

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 func TestFIFOWithinKey(t *testing.T) {
@@ -89,7 +92,7 @@ func TestFullQueue(t *testing.T) {
 			t.Fatalf("%s was pushed out, want %s", o.tag, victim)
 		}
 		mustReject(t, o.err, ErrKeyOverShare)
-		eventually(t, "b queued", func() bool { return waitingOf(q, "b") == i+1 })
+		testwait.For(t, 10*time.Second, "b queued", func() bool { return waitingOf(q, "b") == i+1 })
 		wantStats(t, q, Stats{Running: 1, Queued: 4, Slots: 1})
 	}
 
@@ -104,7 +107,7 @@ func TestFullQueue(t *testing.T) {
 	if o := recv(t, out); o.tag != "b1" {
 		t.Fatalf("%s was pushed out (err %v), want b1", o.tag, o.err)
 	}
-	eventually(t, "c queued", func() bool { return waitingOf(q, "c") == 1 })
+	testwait.For(t, 10*time.Second, "c queued", func() bool { return waitingOf(q, "c") == 1 })
 
 	got := grantOrder(t, holder, 4, out)
 	if want := []string{"a0", "b0", "c0", "a1"}; !slices.Equal(got, want) {
@@ -122,7 +125,7 @@ func waitingOf(q *Queue, key string) int {
 
 func TestFairQueueJoinsAtEnd(t *testing.T) {
 	var f fairQueue
-	now := newFakeClock().Now()
+	now := testwait.NewClock().Now()
 	tags := make(map[*waiter]string)
 	push := func(key, tag string) { tags[f.push(key, now)] = tag }
 	push("a", "a0")
@@ -159,7 +162,7 @@ func TestFairQueueAhead(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var f fairQueue
 			for _, key := range tt.waiting {
-				f.push(key, newFakeClock().Now())
+				f.push(key, testwait.NewClock().Now())
 			}
 			if got := f.ahead(tt.key); got != tt.want {
 				t.Fatalf("ahead(%q) = %d, want %d", tt.key, got, tt.want)

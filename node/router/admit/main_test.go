@@ -14,17 +14,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeClock is a clock that moves only when told.
-type fakeClock = testwait.Clock
-
-func newFakeClock() *fakeClock { return testwait.NewClock() }
-
-// eventually waits until cond holds, failing the test after a deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	testwait.For(t, 10*time.Second, what, cond)
-}
-
 // outcome is what an Acquire run by spawn returned.
 type outcome struct {
 	tag string
@@ -52,7 +41,7 @@ func enqueueAll(t *testing.T, q *Queue, keys []string, out chan<- outcome) {
 		seen[key]++
 		before := q.Stats().Queued
 		spawn(context.Background(), q, key, tag, out)
-		eventually(t, "waiter "+tag+" queued", func() bool { return q.Stats().Queued == before+1 })
+		testwait.For(t, 10*time.Second, "waiter "+tag+" queued", func() bool { return q.Stats().Queued == before+1 })
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 // fakePeers is a fake cluster: the peer list and each peer's fetch.
@@ -159,7 +161,7 @@ func TestPollerFeedsView(t *testing.T) {
 	f := newFakePeers("a", "b")
 	f.setFetch("b", reportingFetch("b", 3))
 	stop := startPoller(t, v, f, 0)
-	eventually(t, "both reports", func() bool {
+	testwait.For(t, 10*time.Second, "both reports", func() bool {
 		return v.Load("a", "m:1").Running == 1 && v.Load("b", "m:1").Running == 3
 	})
 	for _, n := range []string{"a", "b"} {
@@ -175,16 +177,16 @@ func TestPollerFeedsView(t *testing.T) {
 
 func TestPollerFailingPeerAges(t *testing.T) {
 	defer goleak.VerifyNone(t)
-	c := newFakeClock()
+	c := testwait.NewClock()
 	v := NewView(ViewConfig{StaleAfter: testStale, DownAfter: testDown, Now: c.Now})
 	f := newFakePeers("a")
 	stop := startPoller(t, v, f, 0)
-	eventually(t, "a's report", func() bool { return v.Load("a", "m:1").Running == 1 })
+	testwait.For(t, 10*time.Second, "a's report", func() bool { return v.Load("a", "m:1").Running == 1 })
 
 	errDown := errors.New("connection refused")
 	f.setFetch("a", func(context.Context) (Report, error) { return Report{}, errDown })
 	calls := f.Calls("a")
-	eventually(t, "several failed fetches", func() bool { return f.Calls("a") >= calls+5 })
+	testwait.For(t, 10*time.Second, "several failed fetches", func() bool { return f.Calls("a") >= calls+5 })
 
 	c.Advance(testStale)
 	if l := v.Load("a", "m:1"); l.Running != 1 || l.Age != testStale || l.Health != Unknown {
@@ -201,11 +203,11 @@ func TestPollerFailingPeerAges(t *testing.T) {
 
 	// Back, then failing again: a second OnError.
 	f.setFetch("a", reportingFetch("a", 2)) // Seq 1 again: a restart
-	eventually(t, "a back", func() bool { return v.Health("a") == Fresh })
+	testwait.For(t, 10*time.Second, "a back", func() bool { return v.Health("a") == Fresh })
 	f.setFetch("a", func(context.Context) (Report, error) { return Report{}, errDown })
-	eventually(t, "second OnError", func() bool { _, errs := f.Errors(); return len(errs) == 2 })
+	testwait.For(t, 10*time.Second, "second OnError", func() bool { _, errs := f.Errors(); return len(errs) == 2 })
 	calls = f.Calls("a")
-	eventually(t, "more failed fetches", func() bool { return f.Calls("a") >= calls+5 })
+	testwait.For(t, 10*time.Second, "more failed fetches", func() bool { return f.Calls("a") >= calls+5 })
 	stop()
 	if _, errs := f.Errors(); len(errs) != 2 {
 		t.Errorf("OnError called %d times, want 2", len(errs))
@@ -218,7 +220,7 @@ func TestPollerWrongNode(t *testing.T) {
 	f := newFakePeers("a")
 	f.setFetch("a", reportingFetch("impostor", 1))
 	stop := startPoller(t, v, f, 0)
-	eventually(t, "OnError", func() bool { _, errs := f.Errors(); return len(errs) > 0 })
+	testwait.For(t, 10*time.Second, "OnError", func() bool { _, errs := f.Errors(); return len(errs) > 0 })
 	stop()
 	if _, errs := f.Errors(); !errors.Is(errs[0], ErrWrongNode) {
 		t.Errorf("OnError(%v), want ErrWrongNode", errs[0])
@@ -250,16 +252,16 @@ func TestPollerOneFetchPerPeer(t *testing.T) {
 		}
 	})
 	stop := startPoller(t, v, f, time.Minute)
-	eventually(t, "slow's first fetch", func() bool { return f.Calls("slow") == 1 })
+	testwait.For(t, 10*time.Second, "slow's first fetch", func() bool { return f.Calls("slow") == 1 })
 	listed, fast := f.Listed(), f.Calls("fast")
-	eventually(t, "ten more rounds, fast fetched in them", func() bool {
+	testwait.For(t, 10*time.Second, "ten more rounds, fast fetched in them", func() bool {
 		return f.Listed() >= listed+10 && f.Calls("fast") >= fast+10
 	})
 	if got := f.Calls("slow"); got != 1 {
 		t.Errorf("slow fetched %d times while its first fetch blocked, want 1", got)
 	}
 	close(release)
-	eventually(t, "slow fetched again", func() bool { return f.Calls("slow") >= 3 })
+	testwait.For(t, 10*time.Second, "slow fetched again", func() bool { return f.Calls("slow") >= 3 })
 	stop()
 	if got := most.Load(); got != 1 {
 		t.Errorf("at most %d fetches of slow at once, want 1", got)
@@ -275,7 +277,7 @@ func TestPollerTimeout(t *testing.T) {
 		return Report{}, ctx.Err()
 	})
 	stop := startPoller(t, v, f, 5*time.Millisecond)
-	eventually(t, "a fetched again after a timeout", func() bool { return f.Calls("a") >= 2 })
+	testwait.For(t, 10*time.Second, "a fetched again after a timeout", func() bool { return f.Calls("a") >= 2 })
 	stop()
 	if _, errs := f.Errors(); len(errs) != 1 || !errors.Is(errs[0], context.DeadlineExceeded) {
 		t.Errorf("OnError calls %v, want one DeadlineExceeded", errs)
@@ -287,15 +289,15 @@ func TestPollerDropsRemovedPeers(t *testing.T) {
 	v := NewView(ViewConfig{})
 	f := newFakePeers("a", "b", "", "a") // empty and duplicate IDs are skipped
 	stop := startPoller(t, v, f, 0)
-	eventually(t, "both reports", func() bool {
+	testwait.For(t, 10*time.Second, "both reports", func() bool {
 		return v.Health("a") == Fresh && v.Health("b") == Fresh
 	})
 	v.Sent("b", "m:1")
 
 	f.setPeers("a")
-	eventually(t, "b dropped", func() bool { return v.Load("b", "m:1") == (Load{Health: Unknown}) })
+	testwait.For(t, 10*time.Second, "b dropped", func() bool { return v.Load("b", "m:1") == (Load{Health: Unknown}) })
 	bCalls, aCalls := f.Calls("b"), f.Calls("a")
-	eventually(t, "more rounds", func() bool { return f.Calls("a") >= aCalls+5 })
+	testwait.For(t, 10*time.Second, "more rounds", func() bool { return f.Calls("a") >= aCalls+5 })
 	if got := f.Calls("b") - bCalls; got > 1 { // one may have been in flight
 		t.Errorf("b fetched %d times after it left, want at most 1", got)
 	}
@@ -321,11 +323,11 @@ func TestPollerDiscardsReportOfRemovedPeer(t *testing.T) {
 		return report("b", 1, 5), nil
 	})
 	stop := startPoller(t, v, f, time.Minute)
-	eventually(t, "b's fetch", func() bool { return f.Calls("b") == 1 })
+	testwait.For(t, 10*time.Second, "b's fetch", func() bool { return f.Calls("b") == 1 })
 
 	f.setPeers("a")
 	listed := f.Listed()
-	eventually(t, "rounds without b", func() bool { return f.Listed() >= listed+2 })
+	testwait.For(t, 10*time.Second, "rounds without b", func() bool { return f.Listed() >= listed+2 })
 
 	// b comes back at another address: a new fetch starts only once the
 	// old one is finished with, and the old one's report must not count.
@@ -375,7 +377,7 @@ func TestPollerStopsWithFetchInFlight(t *testing.T) {
 		defer close(ran)
 		p.Run(ctx)
 	}()
-	eventually(t, "fetch started", func() bool { return f.Calls("a") == 1 })
+	testwait.For(t, 10*time.Second, "fetch started", func() bool { return f.Calls("a") == 1 })
 	cancel()
 	select {
 	case <-ran:

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 const (
@@ -12,8 +14,8 @@ const (
 	testDown  = 3 * time.Second
 )
 
-func newTestView() (*View, *fakeClock) {
-	c := newFakeClock()
+func newTestView() (*View, *testwait.Clock) {
+	c := testwait.NewClock()
 	return NewView(ViewConfig{StaleAfter: testStale, DownAfter: testDown, Now: c.Now}), c
 }
 
@@ -124,15 +126,19 @@ func TestViewPending(t *testing.T) {
 			t.Errorf("%s: Pending = %d, want %d", step, got, want)
 		}
 	}
+	checkOther := func(step string, want int) {
+		t.Helper()
+		if got := v.Load("a", "m:2").Pending; got != want {
+			t.Errorf("other model %s: Pending = %d, want %d", step, got, want)
+		}
+	}
 
 	v.Update(report("a", 1, 0))
 	done1 := v.Sent("a", "m:1")
 	done2 := v.Sent("a", "m:1")
 	other := v.Sent("a", "m:2")
 	check("two sent", 2)
-	if got := v.Load("a", "m:2").Pending; got != 1 {
-		t.Errorf("other model: Pending = %d, want 1", got)
-	}
+	checkOther("after two sent", 1)
 	done1()
 	check("one done", 1)
 	done1()
@@ -143,9 +149,7 @@ func TestViewPending(t *testing.T) {
 
 	v.Update(report("a", 2, 2)) // includes the requests
 	check("report", 0)
-	if got := v.Load("a", "m:2").Pending; got != 0 {
-		t.Errorf("other model after report: Pending = %d, want 0", got)
-	}
+	checkOther("after report", 0)
 	if got := v.Load("a", "m:1").Busy(); got != 2 {
 		t.Errorf("Busy = %d, want 2", got)
 	}
@@ -155,9 +159,7 @@ func TestViewPending(t *testing.T) {
 	done2() // from before the report: must not take done3's count
 	other()
 	check("late done", 1)
-	if got := v.Load("a", "m:2").Pending; got != 0 {
-		t.Errorf("other model after late done: Pending = %d, want 0", got)
-	}
+	checkOther("after late done", 0)
 	done3()
 	check("all done", 0)
 	done3()
