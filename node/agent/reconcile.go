@@ -132,7 +132,8 @@ type Reconciler struct {
 
 // Run reconciles on every change of the state, on every finished pull or
 // load, every Interval and soon after a Recheck, until ctx ends; it then
-// stops its pulls and loads and returns nil. It fails at once when a required field is unset.
+// stops its pulls and loads and returns nil. It fails at once when a
+// required field is unset.
 func (r *Reconciler) Run(ctx context.Context) error {
 	if err := r.check(); err != nil {
 		return err
