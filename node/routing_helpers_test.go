@@ -51,59 +51,65 @@ type simCluster struct {
 func startSimCluster(t *testing.T, specs []simNode, edit ...func(*node.Config)) *simCluster {
 	t.Helper()
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
-	c := &simCluster{nodes: map[string]*node.Node{}, sims: map[string]*ollamasim.Server{}}
-	var join []string
-	for i, s := range specs {
-		cfg := s.sim
-		cfg.Name = s.id
-		c.sims[s.id] = ollamasim.StartTest(t, cfg)
-		labels := "zone=" + s.id
-		if s.labels != "" {
-			labels += "," + s.labels
-		}
-		edits := append([]func(*node.Config){placed(s.id, "1xA100:80GiB", labels, join...)}, edit...)
-		c.nodes[s.id] = testnode.Start(t, c.sims[s.id].URL(), edits...)
+	c := &simCluster{sims: map[string]*ollamasim.Server{}}
+	byID := map[string]simNode{}
+	for _, s := range specs {
 		c.ids = append(c.ids, s.id)
-		if i == 0 {
-			join = []string{c.nodes[s.id].Addr()}
-		}
+		byID[s.id] = s
 	}
-	waitView(t, c.url(c.ids[0]), allReady(len(specs)))
-	waitGPUs(t, c.url(c.ids[0]), len(specs))
+	c.nodes = startNodes(t, c.ids, func(id string) string { return byID[id].labels }, func(id string) string {
+		cfg := byID[id].sim
+		cfg.Name = id
+		c.sims[id] = ollamasim.StartTest(t, cfg)
+		return c.sims[id].URL()
+	}, edit...)
 	return c
 }
 
-func (c *simCluster) url(id string) string { return c.nodes[id].URL() }
-
-// startOllamaCluster starts one real Ollama (two requests in parallel)
-// holding the tiny model and one node over it per id (the first
-// bootstraps, the others join it), each with one A100 and a zone=<id>
-// label plus labels(id) when labels is not nil, and waits until every node
-// is a ready member with its GPUs known. edit adjusts every node's
-// configuration.
-func startOllamaCluster(ctx context.Context, t *testing.T, ids []string, labels func(id string) string, edit ...func(*node.Config)) (map[string]*ollamarig.Rig, map[string]*node.Node) {
+// startNodes starts one node per id over the Ollama whose URL backend(id)
+// returns once it has started it (the first node bootstraps, the others
+// join it), each with one A100 and a zone=<id> label plus labels(id) when
+// that is not empty, and waits until every node is a ready member with its
+// GPUs known. edit adjusts every node's configuration.
+func startNodes(t *testing.T, ids []string, labels, backend func(id string) string, edit ...func(*node.Config)) map[string]*node.Node {
 	t.Helper()
-	rigs := map[string]*ollamarig.Rig{}
 	nodes := map[string]*node.Node{}
 	var join []string
 	for i, id := range ids {
-		rig := ollamarig.Start(t, ollamarig.Options{NumParallel: 2})
-		if err := rig.CreateTiny(ctx, "tiny"); err != nil {
-			t.Fatal(err)
-		}
-		rigs[id] = rig
+		url := backend(id)
 		l := "zone=" + id
-		if labels != nil {
-			l += "," + labels(id)
+		if extra := labels(id); extra != "" {
+			l += "," + extra
 		}
 		edits := append([]func(*node.Config){placed(id, "1xA100:80GiB", l, join...)}, edit...)
-		nodes[id] = testnode.Start(t, rig.URL, edits...)
+		nodes[id] = testnode.Start(t, url, edits...)
 		if i == 0 {
 			join = []string{nodes[id].Addr()}
 		}
 	}
 	waitView(t, nodes[ids[0]].URL(), allReady(len(ids)))
 	waitGPUs(t, nodes[ids[0]].URL(), len(ids))
+	return nodes
+}
+
+func (c *simCluster) url(id string) string { return c.nodes[id].URL() }
+
+// startOllamaCluster is startNodes over one real Ollama per id (two
+// requests in parallel) holding the tiny model; labels may be nil.
+func startOllamaCluster(ctx context.Context, t *testing.T, ids []string, labels func(id string) string, edit ...func(*node.Config)) (map[string]*ollamarig.Rig, map[string]*node.Node) {
+	t.Helper()
+	if labels == nil {
+		labels = func(string) string { return "" }
+	}
+	rigs := map[string]*ollamarig.Rig{}
+	nodes := startNodes(t, ids, labels, func(id string) string {
+		rig := ollamarig.Start(t, ollamarig.Options{NumParallel: 2})
+		if err := rig.CreateTiny(ctx, "tiny"); err != nil {
+			t.Fatal(err)
+		}
+		rigs[id] = rig
+		return rig.URL
+	}, edit...)
 	return rigs, nodes
 }
 
