@@ -1,0 +1,80 @@
+package auth
+
+import (
+	"context"
+	"strings"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// HeaderAPIKey is where Anthropic clients send their key.
+const HeaderAPIKey = "X-Api-Key"
+
+// Option adjusts a middleware made by Require.
+type Option func(*options)
+
+type options struct{ keyHeader string }
+
+// WithKeyHeader also takes the credential from header name when the
+// request has no Authorization header (x-api-key for Anthropic clients).
+func WithKeyHeader(name string) Option { return func(o *options) { o.keyHeader = name } }
+
+type localsKey struct{}
+
+type ctxKey struct{}
+
+// Require is the authentication middleware: it admits a request whose
+// credential belongs to a principal that may use routes needing role
+// need, stores the principal in the request (see FromCtx and
+// FromContext) and returns ErrMissing, ErrInvalid or ErrForbidden
+// otherwise, for the caller's error handler to render. A request that an
+// earlier Require admitted is only checked for its role.
+func (a *Authenticator) Require(need Role, opts ...Option) fiber.Handler {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return func(c *fiber.Ctx) error {
+		p, ok := FromCtx(c)
+		if !ok {
+			var err error
+			if p, err = a.Authenticate(credential(c, o.keyHeader)); err != nil {
+				return err
+			}
+			c.Locals(localsKey{}, p)
+			c.SetUserContext(context.WithValue(c.UserContext(), ctxKey{}, p))
+		}
+		if !p.Role.allows(need) {
+			return ErrForbidden
+		}
+		return c.Next()
+	}
+}
+
+// credential is the request's bearer token or, without an Authorization
+// header, the value of keyHeader when one is named.
+func credential(c *fiber.Ctx, keyHeader string) string {
+	if h := c.Get(fiber.HeaderAuthorization); h != "" {
+		scheme, tok, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return ""
+		}
+		return strings.TrimSpace(tok)
+	}
+	if keyHeader != "" {
+		return c.Get(keyHeader)
+	}
+	return ""
+}
+
+// FromCtx is the principal Require stored in the request.
+func FromCtx(c *fiber.Ctx) (Principal, bool) {
+	p, ok := c.Locals(localsKey{}).(Principal)
+	return p, ok
+}
+
+// FromContext is the principal of the request whose user context ctx is.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok
+}
