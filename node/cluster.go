@@ -36,8 +36,8 @@ type ClusterConfig struct {
 	Bootstrap       bool
 	BootstrapExpect int
 	Join            []string
-	// Token is the shared cluster token: required on peer calls and, as a
-	// bearer token, on admin calls.
+	// Token is the shared cluster secret, for peers only (joining, peer
+	// calls); operators use the management token (Config.AdminToken).
 	Token             string
 	MaxVoters         int
 	HeartbeatInterval time.Duration

@@ -18,6 +18,7 @@ import (
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node/api"
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
 	"github.com/sovra/sovra/node/router"
@@ -48,6 +49,15 @@ type Config struct {
 	Cluster ClusterConfig
 	// Routing configures how requests are queued and routed.
 	Routing RoutingConfig
+	// AdminToken is the management token operators send as a bearer token
+	// on /admin/v1 and the inference routes. Empty: the node reads the one
+	// it made earlier from <DataDir>/admin-token, or makes one there.
+	AdminToken string
+	// Keys, when set, holds API keys beside the management token.
+	Keys auth.KeyStore
+	// AllowedOrigins are the browser origins, beyond loopback ones, whose
+	// pages may call the API ("https://ui.example.com", "https://*.example.com").
+	AllowedOrigins []string
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -163,9 +173,11 @@ type Node struct {
 	// reconciler, which looks at Ollama again.
 	recheck chan struct{}
 	ln      net.Listener
-	done    chan error
-	stopRun context.CancelFunc
-	runWG   sync.WaitGroup
+	// adminToken is the management token in force.
+	adminToken string
+	done       chan error
+	stopRun    context.CancelFunc
+	runWG      sync.WaitGroup
 
 	stopOnce sync.Once
 	stopErr  error
@@ -201,6 +213,9 @@ func (n *Node) localFailed() {
 // Start listens on the HTTP address, joins or forms the cluster when one is
 // configured, and serves in the background.
 func (n *Node) Start() error {
+	if err := n.loadAdminToken(); err != nil {
+		return err
+	}
 	tlsCfg, err := n.cfg.Cluster.tlsConfig()
 	if err != nil {
 		return err
@@ -226,7 +241,7 @@ func (n *Node) Start() error {
 	} else {
 		n.router = router.New(n.cfg.NodeID, n.be, nil, nil).WithConfig(rcfg)
 	}
-	apiCfg := n.apiConfig(tlsCfg != nil)
+	apiCfg := n.apiConfig(tlsCfg != nil, isLoopback(ln.Addr()))
 	apiCfg.Registry = reg
 	n.api = api.New(apiCfg, n.router, cl, n.log.Named("http"))
 	go func() { n.done <- n.api.Serve(ln) }()
@@ -238,14 +253,18 @@ func (n *Node) Start() error {
 	return nil
 }
 
-func (n *Node) apiConfig(mtls bool) api.Config {
+func (n *Node) apiConfig(mtls, loopback bool) api.Config {
 	return api.Config{
 		BodyLimit:        n.cfg.MaxBodyBytes,
 		ReadTimeout:      n.cfg.ReadTimeout,
 		WriteTimeout:     n.cfg.WriteTimeout,
 		IdleTimeout:      n.cfg.IdleTimeout,
 		Version:          version.Version,
-		AdminToken:       n.cfg.Cluster.Token,
+		AdminToken:       n.adminToken,
+		Keys:             n.cfg.Keys,
+		ClusterToken:     n.cfg.Cluster.Token,
+		AllowedOrigins:   n.cfg.AllowedOrigins,
+		LoopbackOnly:     loopback,
 		PeerCertRequired: mtls,
 	}
 }

@@ -9,12 +9,17 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/node"
 )
 
+// Token is the management token of the nodes Start runs; testauth.Client
+// sends it.
+const Token = testauth.Token
+
 // Start runs a node on 127.0.0.1 with a free port over the Ollama (real or
-// simulated) at ollamaURL, and stops it when the test ends. edit, if given,
-// adjusts the configuration first.
+// simulated) at ollamaURL, with Token as its management token, and stops
+// it when the test ends. edit, if given, adjusts the configuration first.
 func Start(t testing.TB, ollamaURL string, edit ...func(*node.Config)) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig()
@@ -23,6 +28,7 @@ func Start(t testing.TB, ollamaURL string, edit ...func(*node.Config)) *node.Nod
 	cfg.OllamaURL = ollamaURL
 	cfg.DataDir = t.TempDir()
 	cfg.ShutdownGrace = 5 * time.Second
+	cfg.AdminToken = Token
 	for _, e := range edit {
 		e(&cfg)
 	}

@@ -3,16 +3,15 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/scheduler"
 )
 
@@ -36,11 +35,11 @@ type Cluster interface {
 }
 
 // adminRoutes mounts /admin/v1 and the internal peer routes. Admin calls
-// need the cluster token as a bearer token when one is configured (API keys
-// with roles replace this later).
+// need a principal of role admin (the management token), and their writes
+// a JSON body.
 func (s *Server) adminRoutes(cl Cluster) {
 	s.app.All("/internal/v1/cluster/*", s.requirePeerCert, adaptor.HTTPHandler(cl.Handler()))
-	a := s.app.Group("/admin/v1", s.requireAdmin)
+	a := s.app.Group("/admin/v1", s.auth.Require(auth.RoleAdmin), requireJSON)
 	a.Get("/routing", s.routingView)
 	a.Get("/cluster", func(c *fiber.Ctx) error {
 		st, err := cl.Status(c.UserContext())
@@ -121,19 +120,6 @@ func (s *Server) adminRoutes(cl Cluster) {
 		return c.JSON(fiber.Map{"restored": true})
 	})
 	s.deploymentRoutes(a, cl)
-}
-
-// requireAdmin checks the bearer token of an admin call.
-func (s *Server) requireAdmin(c *fiber.Ctx) error {
-	if s.cfg.AdminToken == "" {
-		return c.Next()
-	}
-	got, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) != 1 {
-		return &Error{Status: http.StatusUnauthorized, Type: "authentication_error", Code: "invalid_token",
-			Message: "admin calls need the cluster token: Authorization: Bearer <token>"}
-	}
-	return c.Next()
 }
 
 // requirePeerCert refuses internal calls without a verified client

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/router"
 )
@@ -73,6 +74,8 @@ func toAPIError(err error) *Error {
 		return e
 	}
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrForbidden):
+		return authError(err)
 	case errors.Is(err, backend.ErrModelNotFound):
 		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model", Message: err.Error()}
 	case errors.Is(err, backend.ErrBadRequest):
@@ -189,6 +192,9 @@ func inBandError(f family, e *Error) []byte {
 func writeError(c *fiber.Ctx, e *Error) error {
 	if e.RetryAfter > 0 {
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(e.RetryAfter))
+	}
+	if e.Status == http.StatusUnauthorized {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="sovra"`)
 	}
 	status := e.Status
 	if status == StatusClientClosed {

@@ -3,12 +3,13 @@ package api
 import (
 	"context"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/sovra/sovra/internal/testauth"
 )
 
 // fakeBackend is a backend.Backend whose chat and generate behaviour each
@@ -74,6 +75,8 @@ func words(pieces ...string) func(context.Context, *api.ChatRequest, func(api.Ch
 func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, *Server) {
 	t.Helper()
 	cfg := DefaultConfig()
+	cfg.AdminToken = testauth.Token
+	cfg.LoopbackOnly = true
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -95,4 +98,5 @@ func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, 
 	return "http://" + ln.Addr().String(), s
 }
 
-var client = &http.Client{Timeout: 10 * time.Second}
+// client sends the servers' management token.
+var client = testauth.NewClient(nil, 10*time.Second)

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testcerts"
 )
 
@@ -22,7 +23,9 @@ func TestClientHangupOverTLSCancelsBackend(t *testing.T) {
 		t.Run(fmt.Sprintf("stream=%v", streamed), func(t *testing.T) {
 			cancelled := make(chan time.Time, 1)
 			started := make(chan struct{}, 1)
-			s := New(DefaultConfig(), blockingBackend(streamed, started, cancelled), nil, zaptest.NewLogger(t))
+			cfg := DefaultConfig()
+			cfg.AdminToken = testauth.Token
+			s := New(cfg, blockingBackend(streamed, started, cancelled), nil, zaptest.NewLogger(t))
 			raw, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)

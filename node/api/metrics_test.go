@@ -115,7 +115,7 @@ func TestMetrics(t *testing.T) {
 		}
 		return reply(ctx, req, fn)
 	}}
-	url, _ := startServer(t, be, func(c *Config) { c.AdminToken = "tok" })
+	url, _ := startServer(t, be, func(c *Config) { c.ClusterToken = "tok" })
 
 	const chat = `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
 	if st, body := post(t, url, "/v1/chat/completions", chat); st != 200 {

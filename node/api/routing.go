@@ -1,9 +1,7 @@
 package api
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"math"
 	"net/http"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/admit"
@@ -61,9 +60,8 @@ func routingMeta(c *fiber.Ctx, forwarded bool) (router.Meta, error) {
 		m.Key = strings.Clone(c.Get(headerClientKey))
 		return m, nil
 	}
-	if tok, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer "); ok && tok != "" {
-		sum := sha256.Sum256([]byte(tok))
-		m.Key = hex.EncodeToString(sum[:8])
+	if p, ok := auth.FromCtx(c); ok {
+		m.Key = p.KeyID
 	}
 	if h := c.Get(HeaderJurisdiction); h != "" {
 		js, err := router.ParseJurisdictions(h)
@@ -121,7 +119,7 @@ func (s *Server) loadExchange(c *fiber.Ctx) error {
 // and a client certificate when the API is served over mutual TLS. The
 // request is then marked as forwarded.
 func (s *Server) requirePeer(c *fiber.Ctx) error {
-	if s.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(c.Get(headerClusterToken)), []byte(s.cfg.AdminToken)) != 1 {
+	if s.cfg.ClusterToken == "" || subtle.ConstantTimeCompare([]byte(c.Get(headerClusterToken)), []byte(s.cfg.ClusterToken)) != 1 {
 		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "bad_token",
 			Message: "internal routes need the cluster token in " + headerClusterToken}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 )
 
@@ -38,8 +39,21 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Version is reported in health responses.
 	Version string
-	// AdminToken, when set, is required as a bearer token on /admin/v1.
+	// AdminToken is the management token: as a bearer token it admits
+	// operators to /admin/v1 and to the inference routes (/v1, /api; on
+	// /v1/messages also as x-api-key). Empty admits no operator.
 	AdminToken string
+	// Keys, when set, holds further API keys (tenants: inference only).
+	Keys auth.KeyStore
+	// ClusterToken is the peers' secret, required in Sovra-Cluster-Token
+	// on the internal forward and load routes (empty refuses them all).
+	ClusterToken string
+	// AllowedOrigins are the browser origins, beyond loopback ones, whose
+	// pages may call the API: origins with at most one "*", or "*" alone.
+	AllowedOrigins []string
+	// LoopbackOnly says the API listens on loopback only: requests must
+	// then name a loopback host (no DNS rebinding).
+	LoopbackOnly bool
 	// PeerCertRequired makes internal peer routes require a verified TLS
 	// client certificate (the API is served over mutual TLS).
 	PeerCertRequired bool
@@ -69,13 +83,16 @@ type Server struct {
 	streams sync.WaitGroup
 	// metrics are served on /metrics.
 	metrics *metrics
+	// auth turns credentials into principals.
+	auth *auth.Authenticator
 }
 
 // New builds the API over be. cl may be nil for a node outside any cluster:
 // the admin and internal routes are then absent.
 func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	base, cancel := context.WithCancel(context.Background())
-	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry)}
+	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry),
+		auth: auth.New(cfg.AdminToken, cfg.Keys)}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
 		BodyLimit:             cfg.BodyLimit,
@@ -94,14 +111,18 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	return s
 }
 
+// routes mounts the public routes: health, metrics and / without
+// credentials, inference behind the management token or an API key
+// (Anthropic clients may send theirs as x-api-key).
 func (s *Server) routes() {
 	a := s.app
-	a.Use(s.observe)
+	a.Use(s.observe, s.browserGuard())
 	a.Get("/healthz", s.healthz)
 	a.Get("/readyz", s.readyz)
 	a.Get("/metrics", s.metrics.handler())
 
-	v1 := a.Group("/v1")
+	a.Use("/v1/messages", s.auth.Require(auth.RoleUser, auth.WithKeyHeader(auth.HeaderAPIKey)))
+	v1 := a.Group("/v1", s.auth.Require(auth.RoleUser))
 	v1.Post("/chat/completions", s.chatCompletions)
 	v1.Post("/completions", s.completions)
 	v1.Post("/embeddings", s.embeddings)
@@ -110,7 +131,7 @@ func (s *Server) routes() {
 	v1.Post("/messages", s.messages)
 	v1.Post("/responses", s.responses)
 
-	o := a.Group("/api")
+	o := a.Group("/api", s.auth.Require(auth.RoleUser))
 	o.Post("/chat", s.ollamaChat)
 	o.Post("/generate", s.ollamaGenerate)
 	o.Post("/embed", s.ollamaEmbed)

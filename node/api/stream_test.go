@@ -13,6 +13,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node/backend"
 )
@@ -202,7 +203,8 @@ func TestClientHangupCancelsBackend(t *testing.T) {
 func hangUpCancels(t *testing.T, conn net.Conn, streamed bool, started <-chan struct{}, cancelled <-chan time.Time, how string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, streamed)
-	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		testauth.Token, len(body), body)
 	if started != nil {
 		<-started
 	}
@@ -343,7 +345,8 @@ func TestHangupsMidStreamDoNotCrash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		testauth.Token, len(body), body)
 		buf := make([]byte, 512)
 		if _, err := conn.Read(buf); err != nil {
 			t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testwait"
 )
 
@@ -121,7 +122,9 @@ func wantThink(want any) func(*testing.T, *api.ChatRequest) {
 func TestRequestLogHasNoContent(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	be := &fakeBackend{chat: words("SECRET-ANSWER")}
-	s := New(DefaultConfig(), be, nil, zap.New(core))
+	cfg := DefaultConfig()
+	cfg.AdminToken = testauth.Token
+	s := New(cfg, be, nil, zap.New(core))
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	go func() { _ = s.Serve(ln) }()
 	defer s.Shutdown(context.Background())
@@ -159,7 +162,7 @@ func TestReadTimeoutCutsSlowClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_, _ = conn.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"))
+	_, _ = conn.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{"))
 	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 512)
 	for {
