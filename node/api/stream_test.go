@@ -346,7 +346,7 @@ func TestHangupsMidStreamDoNotCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(conn, "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-		testauth.Token, len(body), body)
+			testauth.Token, len(body), body)
 		buf := make([]byte, 512)
 		if _, err := conn.Read(buf); err != nil {
 			t.Fatal(err)
