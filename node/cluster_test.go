@@ -21,6 +21,8 @@ import (
 	loadview "github.com/sovra/sovra/node/router/load"
 )
 
+// token is the test clusters' secret, for peers only; operators use
+// testnode.Token.
 const token = "s3cret"
 
 var fastRaft = cluster.RaftTimings{HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
@@ -48,7 +50,7 @@ type clusterView struct {
 func admin(t *testing.T, method, url, body string, out any) int {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+testnode.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -150,7 +152,7 @@ func TestNodesFormAClusterOverHTTP(t *testing.T) {
 	})
 	t.Run("snapshot save and forced restore", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", n3.URL()+"/admin/v1/snapshot", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Authorization", "Bearer "+testnode.Token)
 		st, _, snap := send(t, req)
 		if st != 200 || !bytes.Contains(snap, []byte(`"n1"`)) {
 			t.Fatalf("snapshot %d: %.200s", st, snap)
@@ -205,7 +207,7 @@ func TestMutualTLSNodes(t *testing.T) {
 	for {
 		var v clusterView
 		req, _ := http.NewRequest("GET", n2.URL()+"/admin/v1/cluster", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Authorization", "Bearer "+testnode.Token)
 		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/node"
 )
@@ -78,7 +79,7 @@ type apiError struct {
 func adminWith(t *testing.T, method, url, body string, hdr map[string]string) (int, http.Header, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+testnode.Token)
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -86,10 +87,11 @@ func adminWith(t *testing.T, method, url, body string, hdr map[string]string) (i
 	return send(t, req)
 }
 
-// send does req and returns the answer's status, headers and whole body.
+// send does req and returns the answer's status, headers and whole body;
+// it sends the management token unless req has an Authorization header.
 func send(t *testing.T, req *http.Request) (int, http.Header, []byte) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testauth.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamarig"
+	"github.com/sovra/sovra/internal/testauth"
 )
 
 // TestPlacementOnRealOllama runs three nodes, each over its own real
@@ -184,7 +185,7 @@ func chat(ctx context.Context, url string) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testauth.Client.Do(req)
 	if err != nil {
 		return err
 	}

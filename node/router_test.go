@@ -25,7 +25,7 @@ func TestRequestsReachTheNodeThatHasTheModel(t *testing.T) {
 	waitView(t, n1.URL(), allReady(2))
 	deployOn(t, n1, "served", "llama3.2:1b", "n2")
 
-	c := openai.NewClient(option.WithBaseURL(n1.URL()+"/v1/"), option.WithAPIKey("x"), option.WithMaxRetries(0))
+	c := openai.NewClient(option.WithBaseURL(n1.URL()+"/v1/"), option.WithAPIKey(testnode.Token), option.WithMaxRetries(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, model := range []string{"served", "llama3.2:1b"} {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sovra/sovra/internal/ollamarig"
 	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
@@ -182,7 +183,8 @@ type answer struct {
 	readErr error
 }
 
-// call is one request; hdr adds headers (Authorization, Sovra-Jurisdiction).
+// call is one request, with the management token unless header has an
+// Authorization; header adds headers (Authorization, Sovra-Jurisdiction).
 type call struct {
 	url    string // the node's base URL
 	shape  shape
@@ -204,7 +206,7 @@ func (c call) do(ctx context.Context) (answer, error) {
 	for k, v := range c.header {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testauth.Client.Do(req)
 	if err != nil {
 		return answer{}, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
+	"github.com/sovra/sovra/node/auth"
 )
 
 // Models of the routing tests' simulated Ollamas: the default set, plus
@@ -505,6 +506,7 @@ func admissionSetups(t *testing.T, slots, maxQueue int) []admissionSetup {
 	slow := ollamasim.Config{TokensPerSecond: 20, ResponseTokens: 20}
 	queue := func(c *node.Config) {
 		c.Routing.Slots, c.Routing.MaxQueue, c.Routing.QueueTimeout = slots, maxQueue, 20*time.Second
+		c.Keys = clientKeys
 	}
 	alone := ollamasim.StartTest(t, slow)
 	n := testnode.Start(t, alone.URL(), queue)
@@ -516,6 +518,12 @@ func admissionSetups(t *testing.T, slots, maxQueue int) []admissionSetup {
 		{name: "forwarded to it", entry: c.url("x"), queueNode: c.url("y"), model: "chat", sim: c.sims["y"]},
 	}
 }
+
+// clientKeys are the API keys "a" and "b" of the admission tests' two
+// clients (tenants, whose key ids are their fairness keys).
+var clientKeys = auth.NewStaticKeys(map[string]auth.Principal{
+	"a": {KeyID: "a", Role: auth.RoleUser}, "b": {KeyID: "b", Role: auth.RoleUser},
+})
 
 // ask sends a chat of the setup's model as API key key, in the
 // background; the test waits for it to end before it ends.
