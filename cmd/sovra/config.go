@@ -26,6 +26,18 @@ type settings struct {
 	logFormat string
 	logLevel  string
 	debugAddr string
+	// adminTokenFile and clusterTokenFile name files holding the secrets.
+	adminTokenFile   string
+	clusterTokenFile string
+	// warnings are logged once the logger exists.
+	warnings []string
+}
+
+// secretFlags are the flags whose values are secrets: never echoed in
+// errors, scrubbed from /debug/pprof/cmdline, and each has a -file twin.
+var secretFlags = map[string]string{
+	"admin-token":   "SOVRA_ADMIN_TOKEN",
+	"cluster-token": "SOVRA_CLUSTER_TOKEN",
 }
 
 func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
@@ -41,6 +53,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.DurationVar(&s.node.WriteTimeout, "write-timeout", def.WriteTimeout, "limit for each write of a response (not the whole stream)")
 	fs.DurationVar(&s.node.IdleTimeout, "idle-timeout", def.IdleTimeout, "close keep-alive connections idle this long")
 	fs.DurationVar(&s.node.WakeWait, "wake-wait", def.WakeWait, "how long a request for an idle deployment waits for it to load before a 503 with Retry-After (0: answer at once)")
+	s.registerCredentials(fs, def)
 	s.registerCluster(fs, def.Cluster)
 	s.registerRouting(fs, def.Routing)
 	fs.StringVar(&s.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this host:port; off when empty")
@@ -52,6 +65,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 // environment, then from the config file, and checks the result.
 func (s *settings) resolve(cmd *cobra.Command) error {
 	fs := cmd.Flags()
+	s.warnSecretArgs(fs)
 	file, err := readConfigFile(s.configPath(fs))
 	if err != nil {
 		return usageError{err}
@@ -64,7 +78,7 @@ func (s *settings) resolve(cmd *cobra.Command) error {
 		env := "SOVRA_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(env); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				ferr = fmt.Errorf("%s=%q: %w", env, v, err)
+				ferr = fmt.Errorf("%s=%q: %w", env, shown(f.Name, v), err)
 			}
 			return
 		}
@@ -82,6 +96,9 @@ func (s *settings) resolve(cmd *cobra.Command) error {
 		if fs.Lookup(k) == nil {
 			return usageError{fmt.Errorf("%s: unknown setting %q", s.config, k)}
 		}
+	}
+	if err := s.readTokenFiles(); err != nil {
+		return usageError{err}
 	}
 	if s.node.NodeID == "" {
 		host, _ := os.Hostname()
@@ -152,8 +169,11 @@ func nodeCommand(cmd *cobra.Command, def node.Config, run func(cmd *cobra.Comman
 			return err
 		}
 		defer func() { _ = log.Sync() }()
+		for _, w := range s.warnings {
+			log.Warn(w)
+		}
 		if s.debugAddr != "" {
-			stop, err := serveDebug(s.debugAddr, log)
+			_, stop, err := serveDebug(s.debugAddr, log)
 			if err != nil {
 				return usageError{err}
 			}
@@ -172,7 +192,8 @@ func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
 	fs.BoolVar(&c.Bootstrap, "bootstrap", def.Bootstrap, "start a new cluster with this node")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", def.BootstrapExpect, "form a new cluster once this many fresh nodes (found through --join) know each other")
 	fs.StringSliceVar(&c.Join, "join", def.Join, "HTTP host:port of cluster members to join (retried until it succeeds)")
-	fs.StringVar(&c.Token, "cluster-token", def.Token, "shared secret for joining, peer calls and admin calls")
+	fs.StringVar(&c.Token, "cluster-token", def.Token, "shared secret of the cluster's nodes, for peers only (visible in ps: prefer --cluster-token-file or SOVRA_CLUSTER_TOKEN)")
+	fs.StringVar(&s.clusterTokenFile, "cluster-token-file", "", "file holding the cluster token")
 	fs.IntVar(&c.MaxVoters, "max-voters", def.MaxVoters, "raft voters, 3 or 5; further nodes join as non-voters")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, "how often this node reports to the leader")
 	fs.DurationVar(&c.DownAfter, "down-after", def.DownAfter, "the leader marks a node down after this long without a heartbeat")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/node"
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend/ollama"
 )
 
@@ -28,7 +29,8 @@ func newDev() *cobra.Command {
 		Use:   "dev",
 		Short: "Run a single zero-config node; without a local Ollama it uses the built-in simulator",
 		Long: "dev runs one node for trying sovra out. It uses the Ollama at --ollama if one answers;\n" +
-			"otherwise it starts the built-in simulated Ollama with a few small models and says so.",
+			"otherwise it starts the built-in simulated Ollama with a few small models and says so.\n" +
+			"Unless --admin-token is given it makes a new management token each run and prints it.",
 	}, def, func(cmd *cobra.Command, cfg node.Config, log *zap.Logger) error {
 		return runDev(cmd.Context(), cfg, log, cmd.OutOrStdout())
 	})
@@ -55,6 +57,14 @@ func runDev(ctx context.Context, cfg node.Config, log *zap.Logger, out io.Writer
 	} else {
 		log.Info("using the local Ollama", zap.String("ollama", cfg.OllamaURL))
 	}
+	given := cfg.AdminToken != ""
+	if !given {
+		tok, err := auth.NewToken()
+		if err != nil {
+			return err
+		}
+		cfg.AdminToken = tok
+	}
 	n, err := node.New(cfg, log)
 	if err != nil {
 		return usageError{err}
@@ -62,11 +72,30 @@ func runDev(ctx context.Context, cfg node.Config, log *zap.Logger, out io.Writer
 	if err := n.Start(); err != nil {
 		return err
 	}
-	model := firstModel(ctx, cfg.OllamaURL)
-	fmt.Fprintf(out, "\nsovra dev is up at %s. Try a streamed answer:\n\n  curl -N %s/v1/chat/completions -H 'Content-Type: application/json' -d '{\"model\":\"%s\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"Hello!\"}]}'\n\n",
-		n.URL(), n.URL(), model)
+	printBanner(out, n.URL(), firstModel(ctx, cfg.OllamaURL), cfg.AdminToken, given)
 	<-ctx.Done()
 	return n.Stop(context.Background())
+}
+
+// printBanner tells a newcomer how to call the node: its management token
+// (unless the operator gave it: then it is not printed), the environment
+// of OpenAI SDKs and a curl line. It goes to stdout, never to the log.
+func printBanner(out io.Writer, url, model, token string, given bool) {
+	export, note := "export TOKEN="+token, " (new each run)"
+	if given {
+		export, note = "export TOKEN=...   # the --admin-token you gave", ""
+	}
+	fmt.Fprintf(out, `
+sovra dev is up at %[1]s. Every call needs its management token%[4]s:
+
+  %[2]s
+  export OPENAI_API_KEY=$TOKEN OPENAI_BASE_URL=%[1]s/v1
+
+Try a streamed answer:
+
+  curl -N %[1]s/v1/chat/completions -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"model":"%[3]s","stream":true,"messages":[{"role":"user","content":"Hello!"}]}'
+
+`, url, export, model, note)
 }
 
 // ollamaAnswers reports whether an Ollama server answers at url.

@@ -143,7 +143,15 @@ func TestDevFallsBackToSimulator(t *testing.T) {
 	line := out.String()
 	body := line[strings.Index(line, "-d '")+4:]
 	body = body[:strings.Index(body, "'")]
-	resp, err := http.Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	token := bannerToken(t, line)
+	if !strings.Contains(line, `curl -N http://`+addr+`/v1/chat/completions -H "Authorization: Bearer $TOKEN"`) ||
+		!strings.Contains(line, "export OPENAI_API_KEY=$TOKEN") {
+		t.Fatalf("banner %q", line)
+	}
+	if st := status(t, "POST", "http://"+addr+"/v1/chat/completions", body, ""); st != http.StatusUnauthorized {
+		t.Fatalf("without the token: %d", st)
+	}
+	resp, err := post("http://"+addr+"/v1/chat/completions", body, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +175,9 @@ func TestDevFallsBackToSimulator(t *testing.T) {
 				Voter bool   `json:"voter"`
 			} `json:"members"`
 		}
-		r, err := http.Get("http://" + addr + "/admin/v1/cluster")
+		req, _ := http.NewRequest("GET", "http://"+addr+"/admin/v1/cluster", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		r, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,6 +191,46 @@ func TestDevFallsBackToSimulator(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// bannerToken is the token in the banner's "export TOKEN=" line.
+func bannerToken(t *testing.T, banner string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(banner, "export TOKEN=")
+	tok, _, _ := strings.Cut(rest, "\n")
+	if !ok || len(tok) < 40 {
+		t.Fatalf("no token in the banner %q", banner)
+	}
+	return tok
+}
+
+// post sends a JSON body with token as bearer token (none when empty).
+func post(url, body, token string) (*http.Response, error) {
+	req, err := http.NewRequest("POST", url, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return http.DefaultClient.Do(req)
+}
+
+// status is the status of a request with a JSON body and token.
+func status(t *testing.T, method, url, body, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func freeAddr(t *testing.T) string {
