@@ -89,4 +89,3 @@ func scrubArgs(args []string) []string {
 	}
 	return out
 }
-

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,15 +32,19 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--node-id", "n1", "--http-addr", addr, "--ollama", sim.URL(), "--log-level", "warn", "--shutdown-grace", "20s")
-	cmd.Stderr = os.Stderr
+	dataDir := t.TempDir()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--node-id", "n1", "--http-addr", addr, "--ollama", sim.URL(),
+		"--data-dir", dataDir, "--log-format", "json", "--shutdown-grace", "20s")
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	waitHTTP(t, "http://"+addr+"/healthz")
+	token := madeToken(t, filepath.Join(dataDir, "admin-token"), logs)
 
 	body := `{"model":"llama3.2:1b","stream":true,"messages":[{"role":"user","content":"hi"}]}`
-	resp, err := http.Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	resp, err := post("http://"+addr+"/v1/chat/completions", body, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +66,27 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 		t.Fatalf("the in-flight stream was cut by SIGTERM; last event %q", last)
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v", err)
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, logs)
 	}
+	if strings.Contains(logs.String(), token) {
+		t.Fatalf("the log holds the management token:\n%s", logs)
+	}
+}
+
+// madeToken is the management token `serve` made in path (mode 0600),
+// after checking that its log names the file.
+func madeToken(t *testing.T, path string, logs *syncBuffer) string {
+	t.Helper()
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %s: %v %v", path, info, err)
+	}
+	raw, _ := os.ReadFile(path)
+	quoted, _ := json.Marshal(path)
+	if !strings.Contains(logs.String(), `"file":`+string(quoted)) {
+		t.Fatalf("the log does not name %s:\n%s", path, logs)
+	}
+	return strings.TrimSpace(string(raw))
 }
 
 func waitHTTP(t *testing.T, url string) {
