@@ -8,14 +8,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sovra/sovra/internal/bench"
+	"github.com/sovra/sovra/node/auth"
 )
 
 // Names of the processes and targets.
@@ -115,6 +118,9 @@ type rig struct {
 	simAddr  string
 	sovra    string
 	baseline string
+	// token is the management token sovra made in its data directory
+	// (empty for a binary too old to need one).
+	token string
 }
 
 func runProxyBench(ctx context.Context, args []string) error {
@@ -197,6 +203,9 @@ func setUp(ctx context.Context, f *proxyFlags) (*rig, error) {
 	}
 	r.children[procSovra] = sv
 	if err := sv.waitReady(ctx, "http://"+r.sovra+"/readyz", 30*time.Second); err != nil {
+		return r, err
+	}
+	if r.token, err = madeToken(filepath.Join(dir, "sovra-data", "admin-token")); err != nil {
 		return r, err
 	}
 
@@ -300,7 +309,18 @@ func (r *rig) targets(stream bool, timeout time.Duration) ([]bench.Target, []str
 		mk(targetNative, r.sovra, "/api/chat", body, native, nativeExpect),
 		mk(targetOpenAI, r.sovra, "/v1/chat/completions", body, sse, openaiExpect),
 	}
+	ts[2].Token, ts[3].Token = r.token, r.token
 	return ts, []string{procSim, procBaseline, procSovra, procSovra}
+}
+
+// madeToken reads the management token a sovra node made at path; a
+// binary that makes none (older than the management token) gives "".
+func madeToken(path string) (string, error) {
+	tok, _, err := auth.ReadTokenFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	return tok, err
 }
 
 // measure runs the warm-up and every phase.

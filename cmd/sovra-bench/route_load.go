@@ -215,6 +215,7 @@ func (d *driver) send(ctx context.Context, e entry, body []byte, arrival time.Ti
 		return s, ""
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+d.rig.adminToken)
 	resp, err := d.client().Do(req)
 	if err != nil {
 		s.Err = shortErr(err)

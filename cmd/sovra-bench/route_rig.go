@@ -26,6 +26,10 @@ type sovraFeatures struct {
 	QueueMax      bool `json:"queue_max"`
 	QueueTimeout  bool `json:"queue_timeout"`
 	LoadInterval  bool `json:"load_interval"`
+	// TokenFiles: the binary takes --admin-token-file and
+	// --cluster-token-file, and wants the management token on every
+	// call; older ones take the cluster token on admin calls.
+	TokenFiles bool `json:"token_files"`
 }
 
 // parseFeatures reads the flags of `sovra serve --help`.
@@ -40,7 +44,7 @@ func parseFeatures(help string) sovraFeatures {
 	}
 	return sovraFeatures{
 		RoutingPolicy: has("--routing-policy"), Slots: has("--slots"), QueueMax: has("--queue-max"),
-		QueueTimeout: has("--queue-timeout"), LoadInterval: has("--load-interval"),
+		QueueTimeout: has("--queue-timeout"), LoadInterval: has("--load-interval"), TokenFiles: has("--admin-token-file"),
 	}
 }
 
@@ -53,6 +57,9 @@ type routeRig struct {
 	sovraBin string
 	features sovraFeatures
 	token    string
+	// adminToken is what admin and inference calls send as bearer token:
+	// the management token, or the cluster token for older binaries.
+	adminToken string
 
 	sims     []*child
 	simAddrs []string
@@ -99,6 +106,9 @@ func newRouteRig(ctx context.Context, f *routeFlags, setup routeSetup) (*routeRi
 		return r, fmt.Errorf("%s serve --help: %w\n%s", r.sovraBin, err, help)
 	}
 	r.features = parseFeatures(string(help))
+	if err := r.writeTokens(); err != nil {
+		return r, err
+	}
 	if !r.features.RoutingPolicy {
 		progress("this sovra has no --routing-policy: only round-robin (its current local-first routing behind round-robin entry) and the oracle can run")
 	}
@@ -122,6 +132,32 @@ func newRouteRig(ctx context.Context, f *routeFlags, setup routeSetup) (*routeRi
 	return r, nil
 }
 
+// writeTokens settles the tokens: with TokenFiles a management token apart
+// from the cluster token, both written to files in the rig's directory.
+func (r *routeRig) writeTokens() error {
+	r.adminToken = r.token
+	if !r.features.TokenFiles {
+		return nil
+	}
+	tok := make([]byte, 16)
+	_, _ = rand.Read(tok)
+	r.adminToken = hex.EncodeToString(tok)
+	for name, v := range map[string]string{"admin-token": r.adminToken, "cluster-token": r.token} {
+		if err := os.WriteFile(filepath.Join(r.dir, name), []byte(v+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tokenArgs are the flags that hand a node its secrets.
+func (r *routeRig) tokenArgs() []string {
+	if !r.features.TokenFiles {
+		return []string{"--cluster-token", r.token}
+	}
+	return []string{"--cluster-token-file", filepath.Join(r.dir, "cluster-token"), "--admin-token-file", filepath.Join(r.dir, "admin-token")}
+}
+
 // tearDown stops every process and removes the directory unless keep.
 func (r *routeRig) tearDown(keep bool) {
 	r.stopCluster()
@@ -139,10 +175,11 @@ func (r *routeRig) sovraArgs(i int, httpAddr, raftAddr, join, dataDir, policy st
 	n := r.setup.Nodes[i]
 	args := []string{
 		"serve", "--node-id", n.ID, "--http-addr", httpAddr, "--raft-addr", raftAddr,
-		"--cluster-token", r.token, "--gpu", "1xA100:80GiB", "--label", "bench-speed=" + strconv.FormatFloat(n.Speed, 'g', -1, 64),
+		"--gpu", "1xA100:80GiB", "--label", "bench-speed=" + strconv.FormatFloat(n.Speed, 'g', -1, 64),
 		"--ollama", "http://" + r.simAddrs[i], "--data-dir", dataDir,
 		"--log-level", "warn", "--shutdown-grace", "2s",
 	}
+	args = append(args, r.tokenArgs()...)
 	if join == "" {
 		args = append(args, "--bootstrap")
 	} else {
@@ -254,14 +291,14 @@ func (r *routeRig) checkAlive() error {
 	return nil
 }
 
-// adminCall sends an admin request with the cluster token and decodes a
+// adminCall sends an admin request with the admin token and decodes a
 // JSON answer into out when it is not nil.
 func (r *routeRig) adminCall(ctx context.Context, method, addr, path string, body []byte, out any) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
+	req.Header.Set("Authorization", "Bearer "+r.adminToken)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -207,9 +207,10 @@ func TestParseFeatures(t *testing.T) {
       --slots int               generations at once (default 1)
       --queue-max int           requests that may wait
       --load-interval duration  how often
+      --admin-token-file string file holding the management token
       --idle-timeout duration   close keep-alive connections idle this long`
 	got := parseFeatures(help)
-	want := sovraFeatures{RoutingPolicy: true, Slots: true, QueueMax: true, LoadInterval: true}
+	want := sovraFeatures{RoutingPolicy: true, Slots: true, QueueMax: true, LoadInterval: true, TokenFiles: true}
 	if got != want {
 		t.Errorf("features %+v, want %+v", got, want)
 	}

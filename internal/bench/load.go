@@ -51,6 +51,8 @@ type Target struct {
 	// Expect, when set, must occur in a unary response body for the request
 	// to count as successful.
 	Expect []byte
+	// Token, when set, is sent as a bearer token.
+	Token string
 }
 
 // NewClient returns a keep-alive client for addr (host:port) that opens as
@@ -222,6 +224,9 @@ func (t *Target) do() (rec record) {
 	req.SetRequestURI(t.URL)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.Header.SetContentType("application/json")
+	if t.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.Token)
+	}
 	req.SetBodyRaw(t.Body)
 	sent := time.Now()
 	if err := t.Client.Do(req, resp); err != nil {

@@ -157,3 +157,26 @@ func TestWaitUntil(t *testing.T) {
 		t.Fatalf("WaitUntil took %s after the context ended", d)
 	}
 }
+
+// TestRunSendsTheToken: a target with a token sends it as a bearer token
+// on every request; one without sends no Authorization header.
+func TestRunSendsTheToken(t *testing.T) {
+	var with, without atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Header.Get("Authorization") {
+		case "Bearer tok":
+			with.Add(1)
+		case "":
+			without.Add(1)
+		}
+		fmt.Fprint(w, `{"done":true}`)
+	}))
+	defer srv.Close()
+	tg := target(srv, "/api/chat", Unary, `"done":true`)
+	Run(context.Background(), tg, Load{Rate: 50, Duration: 100 * time.Millisecond})
+	tg.Token = "tok"
+	res := Run(context.Background(), tg, Load{Rate: 50, Duration: 100 * time.Millisecond})
+	if res.OK != 5 || with.Load() != 5 || without.Load() != 5 {
+		t.Fatalf("ok %d, %d with the token, %d without", res.OK, with.Load(), without.Load())
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
 )
 
@@ -20,7 +21,7 @@ func TestOllamaClientThroughNode(t *testing.T) {
 	eachTarget(t, func(t *testing.T, tg target) {
 		n := testnode.Start(t, tg.ollamaURL)
 		base, _ := url.Parse(n.URL())
-		c := api.NewClient(base, http.DefaultClient)
+		c := api.NewClient(base, testauth.Client)
 		ctx := testCtx(t)
 
 		list, err := c.List(ctx)
@@ -120,7 +121,7 @@ func TestAnthropicAndResponsesRoutes(t *testing.T) {
 
 func postJSON(t *testing.T, url, body string, out any) {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	resp, err := testauth.Client.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func postJSON(t *testing.T, url, body string, out any) {
 // postStream returns the event names of an SSE response.
 func postStream(t *testing.T, url, body string) []string {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	resp, err := testauth.Client.Post(url, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

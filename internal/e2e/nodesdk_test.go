@@ -33,6 +33,7 @@ func TestNodeSDKs(t *testing.T) {
 		n := testnode.Start(t, tg.ollamaURL)
 		env := map[string]string{
 			"SOVRA_URL":         n.URL(),
+			"SOVRA_TOKEN":       testnode.Token,
 			"SOVRA_CHAT_MODEL":  tg.chat,
 			"SOVRA_EMBED_MODEL": tg.embed,
 			"SOVRA_THINK_MODEL": tg.think,

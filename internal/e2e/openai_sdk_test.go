@@ -14,13 +14,14 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/shared"
 
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
 )
 
 // sdk returns the official OpenAI Go client pointed at a node, with the
 // SDK's own retries off so every error is seen as sovra sent it.
 func sdk(nodeURL string) openai.Client {
-	return openai.NewClient(option.WithBaseURL(nodeURL+"/v1/"), option.WithAPIKey("sk-test"), option.WithMaxRetries(0))
+	return openai.NewClient(option.WithBaseURL(nodeURL+"/v1/"), option.WithAPIKey(testnode.Token), option.WithMaxRetries(0))
 }
 
 func userChat(model, text string) openai.ChatCompletionNewParams {
@@ -185,7 +186,14 @@ func checkEmbeddings(t *testing.T, c openai.Client, tg target) {
 }
 
 func checkErrors(t *testing.T, c openai.Client, nodeURL string, tg target) {
-	_, err := c.Chat.Completions.New(testCtx(t), userChat("no-such-model:7b", "hi"))
+	wrong := openai.NewClient(option.WithBaseURL(nodeURL+"/v1/"), option.WithAPIKey("sk-wrong"), option.WithMaxRetries(0))
+	_, err := wrong.Chat.Completions.New(testCtx(t), userChat(tg.chat, "hi"))
+	var keyErr *openai.Error
+	if !errors.As(err, &keyErr) || keyErr.StatusCode != http.StatusUnauthorized || keyErr.Code != "invalid_api_key" ||
+		keyErr.Type != "invalid_request_error" || strings.Contains(keyErr.Message, "sk-wrong") {
+		t.Errorf("wrong API key: %v", err)
+	}
+	_, err = c.Chat.Completions.New(testCtx(t), userChat("no-such-model:7b", "hi"))
 	var apiErr *openai.Error
 	if !errors.As(err, &apiErr) {
 		t.Fatalf("unknown model: want an API error, got %v", err)
@@ -193,7 +201,7 @@ func checkErrors(t *testing.T, c openai.Client, nodeURL string, tg target) {
 	if apiErr.StatusCode != http.StatusNotFound || apiErr.Code != "model_not_found" {
 		t.Errorf("unknown model: status %d code %q", apiErr.StatusCode, apiErr.Code)
 	}
-	resp, err := http.Post(nodeURL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model": "`+tg.chat+`", "messages": [`))
+	resp, err := testauth.Client.Post(nodeURL+"/v1/chat/completions", "application/json", strings.NewReader(`{"model": "`+tg.chat+`", "messages": [`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/sovra/sovra/internal/ollamarig"
+	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
 )
 
@@ -228,7 +228,7 @@ func TestScriptedOllamaThroughNode(t *testing.T) {
 	t.Run("ollama client", func(t *testing.T) {
 		// The native API passes tool calls and thinking through.
 		base, _ := url.Parse(n.URL())
-		oc := api.NewClient(base, http.DefaultClient)
+		oc := api.NewClient(base, testauth.Client)
 		var tool api.Tool
 		if err := json.Unmarshal([]byte(`{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}`), &tool); err != nil {
 			t.Fatal(err)

@@ -13,6 +13,9 @@ function required(name) {
 /** Base URL of the sovra node, without a trailing slash or /v1. */
 export const baseURL = required('SOVRA_URL').replace(/\/+$/, '');
 
+/** The node's management token (or an API key), sent as a bearer token. */
+export const token = required('SOVRA_TOKEN');
+
 /** A chat model the node serves. */
 export const chatModel = required('SOVRA_CHAT_MODEL');
 

@@ -5,9 +5,9 @@ import { describe, it } from 'node:test';
 
 import { Ollama } from 'ollama';
 
-import { baseURL, chatModel, embedModel, expectTools, maxTokens, sameModel, thinkModel, toolsModel, toolsPrompt } from './env.js';
+import { baseURL, token, chatModel, embedModel, expectTools, maxTokens, sameModel, thinkModel, toolsModel, toolsPrompt } from './env.js';
 
-const ollama = new Ollama({ host: baseURL });
+const ollama = new Ollama({ host: baseURL, headers: { Authorization: `Bearer ${token}` } });
 
 const hello = [{ role: 'user', content: 'Say hello in one short sentence.' }];
 const options = { num_predict: maxTokens };

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import OpenAI, { NotFoundError, BadRequestError } from 'openai';
+import OpenAI, { AuthenticationError, NotFoundError, BadRequestError } from 'openai';
 
 import {
   baseURL,
@@ -16,9 +16,10 @@ import {
   toolsFollowUp,
   toolsModel,
   toolsPrompt,
+  token,
 } from './env.js';
 
-const client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: 'sovra-test', maxRetries: 0, timeout: 60_000 });
+const client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: token, maxRetries: 0, timeout: 60_000 });
 
 const hello = [{ role: 'user', content: 'Say hello in one short sentence.' }];
 
@@ -214,10 +215,23 @@ describe('OpenAI SDK: chat completions', () => {
     );
   });
 
+  it('answers 401 invalid_api_key to a wrong key', async () => {
+    const wrong = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: 'sk-wrong', maxRetries: 0, timeout: 60_000 });
+    await assert.rejects(
+      wrong.chat.completions.create({ model: chatModel, messages: hello }),
+      (err) => {
+        assert.ok(err instanceof AuthenticationError, `${err}`);
+        assert.equal(err.status, 401);
+        assert.equal(err.code, 'invalid_api_key');
+        return true;
+      },
+    );
+  });
+
   it('answers 400 invalid_request_error to a body that is not JSON', async () => {
     const res = await fetch(`${baseURL}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer sovra-test' },
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
       body: '{"model": "x", "messages": [',
     });
     assert.equal(res.status, 400);
