@@ -32,6 +32,9 @@ func (s *State) Clone() *State {
 		Models:      cloneMap(s.Models),
 		Idem:        make(map[string]Outcome, len(s.Idem)),
 		IdemOrder:   cloneSlice(s.IdemOrder),
+		Rejected:    cloneSlice(s.Rejected),
+
+		RejectedTotal: s.RejectedTotal,
 	}
 	for k, n := range s.Nodes {
 		if n == nil {

@@ -23,6 +23,10 @@ type State struct {
 	// first in IdemOrder, bounded by MaxIdempotencyKeys.
 	Idem      map[string]Outcome `json:"idem"`
 	IdemOrder []string           `json:"idem_order"`
+	// Rejected are the last entries that could not be applied (see
+	// ApplyOrReject), oldest first; RejectedTotal counts all of them.
+	Rejected      []Rejection `json:"rejected,omitempty"`
+	RejectedTotal uint64      `json:"rejected_total,omitempty"`
 }
 
 // MaxIdempotencyKeys bounds how many idempotency keys the state remembers.
