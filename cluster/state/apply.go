@@ -151,6 +151,10 @@ func (s *State) dispatch(index uint64, d decoded) Outcome {
 		return applyBody(index, d, s.touchDeployment)
 	case TypeSetDeploymentIdle:
 		return applyBody(index, d, s.setDeploymentIdle)
+	case TypeSetClusterCA:
+		return applyBody(index, d, s.setClusterCA)
+	case TypeSetNodeLabels:
+		return applyBody(index, d, s.setNodeLabels)
 	}
 	if d.flags&FlagIgnorable != 0 {
 		return Outcome{Skipped: true}
@@ -203,6 +207,38 @@ func checkName(name string) string {
 		return "holds a NUL byte"
 	}
 	return ""
+}
+
+func (s *State) setClusterCA(_ uint64, c *SetClusterCA) Outcome {
+	switch {
+	case c.CA.Cert == "" || c.CA.Key == "":
+		return fail("invalid", "the cluster CA needs a certificate and a key")
+	case s.ClusterCA == nil:
+		ca := c.CA
+		s.ClusterCA = &ca
+	case *s.ClusterCA != c.CA:
+		return fail("conflict", "the cluster already has another CA")
+	}
+	return Outcome{}
+}
+
+func (s *State) setNodeLabels(_ uint64, c *SetNodeLabels) Outcome {
+	n, ok := s.Nodes[c.ID]
+	if !ok {
+		return fail("not_found", "node %q is not a member", c.ID)
+	}
+	labels := make(map[string]string, len(c.Labels))
+	for k, v := range c.Labels {
+		if k == "" {
+			return fail("invalid", "a label needs a key")
+		}
+		labels[k] = v
+	}
+	if len(labels) == 0 {
+		labels = nil
+	}
+	n.Labels = labels
+	return value(n)
 }
 
 func (s *State) setNodeStatus(_ uint64, c *SetNodeStatus) Outcome {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 )
 
 // snapshotVersion is written at the head of every snapshot.
@@ -36,18 +37,18 @@ func (s *State) Clone() *State {
 
 		RejectedTotal: s.RejectedTotal,
 	}
+	if s.ClusterCA != nil {
+		ca := *s.ClusterCA
+		c.ClusterCA = &ca
+	}
 	for k, n := range s.Nodes {
 		if n == nil {
 			c.Nodes[k] = nil
 			continue
 		}
 		m := *n
-		if n.Labels != nil {
-			m.Labels = make(map[string]string, len(n.Labels))
-			for lk, lv := range n.Labels {
-				m.Labels[lk] = lv
-			}
-		}
+		m.Labels = maps.Clone(n.Labels)
+		m.DeclaredLabels = maps.Clone(n.DeclaredLabels)
 		m.GPUs = cloneSlice(n.GPUs)
 		m.Models = cloneSlice(n.Models)
 		c.Nodes[k] = &m
