@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 )
 
@@ -177,6 +178,10 @@ func writeFileAtomic(path string, data []byte) error {
 // that has not joined yet: TLS handshakes then fail on both ends.
 type Keyring struct {
 	cur atomic.Pointer[Creds]
+
+	tempOnce sync.Once
+	temp     *tls.Certificate
+	tempErr  error
 }
 
 // ErrNoCreds means the node has no cluster credentials yet.
@@ -210,12 +215,24 @@ func (k *Keyring) ConnPeerID(st *tls.ConnectionState) (string, error) {
 	return k.PeerID(raw)
 }
 
-func (k *Keyring) certificate() (*tls.Certificate, error) {
-	c := k.Get()
-	if c == nil {
-		return nil, ErrNoCreds
+// serverCertificate is the node's certificate, or before it has one a
+// throwaway self-signed one: a node that is joining or forming still
+// answers TLS, for calls that prove themselves with the cluster token.
+// Clients of the cluster CA refuse the throwaway certificate.
+func (k *Keyring) serverCertificate() (*tls.Certificate, error) {
+	if c := k.Get(); c != nil {
+		return &c.Cert, nil
 	}
-	return &c.Cert, nil
+	k.tempOnce.Do(func() { k.temp, k.tempErr = selfSigned() })
+	return k.temp, k.tempErr
+}
+
+func selfSigned() (*tls.Certificate, error) {
+	ca, err := NewCA("sovra node without a cluster certificate")
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{ca.Cert.Raw}, PrivateKey: ca.key, Leaf: ca.Cert}, nil
 }
 
 // ServerConfig serves TLS 1.3 with the node's certificate. With accept
@@ -225,7 +242,7 @@ func (k *Keyring) certificate() (*tls.Certificate, error) {
 func (k *Keyring) ServerConfig(accept func(nodeID string) error) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS13,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return k.certificate() },
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return k.serverCertificate() },
 		ClientAuth:     tls.RequestClientCert,
 	}
 	if accept != nil {
