@@ -51,7 +51,7 @@ type testOpts struct {
 	// creds, when set, gives a node the operator's certificates instead
 	// of the cluster CA that the first node makes.
 	creds func(id string) *pki.Creds
-	token     func(id string) string
+	token func(id string) string
 	// transport wraps a node's peer HTTP transport (faults above TCP).
 	transport func(id string, rt http.RoundTripper) http.RoundTripper
 	// sched configures the leader's scheduler.

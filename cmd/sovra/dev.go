@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,11 @@ func newDev() *cobra.Command {
 			"otherwise it starts the built-in simulated Ollama with a few small models and says so.",
 	}, def, func(cmd *cobra.Command, cfg node.Config, log *zap.Logger) error {
 		return runDev(cmd.Context(), cfg, log, cmd.OutOrStdout())
+	}, func(cfg *node.Config) {
+		if cfg.Cluster.Token == "" {
+			// dev is a cluster of one: its secret need not be known.
+			cfg.Cluster.Token = rand.Text()
+		}
 	})
 }
 

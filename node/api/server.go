@@ -9,6 +9,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -40,9 +41,10 @@ type Config struct {
 	Version string
 	// AdminToken, when set, is required as a bearer token on /admin/v1.
 	AdminToken string
-	// PeerCertRequired makes internal peer routes require a verified TLS
-	// client certificate (the API is served over mutual TLS).
-	PeerCertRequired bool
+	// PeerID names the cluster node a TLS client certificate belongs to,
+	// or fails: the internal peer routes admit only such callers. Nil
+	// for a node outside any cluster: the routes answer 404.
+	PeerID func(*tls.ConnectionState) (string, error)
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.
