@@ -87,6 +87,18 @@ func (c *Cluster) formed() bool {
 	return err == nil && len(conf.Servers) > 0
 }
 
+// formCreds gets this node its certificate while a cluster forms: first
+// is the member that makes the CA.
+func (c *Cluster) formCreds(ctx context.Context, first peerInfo) error {
+	switch {
+	case c.keys.Get() != nil:
+		return nil
+	case first.ID == c.cfg.NodeID:
+		return c.newCA()
+	}
+	return c.certifyLoop(ctx, []string{first.HTTPAddr})
+}
+
 // exchangePeers serves a forming peer: remember it, answer with all known.
 func (c *Cluster) exchangePeers(p peerInfo) peersResponse {
 	if c.peers.add(p) {
@@ -136,7 +148,7 @@ func (c *Cluster) swapPeers(ctx context.Context) bool {
 			continue
 		}
 		var resp peersResponse
-		if err := c.postOnce(ctx, addr, "peers", self, &resp); err != nil {
+		if err := c.tokenCall(ctx, addr, "peers", self, &resp); err != nil {
 			c.logRetry("peer exchange failed", err, zap.String("addr", addr))
 			continue
 		}
@@ -148,14 +160,22 @@ func (c *Cluster) swapPeers(ctx context.Context) bool {
 	return found
 }
 
+// formWith bootstraps with members when this node is one of them. The
+// first of them by id makes the cluster CA; the others get their
+// certificates from it before raft starts.
 func (c *Cluster) formWith(ctx context.Context, members []peerInfo) {
 	for _, p := range members {
-		if p.ID == c.cfg.NodeID {
-			if err := c.bootstrap(members); err != nil {
-				c.log.Error("bootstrap-expect failed", zap.Error(err))
-			}
+		if p.ID != c.cfg.NodeID {
+			continue
+		}
+		if err := c.formCreds(ctx, members[0]); err != nil {
+			c.joinFailed(err)
 			return
 		}
+		if err := c.bootstrap(members); err != nil {
+			c.log.Error("bootstrap-expect failed", zap.Error(err))
+		}
+		return
 	}
 	c.log.Info("cluster forms without this node; joining it")
 	c.joinLoop(ctx)

@@ -129,7 +129,6 @@ func raftErr(err error) error {
 // --- peer HTTP calls ---
 
 const (
-	tokenHeader     = "Sovra-Cluster-Token"
 	forwardedHeader = "Sovra-Forwarded"
 	routePrefix     = "/internal/v1/cluster/"
 )
@@ -149,13 +148,12 @@ func (c *Cluster) post(ctx context.Context, addr, route string, forwarded bool, 
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	url := c.scheme + "://" + addr + routePrefix + route
+	url := "https://" + addr + routePrefix + route
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(tokenHeader, c.cfg.Token)
 	if forwarded {
 		req.Header.Set(forwardedHeader, "1")
 	}
@@ -223,6 +221,8 @@ var errByCode = map[string]error{
 	"no_leader":          ErrNoLeader,
 	"indeterminate":      ErrIndeterminate,
 	"bad_token":          ErrBadToken,
+	"not_peer":           ErrNotPeer,
+	"member_exists":      ErrMemberExists,
 	"restore_not_forced": ErrRestoreNotForced,
 	"not_member":         ErrNotMember,
 	"closed":             ErrClosed,
@@ -236,6 +236,8 @@ func codeOf(err error) (string, int) {
 		status int
 	}{
 		{"bad_token", http.StatusForbidden},
+		{"not_peer", http.StatusForbidden},
+		{"member_exists", http.StatusConflict},
 		{"invalid", http.StatusBadRequest},
 		{"restore_not_forced", http.StatusConflict},
 		{"not_member", http.StatusGone},
@@ -259,7 +261,7 @@ func codeOf(err error) (string, int) {
 // about the token, which will not heal by itself.
 func (c *Cluster) logRetry(msg string, err error, fields ...zap.Field) {
 	fields = append(fields, zap.Error(err))
-	if errors.Is(err, ErrBadToken) {
+	if errors.Is(err, ErrBadToken) || errors.Is(err, ErrMemberExists) {
 		c.log.Error(msg, fields...)
 		return
 	}

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster/state"
 )
@@ -15,6 +17,7 @@ import (
 // commit index.
 type fsm struct {
 	m    *state.Machine
+	log  *zap.Logger
 	seen atomic.Uint64 // raft index of the last command or configuration applied
 	// restores counts snapshot restores (tests check catch-up by snapshot).
 	restores atomic.Uint64
@@ -28,6 +31,10 @@ var (
 // Apply applies a committed command. Its result is a state.Outcome.
 func (f *fsm) Apply(l *raft.Log) any {
 	out := f.m.Apply(l.Index, l.Data)
+	if errors.Is(out.Err(), state.ErrRejected) {
+		f.log.Error("skipped a log entry that cannot be applied (every replica skips it alike)",
+			zap.Uint64("index", l.Index), zap.String("reason", out.ErrMsg))
+	}
 	f.see(l.Index)
 	return out
 }

@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/faultnet"
+	"github.com/sovra/sovra/internal/pki"
 	"github.com/sovra/sovra/internal/testwait"
 )
 
@@ -48,8 +48,10 @@ type testOpts struct {
 	timings   *RaftTimings // nil: fastTimings
 	heartbeat time.Duration
 	downAfter time.Duration
-	tls       func(id string) *tls.Config
-	token     func(id string) string
+	// creds, when set, gives a node the operator's certificates instead
+	// of the cluster CA that the first node makes.
+	creds func(id string) *pki.Creds
+	token func(id string) string
 	// transport wraps a node's peer HTTP transport (faults above TCP).
 	transport func(id string, rt http.RoundTripper) http.RoundTripper
 	// sched configures the leader's scheduler.
@@ -62,6 +64,7 @@ type tnode struct {
 	id       string
 	cfg      Config
 	wrap     func(id string, rt http.RoundTripper) http.RoundTripper
+	creds    func(id string) *pki.Creds
 	httpLn   net.Listener // the listener of the next start
 	c        *Cluster
 	srv      *http.Server
@@ -137,10 +140,7 @@ func (tc *tcluster) newNode(id string, opts testOpts) *tnode {
 	if opts.token != nil {
 		cfg.Token = opts.token(id)
 	}
-	if opts.tls != nil {
-		cfg.TLS = opts.tls(id)
-	}
-	return &tnode{id: id, cfg: cfg, httpLn: ln, wrap: opts.transport}
+	return &tnode{id: id, cfg: cfg, httpLn: ln, wrap: opts.transport, creds: opts.creds}
 }
 
 func or[T comparable](v, def T) T {
@@ -156,7 +156,12 @@ func (tc *tcluster) start(n *tnode) {
 	tc.t.Helper()
 	cfg := n.cfg
 	cfg.StreamLayer = tc.net.StreamLayer(n.id)
-	var rt http.RoundTripper = &http.Transport{DialContext: tc.net.DialContext(n.id), TLSClientConfig: cfg.TLS}
+	cfg.Keyring = &pki.Keyring{}
+	if n.creds != nil {
+		cfg.Keyring.Set(n.creds(n.id))
+	}
+	cfg.Dial = tc.net.DialContext(n.id)
+	var rt http.RoundTripper = &http.Transport{DialContext: cfg.Dial, TLSClientConfig: cfg.Keyring.ClientConfig(ServerName)}
 	if n.wrap != nil {
 		rt = n.wrap(n.id, rt)
 	}
@@ -179,14 +184,8 @@ func (tc *tcluster) start(n *tnode) {
 	ln := n.httpLn
 	n.httpLn = nil
 	n.serveErr = make(chan error, 1)
-	n.srv.TLSConfig = cfg.TLS.Clone()
-	go func() {
-		if cfg.TLS != nil {
-			n.serveErr <- n.srv.ServeTLS(ln, "", "")
-			return
-		}
-		n.serveErr <- n.srv.Serve(ln)
-	}()
+	n.srv.TLSConfig = cfg.Keyring.ServerConfig(nil)
+	go func() { n.serveErr <- n.srv.ServeTLS(ln, "", "") }()
 	n.cancel, n.done = cancel, make(chan struct{})
 	go func() {
 		defer close(n.done)

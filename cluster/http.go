@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,9 +16,12 @@ import (
 const maxBody = 256 << 20
 
 // Handler serves the internal peer routes, all POST with JSON bodies under
-// /internal/v1/cluster/ and all requiring the cluster token in the
-// Sovra-Cluster-Token header:
+// /internal/v1/cluster/, over TLS. Every route but certify needs a client
+// certificate of the cluster CA (the caller serves the routes to peers
+// with Keyring's certificate, ServerName); a node's own claims (join,
+// heartbeat) must name the node its certificate names:
 //
+//	certify     {id, csr}              a joining node proves it holds the cluster token and gets its certificate
 //	join        JoinRequest            add a node (forwarded to the leader)
 //	apply       {entry}                commit an encoded command; answers a state.Outcome
 //	read-index  {}                     the index a linearizable read must wait for
@@ -31,7 +33,8 @@ const maxBody = 256 << 20
 //
 // A request carrying Sovra-Forwarded is executed here or refused with
 // not_leader; others are forwarded to the leader like the Go API does.
-// Errors are {"code", "error"} with a matching status (403 bad_token).
+// Errors are {"code", "error"} with a matching status (403 bad_token,
+// 403 not_peer, 409 member_exists).
 func (c *Cluster) Handler() http.Handler {
 	mux := http.NewServeMux()
 	route := func(name string, h func(r *http.Request, fwd bool) (any, error)) {
@@ -43,21 +46,39 @@ func (c *Cluster) Handler() http.Handler {
 	route("heartbeat", c.serveHeartbeat)
 	route("remove", c.serveRemove)
 	route("restore", c.serveRestore)
-	route("peers", c.servePeers)
 	route("status", func(r *http.Request, _ bool) (any, error) { return c.Status(r.Context()) })
-	return c.checkToken(mux)
+	outer := http.NewServeMux()
+	outer.HandleFunc("POST "+routePrefix+"certify", c.tokenRoute(c.serveCertify))
+	outer.HandleFunc("POST "+routePrefix+"peers", c.tokenRoute(c.servePeers))
+	outer.Handle("/", c.checkPeer(mux))
+	return outer
 }
 
-func (c *Cluster) checkToken(next http.Handler) http.Handler {
+type peerKey struct{}
+
+// checkPeer admits calls that come with a certificate of the cluster CA
+// and remembers the node it names.
+func (c *Cluster) checkPeer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := r.Header.Get(tokenHeader)
-		if subtle.ConstantTimeCompare([]byte(got), []byte(c.cfg.Token)) != 1 {
-			c.log.Warn("refused internal call: wrong cluster token", zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path))
-			writeError(w, fmt.Errorf("%w: node %s refused the %s header of %s", ErrBadToken, c.cfg.NodeID, tokenHeader, r.RemoteAddr))
+		id, err := c.keys.ConnPeerID(r.TLS)
+		if err != nil {
+			c.log.Warn("refused an internal call without a cluster certificate", zap.String("remote", r.RemoteAddr),
+				zap.String("path", r.URL.Path), zap.Error(err))
+			writeError(w, fmt.Errorf("%w: %v", ErrNotPeer, err))
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, id)))
 	})
+}
+
+// checkClaim refuses a node speaking for another node: only a forwarding
+// member may carry another node's join or heartbeat.
+func checkClaim(r *http.Request, fwd bool, id string) error {
+	peer, _ := r.Context().Value(peerKey{}).(string)
+	if fwd || peer == id {
+		return nil
+	}
+	return fmt.Errorf("%w: the certificate names %s, the request %.128q", ErrNotPeer, peer, id)
 }
 
 // serve decodes nothing itself: it runs h and writes its answer or error.
@@ -103,6 +124,9 @@ func (c *Cluster) serveJoin(r *http.Request, fwd bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkClaim(r, fwd, req.ID); err != nil {
+		return nil, err
+	}
 	if !fwd {
 		return struct{}{}, c.Join(r.Context(), req)
 	}
@@ -137,6 +161,9 @@ func (c *Cluster) serveHeartbeat(r *http.Request, fwd bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkClaim(r, fwd, req.Node.ID); err != nil {
+		return nil, err
+	}
 	return struct{}{}, c.local(r.Context(), fwd, leaderOp{
 		route: "heartbeat", in: req, idempotent: true,
 		local: func(ctx context.Context) error { return c.heartbeatLocal(ctx, req.Node) },
@@ -168,10 +195,10 @@ func (c *Cluster) serveRestore(r *http.Request, fwd bool) (any, error) {
 	return struct{}{}, c.restoreLocal(r.Context(), req.Data)
 }
 
-func (c *Cluster) servePeers(r *http.Request, _ bool) (any, error) {
-	p, err := decode[peerInfo](r)
-	if err != nil {
-		return nil, err
+func (c *Cluster) servePeers(_ *http.Request, body []byte) (any, error) {
+	var p peerInfo
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, fmt.Errorf("%w: body: %v", ErrInvalid, err)
 	}
 	return c.exchangePeers(p), nil
 }

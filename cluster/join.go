@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"time"
@@ -66,9 +67,10 @@ func (c *Cluster) joinLocal(ctx context.Context, req JoinRequest) error {
 	return c.register(ctx, req.node())
 }
 
-// addServer adds id at addr to the raft configuration. A server with the
-// same id at another address, or another id at this address, is removed
-// first (a node that came back with a new address or identity).
+// addServer adds id at addr to the raft configuration. The same node (its
+// certificate proved the id) coming back at a new address moves there;
+// another node cannot take a member's address: an operator removes that
+// member first.
 func (c *Cluster) addServer(ctx context.Context, id, addr string) error {
 	conf, err := c.configuration()
 	if err != nil {
@@ -79,8 +81,10 @@ func (c *Cluster) addServer(ctx context.Context, id, addr string) error {
 		switch {
 		case string(s.ID) == id && string(s.Address) == addr:
 			return nil
-		case string(s.ID) == id || string(s.Address) == addr:
-			c.log.Info("replacing member", zap.String("id", string(s.ID)), zap.String("addr", string(s.Address)))
+		case string(s.Address) == addr:
+			return fmt.Errorf("%w: raft address %s belongs to member %s; remove it first", ErrMemberExists, addr, s.ID)
+		case string(s.ID) == id:
+			c.log.Info("member moved", zap.String("id", id), zap.String("from", string(s.Address)), zap.String("to", addr))
 			if err := waitFuture(ctx, c.raft.RemoveServer(s.ID, 0, enqueueWithin(ctx))); err != nil {
 				return err
 			}
@@ -100,11 +104,17 @@ func (c *Cluster) addServer(ctx context.Context, id, addr string) error {
 }
 
 // register applies RegisterNode unless the state already holds the same
-// registration. The caller leads.
+// registration. The caller leads. A node's labels are its declared labels
+// only: the labels the scheduler uses stay as operators set them.
 func (c *Cluster) register(ctx context.Context, n state.Node) error {
+	if n.DeclaredLabels == nil {
+		n.DeclaredLabels = n.Labels
+	}
+	n.Labels = nil
 	same := false
 	c.machine.Read(func(s *state.State) {
 		if old, ok := s.Nodes[n.ID]; ok {
+			n.Labels = maps.Clone(old.Labels)
 			same = sameRegistration(*old, n)
 		}
 	})
@@ -129,6 +139,9 @@ func sameRegistration(a, b state.Node) bool {
 		n.Status, n.StatusReason, n.StatusSince, n.JoinedIndex = "", "", 0, 0
 		if len(n.Labels) == 0 {
 			n.Labels = nil
+		}
+		if len(n.DeclaredLabels) == 0 {
+			n.DeclaredLabels = nil
 		}
 		if len(n.GPUs) == 0 {
 			n.GPUs = nil
@@ -228,8 +241,15 @@ func (c *Cluster) isMember() bool {
 	return false
 }
 
-// joinLoop asks the Join addresses to add this node until one succeeds.
+// joinLoop asks the Join addresses to add this node until one succeeds;
+// a node without a certificate gets one first.
 func (c *Cluster) joinLoop(ctx context.Context) {
+	if c.keys.Get() == nil {
+		if err := c.certifyLoop(ctx, c.cfg.Join); err != nil {
+			c.joinFailed(err)
+			return
+		}
+	}
 	req := JoinRequest{ID: c.cfg.NodeID, HTTPAddr: c.cfg.HTTPAddr, RaftAddr: c.RaftAddr(), Node: c.selfNode()}
 	for attempt := 0; ; attempt++ {
 		for _, addr := range c.cfg.Join {
@@ -241,12 +261,34 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 				c.log.Info("joined cluster", zap.String("via", addr))
 				return
 			}
+			if errors.Is(err, ErrMemberExists) {
+				c.joinFailed(err)
+				return
+			}
 			c.logRetry("join attempt failed", err, zap.String("via", addr))
 		}
 		if !sleepCtx(ctx, backoff(attempt, 50*time.Millisecond, 5*time.Second)) {
 			return
 		}
 	}
+}
+
+// joinFailed records a join that cannot succeed by retrying.
+func (c *Cluster) joinFailed(err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	c.log.Error("cannot join the cluster", zap.Error(err))
+	c.joinErr.Store(&err)
+}
+
+// JoinError is why this node gave up joining (a refused token, a taken
+// id), or nil.
+func (c *Cluster) JoinError() error {
+	if p := c.joinErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Member is one server of the raft configuration.

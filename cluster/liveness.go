@@ -187,6 +187,9 @@ func (c *Cluster) leaderTick(ctx context.Context) {
 		c.logRetry("leader self-registration failed", err)
 		return
 	}
+	if err := c.publishCA(ctx); err != nil {
+		c.logRetry("recording the cluster CA failed", err)
+	}
 	if err := c.markSilent(ctx); err != nil {
 		c.logRetry("liveness check failed", err)
 		return

@@ -2,9 +2,9 @@ package cluster
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/pki"
 )
 
 // Errors of this package. Match them with errors.Is.
@@ -35,6 +36,12 @@ var (
 	// ErrBadToken means a peer refused this node's cluster token, or a
 	// caller presented a wrong one.
 	ErrBadToken = errors.New("cluster: cluster token refused (the nodes are configured with different tokens)")
+	// ErrNotPeer means an internal call came without a certificate of the
+	// cluster, or named another node than its certificate does.
+	ErrNotPeer = errors.New("cluster: the caller is not a member of this cluster")
+	// ErrMemberExists means a node tried to take the id or address of an
+	// existing member; an operator must remove that member first.
+	ErrMemberExists = errors.New("cluster: member exists")
 	// ErrRestoreNotForced guards RestoreSnapshot, which overwrites the
 	// whole desired state.
 	ErrRestoreNotForced = errors.New("cluster: restoring a snapshot replaces the whole cluster state; pass force to confirm")
@@ -69,8 +76,10 @@ type Config struct {
 	BootstrapExpect int      // form a cluster once this many fresh nodes know each other through Join
 	Join            []string // HTTP host:port of members to join; retried until it succeeds
 
-	Token     string // shared cluster token, required on every internal route
-	MaxVoters int    // 3 or 5 (default 3); further nodes join as non-voters
+	// Token is the cluster secret: a node that joins proves it holds it
+	// to get its certificate. It is required.
+	Token     string
+	MaxVoters int // 3 or 5 (default 3); further nodes join as non-voters
 
 	HeartbeatInterval time.Duration // node to leader liveness heartbeat (default 1s)
 	DownAfter         time.Duration // the leader marks a node down after this without heartbeat (default 10s)
@@ -79,14 +88,20 @@ type Config struct {
 	// Scheduling configures the scheduler the leader runs.
 	Scheduling SchedulingConfig
 
-	// TLS, when set, is used for raft (mutual TLS: it must hold this node's
-	// certificate, the CA for both RootCAs and ClientCAs, and ClientAuth)
-	// and for peer HTTP calls (https). Serving HTTPS is the caller's job.
-	TLS *tls.Config
+	// Keyring holds this node's cluster certificate: raft and every peer
+	// call use mutual TLS with it. Put the operator's own certificates in
+	// it before Open; otherwise Open loads the ones this node saved under
+	// DataDir/tls, or, for a node that bootstraps alone, creates a new
+	// cluster CA; a joining node gets its certificate when it joins. The
+	// caller serves HTTPS to peers (ServerName) with the same keyring.
+	Keyring *pki.Keyring
 	// StreamLayer optionally wraps the raft stream layer (fault injection).
 	StreamLayer func(raft.StreamLayer) raft.StreamLayer
-	// HTTPClient is used for peer calls; nil builds one from TLS.
+	// HTTPClient is used for peer calls; nil builds one from Keyring.
 	HTTPClient *http.Client
+	// Dial, when set, opens the connections of join requests (tests
+	// inject faults there).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// Node is registered for this node; ID and addresses are filled in.
 	Node   state.Node
@@ -103,6 +118,14 @@ func (cfg *Config) setDefaults() error {
 		return fmt.Errorf("%w: RaftAddr is empty", ErrInvalid)
 	case cfg.DataDir == "":
 		return fmt.Errorf("%w: DataDir is empty", ErrInvalid)
+	case cfg.Token == "":
+		return fmt.Errorf("%w: the cluster token is empty", ErrInvalid)
+	}
+	if err := pki.CheckNodeID(cfg.NodeID); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if cfg.Keyring == nil {
+		cfg.Keyring = &pki.Keyring{}
 	}
 	if cfg.MaxVoters == 0 {
 		cfg.MaxVoters = 3
@@ -120,9 +143,6 @@ func (cfg *Config) setDefaults() error {
 		cfg.Logger = zap.NewNop()
 	}
 	cfg.Scheduling.setDefaults()
-	if cfg.Token == "" {
-		cfg.Logger.Warn("cluster token is empty: any peer that can reach the internal routes is trusted")
-	}
 	return nil
 }
 
@@ -158,7 +178,10 @@ type Cluster struct {
 	stream  *streamLayer
 	client  *http.Client
 	ownHTTP bool // client was built here and is closed here
-	scheme  string
+	keys    *pki.Keyring
+	// running is raft once started: the stream layer asks it who may
+	// connect.
+	running atomic.Pointer[raft.Raft]
 
 	obs      *raft.Observer
 	obsCh    chan raft.Observation
@@ -172,6 +195,7 @@ type Cluster struct {
 	memberMu  sync.Mutex    // serialises membership changes on the leader
 	readyTerm atomic.Uint64 // term in which this leader committed a barrier
 	live      liveness
+	joinErr   atomic.Pointer[error]
 	sched     schedRecord
 	peers     peerBook
 	closed    atomic.Bool
@@ -186,11 +210,12 @@ func Open(cfg Config) (*Cluster, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if cfg.TLS != nil {
-		cfg.TLS = cfg.TLS.Clone() // the caller's config may be changed by its HTTP server
+	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), machine: state.NewMachine(), changed: make(chan struct{}),
+		keys: cfg.Keyring}
+	c.fsm = &fsm{m: c.machine, log: c.log}
+	if err := c.loadCreds(); err != nil {
+		return nil, err
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), machine: state.NewMachine(), changed: make(chan struct{})}
-	c.fsm = &fsm{m: c.machine}
 	c.peers.init()
 	if err := c.openRaft(); err != nil {
 		return nil, err
@@ -227,7 +252,7 @@ func (c *Cluster) openRaft() error {
 		c.closeStores(wal)
 		return fmt.Errorf("cluster: open snapshots: %w", err)
 	}
-	layer, err := listenStream(c.cfg.RaftAddr, c.cfg.TLS)
+	layer, err := listenStream(c.cfg.RaftAddr, c.keys, c.acceptPeer)
 	if err != nil {
 		c.closeStores(wal)
 		return err
@@ -251,7 +276,33 @@ func (c *Cluster) openRaft() error {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	c.raft, c.wal, c.trans, c.stream = r, wal, trans, layer
+	c.running.Store(r)
 	return nil
+}
+
+// acceptPeer decides who may open a raft connection: a member of the
+// latest configuration, or anyone of the cluster CA while this node has
+// none (it is joining, and the leader is about to reach it).
+func (c *Cluster) acceptPeer(id string) error {
+	r := c.running.Load()
+	if r == nil {
+		return fmt.Errorf("%w: raft is not running yet", ErrNotPeer)
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	servers := f.Configuration().Servers
+	if len(servers) == 0 {
+		return nil
+	}
+	for _, s := range servers {
+		if string(s.ID) == id {
+			return nil
+		}
+	}
+	c.log.Warn("refused a raft connection from a node that is not a member", zap.String("id", id))
+	return fmt.Errorf("%w: %s is not in the raft configuration", ErrNotPeer, id)
 }
 
 // compactedLog makes entries before the first index unreadable. raft-wal
@@ -272,19 +323,16 @@ func (c *Cluster) closeStores(wal *raftwal.WAL) error {
 }
 
 func (c *Cluster) initHTTP() {
-	c.scheme = "http"
-	if c.cfg.TLS != nil {
-		c.scheme = "https"
-	}
 	c.client = c.cfg.HTTPClient
 	if c.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		if c.cfg.TLS != nil {
-			tr.TLSClientConfig = c.cfg.TLS.Clone()
-		}
+		tr.TLSClientConfig = c.keys.ClientConfig(ServerName)
 		c.client, c.ownHTTP = &http.Client{Transport: tr}, true
 	}
 }
+
+// Keyring is this node's cluster certificate holder.
+func (c *Cluster) Keyring() *pki.Keyring { return c.keys }
 
 // bootstrap starts a new cluster with the given members (the first
 // MaxVoters by id vote). It is a no-op once raft has state.

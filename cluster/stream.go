@@ -1,40 +1,41 @@
 package cluster
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/sovra/sovra/internal/pki"
 )
 
-// streamLayer is raft's TCP stream layer, optionally over mutual TLS. It
-// tracks its connections: raft's transport leaves accepted and pooled ones
-// open at shutdown, so Close closes them.
+// streamLayer is raft's TCP stream layer, always over mutual TLS with the
+// cluster's certificates: a peer proves its membership in the handshake,
+// before raft reads a byte. It tracks its connections: raft's transport
+// leaves accepted and pooled ones open at shutdown, so Close closes them.
 type streamLayer struct {
 	net.Listener
-	tls *tls.Config // client side; nil for plain TCP
+	keys *pki.Keyring
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
 }
 
-func listenStream(addr string, cfg *tls.Config) (*streamLayer, error) {
+// raftServerName is the SNI of raft connections.
+const raftServerName = "sovra-raft"
+
+// listenStream listens on addr; accept decides which nodes (by the id
+// their certificate names) may connect.
+func listenStream(addr string, keys *pki.Keyring, accept func(nodeID string) error) (*streamLayer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: raft listen: %w", err)
 	}
-	l := &streamLayer{Listener: ln, conns: map[net.Conn]struct{}{}}
-	if cfg != nil {
-		cfg = cfg.Clone()
-		cfg.NextProtos = nil // raft is not HTTP, whatever the shared config says
-		l.tls = cfg
-		l.Listener = tls.NewListener(ln, cfg)
-	}
-	return l, nil
+	return &streamLayer{Listener: newHandshakeListener(ln, keys.ServerConfig(accept)), keys: keys,
+		conns: map[net.Conn]struct{}{}}, nil
 }
 
 // Accept tracks accepted connections.
@@ -48,27 +49,19 @@ func (l *streamLayer) Accept() (net.Conn, error) {
 
 // Dial connects to a peer's raft address.
 func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := l.dial(addr, timeout)
+	d := &net.Dialer{Timeout: timeout}
+	conn, err := d.Dial("tcp", string(addr))
 	if err != nil {
 		return nil, err
 	}
-	return l.track(c)
-}
-
-func (l *streamLayer) dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	if l.tls == nil {
-		return d.Dial("tcp", string(addr))
+	tc := tlsClient(conn, l.keys.ClientConfig(raftServerName))
+	conn.SetDeadline(time.Now().Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("cluster: raft handshake with %s: %w", addr, err)
 	}
-	cfg := l.tls.Clone()
-	if cfg.ServerName == "" {
-		host, _, err := net.SplitHostPort(string(addr))
-		if err != nil {
-			return nil, err
-		}
-		cfg.ServerName = host
-	}
-	return (&tls.Dialer{NetDialer: d, Config: cfg}).Dial("tcp", string(addr))
+	conn.SetDeadline(time.Time{})
+	return l.track(tc)
 }
 
 func (l *streamLayer) track(c net.Conn) (net.Conn, error) {

@@ -32,6 +32,7 @@ type catalogModel struct {
 func TestCatalogRegistration(t *testing.T) {
 	sim := ollamasim.StartTest(t, ollamasim.Config{})
 	n := testnode.Start(t, sim.URL(), placed("solo", "1xA100:80GiB", "jurisdiction=EU"))
+	labelNodes(t, n.URL(), "solo")
 	waitView(t, n.URL(), allReady(1))
 	api := n.URL() + "/admin/v1"
 
@@ -126,6 +127,7 @@ func TestNodesRegisterTheModelsTheyHave(t *testing.T) {
 	sim := ollamasim.StartTest(t, ollamasim.Config{Models: []ollamasim.ModelConfig{coder}})
 	a := testnode.Start(t, sim.URL(), placed("a", "1xA100:80GiB", "zone=a"))
 	b := testnode.Start(t, sim.URL(), placed("b", "1xA100:80GiB", "zone=b", a.Addr()))
+	labelNodes(t, a.URL(), "a", "b")
 	waitView(t, a.URL(), allReady(2))
 	waitGPUs(t, a.URL(), 2)
 	create(t, b.URL(), `{"name":"coder","model":"Acme/Coder:7B","replicas":2}`)

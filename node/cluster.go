@@ -2,15 +2,15 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +18,7 @@ import (
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/pki"
 	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node/agent"
 	"github.com/sovra/sovra/node/api"
@@ -36,8 +37,9 @@ type ClusterConfig struct {
 	Bootstrap       bool
 	BootstrapExpect int
 	Join            []string
-	// Token is the shared cluster secret, for peers only (joining, peer
-	// calls); operators use the management token (Config.AdminToken).
+	// Token is the cluster secret, for peers only: a joining node proves
+	// it holds it to get its cluster certificate. Required in a cluster.
+	// Operators use the management token (Config.AdminToken) instead.
 	Token             string
 	MaxVoters         int
 	HeartbeatInterval time.Duration
@@ -50,10 +52,11 @@ type ClusterConfig struct {
 	// default: a restarted member should come back without shrinking the
 	// quorum in between.
 	LeaveOnShutdown bool
-	// TLSCert, TLSKey and TLSCA turn on mutual TLS for raft and the HTTP
-	// API (clients may connect without a certificate; peers may not).
-	TLSCert, TLSKey, TLSCA string
-	Labels                 map[string]string
+	// CertFile, KeyFile and CAFile give the node a certificate of the
+	// operator's own CA for raft and peer calls; without them the cluster
+	// makes its own CA (see cluster.Config.Keyring).
+	CertFile, KeyFile, CAFile string
+	Labels                    map[string]string
 	// GPUs overrides GPU discovery with a spec such as "8xH800:80GiB"
 	// ("none" for a CPU-only node); empty discovers with nvidia-smi.
 	GPUs string
@@ -90,8 +93,13 @@ func (c ClusterConfig) validate() error {
 		return fmt.Errorf("--resync-interval %v: want at least 100ms", c.ResyncInterval)
 	case c.MaxVoters != 3 && c.MaxVoters != 5:
 		return fmt.Errorf("--max-voters %d: want 3 or 5", c.MaxVoters)
-	case (c.TLSCert == "") != (c.TLSKey == "") || (c.TLSCert != "" && c.TLSCA == ""):
-		return errors.New("mutual TLS needs all of --tls-cert, --tls-key and --tls-ca")
+	case c.Token == "":
+		return errors.New("a cluster needs a secret: set --cluster-token-file, SOVRA_CLUSTER_TOKEN or --cluster-token (the same on every node)")
+	case len(c.Token) < 16:
+		return errors.New("the cluster token is too short: use at least 16 characters (e.g. openssl rand -hex 32)")
+	}
+	if err := allOrNone(map[string]string{"--cluster-cert": c.CertFile, "--cluster-key": c.KeyFile, "--cluster-ca": c.CAFile}); err != nil {
+		return err
 	}
 	_, err := c.gpuOverride()
 	return err
@@ -182,49 +190,38 @@ func (n *Node) selfNode(gpus []state.GPU, models []string) state.Node {
 	return state.Node{Labels: n.cfg.Cluster.Labels, GPUs: gpus, Models: models, Version: version.Version}
 }
 
-// tlsConfig loads the node's certificate and the cluster CA, or returns nil
-// when TLS is off.
-func (c ClusterConfig) tlsConfig() (*tls.Config, error) {
-	if c.TLSCert == "" {
-		return nil, nil
+// allOrNone refuses a partial set of flags, naming what is missing.
+func allOrNone(flags map[string]string) error {
+	var set, missing []string
+	for _, name := range slices.Sorted(maps.Keys(flags)) {
+		if flags[name] != "" {
+			set = append(set, name)
+		} else {
+			missing = append(missing, name)
+		}
 	}
-	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+	if len(set) > 0 && len(missing) > 0 {
+		return fmt.Errorf("%s given without %s: give all of them or none", strings.Join(set, ", "), strings.Join(missing, ", "))
 	}
-	pem, err := os.ReadFile(c.TLSCA)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tls: no certificate in %s", c.TLSCA)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      pool,
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
+	return nil
 }
 
-// listen opens the HTTP listener; with TLS, clients may come without a
-// certificate (the internal routes check for one).
-func listen(addr string, tlsCfg *tls.Config) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+// keyring holds the operator's certificate when one is configured;
+// otherwise the cluster fills it.
+func (c ClusterConfig) keyring(nodeID string) (*pki.Keyring, error) {
+	keys := &pki.Keyring{}
+	if c.CertFile == "" {
+		return keys, nil
+	}
+	creds, err := pki.LoadFiles(nodeID, c.CAFile, c.CertFile, c.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("cluster certificate: %w", err)
 	}
-	if tlsCfg == nil {
-		return ln, nil
-	}
-	srv := tlsCfg.Clone()
-	srv.ClientAuth = tls.VerifyClientCertIfGiven
-	return tls.NewListener(ln, srv), nil
+	keys.Set(creds)
+	return keys, nil
 }
 
-func (n *Node) openCluster(tlsCfg *tls.Config) (*cluster.Cluster, error) {
+func (n *Node) openCluster(keys *pki.Keyring) (*cluster.Cluster, error) {
 	c := n.cfg.Cluster
 	adv, err := advertised(c.AdvertiseAddr, n.ln.Addr())
 	if err != nil {
@@ -244,7 +241,7 @@ func (n *Node) openCluster(tlsCfg *tls.Config) (*cluster.Cluster, error) {
 		DownAfter:         c.DownAfter,
 		Raft:              c.Raft,
 		Scheduling:        c.Scheduling,
-		TLS:               tlsCfg,
+		Keyring:           keys,
 		Node:              n.selfNode(nil, nil),
 		Logger:            n.log,
 	})
@@ -269,15 +266,12 @@ func advertised(explicit string, bound net.Addr) (string, error) {
 // peers: authenticated, served there and never forwarded again.
 const forwardPath = "/internal/v1/forward"
 
-// peerClient is the HTTP client of calls to other nodes: forwarded
-// requests and load exchanges.
-func (n *Node) peerClient(tlsCfg *tls.Config) (*http.Client, string) {
+// peerClient is the HTTP client of calls to other nodes (forwarded
+// requests and load exchanges): mutual TLS with the cluster certificate.
+func (n *Node) peerClient(keys *pki.Keyring) (*http.Client, string) {
 	t := ollama.NewTransport()
-	scheme := "http"
-	if tlsCfg != nil {
-		t.TLSClientConfig, scheme = tlsCfg.Clone(), "https"
-	}
-	return &http.Client{Transport: peerHeaders{base: t, token: n.cfg.Cluster.Token}}, scheme
+	t.TLSClientConfig = keys.ClientConfig(cluster.ServerName)
+	return &http.Client{Transport: peerHeaders{base: t}}, "https"
 }
 
 // peerDialer reaches other nodes' forward routes.
@@ -287,17 +281,15 @@ func (n *Node) peerDialer(hc *http.Client, scheme string) router.PeerDialer {
 	}
 }
 
-// peerHeaders carries the cluster token and the client's fairness key to
-// the peer, and brings back how long the request queued there.
+// peerHeaders carries the client's fairness key to the peer, and brings
+// back how long the request queued there.
 type peerHeaders struct {
-	base  http.RoundTripper
-	token string
+	base http.RoundTripper
 }
 
 func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
 	r = r.Clone(ctx)
-	r.Header.Set(api.HeaderClusterToken, p.token)
 	if key := router.MetaOf(ctx).Key; key != "" {
 		r.Header.Set(api.HeaderClientKey, key)
 	}

@@ -23,7 +23,7 @@ import (
 
 // token is the test clusters' secret, for peers only; operators use
 // testnode.Token.
-const token = "s3cret"
+const token = "s3cret-cluster-token"
 
 var fastRaft = cluster.RaftTimings{HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 	LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 20 * time.Millisecond}
@@ -62,6 +62,24 @@ func admin(t *testing.T, method, url, body string, out any) int {
 		_ = json.Unmarshal(raw, out)
 	}
 	return resp.StatusCode
+}
+
+// labelNodes sets the labels each node declared as the labels it is
+// placed by, as an operator would once satisfied that they are true.
+func labelNodes(t *testing.T, url string, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		var n struct {
+			Declared map[string]string `json:"declared_labels"`
+		}
+		testwait.For(t, 20*time.Second, id+" registered", func() bool {
+			return admin(t, "GET", url+"/admin/v1/nodes/"+id, "", &n) == http.StatusOK
+		})
+		body, _ := json.Marshal(map[string]any{"labels": n.Declared})
+		if code := admin(t, "PUT", url+"/admin/v1/nodes/"+id+"/labels", string(body), nil); code != http.StatusOK {
+			t.Fatalf("label %s: %d", id, code)
+		}
+	}
 }
 
 func waitView(t *testing.T, url string, ok func(clusterView) bool) clusterView {
@@ -115,7 +133,7 @@ func TestNodesFormAClusterOverHTTP(t *testing.T) {
 				if st := admin(t, "GET", n2.URL()+"/admin/v1/nodes/n1"+q, "", &n); st != 200 {
 					t.Fatalf("GET node: %d", st)
 				}
-				if len(n.GPUs) == 2 && n.GPUs[1].MemoryBytes == 80<<30 && n.GPUs[0].Model == "H100" && n.Labels["jurisdiction"] == "EU" {
+				if len(n.GPUs) == 2 && n.GPUs[1].MemoryBytes == 80<<30 && n.GPUs[0].Model == "H100" && n.DeclaredLabels["jurisdiction"] == "EU" {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -183,18 +201,21 @@ func TestNodesFormAClusterOverHTTP(t *testing.T) {
 	})
 }
 
-// TestMutualTLSNodes runs two nodes whose raft and peer calls use mutual
-// TLS; clients reach the API over TLS without a certificate, while internal
-// routes refuse callers without one.
-func TestMutualTLSNodes(t *testing.T) {
+// TestOperatorCertsAndPublicTLS runs two nodes whose raft and peer calls
+// use certificates of the operator's own CA, while the API serves its
+// clients a public certificate of another CA on the same port. Internal
+// routes refuse callers without a cluster certificate.
+func TestOperatorCertsAndPublicTLS(t *testing.T) {
 	sim := ollamasim.StartTest(t, ollamasim.Config{})
-	ca := testcerts.NewCA(t)
-	dir := t.TempDir()
+	clusterCA, publicCA := testcerts.NewCA(t), testcerts.NewCA(t)
+	cdir, pdir := t.TempDir(), t.TempDir()
 	withTLS := func(id string, join ...string) func(*node.Config) {
-		cert, key, caFile := ca.Files(t, dir, id)
+		cert, key, caFile := clusterCA.Files(t, cdir, id)
+		pcert, pkey, _ := publicCA.Files(t, pdir, "api-"+id)
 		return func(c *node.Config) {
 			member(id, join...)(c)
-			c.Cluster.TLSCert, c.Cluster.TLSKey, c.Cluster.TLSCA = cert, key, caFile
+			c.Cluster.CertFile, c.Cluster.KeyFile, c.Cluster.CAFile = cert, key, caFile
+			c.TLSCertFile, c.TLSKeyFile = pcert, pkey
 		}
 	}
 	n1 := testnode.Start(t, sim.URL(), withTLS("n1"))
@@ -202,9 +223,10 @@ func TestMutualTLSNodes(t *testing.T) {
 	if !strings.HasPrefix(n2.URL(), "https://") {
 		t.Fatalf("URL %s", n2.URL())
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	// A client that trusts only the public CA reaches the API.
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: publicCA.Pool}}}
+	defer client.CloseIdleConnections()
+	testwait.For(t, 20*time.Second, "a two-node cluster over TLS", func() bool {
 		var v clusterView
 		req, _ := http.NewRequest("GET", n2.URL()+"/admin/v1/cluster", nil)
 		req.Header.Set("Authorization", "Bearer "+testnode.Token)
@@ -212,37 +234,32 @@ func TestMutualTLSNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer resp.Body.Close()
 		_ = json.NewDecoder(resp.Body).Decode(&v)
+		return allReady(2)(v)
+	})
+	// Internal routes refuse it: it has no cluster certificate.
+	for _, r := range []struct{ method, path, body string }{
+		{"POST", "/internal/v1/cluster/status", "{}"},
+		{"GET", "/internal/v1/load", ""},
+		{"POST", "/internal/v1/forward/api/chat", "{}"},
+	} {
+		req, _ := http.NewRequest(r.method, n1.URL()+r.path, strings.NewReader(r.body))
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp.Body.Close()
-		if allReady(2)(v) {
-			break
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%s without a cluster certificate: %d", r.path, resp.StatusCode)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no two-node TLS cluster: %+v", v)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	req, _ := http.NewRequest("POST", n1.URL()+"/internal/v1/cluster/status", strings.NewReader("{}"))
-	req.Header.Set("Sovra-Cluster-Token", token)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// Plain HTTP is refused when the API serves TLS.
+	if resp, err := http.Get("http://" + n1.Addr() + "/healthz"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("plain HTTP answered %d", resp.StatusCode)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("internal call without a client certificate: %d", resp.StatusCode)
-	}
-	// The same holds for the load route, even with the right token...
-	req, _ = http.NewRequest("GET", n1.URL()+"/internal/v1/load", nil)
-	req.Header.Set("Sovra-Cluster-Token", token)
-	if resp, err = client.Do(req); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("load without a client certificate: %d", resp.StatusCode)
-	}
-	// ...while the nodes, which have one, exchange their load.
+	// The nodes, which have cluster certificates, exchange their load.
 	testwait.Until(t, 10*time.Second, func() bool {
 		return n1.Router().View().Health("n2") == loadview.Fresh && n2.Router().View().Health("n1") == loadview.Fresh
 	}, func() string { return "the nodes do not exchange load over mutual TLS" })

@@ -158,6 +158,7 @@ func threeRegions(t *testing.T) map[string]*node.Node {
 	fr := testnode.Start(t, sim.URL(), placed("fr", "2xA100:80GiB", "jurisdiction=EU,country=FR,zone=a"))
 	de := testnode.Start(t, sim.URL(), placed("de", "1xA100:80GiB", "jurisdiction=EU,country=DE,zone=b", fr.Addr()))
 	us := testnode.Start(t, sim.URL(), placed("us", "2xH100:80GiB", "jurisdiction=US,country=US,zone=c", fr.Addr()))
+	labelNodes(t, fr.URL(), "fr", "de", "us")
 	nodes := map[string]*node.Node{"fr": fr, "de": de, "us": us}
 	waitView(t, fr.URL(), allReady(3))
 	waitGPUs(t, fr.URL(), 3)
@@ -327,6 +328,7 @@ func cordonMovesReplicas(t *testing.T, nodes map[string]*node.Node) {
 func TestDeploymentRequestsAreChecked(t *testing.T) {
 	sim := ollamasim.StartTest(t, ollamasim.Config{})
 	n := testnode.Start(t, sim.URL(), placed("solo", "1xL40S:48GiB", "jurisdiction=EU"))
+	labelNodes(t, n.URL(), "solo")
 	waitView(t, n.URL(), allReady(1))
 	cases := []struct {
 		name, method, path, body string

@@ -25,6 +25,7 @@ func TestIdleDeploymentUnloadsAndWakes(t *testing.T) {
 	wakeWait := func(d time.Duration) func(*node.Config) { return func(c *node.Config) { c.WakeWait = d } }
 	a := testnode.Start(t, simA.URL(), placed("a", "1xA100:80GiB", "zone=a"), wakeWait(20*time.Second))
 	b := testnode.Start(t, simB.URL(), placed("b", "1xA100:80GiB", "zone=b", a.Addr()), wakeWait(0))
+	labelNodes(t, a.URL(), "a", "b")
 	waitView(t, a.URL(), allReady(2))
 	waitGPUs(t, a.URL(), 2)
 	sims := map[string]*ollamasim.Server{"a": simA, "b": simB}

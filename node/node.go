@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster"
+	"github.com/sovra/sovra/internal/pki"
 	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node/api"
 	"github.com/sovra/sovra/node/auth"
@@ -40,6 +41,12 @@ type Config struct {
 	ReadTimeout   time.Duration
 	WriteTimeout  time.Duration
 	IdleTimeout   time.Duration
+	// TLSCertFile and TLSKeyFile make the API serve TLS to its clients
+	// with the operator's certificate (its own PKI, or ACME-issued
+	// elsewhere), read again when the files change or on ReloadTLS.
+	// Cluster peers are served the cluster certificate on the same port
+	// whatever this says.
+	TLSCertFile, TLSKeyFile string
 	// WakeWait bounds how long a request for an idle (or waking)
 	// deployment waits for a ready replica before it is answered 503 with
 	// the loading progress; zero answers at once.
@@ -151,6 +158,9 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("http address %q: %w", c.HTTPAddr, err)
 	}
+	if err := allOrNone(map[string]string{"--tls-cert": c.TLSCertFile, "--tls-key": c.TLSKeyFile}); err != nil {
+		return err
+	}
 	if err := c.Routing.validate(); err != nil {
 		return err
 	}
@@ -173,11 +183,15 @@ type Node struct {
 	// reconciler, which looks at Ollama again.
 	recheck chan struct{}
 	ln      net.Listener
+	public  *pki.FileCert // the API's own certificate, or nil
+	keys    *pki.Keyring  // the cluster certificate, or nil outside a cluster
 	// adminToken is the management token in force.
 	adminToken string
 	done       chan error
-	stopRun    context.CancelFunc
-	runWG      sync.WaitGroup
+	// stopWatch ends the watch of the public certificate's files.
+	stopWatch context.CancelFunc
+	stopRun   context.CancelFunc
+	runWG     sync.WaitGroup
 
 	stopOnce sync.Once
 	stopErr  error
@@ -216,32 +230,33 @@ func (n *Node) Start() error {
 	if err := n.loadAdminToken(); err != nil {
 		return err
 	}
-	tlsCfg, err := n.cfg.Cluster.tlsConfig()
-	if err != nil {
+	if err := n.loadCerts(); err != nil {
 		return err
 	}
-	ln, err := listen(n.cfg.HTTPAddr, tlsCfg)
+	ln, err := listen(n.cfg.HTTPAddr, listenerConfig{keys: n.keys, public: n.public})
 	if err != nil {
 		return err
 	}
 	n.ln = ln
+	n.watchPublicCert()
 	var cl api.Cluster
 	reg := prometheus.NewRegistry()
 	rcfg := n.cfg.Routing.router(reg, load.NewView(load.ViewConfig{}))
 	rcfg.LocalFailed = n.localFailed
 	if n.cfg.Cluster.enabled() {
-		if n.cluster, err = n.openCluster(tlsCfg); err != nil {
+		if n.cluster, err = n.openCluster(n.keys); err != nil {
 			ln.Close()
+			n.stopWatch()
 			return err
 		}
 		cl = n.cluster
-		n.peerHC, n.peerScheme = n.peerClient(tlsCfg)
+		n.peerHC, n.peerScheme = n.peerClient(n.keys)
 		n.router = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
 			WithConfig(rcfg).WithWake(router.WakeConfig{Proposer: n.cluster, Wait: n.cfg.WakeWait, OnError: n.wakeFailed})
 	} else {
 		n.router = router.New(n.cfg.NodeID, n.be, nil, nil).WithConfig(rcfg)
 	}
-	apiCfg := n.apiConfig(tlsCfg != nil, isLoopback(ln.Addr()))
+	apiCfg := n.apiConfig(isLoopback(ln.Addr()))
 	apiCfg.Registry = reg
 	n.api = api.New(apiCfg, n.router, cl, n.log.Named("http"))
 	go func() { n.done <- n.api.Serve(ln) }()
@@ -253,19 +268,72 @@ func (n *Node) Start() error {
 	return nil
 }
 
-func (n *Node) apiConfig(mtls, loopback bool) api.Config {
-	return api.Config{
-		BodyLimit:        n.cfg.MaxBodyBytes,
-		ReadTimeout:      n.cfg.ReadTimeout,
-		WriteTimeout:     n.cfg.WriteTimeout,
-		IdleTimeout:      n.cfg.IdleTimeout,
-		Version:          version.Version,
-		AdminToken:       n.adminToken,
-		Keys:             n.cfg.Keys,
-		ClusterToken:     n.cfg.Cluster.Token,
-		AllowedOrigins:   n.cfg.AllowedOrigins,
-		LoopbackOnly:     loopback,
-		PeerCertRequired: mtls,
+// apiConfig is the API's configuration; loopback says the API listens
+// on a loopback address only.
+func (n *Node) apiConfig(loopback bool) api.Config {
+	cfg := api.Config{
+		BodyLimit:      n.cfg.MaxBodyBytes,
+		ReadTimeout:    n.cfg.ReadTimeout,
+		WriteTimeout:   n.cfg.WriteTimeout,
+		IdleTimeout:    n.cfg.IdleTimeout,
+		Version:        version.Version,
+		AdminToken:     n.adminToken,
+		Keys:           n.cfg.Keys,
+		AllowedOrigins: n.cfg.AllowedOrigins,
+		LoopbackOnly:   loopback,
+	}
+	if n.keys != nil {
+		cfg.PeerID = n.keys.ConnPeerID
+	}
+	return cfg
+}
+
+// loadCerts reads the API's own certificate and, in a cluster, the
+// operator's cluster certificate when configured.
+func (n *Node) loadCerts() error {
+	if n.cfg.TLSCertFile != "" {
+		fc, err := pki.LoadFileCert(n.cfg.TLSCertFile, n.cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("--tls-cert: %w", err)
+		}
+		n.public = fc
+	}
+	if !n.cfg.Cluster.enabled() {
+		return nil
+	}
+	keys, err := n.cfg.Cluster.keyring(n.cfg.NodeID)
+	if err != nil {
+		return err
+	}
+	n.keys = keys
+	return nil
+}
+
+// certWatchInterval is how often the API's certificate files are checked
+// for a change.
+const certWatchInterval = 5 * time.Second
+
+func (n *Node) watchPublicCert() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopWatch = cancel
+	if n.public == nil {
+		return
+	}
+	go n.public.Watch(ctx, certWatchInterval, n.certReloaded)
+}
+
+func (n *Node) certReloaded(err error) {
+	if err != nil {
+		n.log.Error("could not reload the API certificate; still serving the previous one", zap.Error(err))
+		return
+	}
+	n.log.Info("reloaded the API certificate", zap.String("file", n.cfg.TLSCertFile))
+}
+
+// ReloadTLS reads the API's certificate files again (on SIGHUP).
+func (n *Node) ReloadTLS() {
+	if n.public != nil {
+		n.certReloaded(n.public.Reload())
 	}
 }
 
@@ -302,7 +370,7 @@ func (n *Node) Addr() string { return n.ln.Addr().String() }
 
 // URL is the base URL of the API.
 func (n *Node) URL() string {
-	if n.cfg.Cluster.TLSCert != "" {
+	if n.public != nil {
 		return "https://" + n.Addr()
 	}
 	return "http://" + n.Addr()
@@ -326,6 +394,7 @@ func (n *Node) stop(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownGrace)
 	defer cancel()
 	n.log.Info("shutting down", zap.Duration("grace", n.cfg.ShutdownGrace))
+	n.stopWatch()
 	err := n.api.Shutdown(ctx)
 	if serr := <-n.done; serr != nil && err == nil {
 		err = serr

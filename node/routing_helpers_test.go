@@ -90,6 +90,7 @@ func startNodes(t *testing.T, ids []string, labels, backend func(id string) stri
 	}
 	waitView(t, nodes[ids[0]].URL(), allReady(len(ids)))
 	waitGPUs(t, nodes[ids[0]].URL(), len(ids))
+	labelNodes(t, nodes[ids[0]].URL(), ids...)
 	return nodes
 }
 

@@ -15,9 +15,13 @@ var (
 	ErrExists   = errors.New("already exists")
 	ErrConflict = errors.New("version conflict")
 	ErrInvalid  = errors.New("invalid command")
+	// ErrRejected means the entry could not be applied at all (it does not
+	// decode, or its command type is unknown to this version): every
+	// replica skipped it and recorded it in State.Rejected.
+	ErrRejected = errors.New("entry rejected")
 )
 
-var errByCode = map[string]error{"not_found": ErrNotFound, "exists": ErrExists, "conflict": ErrConflict, "invalid": ErrInvalid}
+var errByCode = map[string]error{"not_found": ErrNotFound, "exists": ErrExists, "conflict": ErrConflict, "invalid": ErrInvalid, "rejected": ErrRejected}
 
 // Outcome is the result of applying one command: a value for the writer or a
 // business error. It is plain data so it can be remembered for idempotent
@@ -85,6 +89,42 @@ func (s *State) Apply(index uint64, entry []byte) Outcome {
 	return out
 }
 
+// ApplyOrReject is Apply for committed entries: an entry that Apply
+// refuses by panicking is skipped instead, on every replica alike, so one
+// bad entry in the log never stops a node or makes it crash at each
+// restart. The skip is recorded (State.Rejected) and the outcome says
+// rejected; the state is otherwise unchanged.
+func (s *State) ApplyOrReject(index uint64, entry []byte) (out Outcome) {
+	defer func() {
+		if r := recover(); r != nil {
+			out = s.reject(index, fmt.Sprint(r))
+		}
+	}()
+	return s.Apply(index, entry)
+}
+
+// MaxRejected bounds how many rejected entries the state remembers.
+const MaxRejected = 16
+
+// Rejection is an entry every replica skipped.
+type Rejection struct {
+	Index  uint64 `json:"index"`
+	Reason string `json:"reason"`
+}
+
+func (s *State) reject(index uint64, reason string) Outcome {
+	if len(reason) > 512 {
+		reason = reason[:512]
+	}
+	s.Rejected = append(s.Rejected, Rejection{Index: index, Reason: reason})
+	if n := len(s.Rejected); n > MaxRejected {
+		s.Rejected = append([]Rejection(nil), s.Rejected[n-MaxRejected:]...)
+	}
+	s.RejectedTotal++
+	s.Index = index
+	return Outcome{Index: index, ErrCode: "rejected", ErrMsg: reason}
+}
+
 func (s *State) dispatch(index uint64, d decoded) Outcome {
 	switch d.typ {
 	case TypeNoop:
@@ -111,6 +151,10 @@ func (s *State) dispatch(index uint64, d decoded) Outcome {
 		return applyBody(index, d, s.touchDeployment)
 	case TypeSetDeploymentIdle:
 		return applyBody(index, d, s.setDeploymentIdle)
+	case TypeSetClusterCA:
+		return applyBody(index, d, s.setClusterCA)
+	case TypeSetNodeLabels:
+		return applyBody(index, d, s.setNodeLabels)
 	}
 	if d.flags&FlagIgnorable != 0 {
 		return Outcome{Skipped: true}
@@ -163,6 +207,38 @@ func checkName(name string) string {
 		return "holds a NUL byte"
 	}
 	return ""
+}
+
+func (s *State) setClusterCA(_ uint64, c *SetClusterCA) Outcome {
+	switch {
+	case c.CA.Cert == "" || c.CA.Key == "":
+		return fail("invalid", "the cluster CA needs a certificate and a key")
+	case s.ClusterCA == nil:
+		ca := c.CA
+		s.ClusterCA = &ca
+	case *s.ClusterCA != c.CA:
+		return fail("conflict", "the cluster already has another CA")
+	}
+	return Outcome{}
+}
+
+func (s *State) setNodeLabels(_ uint64, c *SetNodeLabels) Outcome {
+	n, ok := s.Nodes[c.ID]
+	if !ok {
+		return fail("not_found", "node %q is not a member", c.ID)
+	}
+	labels := make(map[string]string, len(c.Labels))
+	for k, v := range c.Labels {
+		if k == "" {
+			return fail("invalid", "a label needs a key")
+		}
+		labels[k] = v
+	}
+	if len(labels) == 0 {
+		labels = nil
+	}
+	n.Labels = labels
+	return value(n)
 }
 
 func (s *State) setNodeStatus(_ uint64, c *SetNodeStatus) Outcome {

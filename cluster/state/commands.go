@@ -26,6 +26,12 @@ const (
 	// FlagIgnorable: a node that does not know them only misses idleness.
 	TypeTouchDeployment   Type = 10
 	TypeSetDeploymentIdle Type = 11
+	// TypeSetClusterCA records the cluster CA once, so that every member
+	// can issue certificates to joining nodes.
+	TypeSetClusterCA Type = 12
+	// TypeSetNodeLabels sets a node's labels: an operator's word, never a
+	// node's own.
+	TypeSetNodeLabels Type = 13
 )
 
 // Flags modify how a command is applied.
@@ -60,6 +66,16 @@ type (
 		Status NodeStatus `json:"status"`
 		Reason string     `json:"reason,omitempty"`
 		Time   int64      `json:"time"`
+	}
+	// SetClusterCA records the cluster CA (PEM certificate and key). It
+	// cannot be replaced by another one.
+	SetClusterCA struct {
+		CA ClusterCA `json:"ca"`
+	}
+	// SetNodeLabels replaces a node's labels.
+	SetNodeLabels struct {
+		ID     string            `json:"id"`
+		Labels map[string]string `json:"labels"`
 	}
 	// RemoveNode removes a node and its placements.
 	RemoveNode struct {
@@ -177,6 +193,10 @@ func (t Type) String() string {
 		return "noop"
 	case TypeRegisterNode:
 		return "register-node"
+	case TypeSetClusterCA:
+		return "set-cluster-ca"
+	case TypeSetNodeLabels:
+		return "set-node-labels"
 	case TypeSetNodeStatus:
 		return "set-node-status"
 	case TypeRemoveNode:

@@ -16,8 +16,8 @@ func NewMachine() *Machine {
 	return &Machine{s: New(), applied: make(chan struct{})}
 }
 
-// Apply applies one log entry. When the entry panics (see State.Apply) the
-// lock is released and readers go on seeing the state as it was.
+// Apply applies one committed log entry. An entry that cannot be applied
+// is skipped and recorded (see State.ApplyOrReject).
 func (m *Machine) Apply(index uint64, entry []byte) Outcome {
 	out, ch := m.apply(index, entry)
 	close(ch)
@@ -27,7 +27,7 @@ func (m *Machine) Apply(index uint64, entry []byte) Outcome {
 func (m *Machine) apply(index uint64, entry []byte) (Outcome, chan struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := m.s.Apply(index, entry)
+	out := m.s.ApplyOrReject(index, entry)
 	ch := m.applied
 	m.applied = make(chan struct{})
 	return out, ch

@@ -2,7 +2,9 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -91,28 +93,51 @@ func TestMachineSnapshotIsACopy(t *testing.T) {
 	})
 }
 
-func TestMachinePanicReleasesLock(t *testing.T) {
+// TestMachineRejectsBadEntries: a committed entry that cannot be applied
+// is skipped and recorded on every replica alike; the machine goes on.
+func TestMachineRejectsBadEntries(t *testing.T) {
+	bad := map[string][]byte{
+		"corrupt":        {1},
+		"unknown type":   entryKeyed(t, Type(200), 0, "", map[string]int{"x": 1}),
+		"body not json":  append([]byte{byte(TypeRegisterNode), 0}, `{"b":"n1"}`...),
+		"envelope array": append([]byte{byte(TypeRemoveNode), 0}, `[1]`...),
+	}
+	for name, e := range bad {
+		t.Run(name, func(t *testing.T) {
+			replicas := []*Machine{NewMachine(), NewMachine()}
+			for _, m := range replicas {
+				m.Apply(1, entry(t, TypeRegisterNode, RegisterNode{Node: Node{ID: "n1"}}))
+				ch := m.Changed()
+				out := m.Apply(2, e)
+				if !errors.Is(out.Err(), ErrRejected) || out.Index != 2 {
+					t.Fatalf("outcome %+v, want rejected at 2", out)
+				}
+				if !closed(ch) {
+					t.Fatal("a rejected entry did not signal its index")
+				}
+				if out := m.Apply(3, entry(t, TypeNoop, nil)); out.Index != 3 || out.Err() != nil {
+					t.Fatalf("apply after the rejection: %+v", out)
+				}
+			}
+			a, b := replicas[0].Snapshot(), replicas[1].Snapshot()
+			if a.RejectedTotal != 1 || len(a.Rejected) != 1 || a.Rejected[0].Index != 2 || a.Nodes["n1"] == nil {
+				t.Fatalf("state after rejection: %+v", a)
+			}
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("replicas differ:\n%+v\n%+v", a, b)
+			}
+		})
+	}
+}
+
+func TestRejectedIsBounded(t *testing.T) {
 	m := NewMachine()
-	m.Apply(1, entry(t, TypeRegisterNode, RegisterNode{Node: Node{ID: "n1"}}))
-	ch := m.Changed()
-	if _, panicked := panicMessage(func() { m.Apply(2, []byte{1}) }); !panicked {
-		t.Fatal("corrupt entry did not panic")
+	for i := uint64(1); i <= MaxRejected+5; i++ {
+		m.Apply(i, []byte{9})
 	}
-	done := make(chan uint64)
-	go func() { done <- m.Index() }()
-	select {
-	case idx := <-done:
-		if idx != 1 {
-			t.Fatalf("index %d after a panicking apply, want 1", idx)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("readers blocked after a panicking apply")
-	}
-	if closed(ch) {
-		t.Fatal("a panicking apply signalled a change")
-	}
-	if out := m.Apply(2, entry(t, TypeNoop, nil)); out.Index != 2 {
-		t.Fatalf("apply after the panic: %+v", out)
+	s := m.Snapshot()
+	if len(s.Rejected) != MaxRejected || s.RejectedTotal != MaxRejected+5 || s.Rejected[0].Index != 6 {
+		t.Fatalf("rejected %d (first %d), total %d", len(s.Rejected), s.Rejected[0].Index, s.RejectedTotal)
 	}
 }
 

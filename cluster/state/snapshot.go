@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 )
 
 // snapshotVersion is written at the head of every snapshot.
@@ -32,6 +33,13 @@ func (s *State) Clone() *State {
 		Models:      cloneMap(s.Models),
 		Idem:        make(map[string]Outcome, len(s.Idem)),
 		IdemOrder:   cloneSlice(s.IdemOrder),
+		Rejected:    cloneSlice(s.Rejected),
+
+		RejectedTotal: s.RejectedTotal,
+	}
+	if s.ClusterCA != nil {
+		ca := *s.ClusterCA
+		c.ClusterCA = &ca
 	}
 	for k, n := range s.Nodes {
 		if n == nil {
@@ -39,12 +47,8 @@ func (s *State) Clone() *State {
 			continue
 		}
 		m := *n
-		if n.Labels != nil {
-			m.Labels = make(map[string]string, len(n.Labels))
-			for lk, lv := range n.Labels {
-				m.Labels[lk] = lv
-			}
-		}
+		m.Labels = maps.Clone(n.Labels)
+		m.DeclaredLabels = maps.Clone(n.DeclaredLabels)
 		m.GPUs = cloneSlice(n.GPUs)
 		m.Models = cloneSlice(n.Models)
 		c.Nodes[k] = &m

@@ -23,6 +23,19 @@ type State struct {
 	// first in IdemOrder, bounded by MaxIdempotencyKeys.
 	Idem      map[string]Outcome `json:"idem"`
 	IdemOrder []string           `json:"idem_order"`
+	// Rejected are the last entries that could not be applied (see
+	// ApplyOrReject), oldest first; RejectedTotal counts all of them.
+	Rejected []Rejection `json:"rejected,omitempty"`
+	// ClusterCA signs the certificates of joining nodes; set once. It
+	// is a secret: never show it outside the state and its snapshots.
+	ClusterCA     *ClusterCA `json:"cluster_ca,omitempty"`
+	RejectedTotal uint64     `json:"rejected_total,omitempty"`
+}
+
+// ClusterCA is the cluster CA in PEM.
+type ClusterCA struct {
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
 }
 
 // MaxIdempotencyKeys bounds how many idempotency keys the state remembers.

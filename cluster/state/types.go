@@ -30,13 +30,17 @@ type GPU struct {
 
 // Node is a member of the cluster.
 type Node struct {
-	ID       string            `json:"id"`
-	HTTPAddr string            `json:"http_addr"`
-	RaftAddr string            `json:"raft_addr"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	GPUs     []GPU             `json:"gpus,omitempty"`
-	Status   NodeStatus        `json:"status"`
-	Version  string            `json:"version,omitempty"`
+	ID       string `json:"id"`
+	HTTPAddr string `json:"http_addr"`
+	RaftAddr string `json:"raft_addr"`
+	// Labels are what the scheduler places by. The cluster lets only
+	// operators set them (SetNodeLabels); what a node says of itself (its
+	// --label flags) is kept in DeclaredLabels, shown, trusted by nobody.
+	Labels         map[string]string `json:"labels,omitempty"`
+	DeclaredLabels map[string]string `json:"declared_labels,omitempty"`
+	GPUs           []GPU             `json:"gpus,omitempty"`
+	Status         NodeStatus        `json:"status"`
+	Version        string            `json:"version,omitempty"`
 	// StatusReason says why the status last changed.
 	StatusReason string `json:"status_reason,omitempty"`
 	// StatusSince is the proposer's clock (Unix ms) when the status changed.

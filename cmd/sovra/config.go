@@ -31,6 +31,9 @@ type settings struct {
 	clusterTokenFile string
 	// warnings are logged once the logger exists.
 	warnings []string
+	// prepare completes the configuration before it is checked (dev fills
+	// in what a throwaway node may generate).
+	prepare func(*node.Config)
 }
 
 // secretFlags are the flags whose values are secrets: never echoed in
@@ -47,6 +50,8 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.StringVar(&s.node.DataDir, "data-dir", def.DataDir, "directory for this node's state")
 	fs.StringVar(&s.node.HTTPAddr, "http-addr", def.HTTPAddr, "host:port of the HTTP API")
 	fs.StringVar(&s.node.OllamaURL, "ollama", def.OllamaURL, "URL of the local Ollama")
+	fs.StringVar(&s.node.TLSCertFile, "tls-cert", def.TLSCertFile, "PEM certificate the API serves its clients over TLS (reloaded when the file changes or on SIGHUP)")
+	fs.StringVar(&s.node.TLSKeyFile, "tls-key", def.TLSKeyFile, "PEM private key of --tls-cert")
 	fs.IntVar(&s.node.MaxBodyBytes, "max-body-bytes", def.MaxBodyBytes, "largest request body accepted, in bytes")
 	fs.DurationVar(&s.node.ShutdownGrace, "shutdown-grace", def.ShutdownGrace, "how long in-flight requests may finish after SIGTERM")
 	fs.DurationVar(&s.node.ReadTimeout, "read-timeout", def.ReadTimeout, "limit for reading one request")
@@ -104,6 +109,9 @@ func (s *settings) resolve(cmd *cobra.Command) error {
 		host, _ := os.Hostname()
 		s.node.NodeID = host
 	}
+	if s.prepare != nil {
+		s.prepare(&s.node)
+	}
 	if err := s.node.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -157,8 +165,12 @@ func readConfigFile(path string) (map[string]string, error) {
 
 // nodeCommand builds a command that runs a node with the shared settings:
 // run gets the resolved node configuration and the process logger.
-func nodeCommand(cmd *cobra.Command, def node.Config, run func(cmd *cobra.Command, cfg node.Config, log *zap.Logger) error) *cobra.Command {
+func nodeCommand(cmd *cobra.Command, def node.Config, run func(cmd *cobra.Command, cfg node.Config, log *zap.Logger) error,
+	prepare ...func(*node.Config)) *cobra.Command {
 	var s settings
+	if len(prepare) > 0 {
+		s.prepare = prepare[0]
+	}
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := s.resolve(cmd); err != nil {
@@ -192,16 +204,16 @@ func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
 	fs.BoolVar(&c.Bootstrap, "bootstrap", def.Bootstrap, "start a new cluster with this node")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", def.BootstrapExpect, "form a new cluster once this many fresh nodes (found through --join) know each other")
 	fs.StringSliceVar(&c.Join, "join", def.Join, "HTTP host:port of cluster members to join (retried until it succeeds)")
-	fs.StringVar(&c.Token, "cluster-token", def.Token, "shared secret of the cluster's nodes, for peers only (visible in ps: prefer --cluster-token-file or SOVRA_CLUSTER_TOKEN)")
-	fs.StringVar(&s.clusterTokenFile, "cluster-token-file", "", "file holding the cluster token")
+	fs.StringVar(&c.Token, "cluster-token", def.Token, "cluster secret, the same on every node, for peers only (prefer SOVRA_CLUSTER_TOKEN or --cluster-token-file: flags show in ps)")
+	fs.StringVar(&s.clusterTokenFile, "cluster-token-file", "", "file holding the cluster secret")
 	fs.IntVar(&c.MaxVoters, "max-voters", def.MaxVoters, "raft voters, 3 or 5; further nodes join as non-voters")
 	fs.DurationVar(&c.HeartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, "how often this node reports to the leader")
 	fs.DurationVar(&c.DownAfter, "down-after", def.DownAfter, "the leader marks a node down after this long without a heartbeat")
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", def.ResyncInterval, "how often the node looks at its Ollama to keep its replicas as placed (also soon after a request fails there)")
 	fs.BoolVar(&c.LeaveOnShutdown, "leave-on-shutdown", def.LeaveOnShutdown, "leave the cluster when stopped (off: a restart keeps its place)")
-	fs.StringVar(&c.TLSCert, "tls-cert", def.TLSCert, "PEM certificate of this node (mutual TLS for raft and the API)")
-	fs.StringVar(&c.TLSKey, "tls-key", def.TLSKey, "PEM private key of --tls-cert")
-	fs.StringVar(&c.TLSCA, "tls-ca", def.TLSCA, "PEM CA that signs every node's certificate")
+	fs.StringVar(&c.CertFile, "cluster-cert", def.CertFile, "PEM certificate of this node from your own CA, for raft and peer calls (default: the cluster makes its own CA)")
+	fs.StringVar(&c.KeyFile, "cluster-key", def.KeyFile, "PEM private key of --cluster-cert")
+	fs.StringVar(&c.CAFile, "cluster-ca", def.CAFile, "PEM CA that signs every node's --cluster-cert")
 	fs.StringToStringVar(&c.Labels, "label", def.Labels, "node labels, e.g. jurisdiction=EU,country=FR")
 	fs.StringVar(&c.GPUs, "gpu", def.GPUs, `GPU inventory instead of nvidia-smi discovery, e.g. 8xH800:80GiB or "none"`)
 	s.registerScheduling(fs)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,11 @@ func newDev() *cobra.Command {
 			"Unless --admin-token is given it makes a new management token each run and prints it.",
 	}, def, func(cmd *cobra.Command, cfg node.Config, log *zap.Logger) error {
 		return runDev(cmd.Context(), cfg, log, cmd.OutOrStdout())
+	}, func(cfg *node.Config) {
+		if cfg.Cluster.Token == "" {
+			// dev is a cluster of one: its secret need not be known.
+			cfg.Cluster.Token = rand.Text()
+		}
 	})
 }
 

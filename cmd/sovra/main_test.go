@@ -75,6 +75,12 @@ func TestSettingsErrors(t *testing.T) {
 		{name: "negative queue", env: map[string]string{"SOVRA_QUEUE_MAX": "-1"}, want: "queue size"},
 		{name: "slow load exchange", args: []string{"--load-interval", "5s"}, want: "load interval"},
 		{name: "busy resync", args: []string{"--raft-addr", "127.0.0.1:0", "--bootstrap", "--resync-interval", "10ms"}, want: "--resync-interval"},
+		{name: "cluster without a secret", args: []string{"--raft-addr", "127.0.0.1:0", "--bootstrap"}, want: "a cluster needs a secret"},
+		{name: "short secret", args: []string{"--raft-addr", "127.0.0.1:0", "--bootstrap"}, env: map[string]string{"SOVRA_CLUSTER_TOKEN": "short"}, want: "too short"},
+		{name: "cluster CA alone", args: []string{"--raft-addr", "127.0.0.1:0", "--bootstrap", "--cluster-ca", "ca.pem"},
+			env: map[string]string{"SOVRA_CLUSTER_TOKEN": "0123456789abcdef"}, want: "--cluster-ca given without --cluster-cert, --cluster-key"},
+		{name: "API certificate without key", args: []string{"--tls-cert", "api.pem"}, want: "--tls-cert given without --tls-key"},
+		{name: "the old mutual TLS flag", args: []string{"--tls-ca", "ca.pem"}, want: "unknown flag: --tls-ca"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
@@ -16,6 +21,8 @@ func newServe() *cobra.Command {
 		if err != nil {
 			return usageError{err}
 		}
+		stop := reloadOnHangup(cmd.Context(), n)
+		defer stop()
 		if err := n.Run(cmd.Context()); err != nil {
 			log.Error("stopped with an error", zap.Error(err))
 			return err
@@ -23,4 +30,29 @@ func newServe() *cobra.Command {
 		log.Info("stopped")
 		return nil
 	})
+}
+
+// reloadOnHangup reads the API's certificate files again on each SIGHUP
+// until stop is called.
+func reloadOnHangup(ctx context.Context, n *node.Node) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				n.ReloadTLS()
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		cancel()
+		<-done
+	}
 }

@@ -38,7 +38,9 @@ type Cluster interface {
 // need a principal of role admin (the management token), and their writes
 // a JSON body.
 func (s *Server) adminRoutes(cl Cluster) {
-	s.app.All("/internal/v1/cluster/*", s.requirePeerCert, adaptor.HTTPHandler(cl.Handler()))
+	// The cluster's handler checks its callers itself: a cluster
+	// certificate, or the token proof of a node that is joining.
+	s.app.All("/internal/v1/cluster/*", adaptor.HTTPHandler(cl.Handler()))
 	a := s.app.Group("/admin/v1", s.auth.Require(auth.RoleAdmin), requireJSON)
 	a.Get("/routing", s.routingView)
 	a.Get("/cluster", func(c *fiber.Ctx) error {
@@ -78,6 +80,7 @@ func (s *Server) adminRoutes(cl Cluster) {
 		}
 		return c.JSON(node)
 	})
+	a.Put("/nodes/:id/labels", func(c *fiber.Ctx) error { return setNodeLabels(c, cl) })
 	a.Post("/cluster/join", func(c *fiber.Ctx) error {
 		var req cluster.JoinRequest
 		if err := decodeBody(c, &req); err != nil {
@@ -122,17 +125,34 @@ func (s *Server) adminRoutes(cl Cluster) {
 	s.deploymentRoutes(a, cl)
 }
 
-// requirePeerCert refuses internal calls without a verified client
-// certificate when the API is served over mutual TLS. The cluster token is
-// checked by the cluster's own handler.
-func (s *Server) requirePeerCert(c *fiber.Ctx) error {
-	if !s.cfg.PeerCertRequired {
-		return c.Next()
+// Bounds of node labels.
+const (
+	maxLabels        = 64
+	maxLabelKeyLen   = 63
+	maxLabelValueLen = 256
+)
+
+// setNodeLabels sets the labels a node is placed by: the operator's word,
+// whatever the node declares of itself.
+func setNodeLabels(c *fiber.Ctx, cl Cluster) error {
+	var req struct {
+		Labels map[string]string `json:"labels"`
 	}
-	st := c.Context().TLSConnectionState()
-	if st == nil || len(st.VerifiedChains) == 0 {
-		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "peer_certificate_required",
-			Message: "internal routes need a client certificate signed by the cluster CA"}
+	if err := decodeBody(c, &req); err != nil {
+		return err
 	}
-	return c.Next()
+	if len(req.Labels) > maxLabels {
+		return invalidParam("labels", "at most %d labels", maxLabels)
+	}
+	for k, v := range req.Labels {
+		if k == "" || len(k) > maxLabelKeyLen || len(v) > maxLabelValueLen {
+			return invalidParam("labels", "label keys have 1 to %d bytes, values at most %d", maxLabelKeyLen, maxLabelValueLen)
+		}
+	}
+	out, err := cl.Apply(c.UserContext(), state.Command{Type: state.TypeSetNodeLabels,
+		Body: state.SetNodeLabels{ID: c.Params("id"), Labels: req.Labels}})
+	if err != nil {
+		return err
+	}
+	return c.Send(out.Value)
 }

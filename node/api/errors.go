@@ -93,6 +93,10 @@ func toAPIError(err error) *Error {
 			Message: err.Error() + "; retry with the same Idempotency-Key to learn the outcome"}
 	case errors.Is(err, cluster.ErrBadToken):
 		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "bad_token", Message: err.Error()}
+	case errors.Is(err, cluster.ErrNotPeer):
+		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "not_peer", Message: err.Error()}
+	case errors.Is(err, cluster.ErrMemberExists):
+		return &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "member_exists", Message: err.Error()}
 	case errors.Is(err, cluster.ErrRestoreNotForced):
 		return &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "restore_not_forced", Param: "force", Message: err.Error()}
 	case errors.Is(err, cluster.ErrInvalid), errors.Is(err, state.ErrInvalid):

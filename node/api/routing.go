@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/subtle"
 	"errors"
 	"math"
 	"net/http"
@@ -36,21 +35,16 @@ const (
 	HeaderAttempts = "Sovra-Attempts"
 
 	// headerClientKey carries the client's fairness key on forwarded
-	// requests; headerClusterToken authenticates them.
-	headerClientKey    = "Sovra-Client-Key"
-	headerClusterToken = "Sovra-Cluster-Token"
+	// requests.
+	headerClientKey = "Sovra-Client-Key"
 	// HeaderErrorCode carries the error code of a refused forwarded
 	// request back to the node that forwarded it (Ollama's error format
 	// has no code).
 	HeaderErrorCode = "Sovra-Error-Code"
 )
 
-// HeaderClientKey and HeaderClusterToken are what a node sets on the
-// requests it forwards.
-const (
-	HeaderClientKey    = headerClientKey
-	HeaderClusterToken = headerClusterToken
-)
+// HeaderClientKey is what a node sets on the requests it forwards.
+const HeaderClientKey = headerClientKey
 
 // routingMeta is what the router needs of the request's client: its
 // fairness key and the jurisdictions it allows.
@@ -115,16 +109,19 @@ func (s *Server) loadExchange(c *fiber.Ctx) error {
 	return c.JSON(ex.Exchange(after))
 }
 
-// requirePeer admits only other nodes of the cluster: the cluster token,
-// and a client certificate when the API is served over mutual TLS. The
-// request is then marked as forwarded.
+// requirePeer admits only other nodes of the cluster: a TLS client
+// certificate of the cluster CA (Config.PeerID). The request is then
+// marked as forwarded.
 func (s *Server) requirePeer(c *fiber.Ctx) error {
-	if s.cfg.ClusterToken == "" || subtle.ConstantTimeCompare([]byte(c.Get(headerClusterToken)), []byte(s.cfg.ClusterToken)) != 1 {
-		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "bad_token",
-			Message: "internal routes need the cluster token in " + headerClusterToken}
+	if s.cfg.PeerID == nil {
+		return fiber.ErrNotFound
+	}
+	if _, err := s.cfg.PeerID(c.Context().TLSConnectionState()); err != nil {
+		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "peer_certificate_required",
+			Message: "internal routes need a client certificate of the cluster CA"}
 	}
 	requestInfo(c).forwarded = true
-	return s.requirePeerCert(c)
+	return c.Next()
 }
 
 // routingError maps what admission control and routing refuse: a client

@@ -9,6 +9,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -45,18 +46,16 @@ type Config struct {
 	AdminToken string
 	// Keys, when set, holds further API keys (tenants: inference only).
 	Keys auth.KeyStore
-	// ClusterToken is the peers' secret, required in Sovra-Cluster-Token
-	// on the internal forward and load routes (empty refuses them all).
-	ClusterToken string
 	// AllowedOrigins are the browser origins, beyond loopback ones, whose
 	// pages may call the API: origins with at most one "*", or "*" alone.
 	AllowedOrigins []string
 	// LoopbackOnly says the API listens on loopback only: requests must
 	// then name a loopback host (no DNS rebinding).
 	LoopbackOnly bool
-	// PeerCertRequired makes internal peer routes require a verified TLS
-	// client certificate (the API is served over mutual TLS).
-	PeerCertRequired bool
+	// PeerID names the cluster node a TLS client certificate belongs to,
+	// or fails: the internal peer routes admit only such callers. Nil
+	// for a node outside any cluster: the routes answer 404.
+	PeerID func(*tls.ConnectionState) (string, error)
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.

@@ -1,0 +1,87 @@
+package pki
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// FileCert is a certificate and key kept in PEM files by someone else (the
+// operator's PKI, an ACME client): Reload reads them again, Watch does so
+// when the files change, so a renewed certificate is served without a
+// restart. A failed reload keeps the certificate served so far.
+type FileCert struct {
+	CertFile, KeyFile string
+
+	cur atomic.Pointer[tls.Certificate]
+}
+
+// LoadFileCert reads the files once; an error means nothing can be
+// served.
+func LoadFileCert(certFile, keyFile string) (*FileCert, error) {
+	f := &FileCert{CertFile: certFile, KeyFile: keyFile}
+	if err := f.Reload(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Reload reads the files again.
+func (f *FileCert) Reload() error {
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return fmt.Errorf("pki: load %s: %w", f.CertFile, err)
+	}
+	f.cur.Store(&cert)
+	return nil
+}
+
+// GetCertificate serves the current certificate (tls.Config hook).
+func (f *FileCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return f.cur.Load(), nil
+}
+
+// Leaf is the certificate served now, parsed.
+func (f *FileCert) Leaf() *tls.Certificate { return f.cur.Load() }
+
+// Watch reloads the files when their size or modification time changes,
+// looking every interval, until ctx ends. onReload learns each attempt's
+// result.
+func (f *FileCert) Watch(ctx context.Context, interval time.Duration, onReload func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last := f.fileStamp()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		stamp := f.fileStamp()
+		if stamp == last {
+			continue
+		}
+		last = stamp
+		err := f.Reload()
+		if onReload != nil {
+			onReload(err)
+		}
+	}
+}
+
+// fileStamp sums up the files' sizes and modification times.
+func (f *FileCert) fileStamp() string {
+	var s string
+	for _, name := range []string{f.CertFile, f.KeyFile} {
+		fi, err := os.Stat(name)
+		if err != nil {
+			s += "missing;"
+			continue
+		}
+		s += fmt.Sprintf("%d@%d;", fi.Size(), fi.ModTime().UnixNano())
+	}
+	return s
+}
