@@ -38,7 +38,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newDev(), newVersion())
+	root.AddCommand(newServe(), newDev(), newTLS(), newVersion())
 	return root
 }
 
