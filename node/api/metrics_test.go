@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -115,13 +116,16 @@ func TestMetrics(t *testing.T) {
 		}
 		return reply(ctx, req, fn)
 	}}
-	url, _ := startServer(t, be, func(c *Config) { c.AdminToken = "tok" })
+	// The test stands in for a peer: every caller is one.
+	url, _ := startServer(t, be, func(c *Config) {
+		c.PeerID = func(*tls.ConnectionState) (string, error) { return "peer", nil }
+	})
 
 	const chat = `{"model":"m","messages":[{"role":"user","content":"hi"}]}`
 	if st, body := post(t, url, "/v1/chat/completions", chat); st != 200 {
 		t.Fatalf("chat: %d %s", st, body)
 	}
-	if st, body := post(t, url, "/internal/v1/forward/api/chat", `{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}`, HeaderClusterToken, "tok"); st != 200 {
+	if st, body := post(t, url, "/internal/v1/forward/api/chat", `{"model":"m","stream":false,"messages":[{"role":"user","content":"hi"}]}`); st != 200 {
 		t.Fatalf("forwarded chat: %d %s", st, body)
 	}
 	st, body := post(t, url, "/v1/chat/completions", streamBody)
