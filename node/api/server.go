@@ -136,6 +136,7 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	cfg = cfg.withDefaults()
 	base, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry)}
+	s.metrics.labeler, _ = be.(labeler)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
 		BodyLimit:             cfg.BodyLimit,

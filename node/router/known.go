@@ -52,6 +52,10 @@ func (r *Router) Known(model string) bool {
 	return r.deployed(name) || r.localModel(name)
 }
 
+// Label is the metric label of a requested model: its normalized name
+// when it is known, else "_other".
+func (r *Router) Label(model string) string { return r.label(model) }
+
 // label is the normalized model name when it is known, else otherLabel.
 func (r *Router) label(model string) string {
 	name := normalize(model)
