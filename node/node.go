@@ -48,6 +48,8 @@ type Config struct {
 	Cluster ClusterConfig
 	// Routing configures how requests are queued and routed.
 	Routing RoutingConfig
+	// Limits bound what a client may make the node hold.
+	Limits LimitsConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -121,6 +123,7 @@ func DefaultConfig() Config {
 		WakeWait:      60 * time.Second,
 		Cluster:       defaultClusterConfig(),
 		Routing:       defaultRoutingConfig(),
+		Limits:        defaultLimitsConfig(),
 	}
 }
 
@@ -142,6 +145,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("http address %q: %w", c.HTTPAddr, err)
 	}
 	if err := c.Routing.validate(); err != nil {
+		return err
+	}
+	if err := c.Limits.validate(); err != nil {
 		return err
 	}
 	return c.Cluster.validate()
@@ -239,7 +245,7 @@ func (n *Node) Start() error {
 }
 
 func (n *Node) apiConfig(mtls bool) api.Config {
-	return api.Config{
+	cfg := api.Config{
 		BodyLimit:        n.cfg.MaxBodyBytes,
 		ReadTimeout:      n.cfg.ReadTimeout,
 		WriteTimeout:     n.cfg.WriteTimeout,
@@ -248,6 +254,8 @@ func (n *Node) apiConfig(mtls bool) api.Config {
 		AdminToken:       n.cfg.Cluster.Token,
 		PeerCertRequired: mtls,
 	}
+	n.cfg.Limits.apply(&cfg)
+	return cfg
 }
 
 func (n *Node) runCluster() {
