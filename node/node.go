@@ -55,6 +55,8 @@ type Config struct {
 	Cluster ClusterConfig
 	// Routing configures how requests are queued and routed.
 	Routing RoutingConfig
+	// Limits bound what a client may make the node hold.
+	Limits LimitsConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -128,6 +130,7 @@ func DefaultConfig() Config {
 		WakeWait:      60 * time.Second,
 		Cluster:       defaultClusterConfig(),
 		Routing:       defaultRoutingConfig(),
+		Limits:        defaultLimitsConfig(),
 	}
 }
 
@@ -152,6 +155,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Routing.validate(); err != nil {
+		return err
+	}
+	if err := c.Limits.validate(); err != nil {
 		return err
 	}
 	return c.Cluster.validate()
@@ -265,6 +271,7 @@ func (n *Node) apiConfig() api.Config {
 	if n.keys != nil {
 		cfg.PeerID = n.keys.ConnPeerID
 	}
+	n.cfg.Limits.apply(&cfg)
 	return cfg
 }
 

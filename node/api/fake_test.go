@@ -78,6 +78,12 @@ func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, 
 		e(&cfg)
 	}
 	s := New(cfg, be, nil, zaptest.NewLogger(t))
+	return serve(t, s), s
+}
+
+// serve serves s on a loopback port until the test ends.
+func serve(t *testing.T, s *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +98,7 @@ func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, 
 		}
 		<-done
 	})
-	return "http://" + ln.Addr().String(), s
+	return "http://" + ln.Addr().String()
 }
 
 var client = &http.Client{Timeout: 10 * time.Second}

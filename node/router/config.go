@@ -48,6 +48,9 @@ const (
 	DefaultQueueTimeout = 30 * time.Second
 	DefaultRetries      = 2
 	DefaultRetryBudget  = 10 * time.Second
+	// QueueIdleExpiry is how long a model's admission queue outlives its
+	// last request when nothing runs or waits in it.
+	QueueIdleExpiry = 10 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -86,7 +89,8 @@ func (r *Router) WithConfig(cfg Config) *Router {
 	cfg = cfg.withDefaults()
 	r.cfg = cfg
 	r.bal = balance.New(balance.Config{Policy: cfg.Policy, Factor: cfg.AffinityFactor})
-	r.queues = admit.NewGroup(admit.Config{Slots: cfg.Slots, MaxQueue: max(0, cfg.MaxQueue), Timeout: cfg.QueueTimeout})
+	r.queues = admit.NewGroup(admit.Config{Slots: cfg.Slots, MaxQueue: max(0, cfg.MaxQueue), Timeout: cfg.QueueTimeout,
+		IdleExpiry: QueueIdleExpiry})
 	r.tracker = load.NewTracker(0)
 	r.met = newMetrics(r)
 	r.breakers = newBreakers(r.met)

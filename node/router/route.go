@@ -265,29 +265,6 @@ func (r *Router) serveHere(ctx context.Context, q request, tag string, call atte
 	return err
 }
 
-// maxQueues bounds the model names a node keeps admission queues and
-// metric labels for; requests for further names (which clients choose)
-// share one queue and the label otherLabel.
-const (
-	maxQueues  = 256
-	otherLabel = "_other"
-)
-
-// label is the normalized model name, or otherLabel past maxQueues names.
-func (r *Router) label(model string) string {
-	name := normalize(model)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.queueNames[name]; ok {
-		return name
-	}
-	if len(r.queueNames) >= maxQueues {
-		return otherLabel
-	}
-	r.queueNames[name] = struct{}{}
-	return name
-}
-
 // queue is the admission queue of a label.
 func (r *Router) queue(label string) *admit.Queue {
 	if label == otherLabel {

@@ -49,9 +49,11 @@ type Router struct {
 	state StateSource
 	dial  PeerDialer
 
-	mu         sync.Mutex
-	peers      map[string]peer     // by node id
-	queueNames map[string]struct{} // admission queues by model
+	mu    sync.Mutex
+	peers map[string]peer // by node id
+	// localList is the local Ollama's models, known to get queues and
+	// labels of their own.
+	localList localModels
 
 	wake *waker // nil: idle deployments are not woken
 
@@ -74,7 +76,7 @@ type peer struct {
 // outside any cluster: every request then runs locally.
 func New(self string, local backend.Backend, st StateSource, dial PeerDialer) *Router {
 	r := &Router{self: self, local: local, state: st, dial: dial, peers: map[string]peer{},
-		queueNames: map[string]struct{}{}, budget: retryBudget{tokens: retryBurst}}
+		budget: retryBudget{tokens: retryBurst}}
 	return r.WithConfig(Config{})
 }
 

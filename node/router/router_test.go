@@ -12,7 +12,7 @@ import (
 
 // named is a backend that answers every chat with its own name.
 type named struct {
-	backend.Backend
+	listless
 	name string
 	got  string // the model it was asked for
 }
@@ -21,6 +21,12 @@ func (n *named) Chat(_ context.Context, req *api.ChatRequest, fn func(api.ChatRe
 	n.got = req.Model
 	return fn(api.ChatResponse{Model: req.Model, Done: true, Message: api.Message{Content: n.name}})
 }
+
+// listless is what the fake backends embed: a local Ollama without
+// models.
+type listless struct{ backend.Backend }
+
+func (listless) List(context.Context) (*api.ListResponse, error) { return &api.ListResponse{}, nil }
 
 type fixed struct{ s *state.State }
 
