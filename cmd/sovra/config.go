@@ -43,6 +43,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.DurationVar(&s.node.WakeWait, "wake-wait", def.WakeWait, "how long a request for an idle deployment waits for it to load before a 503 with Retry-After (0: answer at once)")
 	s.registerCluster(fs, def.Cluster)
 	s.registerRouting(fs, def.Routing)
+	s.registerBackendPolicy(fs, def)
 	fs.StringVar(&s.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this host:port; off when empty")
 	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")

@@ -279,8 +279,8 @@ func TestPendingCountsUntilTheNextReport(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		ctx, _ := WithDecision(WithMeta(ctx, Meta{}))
-		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, plan{tag: "m:1", key: "m:1"}, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
-			return be.Chat(ctx, &api.ChatRequest{Model: tag}, func(api.ChatResponse) error { return nil })
+		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, plan{tag: "m:1", key: "m:1"}, func(ctx context.Context, to target, p *progress) error {
+			return to.be.Chat(ctx, &api.ChatRequest{Model: to.tag}, func(api.ChatResponse) error { return nil })
 		}, &progress{})
 	}()
 	testwait.For(t, 5*time.Second, "the forward to count as pending", func() bool { return view.Load("b", "m:1").Pending == 1 })
@@ -315,7 +315,7 @@ func TestLocalLoadIsReportedWithMeasuredSpeed(t *testing.T) {
 }
 
 func TestModelNamesClientsChooseAreBounded(t *testing.T) {
-	r := New("a", &replica{name: "a"}, nil, nil)
+	r := New("a", &replica{name: "a"}, nil, nil).WithConfig(Config{ServeUndeployed: true})
 	for i := range maxQueues + 20 {
 		if err := r.Chat(context.Background(), &api.ChatRequest{Model: fmt.Sprintf("junk-%d", i)}, func(api.ChatResponse) error { return nil }); err != nil {
 			t.Fatal(err)
