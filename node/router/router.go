@@ -1,15 +1,19 @@
 // Package router picks where each inference request runs. It is a
-// backend.Backend in front of the local Ollama. A request for a deployed
-// model goes to the ready replica, here or on a peer, that the policy
-// (package balance) expects to finish it first, given the live load of
-// every replica (package load); a request for anything else goes to the
-// local Ollama, which may still have the model. Requests that run here
-// wait for a slot in the model's admission queue (package admit), fairly
-// across clients. A failure before the first byte is retried on another
-// replica, a bounded number of times; a forwarded request is never
-// forwarded again. Each replica has a circuit breaker, so one that fails
-// fast is not mistaken for an idle one. A request may name the
-// jurisdictions allowed to serve it; replicas elsewhere are never chosen.
+// backend.Backend in front of the local Ollama. First it vets what the
+// client asks (policy.go): a model no deployment names (unless the node
+// serves undeployed models), a cloud model, an option that sets how a
+// model is loaded and the client's keep_alive never reach Ollama. A
+// request for a deployed model goes to the ready replica, here or on a
+// peer, that the routing policy (package balance) expects to finish it
+// first, given the live load of every replica (package load); a request
+// for anything else goes to the local Ollama, which may still have the
+// model. Requests that run here wait for a slot in the model's admission
+// queue (package admit), fairly across clients. A failure before the
+// first byte is retried on another replica, a bounded number of times; a
+// forwarded request is never forwarded again. Each replica has a circuit
+// breaker, so one that fails fast is not mistaken for an idle one. A
+// request may name the jurisdictions allowed to serve it; replicas
+// elsewhere are never chosen.
 //
 // With WithWake, a request for a deployment that may go idle records its
 // use (a rate-limited TouchDeployment, in the background), and one that
