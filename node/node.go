@@ -50,6 +50,11 @@ type Config struct {
 	// deployment waits for a ready replica before it is answered 503 with
 	// the loading progress; zero answers at once.
 	WakeWait time.Duration
+	// ServeUndeployed lets clients use models that no deployment names,
+	// from the local Ollama; otherwise they are refused (404). A node
+	// without a cluster has no deployments, so it serves nothing without
+	// it. Ollama's cloud models are refused either way.
+	ServeUndeployed bool
 	// Cluster configures raft membership; a node without a raft address
 	// serves alone.
 	Cluster ClusterConfig
@@ -234,6 +239,7 @@ func (n *Node) Start() error {
 	reg := prometheus.NewRegistry()
 	rcfg := n.cfg.Routing.router(reg, load.NewView(load.ViewConfig{}))
 	rcfg.LocalFailed = n.localFailed
+	rcfg.ServeUndeployed, rcfg.ContextLength = n.cfg.ServeUndeployed, n.cfg.Cluster.contextLength()
 	if n.cfg.Cluster.enabled() {
 		if n.cluster, err = n.openCluster(n.keys); err != nil {
 			ln.Close()

@@ -31,7 +31,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--node-id", "n1", "--http-addr", addr, "--ollama", sim.URL(), "--log-level", "warn", "--shutdown-grace", "20s")
+	cmd := exec.CommandContext(ctx, bin, "serve", "--node-id", "n1", "--http-addr", addr, "--ollama", sim.URL(), "--serve-undeployed", "--log-level", "warn", "--shutdown-grace", "20s")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,9 @@ import (
 
 // Start runs a node on 127.0.0.1 with a free port over the Ollama (real or
 // simulated) at ollamaURL, and stops it when the test ends. edit, if given,
-// adjusts the configuration first.
+// adjusts the configuration first. The node serves undeployed models
+// (ServeUndeployed), as `sovra dev` does, since most tests ask a node for
+// whatever its Ollama has; a test of the default turns it off.
 func Start(t testing.TB, ollamaURL string, edit ...func(*node.Config)) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig()
@@ -23,6 +25,7 @@ func Start(t testing.TB, ollamaURL string, edit ...func(*node.Config)) *node.Nod
 	cfg.OllamaURL = ollamaURL
 	cfg.DataDir = t.TempDir()
 	cfg.ShutdownGrace = 5 * time.Second
+	cfg.ServeUndeployed = true
 	for _, e := range edit {
 		e(&cfg)
 	}

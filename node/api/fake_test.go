@@ -9,6 +9,8 @@ import (
 
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/sovra/sovra/node/backend"
 )
 
 // fakeBackend is a backend.Backend whose chat and generate behaviour each
@@ -70,8 +72,9 @@ func words(pieces ...string) func(context.Context, *api.ChatRequest, func(api.Ch
 	}
 }
 
-// startServer serves the API over be on a loopback port.
-func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, *Server) {
+// startServer serves the API over be (a fakeBackend, or a router over
+// one) on a loopback port.
+func startServer(t *testing.T, be backend.Backend, edit ...func(*Config)) (string, *Server) {
 	t.Helper()
 	cfg := DefaultConfig()
 	for _, e := range edit {

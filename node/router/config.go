@@ -39,6 +39,13 @@ type Config struct {
 	// or a refusal for load), so that the node re-checks its Ollama. It
 	// must not block.
 	LocalFailed func()
+	// ServeUndeployed lets clients use models that no deployment names,
+	// from the local Ollama (see policy.go); cloud models stay refused.
+	ServeUndeployed bool
+	// ContextLength is the context replicas are sized for: a request's
+	// num_ctx above it is refused (0: no bound). num_ctx is never passed
+	// on either way.
+	ContextLength int
 }
 
 // Defaults.

@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sovra/sovra/cluster/state"
 )
 
 // otherLabel is the admission queue and metric label shared by requests
@@ -59,27 +58,10 @@ func (r *Router) Label(model string) string { return r.label(model) }
 // label is the normalized model name when it is known, else otherLabel.
 func (r *Router) label(model string) string {
 	name := normalize(model)
-	if r.deployed(name) || r.localModel(name) {
+	if r.deployed(model) || r.localModel(name) {
 		return name
 	}
 	return otherLabel
-}
-
-// deployed says whether a deployment has the normalized name or model.
-func (r *Router) deployed(name string) bool {
-	if r.state == nil {
-		return false
-	}
-	found := false
-	r.state.Read(func(s *state.State) {
-		for _, d := range s.Deployments {
-			if normalize(d.Name) == name || normalize(d.Model) == name {
-				found = true
-				return
-			}
-		}
-	})
-	return found
 }
 
 // localModel says whether the local Ollama has the normalized name,

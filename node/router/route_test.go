@@ -290,8 +290,8 @@ func TestPendingCountsUntilTheNextReport(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		ctx, _ := WithDecision(WithMeta(ctx, Meta{}))
-		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, plan{tag: "m:1", key: "m:1"}, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
-			return be.Chat(ctx, &api.ChatRequest{Model: tag}, func(api.ChatResponse) error { return nil })
+		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, plan{tag: "m:1", key: "m:1"}, func(ctx context.Context, to target, p *progress) error {
+			return to.be.Chat(ctx, &api.ChatRequest{Model: to.tag}, func(api.ChatResponse) error { return nil })
 		}, &progress{})
 	}()
 	testwait.For(t, 5*time.Second, "the forward to count as pending", func() bool { return view.Load("b", "m:1").Pending == 1 })
@@ -338,7 +338,7 @@ func TestJunkModelNamesDoNotDisplaceRealOnes(t *testing.T) {
 	reps["a"].models = []string{"local-only:7b"}
 	reps["a"].name = "a"
 	r := New("a", reps["a"], fixed{s}, func(n state.Node) (backend.Backend, error) { return reps[n.ID], nil }).
-		WithConfig(Config{Registerer: reg})
+		WithConfig(Config{Registerer: reg, ServeUndeployed: true})
 	ask := func(model string) {
 		t.Helper()
 		if err := r.Chat(context.Background(), &api.ChatRequest{Model: model}, func(api.ChatResponse) error { return nil }); err != nil {

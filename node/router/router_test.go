@@ -67,7 +67,7 @@ func TestPick(t *testing.T) {
 				p := &named{name: n.ID}
 				peers[n.ID] = p
 				return p, nil
-			})
+			}).WithConfig(Config{ServeUndeployed: true})
 			ctx := context.Background()
 			if tc.forwarded {
 				ctx = Forwarded(ctx)
@@ -96,7 +96,7 @@ func TestPick(t *testing.T) {
 
 func TestStandaloneRunsLocally(t *testing.T) {
 	local := &named{name: "local"}
-	r := New("a", local, nil, nil)
+	r := New("a", local, nil, nil).WithConfig(Config{ServeUndeployed: true})
 	if err := r.Chat(context.Background(), &api.ChatRequest{Model: "m"}, func(api.ChatResponse) error { return nil }); err != nil || local.got != "m" {
 		t.Fatalf("err %v, local asked for %q", err, local.got)
 	}
