@@ -177,6 +177,9 @@ type recorder struct {
 	keepAlive *api.Duration
 }
 
+// List has no models: the recorder's Ollama lists nothing.
+func (r *recorder) List(context.Context) (*api.ListResponse, error) { return &api.ListResponse{}, nil }
+
 func (r *recorder) Chat(_ context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
 	r.chats++
 	r.model, r.options, r.keepAlive = req.Model, req.Options, req.KeepAlive
