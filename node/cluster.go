@@ -57,7 +57,7 @@ type ClusterConfig struct {
 	// operator's own CA for raft and peer calls; without them the cluster
 	// makes its own CA (see cluster.Config.Keyring).
 	CertFile, KeyFile, CAFile string
-	Labels                 map[string]string
+	Labels                    map[string]string
 	// GPUs overrides GPU discovery with a spec such as "8xH800:80GiB"
 	// ("none" for a CPU-only node); empty discovers with nvidia-smi.
 	GPUs string

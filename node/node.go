@@ -189,8 +189,8 @@ type Node struct {
 	done    chan error
 	// stopWatch ends the watch of the public certificate's files.
 	stopWatch context.CancelFunc
-	stopRun context.CancelFunc
-	runWG   sync.WaitGroup
+	stopRun   context.CancelFunc
+	runWG     sync.WaitGroup
 
 	stopOnce sync.Once
 	stopErr  error

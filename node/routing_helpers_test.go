@@ -18,8 +18,8 @@ import (
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/internal/ollamarig"
-	"github.com/sovra/sovra/internal/pki"
 	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/pki"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"

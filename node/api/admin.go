@@ -139,8 +139,6 @@ func (s *Server) requireAdmin(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-
-
 // Bounds of node labels.
 const (
 	maxLabels        = 64

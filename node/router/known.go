@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"time"
-
 )
 
 // otherLabel is the admission queue and metric label shared by requests
