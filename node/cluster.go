@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
 	"github.com/sovra/sovra/node/router"
+	"github.com/sovra/sovra/scheduler"
 )
 
 // ClusterConfig is a node's raft membership.
@@ -73,6 +75,11 @@ func defaultClusterConfig() ClusterConfig {
 }
 
 func (c ClusterConfig) enabled() bool { return c.RaftAddr != "" }
+
+// contextLength is the context the scheduler sizes replicas for.
+func (c ClusterConfig) contextLength() int {
+	return cmp.Or(c.Scheduling.Context, scheduler.DefaultContext)
+}
 
 func (c ClusterConfig) validate() error {
 	if !c.enabled() {

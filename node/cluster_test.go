@@ -160,12 +160,23 @@ func TestNodesFormAClusterOverHTTP(t *testing.T) {
 			t.Fatalf("status %d without a token", resp.StatusCode)
 		}
 	})
-	t.Run("a wrong cluster token is refused", func(t *testing.T) {
-		req, _ := http.NewRequest("POST", n2.URL()+"/internal/v1/cluster/join", strings.NewReader(`{"id":"x","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`))
-		req.Header.Set("Sovra-Cluster-Token", "wrong")
-		st, _, body := send(t, req)
-		if st != http.StatusForbidden || !strings.Contains(string(body), "token") {
-			t.Fatalf("status %d: %s", st, body)
+	t.Run("internal routes refuse a caller without a cluster certificate", func(t *testing.T) {
+		body := `{"id":"x","http_addr":"127.0.0.1:1","raft_addr":"127.0.0.1:2"}`
+		clients := peerClients(t, n1)
+		for _, who := range []string{"plain", "none", "stranger"} {
+			url := "https://" + n2.Addr() + "/internal/v1/cluster/join"
+			if who == "plain" {
+				url = n2.URL() + "/internal/v1/cluster/join"
+			}
+			resp, err := clients[who].Post(url, "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(raw), "not_peer") {
+				t.Fatalf("%s: status %d: %s", who, resp.StatusCode, raw)
+			}
 		}
 	})
 	t.Run("snapshot save and forced restore", func(t *testing.T) {

@@ -17,6 +17,11 @@ import (
 // byte, which says whether it speaks TLS.
 const sniffTimeout = 10 * time.Second
 
+// maxSniffing bounds the connections waiting to say whether they speak
+// TLS; more are closed at once, so idle connections cannot pile up
+// goroutines before any other limit sees them.
+const maxSniffing = 1024
+
 // tlsRecordHandshake is the first byte of every TLS connection.
 const tlsRecordHandshake = 0x16
 
@@ -57,6 +62,7 @@ type sniffListener struct {
 	net.Listener
 	tls        *tls.Config
 	plainAllow bool
+	maxPending int
 	ready      chan net.Conn
 	done       chan struct{}
 	err        error
@@ -73,7 +79,7 @@ func listen(addr string, lc listenerConfig) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	l := &sniffListener{Listener: ln, tls: lc.tlsConfig(), plainAllow: lc.public == nil,
+	l := &sniffListener{Listener: ln, tls: lc.tlsConfig(), plainAllow: lc.public == nil, maxPending: maxSniffing,
 		ready: make(chan net.Conn), done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
 	l.wg.Add(1)
 	go l.loop()
@@ -101,7 +107,7 @@ func (l *sniffListener) loop() {
 func (l *sniffListener) hold(conn net.Conn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.closed || len(l.pending) >= l.maxPending {
 		return false
 	}
 	l.pending[conn] = struct{}{}

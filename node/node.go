@@ -51,6 +51,11 @@ type Config struct {
 	// deployment waits for a ready replica before it is answered 503 with
 	// the loading progress; zero answers at once.
 	WakeWait time.Duration
+	// ServeUndeployed lets clients use models that no deployment names,
+	// from the local Ollama; otherwise they are refused (404). A node
+	// without a cluster has no deployments, so it serves nothing without
+	// it. Ollama's cloud models are refused either way.
+	ServeUndeployed bool
 	// Cluster configures raft membership; a node without a raft address
 	// serves alone.
 	Cluster ClusterConfig
@@ -65,6 +70,8 @@ type Config struct {
 	// AllowedOrigins are the browser origins, beyond loopback ones, whose
 	// pages may call the API ("https://ui.example.com", "https://*.example.com").
 	AllowedOrigins []string
+	// Limits bound what a client may make the node hold.
+	Limits LimitsConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -138,6 +145,7 @@ func DefaultConfig() Config {
 		WakeWait:      60 * time.Second,
 		Cluster:       defaultClusterConfig(),
 		Routing:       defaultRoutingConfig(),
+		Limits:        defaultLimitsConfig(),
 	}
 }
 
@@ -162,6 +170,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Routing.validate(); err != nil {
+		return err
+	}
+	if err := c.Limits.validate(); err != nil {
 		return err
 	}
 	return c.Cluster.validate()
@@ -243,6 +254,7 @@ func (n *Node) Start() error {
 	reg := prometheus.NewRegistry()
 	rcfg := n.cfg.Routing.router(reg, load.NewView(load.ViewConfig{}))
 	rcfg.LocalFailed = n.localFailed
+	rcfg.ServeUndeployed, rcfg.ContextLength = n.cfg.ServeUndeployed, n.cfg.Cluster.contextLength()
 	if n.cfg.Cluster.enabled() {
 		if n.cluster, err = n.openCluster(n.keys); err != nil {
 			ln.Close()
@@ -285,6 +297,7 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 	if n.keys != nil {
 		cfg.PeerID = n.keys.ConnPeerID
 	}
+	n.cfg.Limits.apply(&cfg)
 	return cfg
 }
 

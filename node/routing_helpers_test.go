@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/internal/ollamarig"
 	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/pki"
 	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
@@ -461,4 +464,30 @@ func judgeKill(outcomes []outcome, victim string, killed time.Time) (failed []st
 		}
 	}
 	return failed, cut, retried
+}
+
+// peerClients are HTTPS clients of a node's API: "peer" presents the
+// cluster certificate of n, "none" no certificate, "stranger" one of
+// another CA, "plain" speaks plain HTTP.
+func peerClients(t *testing.T, n *node.Node) map[string]*http.Client {
+	t.Helper()
+	foreign, err := pki.NewCluster("stranger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var strangerKeys pki.Keyring
+	strangerKeys.Set(foreign)
+	blind := func(cfg *tls.Config) *tls.Config { cfg.VerifyPeerCertificate = nil; return cfg } // cannot check the server's CA
+	clients := map[string]*http.Client{
+		"peer":     {Transport: &http.Transport{TLSClientConfig: n.Cluster().Keyring().ClientConfig(cluster.ServerName)}},
+		"none":     {Transport: &http.Transport{TLSClientConfig: blind((&pki.Keyring{}).ClientConfig(cluster.ServerName))}},
+		"stranger": {Transport: &http.Transport{TLSClientConfig: blind(strangerKeys.ClientConfig(cluster.ServerName))}},
+		"plain":    http.DefaultClient,
+	}
+	t.Cleanup(func() {
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+	})
+	return clients
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"slices"
@@ -213,38 +214,46 @@ func TestRoutingAcrossNodes(t *testing.T) {
 		}
 	})
 
-	t.Run("forward routes need the cluster token", func(t *testing.T) {
+	t.Run("forward routes need a cluster certificate", func(t *testing.T) {
 		chatBody := ollamaChat.body(slowModel, "forwarded", 2)
+		clients := peerClients(t, c.nodes["b"])
 		cases := []struct {
-			name, method, path, body, token string
-			want                            int
+			name, method, path, body, who string
+			want                          int
 		}{
-			{"chat without token", "POST", "/internal/v1/forward/api/chat", chatBody, "", http.StatusForbidden},
-			{"chat with a wrong token", "POST", "/internal/v1/forward/api/chat", chatBody, "wrong", http.StatusForbidden},
-			{"generate without token", "POST", "/internal/v1/forward/api/generate", `{"model":"` + slowModel + `","prompt":"x","stream":false}`, "", http.StatusForbidden},
-			{"embed with a wrong token", "POST", "/internal/v1/forward/api/embed", `{"model":"nomic-embed-text","input":"x"}`, token + "x", http.StatusForbidden},
-			{"show without token", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, "", http.StatusForbidden},
-			{"load without token", "GET", "/internal/v1/load", "", "", http.StatusForbidden},
-			{"load with a wrong token", "GET", "/internal/v1/load", "", "wrong", http.StatusForbidden},
-			{"chat with the token", "POST", "/internal/v1/forward/api/chat", chatBody, token, http.StatusOK},
-			{"show with the token", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, token, http.StatusOK},
-			{"load with the token", "GET", "/internal/v1/load", "", token, http.StatusOK},
+			{"chat in plain HTTP", "POST", "/internal/v1/forward/api/chat", chatBody, "plain", http.StatusForbidden},
+			{"chat without a certificate", "POST", "/internal/v1/forward/api/chat", chatBody, "none", http.StatusForbidden},
+			{"chat with another CA's certificate", "POST", "/internal/v1/forward/api/chat", chatBody, "stranger", http.StatusForbidden},
+			{"generate without a certificate", "POST", "/internal/v1/forward/api/generate", `{"model":"` + slowModel + `","prompt":"x","stream":false}`, "none", http.StatusForbidden},
+			{"embed with another CA's certificate", "POST", "/internal/v1/forward/api/embed", `{"model":"nomic-embed-text","input":"x"}`, "stranger", http.StatusForbidden},
+			{"show without a certificate", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, "none", http.StatusForbidden},
+			{"load without a certificate", "GET", "/internal/v1/load", "", "none", http.StatusForbidden},
+			{"load with another CA's certificate", "GET", "/internal/v1/load", "", "stranger", http.StatusForbidden},
+			{"chat from a peer", "POST", "/internal/v1/forward/api/chat", chatBody, "peer", http.StatusOK},
+			{"show from a peer", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, "peer", http.StatusOK},
+			{"load from a peer", "GET", "/internal/v1/load", "", "peer", http.StatusOK},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				before := c.served(slowModel)
-				req, _ := http.NewRequest(tc.method, c.url("a")+tc.path, strings.NewReader(tc.body))
-				req.Header.Set("Content-Type", "application/json")
-				if tc.token != "" {
-					req.Header.Set("Sovra-Cluster-Token", tc.token)
+				url := "https://" + c.nodes["a"].Addr() + tc.path
+				if tc.who == "plain" {
+					url = c.url("a") + tc.path
 				}
-				st, _, raw := send(t, req)
-				if st != tc.want {
+				req, _ := http.NewRequest(tc.method, url, strings.NewReader(tc.body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := clients[tc.who].Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if st := resp.StatusCode; st != tc.want {
 					t.Fatalf("status %d, want %d: %s", st, tc.want, raw)
 				}
 				switch {
 				case tc.want == http.StatusForbidden:
-					if !strings.Contains(string(raw), "cluster token") {
+					if !strings.Contains(string(raw), "certificate of the cluster CA") {
 						t.Errorf("refusal %s", raw)
 					}
 					if after := c.served(slowModel); total(after) != total(before) {
@@ -310,10 +319,9 @@ func TestRoutingAcrossNodes(t *testing.T) {
 	t.Run("every node fetches its peers' load every interval", func(t *testing.T) {
 		// Every report a node hands out takes the next sequence number:
 		// count those a's two peers fetched, less this test's own.
+		peer := peerClients(t, c.nodes["b"])["peer"]
 		seq := func() uint64 {
-			req, _ := http.NewRequest("GET", c.url("a")+"/internal/v1/load", nil)
-			req.Header.Set("Sovra-Cluster-Token", token)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := peer.Get("https://" + c.nodes["a"].Addr() + "/internal/v1/load")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -195,6 +195,8 @@ func setUp(ctx context.Context, f *proxyFlags) (*rig, error) {
 		"serve", "--node-id", "bench", "--http-addr", r.sovra,
 		"--ollama", "http://" + r.simAddr, "--log-level", "warn",
 		"--data-dir", dir + "/sovra-data",
+		// A lone node has no deployments: it serves the simulator's models.
+		"--serve-undeployed",
 		// As many slots and queue places as the simulator has.
 		"--slots", "1024", "--queue-max", "8192",
 	}, dir)

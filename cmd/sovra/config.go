@@ -61,6 +61,8 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	s.registerCredentials(fs, def)
 	s.registerCluster(fs, def.Cluster)
 	s.registerRouting(fs, def.Routing)
+	s.registerLimits(fs, def)
+	s.registerBackendPolicy(fs, def)
 	fs.StringVar(&s.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this host:port; off when empty")
 	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")
 	fs.StringVar(&s.logLevel, "log-level", "info", "log level: debug, info, warn or error")

@@ -26,6 +26,7 @@ func newDev() *cobra.Command {
 	def.DataDir = "" // a temporary directory unless given
 	def.Cluster.RaftAddr = "127.0.0.1:0"
 	def.Cluster.Bootstrap = true
+	def.ServeUndeployed = true // a newcomer tries whatever the local Ollama or the simulator has
 	return nodeCommand(&cobra.Command{
 		Use:   "dev",
 		Short: "Run a single zero-config node; without a local Ollama it uses the built-in simulator",

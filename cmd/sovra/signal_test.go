@@ -33,7 +33,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dataDir := t.TempDir()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--node-id", "n1", "--http-addr", addr, "--ollama", sim.URL(),
+	cmd := exec.CommandContext(ctx, bin, "serve", "--node-id", "n1", "--http-addr", addr, "--ollama", sim.URL(), "--serve-undeployed",
 		"--data-dir", dataDir, "--log-format", "json", "--shutdown-grace", "20s")
 	logs := &syncBuffer{}
 	cmd.Stderr = logs

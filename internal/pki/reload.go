@@ -17,6 +17,8 @@ type FileCert struct {
 	CertFile, KeyFile string
 
 	cur atomic.Pointer[tls.Certificate]
+	// seen sums up the files as the last reload found them.
+	seen atomic.Pointer[string]
 }
 
 // LoadFileCert reads the files once; an error means nothing can be
@@ -31,6 +33,8 @@ func LoadFileCert(certFile, keyFile string) (*FileCert, error) {
 
 // Reload reads the files again.
 func (f *FileCert) Reload() error {
+	stamp := f.fileStamp()
+	f.seen.Store(&stamp)
 	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
 		return fmt.Errorf("pki: load %s: %w", f.CertFile, err)
@@ -53,18 +57,15 @@ func (f *FileCert) Leaf() *tls.Certificate { return f.cur.Load() }
 func (f *FileCert) Watch(ctx context.Context, interval time.Duration, onReload func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	last := f.fileStamp()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		stamp := f.fileStamp()
-		if stamp == last {
+		if f.fileStamp() == *f.seen.Load() {
 			continue
 		}
-		last = stamp
 		err := f.Reload()
 		if onReload != nil {
 			onReload(err)

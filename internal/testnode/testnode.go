@@ -20,6 +20,9 @@ const Token = testauth.Token
 // Start runs a node on 127.0.0.1 with a free port over the Ollama (real or
 // simulated) at ollamaURL, with Token as its management token, and stops
 // it when the test ends. edit, if given, adjusts the configuration first.
+// The node serves undeployed models (ServeUndeployed), as `sovra dev`
+// does, since most tests ask a node for whatever its Ollama has; a test
+// of the default turns it off.
 func Start(t testing.TB, ollamaURL string, edit ...func(*node.Config)) *node.Node {
 	t.Helper()
 	cfg := node.DefaultConfig()
@@ -29,6 +32,7 @@ func Start(t testing.TB, ollamaURL string, edit ...func(*node.Config)) *node.Nod
 	cfg.DataDir = t.TempDir()
 	cfg.ShutdownGrace = 5 * time.Second
 	cfg.AdminToken = Token
+	cfg.ServeUndeployed = true
 	for _, e := range edit {
 		e(&cfg)
 	}

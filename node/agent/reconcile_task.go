@@ -120,9 +120,9 @@ func (l *loop) confirm(ctx context.Context, name string) error {
 // prompt and keep_alive -1, or, for a model that cannot generate (an
 // embedding model), an embedding of nothing with the same keep_alive.
 func load(ctx context.Context, be backend.Backend, name string) error {
-	err := generate(ctx, be, name, -1)
+	err := generate(ctx, be, name, backend.PinKeepAlive)
 	if errors.Is(err, backend.ErrBadRequest) {
-		_, eerr := be.Embed(ctx, &api.EmbedRequest{Model: name, KeepAlive: &api.Duration{Duration: -1}})
+		_, eerr := be.Embed(ctx, &api.EmbedRequest{Model: name, KeepAlive: &api.Duration{Duration: backend.PinKeepAlive}})
 		if eerr == nil {
 			return nil
 		}

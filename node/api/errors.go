@@ -76,6 +76,10 @@ func toAPIError(err error) *Error {
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrForbidden):
 		return authError(err)
+	case errors.Is(err, router.ErrModelNotServed):
+		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model", Message: err.Error()}
+	case errors.Is(err, router.ErrOptionRefused):
+		return optionRefused(err)
 	case errors.Is(err, backend.ErrModelNotFound):
 		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model", Message: err.Error()}
 	case errors.Is(err, backend.ErrBadRequest):
@@ -111,6 +115,17 @@ func toAPIError(err error) *Error {
 		return &Error{Status: http.StatusGatewayTimeout, Type: typeServer, Code: "timeout", Message: "the backend did not answer in time"}
 	}
 	return &Error{Status: http.StatusInternalServerError, Type: typeServer, Code: "internal_error", Message: "internal error"}
+}
+
+// optionRefused is the answer to a request setting an option clients may
+// not set, naming it.
+func optionRefused(err error) *Error {
+	e := &Error{Status: http.StatusBadRequest, Type: typeInvalid, Code: "unsupported_parameter", Param: "options", Message: err.Error()}
+	var oe *router.OptionError
+	if errors.As(err, &oe) {
+		e.Param = "options." + oe.Option
+	}
+	return e
 }
 
 func fiberError(fe *fiber.Error) *Error {

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/sovra/sovra/internal/testauth"
+	"github.com/sovra/sovra/node/backend"
 )
 
 // fakeBackend is a backend.Backend whose chat and generate behaviour each
@@ -71,8 +72,9 @@ func words(pieces ...string) func(context.Context, *api.ChatRequest, func(api.Ch
 	}
 }
 
-// startServer serves the API over be on a loopback port.
-func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, *Server) {
+// startServer serves the API over be (a fakeBackend, or a router over
+// one) on a loopback port.
+func startServer(t *testing.T, be backend.Backend, edit ...func(*Config)) (string, *Server) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.AdminToken = testauth.Token
@@ -81,6 +83,12 @@ func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, 
 		e(&cfg)
 	}
 	s := New(cfg, be, nil, zaptest.NewLogger(t))
+	return serve(t, s), s
+}
+
+// serve serves s on a loopback port until the test ends.
+func serve(t *testing.T, s *Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +103,7 @@ func startServer(t *testing.T, be *fakeBackend, edit ...func(*Config)) (string, 
 		}
 		<-done
 	})
-	return "http://" + ln.Addr().String(), s
+	return "http://" + ln.Addr().String()
 }
 
 // client sends the servers' management token.

@@ -13,10 +13,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// maxModelLabels bounds how many distinct model names the metrics carry:
-// the model is chosen by the client, so past this many, further names are
-// counted under otherModel.
+// maxModelLabels bounds how many distinct model names the metrics carry
+// when the backend does not say which models it knows: the model is
+// chosen by the client, so past this many, further names are counted
+// under otherModel.
 const maxModelLabels = 128
+
+// labeler is a backend that labels requested models for the metrics: by
+// their name when the node knows them, else otherModel (*router.Router).
+type labeler interface {
+	Label(model string) string
+}
 
 // otherModel is the model label of requests whose model arrived after
 // maxModelLabels others.
@@ -61,6 +68,10 @@ type metrics struct {
 	tokens      *prometheus.CounterVec
 	forwarded   *prometheus.CounterVec
 	streamFrame *prometheus.CounterVec
+
+	// labeler, when set, labels models; else the first maxModelLabels
+	// names each keep a label of their own.
+	labeler labeler
 
 	mu     sync.Mutex
 	models map[string]struct{}
@@ -128,6 +139,9 @@ func (m *metrics) handler() fiber.Handler {
 func (m *metrics) modelLabel(model string) string {
 	if model == "" {
 		return ""
+	}
+	if m.labeler != nil {
+		return m.labeler.Label(model)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/sovra/sovra/node/backend"
 )
@@ -116,7 +117,7 @@ func TestMetrics(t *testing.T) {
 		}
 		return reply(ctx, req, fn)
 	}}
-	// Every caller passes for a peer here: the forwarded chat is counted.
+	// The test stands in for a peer: every caller is one.
 	url, _ := startServer(t, be, func(c *Config) {
 		c.PeerID = func(*tls.ConnectionState) (string, error) { return "peer", nil }
 	})
@@ -298,5 +299,40 @@ func TestRouteOf(t *testing.T) {
 		if got := routeOf(path); got != want {
 			t.Errorf("routeOf(%q) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// labelling is a backend that knows one model, as the router does.
+type labelling struct {
+	*fakeBackend
+	known string
+}
+
+func (l labelling) Label(model string) string {
+	if model == l.known {
+		return model
+	}
+	return otherModel
+}
+
+func TestJunkModelNamesShareOneLabel(t *testing.T) {
+	be := labelling{fakeBackend: &fakeBackend{chat: words("ok")}, known: "real"}
+	s := New(DefaultConfig(), be, nil, zaptest.NewLogger(t))
+	url := serve(t, s)
+	for i := range 1000 {
+		post(t, url, "/api/chat", fmt.Sprintf(`{"model":"junk-%d","stream":false,"messages":[]}`, i))
+	}
+	post(t, url, "/api/chat", `{"model":"real","stream":false,"messages":[]}`)
+	fams := scrape(t, url)
+	labels := map[string]bool{}
+	for _, m := range fams["sovra_requests_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "model" {
+				labels[l.GetValue()] = true
+			}
+		}
+	}
+	if len(labels) != 2 || !labels["real"] || !labels[otherModel] {
+		t.Fatalf("%d model labels (want 2: real and %s); real: %v", len(labels), otherModel, labels["real"])
 	}
 }

@@ -170,6 +170,9 @@ func (s *Server) ollamaShow(c *fiber.Ctx) error {
 	if req.Model == "" {
 		return invalidParam("model", "model is required")
 	}
+	if err := checkModelName(req.Model); err != nil {
+		return err
+	}
 	ctx, cancel, err := s.requestContext(c)
 	if err != nil {
 		return err

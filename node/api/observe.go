@@ -28,6 +28,8 @@ type reqInfo struct {
 	decision *router.Decision
 	// frames counts the frames a streamed response sent.
 	frames int
+	// limits bound the JSON body's shape (set before the handler runs).
+	limits jsonLimits
 
 	// metrics, when set, counts the request in flight under flightLabel
 	// while inFlight; setModel moves it to its model's label.

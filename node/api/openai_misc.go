@@ -197,6 +197,9 @@ func (s *Server) getModel(c *fiber.Ctx) error {
 	if name == "" {
 		return s.listModels(c)
 	}
+	if err := checkModelName(name); err != nil {
+		return err
+	}
 	ctx, cancel, err := s.requestContext(c)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/node/auth"
@@ -29,8 +30,24 @@ type Config struct {
 	// Registry, when set, is where /metrics comes from (a node shares it
 	// with its router); otherwise the server makes its own.
 	Registry *prometheus.Registry
-	// BodyLimit is the largest request body accepted, in bytes.
+	// BodyLimit is the largest request body accepted, in bytes. Bodies
+	// are read as they arrive and refused (413) once past it, whatever
+	// length they declare.
 	BodyLimit int
+	// MaxHeaderBytes bounds the request line and headers together (431
+	// past it).
+	MaxHeaderBytes int
+	// MaxConns bounds the connections open at once; MaxConnsPerIP those
+	// from one client address (an IPv6 client's /64). Extra connections
+	// are answered 503 or 429 and closed. Zero means no bound.
+	MaxConns      int
+	MaxConnsPerIP int
+	// MaxMessages bounds the items of a request's messages or input
+	// array; MaxJSONDepth the nesting of its JSON body; MaxJSONValues the
+	// values (objects, arrays, strings, numbers, literals) in it.
+	MaxMessages   int
+	MaxJSONDepth  int
+	MaxJSONValues int
 	// ReadTimeout bounds reading one request.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds each write of a response, not the whole response,
@@ -61,11 +78,52 @@ type Config struct {
 // DefaultConfig returns the settings sovra uses unless told otherwise.
 func DefaultConfig() Config {
 	return Config{
-		BodyLimit:    16 << 20,
-		ReadTimeout:  60 * time.Second,
-		WriteTimeout: 60 * time.Second,
-		IdleTimeout:  120 * time.Second,
+		BodyLimit:      DefaultBodyLimit,
+		MaxHeaderBytes: DefaultMaxHeaderBytes,
+		MaxConns:       DefaultMaxConns,
+		MaxConnsPerIP:  DefaultMaxConnsPerIP,
+		MaxMessages:    DefaultMaxMessages,
+		MaxJSONDepth:   DefaultMaxJSONDepth,
+		MaxJSONValues:  DefaultMaxJSONValues,
+		ReadTimeout:    60 * time.Second,
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    120 * time.Second,
 	}
+}
+
+// Default limits. A body of 8 MiB holds a chat of about two million
+// tokens of text, past the context of any model served; 32 KiB of headers
+// hold JWTs and the headers proxies add.
+const (
+	DefaultBodyLimit      = 8 << 20
+	DefaultMaxHeaderBytes = 32 << 10
+	DefaultMaxConns       = 10000
+	DefaultMaxConnsPerIP  = 256
+	DefaultMaxMessages    = 4096
+	DefaultMaxJSONDepth   = 64
+	DefaultMaxJSONValues  = 1 << 18
+)
+
+// withDefaults gives the limits left at zero their default; BodyLimit and
+// the JSON limits are always bounded, the connection caps only when set.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	for _, p := range []struct {
+		v   *int
+		def int
+	}{
+		{&c.BodyLimit, d.BodyLimit}, {&c.MaxHeaderBytes, d.MaxHeaderBytes}, {&c.MaxMessages, d.MaxMessages},
+		{&c.MaxJSONDepth, d.MaxJSONDepth}, {&c.MaxJSONValues, d.MaxJSONValues},
+	} {
+		if *p.v <= 0 {
+			*p.v = p.def
+		}
+	}
+	return c
+}
+
+func (c Config) jsonLimits() jsonLimits {
+	return jsonLimits{depth: c.MaxJSONDepth, values: c.MaxJSONValues, messages: c.MaxMessages}
 }
 
 // Server is the HTTP API of one node.
@@ -78,6 +136,7 @@ type Server struct {
 	base   context.Context
 	cancel context.CancelFunc
 	fresh  *freshConns
+	conns  *connLimits
 	// streams counts the stream writers still running.
 	streams sync.WaitGroup
 	// metrics are served on /metrics.
@@ -89,9 +148,11 @@ type Server struct {
 // New builds the API over be. cl may be nil for a node outside any cluster:
 // the admin and internal routes are then absent.
 func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
+	cfg = cfg.withDefaults()
 	base, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry),
 		auth: auth.New(cfg.AdminToken, cfg.Keys)}
+	s.metrics.labeler, _ = be.(labeler)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
 		BodyLimit:             cfg.BodyLimit,
@@ -100,8 +161,20 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 		DisableStartupMessage: true,
 		ErrorHandler:          s.handleError,
 		ReduceMemoryUsage:     false,
+		// Bodies are read by readBody as they arrive, never allocated
+		// from their declared length.
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		ReadBufferSize:               cfg.MaxHeaderBytes,
+		// The connection caps are conns' (fasthttp's would neither see
+		// IPv6 clients nor keep conns unwrapped).
+		Concurrency: max(fiber.DefaultConcurrency, 2*cfg.MaxConns),
 	})
-	s.app.Server().ConnState = s.fresh.track
+	s.conns = newConnLimits(cfg.MaxConns, cfg.MaxConnsPerIP)
+	s.app.Server().ConnState = func(c net.Conn, st fasthttp.ConnState) {
+		s.fresh.track(c, st)
+		s.conns.track(c, st)
+	}
 	s.routes()
 	s.forwardRoutes()
 	if cl != nil {
@@ -115,7 +188,7 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 // (Anthropic clients may send theirs as x-api-key).
 func (s *Server) routes() {
 	a := s.app
-	a.Use(s.observe, s.browserGuard())
+	a.Use(s.observe, s.recoverPanic, s.readBody, s.browserGuard())
 	a.Get("/healthz", s.healthz)
 	a.Get("/readyz", s.readyz)
 	a.Get("/metrics", s.metrics.handler())
@@ -146,7 +219,7 @@ func (s *Server) App() *fiber.App { return s.app }
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.app.Listener(ln)
+	return s.app.Listener(s.conns.listener(ln))
 }
 
 // Shutdown stops accepting connections and waits for in-flight requests and

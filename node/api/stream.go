@@ -41,16 +41,17 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 
 	frames := make(chan []byte, framesBuffered)
 	result := make(chan error, 1)
+	send := func(b []byte) error {
+		select {
+		case frames <- b:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	id := requestInfo(c).id
 	go func() {
-		err := st.run(ctx, func(b []byte) error {
-			select {
-			case frames <- b:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-		result <- err
+		result <- s.safely(id, func() error { return st.run(ctx, send) })
 		close(frames)
 	}()
 

@@ -14,11 +14,19 @@ import (
 )
 
 // decodeBody decodes a JSON request body into v, naming the offending field
-// when a value has the wrong type.
+// when a value has the wrong type. The body is checked against the
+// server's JSON limits first, so that it is never decoded past them.
 func decodeBody(c *fiber.Ctx, v any) error {
 	body := c.Body()
 	if len(bytes.TrimSpace(body)) == 0 {
 		return invalidParam("", "the request body is empty; send a JSON object")
+	}
+	lim := requestInfo(c).limits
+	if lim == (jsonLimits{}) {
+		lim = DefaultConfig().jsonLimits()
+	}
+	if err := checkJSON(body, lim); err != nil {
+		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {

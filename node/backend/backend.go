@@ -11,6 +11,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ollama/ollama/api"
 )
@@ -33,6 +34,13 @@ var (
 	// ErrFailed: the engine failed while serving the request.
 	ErrFailed = errors.New("backend failed")
 )
+
+// PinKeepAlive is the keep_alive that pins a model in memory (Ollama reads
+// any negative value as forever). The agent loads every model placed on
+// its node with it, and the router sends it with every request that a
+// replica placed on its node serves, so that no request changes how long
+// a replica stays loaded.
+const PinKeepAlive time.Duration = -1
 
 // Backend is one inference engine (a local Ollama). Streaming methods call fn
 // for every partial response; an error from fn stops the call and is returned.

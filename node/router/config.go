@@ -39,6 +39,13 @@ type Config struct {
 	// or a refusal for load), so that the node re-checks its Ollama. It
 	// must not block.
 	LocalFailed func()
+	// ServeUndeployed lets clients use models that no deployment names,
+	// from the local Ollama (see policy.go); cloud models stay refused.
+	ServeUndeployed bool
+	// ContextLength is the context replicas are sized for: a request's
+	// num_ctx above it is refused (0: no bound). num_ctx is never passed
+	// on either way.
+	ContextLength int
 }
 
 // Defaults.
@@ -48,6 +55,9 @@ const (
 	DefaultQueueTimeout = 30 * time.Second
 	DefaultRetries      = 2
 	DefaultRetryBudget  = 10 * time.Second
+	// QueueIdleExpiry is how long a model's admission queue outlives its
+	// last request when nothing runs or waits in it.
+	QueueIdleExpiry = 10 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -86,7 +96,8 @@ func (r *Router) WithConfig(cfg Config) *Router {
 	cfg = cfg.withDefaults()
 	r.cfg = cfg
 	r.bal = balance.New(balance.Config{Policy: cfg.Policy, Factor: cfg.AffinityFactor})
-	r.queues = admit.NewGroup(admit.Config{Slots: cfg.Slots, MaxQueue: max(0, cfg.MaxQueue), Timeout: cfg.QueueTimeout})
+	r.queues = admit.NewGroup(admit.Config{Slots: cfg.Slots, MaxQueue: max(0, cfg.MaxQueue), Timeout: cfg.QueueTimeout,
+		IdleExpiry: QueueIdleExpiry})
 	r.tracker = load.NewTracker(0)
 	r.met = newMetrics(r)
 	r.breakers = newBreakers(r.met)

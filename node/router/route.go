@@ -23,9 +23,16 @@ type request struct {
 	prefix    []uint64
 }
 
-// attempt runs the request on one backend, asking it for tag, and
-// records its progress in p.
-type attempt func(ctx context.Context, be backend.Backend, tag string, p *progress) error
+// target is where one attempt runs: the backend, the Ollama tag to ask it
+// for, and the keep_alive to send (nil: none).
+type target struct {
+	be        backend.Backend
+	tag       string
+	keepAlive *api.Duration
+}
+
+// attempt runs the request on one target and records its progress in p.
+type attempt func(ctx context.Context, to target, p *progress) error
 
 // progress is how far one attempt got: whether its first chunk reached
 // the caller (after which it is never retried) and its final metrics.
@@ -233,7 +240,7 @@ func (r *Router) forward(ctx context.Context, n state.Node, pl plan, call attemp
 	sent := r.cfg.View.Sent(n.ID, pl.key)
 	defer sent()
 	r.met.forwarded(pl.key, n.ID)
-	return call(ctx, be, pl.tag, p)
+	return call(ctx, target{be: be, tag: pl.tag}, p)
 }
 
 // serveHere runs an attempt on the local Ollama once the model's
@@ -252,7 +259,7 @@ func (r *Router) serveHere(ctx context.Context, q request, tag string, call atte
 		r.bal.Affinity().Publish(q.prefix[len(q.prefix)-1], r.self)
 	}
 	begin := time.Now()
-	err = call(ctx, r.local, tag, p)
+	err = call(ctx, target{be: r.local, tag: tag, keepAlive: r.keepAliveFor(tag)}, p)
 	if err != nil && !notTheReplicasFault(err) && r.cfg.LocalFailed != nil {
 		r.cfg.LocalFailed()
 	}
@@ -263,29 +270,6 @@ func (r *Router) serveHere(ctx context.Context, q request, tag string, call atte
 		r.tracker.Observe(name, s)
 	}
 	return err
-}
-
-// maxQueues bounds the model names a node keeps admission queues and
-// metric labels for; requests for further names (which clients choose)
-// share one queue and the label otherLabel.
-const (
-	maxQueues  = 256
-	otherLabel = "_other"
-)
-
-// label is the normalized model name, or otherLabel past maxQueues names.
-func (r *Router) label(model string) string {
-	name := normalize(model)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.queueNames[name]; ok {
-		return name
-	}
-	if len(r.queueNames) >= maxQueues {
-		return otherLabel
-	}
-	r.queueNames[name] = struct{}{}
-	return name
 }
 
 // queue is the admission queue of a label.

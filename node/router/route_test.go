@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -25,11 +26,13 @@ import (
 // chunks and then fails with late (if set).
 type replica struct {
 	backend.Backend
-	name  string
-	err   error
-	late  error
-	calls atomic.Int32
-	block chan struct{} // when set, Chat waits for it or ctx
+	name string
+	err  error
+	late error
+	// models are what List answers.
+	models []string
+	calls  atomic.Int32
+	block  chan struct{} // when set, Chat waits for it or ctx
 }
 
 func (r *replica) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
@@ -51,6 +54,14 @@ func (r *replica) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Ch
 		return r.late
 	}
 	return fn(api.ChatResponse{Done: true, Metrics: api.Metrics{EvalCount: 10, EvalDuration: 100 * time.Millisecond}})
+}
+
+func (r *replica) List(context.Context) (*api.ListResponse, error) {
+	out := &api.ListResponse{}
+	for _, m := range r.models {
+		out.Models = append(out.Models, api.ListModelResponse{Name: m, Model: m})
+	}
+	return out, nil
 }
 
 func (r *replica) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
@@ -279,8 +290,8 @@ func TestPendingCountsUntilTheNextReport(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		ctx, _ := WithDecision(WithMeta(ctx, Meta{}))
-		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, plan{tag: "m:1", key: "m:1"}, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
-			return be.Chat(ctx, &api.ChatRequest{Model: tag}, func(api.ChatResponse) error { return nil })
+		_ = g.r.forward(ctx, state.Node{ID: "b", HTTPAddr: "b:1"}, plan{tag: "m:1", key: "m:1"}, func(ctx context.Context, to target, p *progress) error {
+			return to.be.Chat(ctx, &api.ChatRequest{Model: to.tag}, func(api.ChatResponse) error { return nil })
 		}, &progress{})
 	}()
 	testwait.For(t, 5*time.Second, "the forward to count as pending", func() bool { return view.Load("b", "m:1").Pending == 1 })
@@ -314,22 +325,59 @@ func TestLocalLoadIsReportedWithMeasuredSpeed(t *testing.T) {
 	}
 }
 
-func TestModelNamesClientsChooseAreBounded(t *testing.T) {
-	r := New("a", &replica{name: "a"}, nil, nil)
-	for i := range maxQueues + 20 {
-		if err := r.Chat(context.Background(), &api.ChatRequest{Model: fmt.Sprintf("junk-%d", i)}, func(api.ChatResponse) error { return nil }); err != nil {
-			t.Fatal(err)
+// TestJunkModelNamesDoNotDisplaceRealOnes sends 1,000 model names that
+// nothing serves, then asks for a deployment and for a model of the local
+// Ollama: each keeps an admission queue and a metric label of its own,
+// and the junk shares one bucket.
+func TestJunkModelNamesDoNotDisplaceRealOnes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reps := fresh()
+	s := cluster3()
+	s.Placements["chat\x00b"].State = state.PlacementPulling
+	s.Placements["chat\x00c"].State = state.PlacementPulling
+	reps["a"].models = []string{"local-only:7b"}
+	reps["a"].name = "a"
+	r := New("a", reps["a"], fixed{s}, func(n state.Node) (backend.Backend, error) { return reps[n.ID], nil }).
+		WithConfig(Config{Registerer: reg, ServeUndeployed: true})
+	ask := func(model string) {
+		t.Helper()
+		if err := r.Chat(context.Background(), &api.ChatRequest{Model: model}, func(api.ChatResponse) error { return nil }); err != nil {
+			t.Fatalf("chat %q: %v", model, err)
 		}
 	}
-	if n := len(r.queues.Stats()); n > maxQueues+1 {
-		t.Fatalf("%d admission queues for %d names, want at most %d", n, maxQueues+20, maxQueues+1)
+	for i := range 1000 {
+		ask(fmt.Sprintf("junk-%d", i))
 	}
-	if got := r.label("junk-300"); got != otherLabel {
-		t.Fatalf("label past the bound = %q", got)
+	ask("chat")
+	ask("local-only:7b")
+	queues := slices.Sorted(maps.Keys(r.queues.Stats()))
+	if want := []string{"", "local-only:7b", "m:1"}; !slices.Equal(queues, want) {
+		t.Errorf("admission queues %q, want %q (the junk sharing \"\")", queues, want)
 	}
-	if got := r.label("junk-1"); got != "junk-1:latest" {
-		t.Fatalf("label of a known name = %q", got)
+	labels := modelLabels(t, reg)
+	if want := []string{otherLabel, "local-only:7b", "m:1"}; !slices.Equal(labels, want) {
+		t.Errorf("model labels %q, want %q", labels, want)
 	}
+}
+
+// modelLabels are the distinct values of the model label in reg.
+func modelLabels(t *testing.T, reg *prometheus.Registry) []string {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "model" {
+					seen[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 func TestResidencyWhileTheAllowedReplicaIsNotReady(t *testing.T) {

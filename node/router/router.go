@@ -1,15 +1,19 @@
 // Package router picks where each inference request runs. It is a
-// backend.Backend in front of the local Ollama. A request for a deployed
-// model goes to the ready replica, here or on a peer, that the policy
-// (package balance) expects to finish it first, given the live load of
-// every replica (package load); a request for anything else goes to the
-// local Ollama, which may still have the model. Requests that run here
-// wait for a slot in the model's admission queue (package admit), fairly
-// across clients. A failure before the first byte is retried on another
-// replica, a bounded number of times; a forwarded request is never
-// forwarded again. Each replica has a circuit breaker, so one that fails
-// fast is not mistaken for an idle one. A request may name the
-// jurisdictions allowed to serve it; replicas elsewhere are never chosen.
+// backend.Backend in front of the local Ollama. First it vets what the
+// client asks (policy.go): a model no deployment names (unless the node
+// serves undeployed models), a cloud model, an option that sets how a
+// model is loaded and the client's keep_alive never reach Ollama. A
+// request for a deployed model goes to the ready replica, here or on a
+// peer, that the routing policy (package balance) expects to finish it
+// first, given the live load of every replica (package load); a request
+// for anything else goes to the local Ollama, which may still have the
+// model. Requests that run here wait for a slot in the model's admission
+// queue (package admit), fairly across clients. A failure before the
+// first byte is retried on another replica, a bounded number of times; a
+// forwarded request is never forwarded again. Each replica has a circuit
+// breaker, so one that fails fast is not mistaken for an idle one. A
+// request may name the jurisdictions allowed to serve it; replicas
+// elsewhere are never chosen.
 //
 // With WithWake, a request for a deployment that may go idle records its
 // use (a rate-limited TouchDeployment, in the background), and one that
@@ -49,9 +53,11 @@ type Router struct {
 	state StateSource
 	dial  PeerDialer
 
-	mu         sync.Mutex
-	peers      map[string]peer     // by node id
-	queueNames map[string]struct{} // admission queues by model
+	mu    sync.Mutex
+	peers map[string]peer // by node id
+	// localList is the local Ollama's models, known to get queues and
+	// labels of their own.
+	localList localModels
 
 	wake *waker // nil: idle deployments are not woken
 
@@ -74,7 +80,7 @@ type peer struct {
 // outside any cluster: every request then runs locally.
 func New(self string, local backend.Backend, st StateSource, dial PeerDialer) *Router {
 	r := &Router{self: self, local: local, state: st, dial: dial, peers: map[string]peer{},
-		queueNames: map[string]struct{}{}, budget: retryBudget{tokens: retryBurst}}
+		budget: retryBudget{tokens: retryBurst}}
 	return r.WithConfig(Config{})
 }
 
@@ -199,15 +205,20 @@ func (r *Router) peer(n state.Node) (backend.Backend, error) {
 	return be, nil
 }
 
-// Chat runs a chat where it will finish first.
+// Chat runs a chat where it will finish first, once the policy allows it
+// (see policy.go).
 func (r *Router) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
+	opts, err := r.vet(req.Model, req.Options)
+	if err != nil {
+		return err
+	}
 	r.budget.earn()
 	asked := req.Model
-	q := request{model: req.Model, maxTokens: numPredict(req.Options), prefix: chatPrefix(req)}
-	return r.route(ctx, q, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
+	q := request{model: req.Model, maxTokens: numPredict(opts), prefix: chatPrefix(req)}
+	return r.route(ctx, q, func(ctx context.Context, to target, p *progress) error {
 		out := *req
-		out.Model = tag
-		return be.Chat(ctx, &out, func(resp api.ChatResponse) error {
+		out.Model, out.Options, out.KeepAlive = to.tag, opts, to.keepAlive
+		return to.be.Chat(ctx, &out, func(resp api.ChatResponse) error {
 			p.chunk(resp.Done, resp.Metrics)
 			resp.Model = asked
 			return fn(resp)
@@ -215,15 +226,20 @@ func (r *Router) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Cha
 	})
 }
 
-// Generate runs a completion where it will finish first.
+// Generate runs a completion where it will finish first, once the policy
+// allows it.
 func (r *Router) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
+	opts, err := r.vet(req.Model, req.Options)
+	if err != nil {
+		return err
+	}
 	r.budget.earn()
 	asked := req.Model
-	q := request{model: req.Model, maxTokens: numPredict(req.Options), prefix: generatePrefix(req)}
-	return r.route(ctx, q, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
+	q := request{model: req.Model, maxTokens: numPredict(opts), prefix: generatePrefix(req)}
+	return r.route(ctx, q, func(ctx context.Context, to target, p *progress) error {
 		out := *req
-		out.Model = tag
-		return be.Generate(ctx, &out, func(resp api.GenerateResponse) error {
+		out.Model, out.Options, out.KeepAlive = to.tag, opts, to.keepAlive
+		return to.be.Generate(ctx, &out, func(resp api.GenerateResponse) error {
 			p.chunk(resp.Done, resp.Metrics)
 			resp.Model = asked
 			return fn(resp)
@@ -231,14 +247,19 @@ func (r *Router) Generate(ctx context.Context, req *api.GenerateRequest, fn func
 	})
 }
 
-// Embed computes embeddings where they will finish first.
+// Embed computes embeddings where they will finish first, once the policy
+// allows it.
 func (r *Router) Embed(ctx context.Context, req *api.EmbedRequest) (*api.EmbedResponse, error) {
+	opts, err := r.vet(req.Model, req.Options)
+	if err != nil {
+		return nil, err
+	}
 	r.budget.earn()
 	var resp *api.EmbedResponse
-	err := r.route(ctx, request{model: req.Model}, func(ctx context.Context, be backend.Backend, tag string, p *progress) error {
+	err = r.route(ctx, request{model: req.Model}, func(ctx context.Context, to target, p *progress) error {
 		out := *req
-		out.Model = tag
-		res, err := be.Embed(ctx, &out)
+		out.Model, out.Options, out.KeepAlive = to.tag, opts, to.keepAlive
+		res, err := to.be.Embed(ctx, &out)
 		if err != nil {
 			return err
 		}
@@ -250,8 +271,11 @@ func (r *Router) Embed(ctx context.Context, req *api.EmbedRequest) (*api.EmbedRe
 	return resp, err
 }
 
-// Show describes a model from a node that has it.
+// Show describes a served model from a node that has it.
 func (r *Router) Show(ctx context.Context, req *api.ShowRequest) (*api.ShowResponse, error) {
+	if err := r.vetModel(req.Model); err != nil {
+		return nil, err
+	}
 	rt, err := r.pick(ctx, req.Model)
 	if err != nil {
 		return nil, err
@@ -262,7 +286,8 @@ func (r *Router) Show(ctx context.Context, req *api.ShowRequest) (*api.ShowRespo
 }
 
 // List lists what is ready anywhere in the cluster (by deployment name)
-// and what the local Ollama has.
+// and, when the node serves undeployed models, what else the local Ollama
+// has (cloud models left out).
 func (r *Router) List(ctx context.Context) (*api.ListResponse, error) {
 	local, err := r.local.List(ctx)
 	if err != nil && (r.state == nil || isForwarded(ctx)) {
@@ -274,9 +299,9 @@ func (r *Router) List(ctx context.Context) (*api.ListResponse, error) {
 		seen[normalize(d.Name)] = true
 		out.Models = append(out.Models, api.ListModelResponse{Name: d.Name, Model: d.Model, ModifiedAt: time.Unix(0, 0)})
 	}
-	if local != nil {
+	if local != nil && r.cfg.ServeUndeployed {
 		for _, m := range local.Models {
-			if !seen[normalize(m.Name)] {
+			if !seen[normalize(m.Name)] && !IsCloudModel(m.Name) {
 				out.Models = append(out.Models, m)
 			}
 		}

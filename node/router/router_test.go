@@ -12,7 +12,7 @@ import (
 
 // named is a backend that answers every chat with its own name.
 type named struct {
-	backend.Backend
+	listless
 	name string
 	got  string // the model it was asked for
 }
@@ -21,6 +21,12 @@ func (n *named) Chat(_ context.Context, req *api.ChatRequest, fn func(api.ChatRe
 	n.got = req.Model
 	return fn(api.ChatResponse{Model: req.Model, Done: true, Message: api.Message{Content: n.name}})
 }
+
+// listless is what the fake backends embed: a local Ollama without
+// models.
+type listless struct{ backend.Backend }
+
+func (listless) List(context.Context) (*api.ListResponse, error) { return &api.ListResponse{}, nil }
 
 type fixed struct{ s *state.State }
 
@@ -61,7 +67,7 @@ func TestPick(t *testing.T) {
 				p := &named{name: n.ID}
 				peers[n.ID] = p
 				return p, nil
-			})
+			}).WithConfig(Config{ServeUndeployed: true})
 			ctx := context.Background()
 			if tc.forwarded {
 				ctx = Forwarded(ctx)
@@ -90,7 +96,7 @@ func TestPick(t *testing.T) {
 
 func TestStandaloneRunsLocally(t *testing.T) {
 	local := &named{name: "local"}
-	r := New("a", local, nil, nil)
+	r := New("a", local, nil, nil).WithConfig(Config{ServeUndeployed: true})
 	if err := r.Chat(context.Background(), &api.ChatRequest{Model: "m"}, func(api.ChatResponse) error { return nil }); err != nil || local.got != "m" {
 		t.Fatalf("err %v, local asked for %q", err, local.got)
 	}

@@ -99,7 +99,7 @@ func awakeWorld(t *testing.T, node string) *log {
 // answering is a backend that answers every chat with its own name and,
 // unlike named, may serve concurrent requests.
 type answering struct {
-	backend.Backend
+	listless
 	name string
 }
 
@@ -264,7 +264,7 @@ func TestTouchInterval(t *testing.T) {
 
 // chunky answers a chat with several chunks, calling between before each.
 type chunky struct {
-	backend.Backend
+	listless
 	chunks  int
 	between func()
 }

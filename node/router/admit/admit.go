@@ -31,6 +31,9 @@ type Config struct {
 	// Now is the clock used to measure waits and hold times; nil means
 	// time.Now. Timeouts always run on the real clock.
 	Now func() time.Time
+	// IdleExpiry is how long a Group keeps a model's queue that nothing
+	// runs in or waits for; 0 or less means for ever.
+	IdleExpiry time.Duration
 }
 
 // normalize applies the documented defaults.
@@ -271,6 +274,12 @@ func (q *Queue) SetSlots(n int) {
 	defer q.mu.Unlock()
 	q.slots = max(n, 1)
 	q.dispatch()
+}
+
+// idle says whether nothing runs in or waits for q.
+func (q *Queue) idle() bool {
+	st := q.Stats()
+	return st.Running == 0 && st.Queued == 0
 }
 
 // Stats returns the queue's load now.

@@ -268,3 +268,35 @@ func TestGroup(t *testing.T) {
 		}
 	}
 }
+
+func TestIdleQueuesExpire(t *testing.T) {
+	cases := []struct {
+		name string
+		// use runs on the old queue before the clock moves on; it returns
+		// what to undo at the end.
+		use     func(t *testing.T, q *Queue) func()
+		elapsed time.Duration
+		kept    bool
+	}{
+		{name: "idle past the expiry", use: func(*testing.T, *Queue) func() { return func() {} }, elapsed: 2 * time.Minute},
+		{name: "idle, not yet expired", use: func(*testing.T, *Queue) func() { return func() {} }, elapsed: 30 * time.Second, kept: true},
+		{name: "running past the expiry", use: func(t *testing.T, q *Queue) func() { return mustAcquire(t, q, "k").Release }, elapsed: 2 * time.Minute, kept: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := testwait.NewClock()
+			g := NewGroup(Config{Slots: 1, Now: clock.Now, IdleExpiry: time.Minute})
+			old := g.Queue("old")
+			defer tc.use(t, old)()
+			clock.Advance(tc.elapsed)
+			g.Queue("new") // a new queue sweeps the expired ones
+			_, kept := g.Stats()["old"]
+			if kept != tc.kept {
+				t.Fatalf("queue kept: %v, want %v", kept, tc.kept)
+			}
+			if again := g.Queue("old"); (again == old) != tc.kept {
+				t.Fatalf("the model got the same queue back: %v, want %v", again == old, tc.kept)
+			}
+		})
+	}
+}

@@ -1,0 +1,268 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/ollama/ollama/api"
+
+	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/node/backend"
+)
+
+// What clients may ask of the backend. The cluster owns where models run
+// and how they are loaded; a client only chooses a served model and how
+// its answer is sampled. Every inference request (chat, completion,
+// embedding, and a model's description) is vetted here before it is
+// routed, and again on the node a request is forwarded to:
+//
+//   - the model must be named by a deployment in the cluster state, unless
+//     the node serves undeployed models (Config.ServeUndeployed); Ollama's
+//     cloud models, which send prompts to a third party, are refused even
+//     then (ErrModelNotServed);
+//   - the options must be on the sampling allowlist (ErrOptionRefused):
+//     options that decide how a model is loaded (num_gpu, num_batch, ...)
+//     and unknown ones are refused; num_ctx is accepted up to the context
+//     length replicas are sized for and never passed on, since Ollama
+//     reloads a model whose num_ctx changes;
+//   - the client's keep_alive is never passed on: a request served from a
+//     replica placed on this node carries backend.PinKeepAlive, the
+//     keep_alive the agent pins it with, and any other request carries
+//     none, which leaves a loaded model as it is.
+
+// Sentinel errors of the policy.
+var (
+	// ErrModelNotServed: the request names a model that no deployment
+	// names while the node serves no undeployed models, or an Ollama
+	// cloud model. A *ModelError is one.
+	ErrModelNotServed = errors.New("model not served")
+	// ErrCloudModel: the request names an Ollama cloud model, which this
+	// cluster never serves. A *ModelError for a cloud model is one, and
+	// also ErrModelNotServed.
+	ErrCloudModel = errors.New("cloud models are not served")
+	// ErrOptionRefused: the request sets an option clients may not set.
+	// An *OptionError is one.
+	ErrOptionRefused = errors.New("option refused")
+)
+
+// ModelError is a request for a model this node does not serve.
+type ModelError struct {
+	// Model is the name asked for, cut to a short prefix.
+	Model string
+	// Cloud: the name is an Ollama cloud model's.
+	Cloud bool
+}
+
+func (e *ModelError) Error() string {
+	if e.Cloud {
+		return fmt.Sprintf("model %q is an Ollama cloud model; this cluster does not serve cloud models", e.Model)
+	}
+	return fmt.Sprintf("model %q is not served by this cluster (no deployment names it)", e.Model)
+}
+
+// Is makes errors.Is(err, ErrModelNotServed) hold, and ErrCloudModel for
+// a cloud model.
+func (e *ModelError) Is(target error) bool {
+	return target == ErrModelNotServed || (e.Cloud && target == ErrCloudModel)
+}
+
+// OptionError is a request that sets an option clients may not set.
+type OptionError struct {
+	// Option is the option's name (a key of the request's options).
+	Option string
+	// Reason says why it is refused.
+	Reason string
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("option %q is not allowed: %s", e.Option, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrOptionRefused) hold.
+func (e *OptionError) Is(target error) bool { return target == ErrOptionRefused }
+
+// SamplingOptions are the options a client may set: they change how one
+// answer is sampled, not how or where the model is loaded.
+var SamplingOptions = []string{
+	"num_keep", "seed", "num_predict", "top_k", "top_p", "min_p", "typical_p",
+	"repeat_last_n", "temperature", "repeat_penalty", "presence_penalty",
+	"frequency_penalty", "stop",
+}
+
+// LoadOptions are the options that decide how Ollama loads a model (its
+// Runner options, and older ones it no longer reads). They are refused
+// with a reason that says so; num_ctx is handled apart.
+var LoadOptions = []string{
+	"num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread",
+	"low_vram", "f16_kv", "vocab_only", "use_mlock", "numa", "logits_all",
+}
+
+var (
+	samplingSet = toSet(SamplingOptions)
+	loadSet     = toSet(LoadOptions)
+)
+
+func toSet(names []string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+// maxNameEcho is how much of a refused model's name an error repeats.
+const maxNameEcho = 48
+
+// shortName is the start of name, at most maxNameEcho bytes of whole
+// runes, marked when cut.
+func shortName(name string) string {
+	if len(name) <= maxNameEcho {
+		return name
+	}
+	cut := maxNameEcho
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return name[:cut] + "..."
+}
+
+// IsCloudModel reports whether name is an Ollama cloud model's: its tag
+// is "cloud" or ends in "-cloud" (gpt-oss:120b-cloud, glm-4.6:cloud).
+func IsCloudModel(name string) bool {
+	n := strings.ToLower(strings.TrimSpace(name))
+	if i := strings.IndexByte(n, '@'); i >= 0 {
+		n = n[:i] // a digest
+	}
+	_, tag, ok := strings.Cut(n[strings.LastIndexByte(n, '/')+1:], ":")
+	return ok && (tag == "cloud" || strings.HasSuffix(tag, "-cloud"))
+}
+
+// vetModel checks that this node serves model.
+func (r *Router) vetModel(model string) error {
+	switch {
+	case IsCloudModel(model):
+		return &ModelError{Model: shortName(model), Cloud: true}
+	case r.cfg.ServeUndeployed || r.deployed(model):
+		return nil
+	}
+	return &ModelError{Model: shortName(model)}
+}
+
+// deployed reports whether a deployment in the state names model, by its
+// name or its Ollama tag.
+func (r *Router) deployed(model string) bool {
+	if r.state == nil {
+		return false
+	}
+	found := false
+	r.state.Read(func(s *state.State) {
+		for _, d := range s.Deployments {
+			if deploymentIs(d, model) {
+				found = true
+				return
+			}
+		}
+	})
+	return found
+}
+
+// deploymentIs reports whether model names d, by its name or its model
+// (as match reads names), normalized alike.
+func deploymentIs(d *state.Deployment, model string) bool {
+	n := normalize(model)
+	return d.Name == model || normalize(d.Name) == n || normalize(d.Model) == n
+}
+
+// vet checks a request's model and options and returns the options to
+// pass on.
+func (r *Router) vet(model string, opts map[string]any) (map[string]any, error) {
+	if err := r.vetModel(model); err != nil {
+		return nil, err
+	}
+	return r.vetOptions(opts)
+}
+
+// vetOptions returns the options without num_ctx, or the first refused
+// one (in name order, so the answer does not vary).
+func (r *Router) vetOptions(opts map[string]any) (map[string]any, error) {
+	if len(opts) == 0 {
+		return opts, nil
+	}
+	out := make(map[string]any, len(opts))
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		if err := r.vetOption(k, opts[k]); err != nil {
+			return nil, err
+		}
+		if k != "num_ctx" {
+			out[k] = opts[k]
+		}
+	}
+	return out, nil
+}
+
+func (r *Router) vetOption(k string, v any) *OptionError {
+	switch {
+	case samplingSet[k]:
+		return nil
+	case k == "num_ctx":
+		return r.vetNumCtx(v)
+	case loadSet[k]:
+		return &OptionError{Option: k, Reason: "it sets how the model is loaded, which the cluster decides"}
+	}
+	return &OptionError{Option: shortName(k), Reason: "unknown option; the sampling options allowed are " + strings.Join(SamplingOptions, ", ")}
+}
+
+// vetNumCtx accepts a num_ctx up to the context length replicas are sized
+// for (any, when that is unknown).
+func (r *Router) vetNumCtx(v any) *OptionError {
+	n, ok := wholeNumber(v)
+	if !ok {
+		return &OptionError{Option: "num_ctx", Reason: "it must be a whole number"}
+	}
+	if limit := r.cfg.ContextLength; limit > 0 && n > float64(limit) {
+		return &OptionError{Option: "num_ctx", Reason: fmt.Sprintf(
+			"%.0f is more than the context length of %d tokens that replicas are sized for; leave num_ctx out or ask for at most %d", n, limit, limit)}
+	}
+	return nil
+}
+
+// wholeNumber reads a whole number as JSON decodes it (float64) or as a
+// Go caller sets it.
+func wholeNumber(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, n == math.Trunc(n)
+	case int:
+		return float64(n), true
+	case int64:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+// keepAliveFor is the keep_alive to send with a request served here for
+// tag: the agent's pin when a deployment of it is placed on this node,
+// none otherwise.
+func (r *Router) keepAliveFor(tag string) *api.Duration {
+	if r.state == nil {
+		return nil
+	}
+	placed := false
+	r.state.Read(func(s *state.State) {
+		for _, d := range s.Deployments {
+			if deploymentIs(d, tag) && s.Placement(d.Name, r.self) != nil {
+				placed = true
+				return
+			}
+		}
+	})
+	if !placed {
+		return nil
+	}
+	return &api.Duration{Duration: backend.PinKeepAlive}
+}
