@@ -76,8 +76,7 @@ func words(pieces ...string) func(context.Context, *api.ChatRequest, func(api.Ch
 // one) on a loopback port.
 func startServer(t *testing.T, be backend.Backend, edit ...func(*Config)) (string, *Server) {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.AdminToken = testauth.Token
+	cfg := testConfig()
 	cfg.LoopbackOnly = true
 	for _, e := range edit {
 		e(&cfg)
@@ -104,6 +103,14 @@ func serve(t *testing.T, s *Server) string {
 		<-done
 	})
 	return "http://" + ln.Addr().String()
+}
+
+// testConfig is DefaultConfig with testauth.Token as the management
+// token, which client sends.
+func testConfig() Config {
+	cfg := DefaultConfig()
+	cfg.AdminToken = testauth.Token
+	return cfg
 }
 
 // client sends the servers' management token.

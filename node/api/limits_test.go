@@ -15,6 +15,8 @@ import (
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sovra/sovra/node/auth"
 )
 
 // nested is a chat request whose options nest depth arrays deep.
@@ -118,13 +120,15 @@ func do(t *testing.T, method, url, body string, header ...string) (int, string) 
 }
 
 func TestLargeHeadersAreAccepted(t *testing.T) {
-	url, _ := startServer(t, &fakeBackend{chat: words("ok")})
+	jwt := "Bearer " + strings.Repeat("j", 16<<10)
+	keys := auth.NewStaticKeys(map[string]auth.Principal{strings.TrimPrefix(jwt, "Bearer "): {KeyID: "jwt", Role: auth.RoleUser}})
+	url, _ := startServer(t, &fakeBackend{chat: words("ok")}, func(c *Config) { c.Keys = keys })
 	cases := []struct {
 		name   string
 		header [2]string
 		status int
 	}{
-		{name: "16 KiB JWT", header: [2]string{"Authorization", "Bearer " + strings.Repeat("j", 16<<10)}, status: 200},
+		{name: "16 KiB JWT", header: [2]string{"Authorization", jwt}, status: 200},
 		{name: "16 KiB of proxy headers", header: [2]string{"X-Forwarded-For", strings.TrimSuffix(strings.Repeat("10.0.0.1, ", 16<<10/10), ", ")}, status: 200},
 		{name: "headers past the limit", header: [2]string{"X-Big", strings.Repeat("h", 64<<10)}, status: 431},
 	}
@@ -154,7 +158,7 @@ func dialFrom(t *testing.T, ip, addr string) net.Conn {
 // server closed the connection without an answer.
 func get(t *testing.T, c net.Conn) int {
 	t.Helper()
-	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
 		return 0
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -209,7 +213,7 @@ func TestPanicsAreRecovered(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			core, logs := observer.New(zap.ErrorLevel)
-			s := New(DefaultConfig(), &fakeBackend{chat: panicky}, nil, zap.New(core))
+			s := New(testConfig(), &fakeBackend{chat: panicky}, nil, zap.New(core))
 			url := serve(t, s)
 			req, _ := http.NewRequest(http.MethodPost, url+tc.path, strings.NewReader(tc.body))
 			req.Header.Set(fiber.HeaderXRequestID, "req-panic")

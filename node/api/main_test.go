@@ -34,7 +34,7 @@ func serveHelper() int {
 	be := &fakeBackend{chat: func(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
 		return words("ok")(ctx, req, fn)
 	}}
-	s := New(DefaultConfig(), be, nil, zap.NewNop())
+	s := New(testConfig(), be, nil, zap.NewNop())
 	fmt.Println(ln.Addr().String())
 	if err := s.Serve(ln); err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -317,7 +317,7 @@ func (l labelling) Label(model string) string {
 
 func TestJunkModelNamesShareOneLabel(t *testing.T) {
 	be := labelling{fakeBackend: &fakeBackend{chat: words("ok")}, known: "real"}
-	s := New(DefaultConfig(), be, nil, zaptest.NewLogger(t))
+	s := New(testConfig(), be, nil, zaptest.NewLogger(t))
 	url := serve(t, s)
 	for i := range 1000 {
 		post(t, url, "/api/chat", fmt.Sprintf(`{"model":"junk-%d","stream":false,"messages":[]}`, i))
