@@ -160,8 +160,12 @@ func TestRoutingOnRealOllama(t *testing.T) {
 		if len(failed) > 0 {
 			t.Errorf("%d of %d requests failed:\n%s", len(failed), len(outcomes), strings.Join(slices.Compact(failed), "\n"))
 		}
-		if retries == 0 {
-			t.Errorf("no request was retried after the kill")
+		// The kill must have touched traffic: a request retried elsewhere,
+		// or a stream cut in band. (Once a cut stream has made the victim
+		// report its replica failed, later requests avoid it without a
+		// retry, so retries alone can be 0.)
+		if retries == 0 && cut == 0 {
+			t.Errorf("the kill touched no request: nothing retried, no stream cut")
 		}
 	})
 }
