@@ -215,12 +215,12 @@ func TestUnappliableEntryDoesNotStopTheCluster(t *testing.T) {
 	}
 	tc.put(tc.leader(), "after-restart", 1)
 	for _, n := range tc.nodes {
+		testwait.For(t, 10*time.Second, n.id+" to apply the write after restart", func() bool { return tc.replicasOf(n, "after-restart") == 1 })
 		n.c.Machine().Read(func(s *state.State) {
 			if s.RejectedTotal != 1 || len(s.Rejected) != 1 {
 				t.Errorf("%s: rejected %d %+v", n.id, s.RejectedTotal, s.Rejected)
 			}
 		})
-		testwait.For(t, 10*time.Second, n.id+" to apply the write after restart", func() bool { return tc.replicasOf(n, "after-restart") == 1 })
 	}
 }
 
