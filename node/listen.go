@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/internal/pki"
+	"github.com/sovra/sovra/internal/preplisten"
 )
 
 // sniffTimeout bounds how long a new connection may take to send its first
@@ -54,120 +54,35 @@ func (lc listenerConfig) tlsConfig() *tls.Config {
 	}
 }
 
-// sniffListener hands out plain connections as they are and TLS ones
-// wrapped in tls.Server, deciding by each connection's first byte, which
-// it waits for off the accept loop. With a public certificate, plain
-// connections are closed: clients must use TLS.
-type sniffListener struct {
-	net.Listener
-	tls        *tls.Config
-	plainAllow bool
-	maxPending int
-	ready      chan net.Conn
-	done       chan struct{}
-	err        error
-	once       sync.Once
-	wg         sync.WaitGroup
-
-	mu      sync.Mutex
-	pending map[net.Conn]struct{}
-	closed  bool
-}
-
-func listen(addr string, lc listenerConfig) (net.Listener, error) {
+// listen opens the API's listener. It hands out plain connections as they
+// are and TLS ones wrapped in tls.Server, deciding by each connection's
+// first byte, which it waits for off the accept loop. With a public
+// certificate, plain connections are closed: clients must use TLS.
+func listen(addr string, lc listenerConfig) (*preplisten.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	l := &sniffListener{Listener: ln, tls: lc.tlsConfig(), plainAllow: lc.public == nil, maxPending: maxSniffing,
-		ready: make(chan net.Conn), done: make(chan struct{}), pending: map[net.Conn]struct{}{}}
-	l.wg.Add(1)
-	go l.loop()
-	return l, nil
+	cfg, plain := lc.tlsConfig(), lc.public == nil
+	return preplisten.New(ln, func(conn net.Conn) (net.Conn, error) { return sniff(conn, cfg, plain) }, maxSniffing), nil
 }
 
-func (l *sniffListener) loop() {
-	defer l.wg.Done()
-	for {
-		conn, err := l.Listener.Accept()
-		if err != nil {
-			l.err = err
-			l.once.Do(func() { close(l.done) })
-			return
-		}
-		if !l.hold(conn) {
-			conn.Close()
-			continue
-		}
-		l.wg.Add(1)
-		go l.sniff(conn)
-	}
-}
-
-func (l *sniffListener) hold(conn net.Conn) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed || len(l.pending) >= l.maxPending {
-		return false
-	}
-	l.pending[conn] = struct{}{}
-	return true
-}
-
-func (l *sniffListener) sniff(conn net.Conn) {
-	defer l.wg.Done()
+// sniff reads a connection's first byte and says what it speaks.
+func sniff(conn net.Conn, cfg *tls.Config, plainAllowed bool) (net.Conn, error) {
 	var first [1]byte
 	conn.SetReadDeadline(time.Now().Add(sniffTimeout))
-	_, err := conn.Read(first[:])
-	conn.SetReadDeadline(time.Time{})
-	l.mu.Lock()
-	delete(l.pending, conn)
-	l.mu.Unlock()
-	if err != nil {
-		conn.Close()
-		return
+	if _, err := conn.Read(first[:]); err != nil {
+		return nil, err
 	}
+	conn.SetReadDeadline(time.Time{})
 	pc := &peekedConn{Conn: conn, first: first[0], has: true}
-	var out net.Conn = pc
 	switch {
 	case first[0] == tlsRecordHandshake:
-		out = tls.Server(pc, l.tls)
-	case !l.plainAllow:
-		conn.Close()
-		return
+		return tls.Server(pc, cfg), nil
+	case !plainAllowed:
+		return nil, errors.New("plain HTTP on a TLS port")
 	}
-	select {
-	case l.ready <- out:
-	case <-l.done:
-		conn.Close()
-	}
-}
-
-// Accept returns the next connection, TLS ones before their handshake
-// (the server runs it).
-func (l *sniffListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ready:
-		return c, nil
-	case <-l.done:
-		if l.err != nil {
-			return nil, l.err
-		}
-		return nil, net.ErrClosed
-	}
-}
-
-// Close stops accepting and closes connections not yet handed out.
-func (l *sniffListener) Close() error {
-	l.mu.Lock()
-	l.closed = true
-	for c := range l.pending {
-		c.Close()
-	}
-	l.mu.Unlock()
-	err := l.Listener.Close()
-	l.wg.Wait()
-	return err
+	return pc, nil
 }
 
 // peekedConn gives back the byte the listener read first. It exposes the

@@ -130,14 +130,11 @@ func TestListenerWithPublicCertRefusesPlain(t *testing.T) {
 // TestListenerBoundsSilentConnections: connections that never send a
 // byte are held up to a bound; more are closed at once.
 func TestListenerBoundsSilentConnections(t *testing.T) {
-	inner, err := listen("127.0.0.1:0", listenerConfig{})
+	ln, err := listen("127.0.0.1:0", listenerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := inner.(*sniffListener)
-	ln.mu.Lock()
-	ln.maxPending = 4
-	ln.mu.Unlock()
+	ln.SetMaxPending(4)
 	defer ln.Close()
 	var silent []net.Conn
 	defer func() {
