@@ -194,3 +194,17 @@ func (c *Cluster) waitApplied(ctx context.Context, index uint64) error {
 		}
 	}
 }
+
+// commitLocal encodes cmd and commits it on this node, which must lead;
+// a business error comes back as the error.
+func (c *Cluster) commitLocal(ctx context.Context, cmd state.Command) error {
+	entry, err := state.Encode(cmd)
+	if err != nil {
+		return err
+	}
+	out, err := c.applyLocal(ctx, entry)
+	if err != nil {
+		return err
+	}
+	return out.Err()
+}

@@ -121,16 +121,8 @@ func (c *Cluster) publishCA(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	entry, err := state.Encode(state.Command{Type: state.TypeSetClusterCA,
+	return c.commitLocal(ctx, state.Command{Type: state.TypeSetClusterCA,
 		Body: state.SetClusterCA{CA: state.ClusterCA{Cert: string(creds.CA.CertPEM()), Key: string(key)}}})
-	if err != nil {
-		return err
-	}
-	out, err := c.applyLocal(ctx, entry)
-	if err != nil {
-		return err
-	}
-	return out.Err()
 }
 
 // certifyRequest asks a member to sign this node's certificate.

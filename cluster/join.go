@@ -121,15 +121,7 @@ func (c *Cluster) register(ctx context.Context, n state.Node) error {
 	if same {
 		return nil
 	}
-	entry, err := state.Encode(state.Command{Type: state.TypeRegisterNode, Body: state.RegisterNode{Node: n, Time: time.Now().UnixMilli()}})
-	if err != nil {
-		return err
-	}
-	out, err := c.applyLocal(ctx, entry)
-	if err != nil {
-		return err
-	}
-	return out.Err()
+	return c.commitLocal(ctx, state.Command{Type: state.TypeRegisterNode, Body: state.RegisterNode{Node: n, Time: time.Now().UnixMilli()}})
 }
 
 // sameRegistration compares what a node registers, not what the cluster
