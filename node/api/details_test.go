@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ollama/ollama/api"
@@ -319,5 +320,73 @@ func TestUnknownModelIsOneAnswer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// showCounter is a fakeBackend that counts the descriptions asked of it.
+type showCounter struct {
+	*fakeBackend
+	shows atomic.Int32
+}
+
+func (s *showCounter) Show(ctx context.Context, req *api.ShowRequest) (*api.ShowResponse, error) {
+	s.shows.Add(1)
+	return s.fakeBackend.Show(ctx, req)
+}
+
+// TestInvalidModelNamesAreRefused: a name that is no deployment's and
+// that Ollama's rules refuse never reaches Ollama (which fails some such
+// requests with a server error): 400 naming the model, on every route,
+// whether or not the node serves undeployed models. A well-formed
+// unknown name stays a 404.
+func TestInvalidModelNamesAreRefused(t *testing.T) {
+	routes := []struct{ name, method, path, body string }{
+		{"model by id", http.MethodGet, "/v1/models/..%2F..%2Fetc%2Fpasswd", ""},
+		{"ollama show", http.MethodPost, "/api/show", `{"model":"../../etc/passwd"}`},
+		{"chat completion", http.MethodPost, "/v1/chat/completions", `{"model":"../../etc/passwd","messages":[{"role":"user","content":"hi"}]}`},
+		{"ollama chat", http.MethodPost, "/api/chat", `{"model":"a b c","stream":false,"messages":[{"role":"user","content":"hi"}]}`},
+		{"ollama embed", http.MethodPost, "/api/embed", `{"model":"x/y/z/w","input":"hi"}`},
+		{"anthropic message", http.MethodPost, "/v1/messages", `{"model":"../x","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`},
+	}
+	for _, undeployed := range []bool{true, false} {
+		for _, rte := range routes {
+			t.Run(fmt.Sprintf("%s/undeployed=%v", rte.name, undeployed), func(t *testing.T) {
+				var got reached
+				be := &showCounter{fakeBackend: recordingBackend(&got)}
+				rt := router.New("n1", be, fixedState{policyState()}, nil).WithConfig(router.Config{ServeUndeployed: undeployed})
+				url, _ := startServer(t, rt)
+				req, _ := http.NewRequest(rte.method, url+rte.path, strings.NewReader(rte.body))
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				raw, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusBadRequest || got.calls != 0 || be.shows.Load() != 0 {
+					t.Fatalf("status %d after %d calls and %d descriptions: %s", resp.StatusCode, got.calls, be.shows.Load(), raw)
+				}
+				if strings.HasPrefix(rte.path, "/v1/") && rte.path != "/v1/messages" {
+					var e openAIBody
+					if json.Unmarshal(raw, &e) != nil || e.Error.Param == nil || *e.Error.Param != "model" {
+						t.Errorf("want an OpenAI error naming the model: %s", raw)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestModelIDsAreUnescaped: an SDK escapes the slash of a model id.
+func TestModelIDsAreUnescaped(t *testing.T) {
+	rt := router.New("n1", &fakeBackend{err: backend.ErrModelNotFound}, nil, nil).WithConfig(router.Config{ServeUndeployed: true})
+	url, _ := startServer(t, rt)
+	resp, err := client.Get(url + "/v1/models/acme%2Fnope:7b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e openAIBody
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != http.StatusNotFound || !strings.Contains(e.Error.Message, "'acme/nope:7b'") {
+		t.Fatalf("status %d, %+v: want 404 naming acme/nope:7b", resp.StatusCode, e.Error)
 	}
 }

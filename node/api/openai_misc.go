@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -193,9 +194,13 @@ func (s *Server) listModels(c *fiber.Ctx) error {
 }
 
 func (s *Server) getModel(c *fiber.Ctx) error {
-	name := c.Params("*")
-	if name == "" {
+	if c.Params("*") == "" {
 		return s.listModels(c)
+	}
+	// SDKs escape the id ("acme%2Fcoder:7b").
+	name, err := url.PathUnescape(c.Params("*"))
+	if err != nil {
+		return invalidParam("model", "the model id in the path is not validly escaped")
 	}
 	if err := checkModelName(name); err != nil {
 		return err
