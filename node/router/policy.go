@@ -25,12 +25,15 @@ import (
 //   - the model must be named by a deployment in the cluster state, unless
 //     the node serves undeployed models (Config.ServeUndeployed); Ollama's
 //     cloud models, which send prompts to a third party, are refused even
-//     then (ErrModelNotServed);
+//     then (ErrModelNotServed); a name that no deployment has and that
+//     Ollama's own parser refuses is refused either way
+//     (ErrInvalidModelName), since it would reach Ollama as it is;
 //   - the options must be on the sampling allowlist (ErrOptionRefused):
 //     options that decide how a model is loaded (num_gpu, num_batch, ...)
 //     and unknown ones are refused; num_ctx is accepted up to the context
 //     length replicas are sized for and never passed on, since Ollama
-//     reloads a model whose num_ctx changes;
+//     reloads a model whose num_ctx changes; num_predict is accepted up
+//     to that context length too;
 //   - the client's keep_alive is never passed on: a request served from a
 //     replica placed on this node carries backend.PinKeepAlive, the
 //     keep_alive the agent pins it with, and any other request carries
