@@ -87,7 +87,19 @@ func (r *responsesRequest) validate(limit int) error {
 	case r.Background:
 		return unsupportedParam("background", "background: true is not supported; stream the response instead")
 	}
+	if f := r.textFormat(); f != nil && f.Type == "json_schema" {
+		if err := checkSchema("text.format.schema", f.Schema); err != nil {
+			return err
+		}
+	}
 	return checkTokens(limit, tokenParam{"max_output_tokens", r.MaxOutputTokens})
+}
+
+func (r *responsesRequest) textFormat() *openai.ResponsesTextFormat {
+	if r.Text == nil {
+		return nil
+	}
+	return r.Text.Format
 }
 
 // responses serves the OpenAI Responses API, statelessly.

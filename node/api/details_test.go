@@ -58,6 +58,7 @@ func TestRequestParametersAreChecked(t *testing.T) {
 		{name: "tool_choice unknown word", body: withField(`"tool_choice":"sometimes"`), param: "tool_choice"},
 		{name: "responses previous_response_id", path: "/v1/responses", body: `{"model":"m","input":"hi","previous_response_id":"resp_1"}`, param: "previous_response_id", code: "unsupported_parameter"},
 		{name: "responses store", path: "/v1/responses", body: `{"model":"m","input":"hi","store":true}`, param: "store", code: "unsupported_parameter"},
+		{name: "responses schema not a schema", path: "/v1/responses", body: `{"model":"m","input":"hi","text":{"format":{"type":"json_schema","name":"x","schema":{"type":"obj"}}}}`, param: "text.format.schema"},
 		{name: "responses max_output_tokens past the context", path: "/v1/responses", body: `{"model":"m","input":"hi","max_output_tokens":1000000000000}`, param: "max_output_tokens"},
 	}
 	for _, tc := range cases {
@@ -92,6 +93,7 @@ func TestValidParametersAreAccepted(t *testing.T) {
 		{"tool_choice auto", "/v1/chat/completions", withField(`"tools":[` + tool + `],"tool_choice":"auto"`)},
 		{"tool_choice naming a tool", "/v1/chat/completions", withField(`"tools":[` + tool + `],"tool_choice":{"type":"function","function":{"name":"f"}}`)},
 		{"responses store false", "/v1/responses", `{"model":"m","input":"hi","store":false}`},
+		{"responses with a schema", "/v1/responses", `{"model":"m","input":"hi","text":{"format":{"type":"json_schema","name":"x","schema":{"type":"object"}}}}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
