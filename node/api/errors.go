@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/ollama/ollama/anthropic"
@@ -234,4 +235,19 @@ func writeError(c *fiber.Ctx, e *Error) error {
 		return nil
 	}
 	return c.Status(status).JSON(errorBody(familyOf(c.Path()), e))
+}
+
+// maxEcho is how much of a client's string an error message repeats.
+const maxEcho = 48
+
+// cut is the start of s, at most maxEcho bytes, marked when cut.
+func cut(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	n := maxEcho
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }

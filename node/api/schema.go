@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"unicode/utf8"
 )
 
 // The JSON schema of a structured output reaches Ollama, which turns it
@@ -224,19 +223,4 @@ func at(path string) string {
 		return "the schema"
 	}
 	return path
-}
-
-// maxEcho is how much of a client's string an error message repeats.
-const maxEcho = 48
-
-// cut is the start of s, at most maxEcho bytes, marked when cut.
-func cut(s string) string {
-	if len(s) <= maxEcho {
-		return s
-	}
-	n := maxEcho
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "..."
 }
