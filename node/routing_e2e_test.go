@@ -12,6 +12,7 @@ import (
 	"github.com/sovra/sovra/internal/ollamarig"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
+	"github.com/sovra/sovra/scheduler"
 )
 
 // tinyTag is the Ollama tag of the tiny model the real Ollamas serve.
@@ -118,8 +119,9 @@ func TestRoutingOnRealOllama(t *testing.T) {
 			t.Run(s.name, func(t *testing.T) {
 				before := served()
 				var hungUp time.Time
-				// Entering the US node, an EU-only request is forwarded.
-				a, err := call{url: url("us"), shape: s, body: s.body("tiny", "Tell a long story", 100000),
+				// Entering the US node, an EU-only request is forwarded. It
+				// asks for as many tokens as a request may: the context.
+				a, err := call{url: url("us"), shape: s, body: s.body("tiny", "Tell a long story", scheduler.DefaultContext),
 					header:     map[string]string{"Sovra-Jurisdiction": "EU"},
 					firstFrame: func() bool { hungUp = time.Now(); return false }}.do(ctx)
 				if err != nil {

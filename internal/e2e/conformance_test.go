@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +51,16 @@ var conformanceChecks = []struct {
 		}
 		if err := be.Delete(ctx, &api.DeleteRequest{Model: "nope-model:1b"}); !errors.Is(err, backend.ErrModelNotFound) {
 			t.Errorf("delete: %v", err)
+		}
+	}},
+	{"names Ollama's parser refuses", func(t *testing.T, ctx context.Context, be backend.Backend, tg target) {
+		for _, c := range refusedNames {
+			t.Run(c.name, func(t *testing.T) {
+				status, msg := ollamaCall(t, ctx, tg.ollamaURL, c.method, c.path, c.body)
+				if status != c.status || msg != c.msg {
+					t.Errorf("%d %q, want %d %q", status, msg, c.status, c.msg)
+				}
+			})
 		}
 	}},
 	{"streamed chat ends with one done message counting the tokens", func(t *testing.T, ctx context.Context, be backend.Backend, tg target) {
@@ -156,6 +169,44 @@ var conformanceChecks = []struct {
 			t.Errorf("got %v after %d chunks", err, n)
 		}
 	}},
+}
+
+// refusedNames are Ollama v0.17.4's answers, route by route, to a model
+// name its parser refuses: some are server errors, which sovra must never
+// provoke (it refuses such names itself).
+var refusedNames = []struct {
+	name, method, path, body string
+	status                   int
+	msg                      string
+}{
+	{"show", "POST", "/api/show", `{"model":"../../etc/passwd"}`, 500, "unqualified name: ../../etc/passwd:latest"},
+	{"show with a space", "POST", "/api/show", `{"model":"a b"}`, 500, "unqualified name: registry.ollama.ai/library/a b:latest"},
+	{"chat", "POST", "/api/chat", `{"model":"../../etc/passwd","messages":[{"role":"user","content":"x"}]}`, 400, "model is required"},
+	{"generate", "POST", "/api/generate", `{"model":"../../etc/passwd","prompt":"x"}`, 404, "model '../../etc/passwd' not found"},
+	{"embed", "POST", "/api/embed", `{"model":"../../etc/passwd","input":"x"}`, 500, "unqualified name: ../../etc/passwd:latest"},
+	{"embed without a model", "POST", "/api/embed", `{"input":"x"}`, 500, "unqualified name: registry.ollama.ai/library/!MISSING!:latest"},
+	{"delete", "DELETE", "/api/delete", `{"model":"../../etc/passwd"}`, 400, `name "../../etc/passwd" is invalid`},
+	{"pull", "POST", "/api/pull", `{"model":"../../etc/passwd"}`, 400, "invalid model name"},
+}
+
+// ollamaCall sends one raw request to an Ollama and returns the status
+// and the error message of the answer.
+func ollamaCall(t *testing.T, ctx context.Context, base, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	return resp.StatusCode, e.Error
 }
 
 func chatReq(model string, maxTokens int, stream bool) *api.ChatRequest {

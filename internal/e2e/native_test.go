@@ -65,6 +65,40 @@ func TestOllamaClientThroughNode(t *testing.T) {
 	})
 }
 
+// TestInvalidModelNamesThroughNode: a node refuses a name Ollama's parser
+// refuses with a 400 naming the model, whatever its Ollama would have
+// answered (the real one fails some such requests with a server error,
+// which reached clients as a 502), and a well-formed unknown name is 404.
+func TestInvalidModelNamesThroughNode(t *testing.T) {
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+	}{
+		{"model by id", "GET", "/v1/models/..%2F..%2Fetc%2Fpasswd", "", http.StatusBadRequest},
+		{"ollama show", "POST", "/api/show", `{"model":"../../etc/passwd"}`, http.StatusBadRequest},
+		{"ollama embed", "POST", "/api/embed", `{"model":"../../etc/passwd","input":"x"}`, http.StatusBadRequest},
+		{"chat completion", "POST", "/v1/chat/completions", `{"model":"a b","messages":[{"role":"user","content":"x"}]}`, http.StatusBadRequest},
+		{"unknown model by id", "GET", "/v1/models/nope-model:1b", "", http.StatusNotFound},
+		{"unknown model shown", "POST", "/api/show", `{"model":"nope-model:1b"}`, http.StatusNotFound},
+	}
+	eachTarget(t, func(t *testing.T, tg target) {
+		n := testnode.Start(t, tg.ollamaURL)
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				req, _ := http.NewRequestWithContext(testCtx(t), c.method, n.URL()+c.path, strings.NewReader(c.body))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				if resp.StatusCode != c.status {
+					t.Errorf("status %d, want %d", resp.StatusCode, c.status)
+				}
+			})
+		}
+	})
+}
+
 func hasModel(list *api.ListResponse, name string) bool {
 	for _, m := range list.Models {
 		if strings.HasPrefix(m.Name, name) {

@@ -20,11 +20,13 @@ func badRequest(format string, args ...any) *httpError {
 	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
-// modelFor resolves the model of an inference request, answering 400 when
-// the name is missing and 404 when the model is not present.
-func (s *Server) modelFor(w http.ResponseWriter, tr *track, name string) *model {
-	if NormalizeName(name) == "" {
-		writeError(w, http.StatusBadRequest, "model is required")
+// modelFor resolves the model of an inference request, answering a name
+// that Ollama's parser refuses (an empty one too) as the route does, and
+// 404 when the model is not present.
+func (s *Server) modelFor(w http.ResponseWriter, tr *track, name string, refuse nameRefusal) *model {
+	if !validName(name) {
+		e := refuse(name)
+		writeError(w, e.status, e.msg)
 		return nil
 	}
 	tr.rec.Model = NormalizeName(name)
@@ -68,7 +70,7 @@ func (s *Server) handleChat(w http.ResponseWriter, r *http.Request, tr *track) {
 		return
 	}
 	tr.rec.Stream = streaming(req.Stream)
-	m := s.modelFor(w, tr, req.Model)
+	m := s.modelFor(w, tr, req.Model, refuseAsRequired)
 	if m == nil {
 		return
 	}
@@ -127,7 +129,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request, tr *trac
 		return
 	}
 	tr.rec.Stream = streaming(req.Stream)
-	m := s.modelFor(w, tr, req.Model)
+	m := s.modelFor(w, tr, req.Model, refuseAsNotFound)
 	if m == nil {
 		return
 	}

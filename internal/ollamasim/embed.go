@@ -64,7 +64,7 @@ func (s *Server) handleEmbed(w http.ResponseWriter, r *http.Request, tr *track) 
 		writeError(w, http.StatusBadRequest, "invalid input type")
 		return
 	}
-	m := s.modelFor(w, tr, req.Model)
+	m := s.modelFor(w, tr, req.Model, refuseEmbed)
 	if m == nil || s.failFault(w, tr, req.Model) {
 		return
 	}
@@ -87,7 +87,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request, tr *tr
 	if !decode(w, r, &req) {
 		return
 	}
-	if NormalizeName(req.Model) == "" {
+	if !validName(req.Model) {
 		writeError(w, http.StatusBadRequest, "model is required")
 		return
 	}

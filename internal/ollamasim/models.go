@@ -267,6 +267,11 @@ func (s *Server) handleShow(w http.ResponseWriter, r *http.Request, tr *track) {
 		writeError(w, http.StatusBadRequest, "model is required")
 		return
 	}
+	if !validName(name) {
+		e := refuseAsUnqualified(name)
+		writeError(w, e.status, e.msg)
+		return
+	}
 	tr.rec.Model = NormalizeName(name)
 	m := s.lookup(name)
 	if m == nil {
@@ -348,7 +353,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, tr *track)
 		return
 	}
 	name := cmp.Or(req.Model, req.Name)
-	if NormalizeName(name) == "" {
+	if !validName(name) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("name %q is invalid", name))
 		return
 	}

@@ -45,7 +45,7 @@ func (s *Server) handlePull(w http.ResponseWriter, r *http.Request, tr *track) {
 		return
 	}
 	name := cmp.Or(req.Model, req.Name)
-	if NormalizeName(name) == "" {
+	if !validName(name) {
 		writeError(w, http.StatusBadRequest, "invalid model name")
 		return
 	}

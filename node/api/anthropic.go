@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -18,71 +20,129 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	switch {
-	case req.Model == "":
-		return invalidParam("model", "model: field required")
-	case req.MaxTokens <= 0:
-		return invalidParam("max_tokens", "max_tokens: must be at least 1")
-	case len(req.Messages) == 0:
-		return invalidParam("messages", "messages: at least one message is required")
+	if err := checkMessagesRequest(&req, s.tokenLimit()); err != nil {
+		return err
 	}
 	chat, err := anthropic.FromMessagesRequest(req)
 	if err != nil {
 		return invalidParam("messages", "%s", err.Error())
 	}
 	requestInfo(c).setModel(req.Model)
-	id := s.ids.next("msg")
+	id := s.ids.next("msg_")
 	g := chatGeneration(s.be, chat)
 	if !req.Stream {
 		final, err := collect(s, c, g)
 		if err != nil {
 			return err
 		}
-		return c.JSON(anthropic.ToMessagesResponse(id, final))
+		return c.JSON(toMessage(anthropic.ToMessagesResponse(id, final)))
 	}
-	conv := anthropic.NewStreamConverter(id, req.Model, anthropic.EstimateInputTokens(req))
-	return s.serveEvents(c, g, func(e *Error) []byte { return sseFrame("error", inBandError(familyAnthropic, e)) },
-		func(r api.ChatResponse) []namedEvent { return asEvents(conv.Process(r)) })
+	st := &anthropicStream{conv: anthropic.NewStreamConverter(id, req.Model, anthropic.EstimateInputTokens(req))}
+	return s.serveEvents(c, g, func(e *Error) []byte { return sseFrame("error", inBandError(familyAnthropic, e)) }, st.process)
 }
 
-// responses serves the OpenAI Responses API (stateless: no stored
-// conversations).
+// checkMessagesRequest checks what Anthropic's API checks and Ollama's
+// translator does not. Anthropic's error format has no param: the
+// messages start with the parameter's path, as Anthropic's do.
+func checkMessagesRequest(req *anthropic.MessagesRequest, limit int) error {
+	switch {
+	case req.Model == "":
+		return invalidParam("model", "model: field required")
+	case req.MaxTokens <= 0:
+		return invalidParam("max_tokens", "max_tokens: must be at least 1")
+	case limit > 0 && req.MaxTokens > limit:
+		return invalidParam("max_tokens", "max_tokens: %d is too large; the models of this cluster are served with a context of %d tokens, prompt included", req.MaxTokens, limit)
+	case len(req.Messages) == 0:
+		return invalidParam("messages", "messages: at least one message is required")
+	}
+	for i, m := range req.Messages {
+		if m.Role != "user" && m.Role != "assistant" {
+			return invalidParam(indexed("messages", i, "role"), "messages.%d.role: Input should be 'user' or 'assistant'", i)
+		}
+	}
+	return nil
+}
+
+// responsesRequest is the Responses API request with the fields that need
+// stored responses, which this server does not keep.
+type responsesRequest struct {
+	openai.ResponsesRequest
+	Store              *bool   `json:"store"`
+	PreviousResponseID *string `json:"previous_response_id"`
+}
+
+// validate refuses what a stateless server cannot do rather than drop it:
+// a conversation continued by reference would silently lose its history.
+func (r *responsesRequest) validate(limit int) error {
+	const stateless = "this server does not store responses; send the whole conversation in input instead"
+	switch {
+	case r.Model == "":
+		return invalidParam("model", "you must provide a model parameter")
+	case r.PreviousResponseID != nil:
+		return unsupportedParam("previous_response_id", "previous_response_id is not supported: "+stateless)
+	case r.Store != nil && *r.Store:
+		return unsupportedParam("store", "store: true is not supported: "+stateless+" (send store: false or leave it out)")
+	case !isNull(r.Conversation):
+		return unsupportedParam("conversation", "conversation is not supported: "+stateless)
+	case r.Background:
+		return unsupportedParam("background", "background: true is not supported; stream the response instead")
+	}
+	if f := r.textFormat(); f != nil && f.Type == "json_schema" {
+		if err := checkSchema("text.format.schema", f.Schema); err != nil {
+			return err
+		}
+	}
+	return checkTokens(limit, tokenParam{"max_output_tokens", r.MaxOutputTokens})
+}
+
+func (r *responsesRequest) textFormat() *openai.ResponsesTextFormat {
+	if r.Text == nil {
+		return nil
+	}
+	return r.Text.Format
+}
+
+// responses serves the OpenAI Responses API, statelessly.
 func (s *Server) responses(c *fiber.Ctx) error {
-	var req openai.ResponsesRequest
+	var req responsesRequest
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if req.Model == "" {
-		return invalidParam("model", "you must provide a model parameter")
-	}
-	if err := positive("max_output_tokens", req.MaxOutputTokens); err != nil {
+	if err := req.validate(s.tokenLimit()); err != nil {
 		return err
 	}
-	chat, err := openai.FromResponsesRequest(req)
+	chat, err := openai.FromResponsesRequest(req.ResponsesRequest)
 	if err != nil {
 		return invalidParam("input", "%s", err.Error())
 	}
 	streamed := req.Stream != nil && *req.Stream
 	chat.Stream = &streamed
 	requestInfo(c).setModel(req.Model)
-	respID, itemID := s.ids.next("resp"), s.ids.next("msg")
+	respID, itemID := s.ids.next("resp_"), s.ids.next("msg_")
 	g := chatGeneration(s.be, chat)
 	if !streamed {
 		final, err := collect(s, c, g)
 		if err != nil {
 			return err
 		}
-		out := openai.ToResponse(req.Model, respID, itemID, final, req)
+		out := openai.ToResponse(req.Model, respID, itemID, final, req.ResponsesRequest)
 		done := time.Now().Unix()
 		out.CompletedAt = &done
 		return c.JSON(out)
 	}
-	conv := openai.NewResponsesStreamConverter(respID, itemID, req.Model, req)
+	conv := openai.NewResponsesStreamConverter(respID, itemID, req.Model, req.ResponsesRequest)
 	fail := func(e *Error) []byte {
 		b, _ := json.Marshal(map[string]any{"type": "error", "code": e.Code, "message": e.Message, "param": nil, "sequence_number": 0})
 		return sseFrame("error", b)
 	}
 	return s.serveEvents(c, g, fail, func(r api.ChatResponse) []namedEvent { return asEvents(conv.Process(r)) })
+}
+
+// storedResponse answers GET and DELETE /v1/responses/{id}: no response
+// is ever stored.
+func (s *Server) storedResponse(c *fiber.Ctx) error {
+	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found",
+		Message: fmt.Sprintf("No response with id '%s' is stored: this server does not store responses.", cut(c.Params("*")))}
 }
 
 // namedEvent is one server-sent event with an event name; the Anthropic

@@ -14,8 +14,10 @@ import (
 // does not know about.
 type chatRequest struct {
 	openai.ChatCompletionRequest
-	MaxCompletionTokens *int `json:"max_completion_tokens"`
-	N                   *int `json:"n"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	N                   *int            `json:"n"`
+	LogitBias           json.RawMessage `json:"logit_bias"`
+	ToolChoice          json.RawMessage `json:"tool_choice"`
 }
 
 // chatMessage adds reasoning_content, the field DeepSeek's API uses for the
@@ -64,12 +66,12 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	oreq, err := req.toOllama()
+	oreq, err := req.toOllama(s.tokenLimit())
 	if err != nil {
 		return err
 	}
 	requestInfo(c).setModel(req.Model)
-	id := s.ids.next("chatcmpl")
+	id := s.ids.next("chatcmpl-")
 	g := chatGeneration(s.be, oreq)
 	if !req.Stream {
 		final, err := collect(s, c, g)
@@ -163,7 +165,7 @@ type toolCallIDs struct {
 func (t *toolCallIDs) fill(calls []openai.ToolCall) {
 	for i := range calls {
 		if calls[i].ID == "" {
-			calls[i].ID = t.ids.next("call")
+			calls[i].ID = t.ids.next("call_")
 		}
 		calls[i].Index = t.sent
 		t.sent++
@@ -174,9 +176,10 @@ var chatRoles = map[string]bool{"system": true, "developer": true, "user": true,
 
 var reasoningEfforts = map[string]string{"minimal": "low", "low": "low", "medium": "medium", "high": "high", "none": "none"}
 
-// toOllama checks the request and translates it.
-func (r *chatRequest) toOllama() (*api.ChatRequest, error) {
-	if err := r.validate(); err != nil {
+// toOllama checks the request, asking for at most limit tokens (0: any),
+// and translates it.
+func (r *chatRequest) toOllama(limit int) (*api.ChatRequest, error) {
+	if err := r.validate(limit); err != nil {
 		return nil, err
 	}
 	if r.MaxTokens == nil && r.MaxCompletionTokens != nil {
@@ -198,7 +201,7 @@ func (r *chatRequest) toOllama() (*api.ChatRequest, error) {
 	return out, nil
 }
 
-func (r *chatRequest) validate() error {
+func (r *chatRequest) validate(limit int) error {
 	if r.Model == "" {
 		return invalidParam("model", "you must provide a model parameter")
 	}
@@ -219,19 +222,31 @@ func (r *chatRequest) validate() error {
 	if r.N != nil && *r.N != 1 {
 		return invalidParam("n", "only n=1 is supported")
 	}
-	if err := positive("max_tokens", r.MaxTokens); err != nil {
-		return err
-	}
-	if err := positive("max_completion_tokens", r.MaxCompletionTokens); err != nil {
+	if err := checkTokens(limit, tokenParam{"max_tokens", r.MaxTokens}, tokenParam{"max_completion_tokens", r.MaxCompletionTokens}); err != nil {
 		return err
 	}
 	if r.TopLogprobs < 0 || r.TopLogprobs > 20 {
 		return invalidParam("top_logprobs", "top_logprobs must be between 0 and 20")
 	}
-	if err := checkResponseFormat(r.ResponseFormat); err != nil {
+	if err := r.checkShapes(); err != nil {
 		return err
 	}
 	return r.normalizeEffort()
+}
+
+// checkShapes checks the parameters that carry objects: the response
+// format, the logit bias, the tools and the tool choice.
+func (r *chatRequest) checkShapes() error {
+	if err := checkResponseFormat(r.ResponseFormat); err != nil {
+		return err
+	}
+	if err := checkLogitBias(r.LogitBias); err != nil {
+		return err
+	}
+	if err := checkTools(r.Tools); err != nil {
+		return err
+	}
+	return checkToolChoice(r.ToolChoice, r.Tools)
 }
 
 func (r *chatRequest) normalizeEffort() error {

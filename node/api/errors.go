@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/ollama/ollama/anthropic"
@@ -48,9 +49,27 @@ func invalidParam(param, format string, args ...any) *Error {
 	return &Error{Status: http.StatusBadRequest, Type: typeInvalid, Param: param, Message: fmt.Sprintf(format, args...)}
 }
 
+// unsupportedParam refuses a parameter the server cannot honour.
+func unsupportedParam(param, format string, args ...any) *Error {
+	e := invalidParam(param, format, args...)
+	e.Code = "unsupported_parameter"
+	return e
+}
+
+// modelNotFound is the answer to a request for a model that is not
+// served, the same on every route; it repeats the start of the name only.
 func modelNotFound(model string) *Error {
 	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model",
-		Message: fmt.Sprintf("The model '%s' does not exist or is not served by this cluster.", model)}
+		Message: fmt.Sprintf("The model '%s' does not exist or is not served by this cluster.", cut(model))}
+}
+
+// isModelNotFound reports whether err says the requested model is not
+// served (a cloud model's refusal says why in its own words).
+func isModelNotFound(err error) bool {
+	if errors.Is(err, router.ErrInvalidModelName) || errors.Is(err, router.ErrCloudModel) {
+		return false
+	}
+	return errors.Is(err, router.ErrModelNotServed) || errors.Is(err, backend.ErrModelNotFound)
 }
 
 // toAPIError maps any error a handler returns to an API error. It is the one
@@ -76,6 +95,8 @@ func toAPIError(err error) *Error {
 	switch {
 	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrForbidden):
 		return authError(err)
+	case errors.Is(err, router.ErrInvalidModelName):
+		return &Error{Status: http.StatusBadRequest, Type: typeInvalid, Code: "invalid_model_name", Param: "model", Message: err.Error()}
 	case errors.Is(err, router.ErrModelNotServed):
 		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model", Message: err.Error()}
 	case errors.Is(err, router.ErrOptionRefused):
@@ -220,4 +241,19 @@ func writeError(c *fiber.Ctx, e *Error) error {
 		return nil
 	}
 	return c.Status(status).JSON(errorBody(familyOf(c.Path()), e))
+}
+
+// maxEcho is how much of a client's string an error message repeats.
+const maxEcho = 48
+
+// cut is the start of s, at most maxEcho bytes, marked when cut.
+func cut(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	n := maxEcho
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "..."
 }

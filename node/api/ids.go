@@ -20,7 +20,10 @@ func newIDSource() *idSource {
 	return &idSource{prefix: hex.EncodeToString(b)}
 }
 
-// next returns kind + "-" + a unique suffix, for example "chatcmpl-3fa2c1d09e7b1a".
-func (s *idSource) next(kind string) string {
-	return kind + "-" + s.prefix + strconv.FormatUint(s.n.Add(1), 36)
+// next returns prefix + a unique suffix, for example
+// "chatcmpl-3fa2c1d09e7b1a". The prefixes are the upstream APIs' own:
+// "chatcmpl-", "cmpl-" and "call_" (OpenAI), "resp_" and "msg_" (the
+// Responses API), "msg_" (Anthropic).
+func (s *idSource) next(prefix string) string {
+	return prefix + s.prefix + strconv.FormatUint(s.n.Add(1), 36)
 }

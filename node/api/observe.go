@@ -65,13 +65,15 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	s.metrics.begin(ri)
 	ri.id = strings.Clone(c.Get(fiber.HeaderXRequestID))
 	if ri.id == "" || len(ri.id) > 128 {
-		ri.id = s.ids.next("req")
+		ri.id = s.ids.next("req-")
 	}
 	ri.method = strings.Clone(c.Method())
 	ri.path = strings.Clone(c.Path())
 	c.Set(fiber.HeaderXRequestID, ri.id)
 	err := c.Next()
-	setRoutingHeaders(c, ri.decision)
+	if !isModelNotFound(err) { // no replica of a model that is not served
+		setRoutingHeaders(c, ri.decision)
+	}
 	if err != nil {
 		if herr := s.handleError(c, err); herr != nil {
 			_ = c.SendStatus(fiber.StatusInternalServerError)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -20,7 +21,7 @@ type completionRequest struct {
 	N      *int `json:"n"`
 }
 
-func (r *completionRequest) toOllama() (api.GenerateRequest, error) {
+func (r *completionRequest) toOllama(limit int) (api.GenerateRequest, error) {
 	if r.Model == "" {
 		return api.GenerateRequest{}, invalidParam("model", "you must provide a model parameter")
 	}
@@ -41,7 +42,7 @@ func (r *completionRequest) toOllama() (api.GenerateRequest, error) {
 	if r.N != nil && *r.N != 1 {
 		return api.GenerateRequest{}, invalidParam("n", "only n=1 is supported")
 	}
-	if err := errors.Join(positive("max_tokens", r.MaxTokens), checkStop(r.Stop)); err != nil {
+	if err := errors.Join(checkTokens(limit, tokenParam{"max_tokens", r.MaxTokens}), checkStop(r.Stop)); err != nil {
 		return api.GenerateRequest{}, err
 	}
 	if t := r.Temperature; t != nil && (*t < 0 || *t > 2) {
@@ -67,13 +68,13 @@ func (s *Server) completions(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	greq, err := req.toOllama()
+	greq, err := req.toOllama(s.tokenLimit())
 	if err != nil {
 		return err
 	}
 	ri := requestInfo(c)
 	ri.setModel(req.Model)
-	id := s.ids.next("cmpl")
+	id := s.ids.next("cmpl-")
 	g := generateGeneration(s.be, &greq)
 	if !req.Stream {
 		final, err := collect(s, c, g)
@@ -193,9 +194,13 @@ func (s *Server) listModels(c *fiber.Ctx) error {
 }
 
 func (s *Server) getModel(c *fiber.Ctx) error {
-	name := c.Params("*")
-	if name == "" {
+	if c.Params("*") == "" {
 		return s.listModels(c)
+	}
+	// SDKs escape the id ("acme%2Fcoder:7b").
+	name, err := url.PathUnescape(c.Params("*"))
+	if err != nil {
+		return invalidParam("model", "the model id in the path is not validly escaped")
 	}
 	if err := checkModelName(name); err != nil {
 		return err

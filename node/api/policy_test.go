@@ -116,6 +116,8 @@ var policyCases = []policyCase{
 	{name: "an unknown option is refused", openAI: "-", openAIEmbed: "-", native: `,"options":{"made_up":1}`, status: 400, refused: "made_up"},
 	{name: "num_ctx above the context length is refused", openAI: "-", openAIEmbed: "-",
 		native: `,"options":{"num_ctx":1000000}`, status: 400, refused: "num_ctx"},
+	{name: "num_predict above the context length is refused", openAI: "-", openAIEmbed: "-",
+		native: `,"options":{"num_predict":1000000000000}`, status: 400, refused: "num_predict"},
 	{name: "num_ctx within the context length is not passed on", openAI: "-", openAIEmbed: "-",
 		native: `,"options":{"num_ctx":2048,"temperature":0.1}`, status: 200, reach: map[string]any{"temperature": 0.1}, absent: []string{"num_ctx"}},
 	{name: "an undeployed model is refused", model: "qwen3:0.6b", status: 404, refused: "model"},

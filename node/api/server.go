@@ -202,6 +202,8 @@ func (s *Server) routes() {
 	v1.Get("/models/*", s.getModel)
 	v1.Post("/messages", s.messages)
 	v1.Post("/responses", s.responses)
+	v1.Get("/responses/*", s.storedResponse)
+	v1.Delete("/responses/*", s.storedResponse)
 
 	o := a.Group("/api", s.auth.Require(auth.RoleUser))
 	o.Post("/chat", s.ollamaChat)
@@ -260,6 +262,9 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 		s.log.Error("unexpected error", zap.String("path", c.Path()), zap.Error(err))
 	}
 	ri := requestInfo(c)
+	if ri.model != "" && isModelNotFound(err) {
+		ae = modelNotFound(ri.model)
+	}
 	if ri.forwarded {
 		if errors.Is(err, backend.ErrUnavailable) {
 			// Tell the forwarding node that this replica's Ollama is

@@ -145,7 +145,7 @@ func checkResponseFormat(f *openai.ResponseFormat) error {
 		if f.JsonSchema == nil || len(f.JsonSchema.Schema) == 0 {
 			return invalidParam("response_format.json_schema", "response_format of type json_schema needs json_schema.schema")
 		}
-		return nil
+		return checkSchema("response_format.json_schema.schema", f.JsonSchema.Schema)
 	}
 	return invalidParam("response_format.type", "invalid response_format type %q: want text, json_object or json_schema", f.Type)
 }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ollama/ollama/api"
+	ollamamodel "github.com/ollama/ollama/types/model"
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/node/backend"
@@ -24,12 +25,15 @@ import (
 //   - the model must be named by a deployment in the cluster state, unless
 //     the node serves undeployed models (Config.ServeUndeployed); Ollama's
 //     cloud models, which send prompts to a third party, are refused even
-//     then (ErrModelNotServed);
+//     then (ErrModelNotServed); a name that no deployment has and that
+//     Ollama's own parser refuses is refused either way
+//     (ErrInvalidModelName), since it would reach Ollama as it is;
 //   - the options must be on the sampling allowlist (ErrOptionRefused):
 //     options that decide how a model is loaded (num_gpu, num_batch, ...)
 //     and unknown ones are refused; num_ctx is accepted up to the context
 //     length replicas are sized for and never passed on, since Ollama
-//     reloads a model whose num_ctx changes;
+//     reloads a model whose num_ctx changes; num_predict is accepted up
+//     to that context length too;
 //   - the client's keep_alive is never passed on: a request served from a
 //     replica placed on this node carries backend.PinKeepAlive, the
 //     keep_alive the agent pins it with, and any other request carries
@@ -48,6 +52,11 @@ var (
 	// ErrOptionRefused: the request sets an option clients may not set.
 	// An *OptionError is one.
 	ErrOptionRefused = errors.New("option refused")
+	// ErrInvalidModelName: the request names a model by a name that no
+	// deployment has and that Ollama's naming rules refuse (Ollama would
+	// fail such a request, on some routes with a server error). A
+	// *ModelError for such a name is one, and also ErrModelNotServed.
+	ErrInvalidModelName = errors.New("invalid model name")
 )
 
 // ModelError is a request for a model this node does not serve.
@@ -56,19 +65,24 @@ type ModelError struct {
 	Model string
 	// Cloud: the name is an Ollama cloud model's.
 	Cloud bool
+	// Invalid: the name is not valid by Ollama's naming rules.
+	Invalid bool
 }
 
 func (e *ModelError) Error() string {
+	if e.Invalid {
+		return fmt.Sprintf("%q is not a valid model name: a name is [host/][namespace/]model[:tag] of letters, digits, '_', '-' and '.'", e.Model)
+	}
 	if e.Cloud {
 		return fmt.Sprintf("model %q is an Ollama cloud model; this cluster does not serve cloud models", e.Model)
 	}
 	return fmt.Sprintf("model %q is not served by this cluster (no deployment names it)", e.Model)
 }
 
-// Is makes errors.Is(err, ErrModelNotServed) hold, and ErrCloudModel for
-// a cloud model.
+// Is makes errors.Is(err, ErrModelNotServed) hold, ErrCloudModel for a
+// cloud model and ErrInvalidModelName for an invalid name.
 func (e *ModelError) Is(target error) bool {
-	return target == ErrModelNotServed || (e.Cloud && target == ErrCloudModel)
+	return target == ErrModelNotServed || (e.Cloud && target == ErrCloudModel) || (e.Invalid && target == ErrInvalidModelName)
 }
 
 // OptionError is a request that sets an option clients may not set.
@@ -142,16 +156,32 @@ func IsCloudModel(name string) bool {
 	return ok && (tag == "cloud" || strings.HasSuffix(tag, "-cloud"))
 }
 
-// vetModel checks that this node serves model.
+// vetModel checks that this node serves model. A deployment's name need
+// not be an Ollama name (the router asks Ollama for its tag); any other
+// name reaches Ollama as it is, so it must be valid by Ollama's rules.
 func (r *Router) vetModel(model string) error {
 	switch {
 	case IsCloudModel(model):
 		return &ModelError{Model: shortName(model), Cloud: true}
-	case r.cfg.ServeUndeployed || r.deployed(model):
+	case r.deployed(model):
+		return nil
+	case !ValidModelName(model):
+		return &ModelError{Model: shortName(model), Invalid: true}
+	case r.cfg.ServeUndeployed:
 		return nil
 	}
 	return &ModelError{Model: shortName(model)}
 }
+
+// ValidModelName reports whether Ollama accepts name as a model's name,
+// by Ollama's own parser.
+func ValidModelName(name string) bool {
+	return ollamamodel.ParseName(name).IsValid()
+}
+
+// ContextLength is the context replicas are sized for (0: unknown): a
+// request can generate no more tokens than that.
+func (r *Router) ContextLength() int { return r.cfg.ContextLength }
 
 // deployed reports whether a deployment in the state names model, by its
 // name or its Ollama tag.
@@ -207,6 +237,8 @@ func (r *Router) vetOptions(opts map[string]any) (map[string]any, error) {
 
 func (r *Router) vetOption(k string, v any) *OptionError {
 	switch {
+	case k == "num_predict":
+		return r.vetNumPredict(v)
 	case samplingSet[k]:
 		return nil
 	case k == "num_ctx":
@@ -227,6 +259,21 @@ func (r *Router) vetNumCtx(v any) *OptionError {
 	if limit := r.cfg.ContextLength; limit > 0 && n > float64(limit) {
 		return &OptionError{Option: "num_ctx", Reason: fmt.Sprintf(
 			"%.0f is more than the context length of %d tokens that replicas are sized for; leave num_ctx out or ask for at most %d", n, limit, limit)}
+	}
+	return nil
+}
+
+// vetNumPredict accepts a num_predict up to the context length replicas
+// are sized for: no replica can generate more. Ollama's -1 (no limit) and
+// -2 (until the context is full) stay allowed.
+func (r *Router) vetNumPredict(v any) *OptionError {
+	n, ok := wholeNumber(v)
+	if !ok {
+		return &OptionError{Option: "num_predict", Reason: "it must be a whole number"}
+	}
+	if limit := r.cfg.ContextLength; limit > 0 && n > float64(limit) {
+		return &OptionError{Option: "num_predict", Reason: fmt.Sprintf(
+			"%.0f is more than the context length of %d tokens that replicas are sized for; ask for at most %d", n, limit, limit)}
 	}
 	return nil
 }

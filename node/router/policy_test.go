@@ -31,6 +31,10 @@ func TestOptionPolicy(t *testing.T) {
 		{name: "num_ctx at the context length is dropped", opts: map[string]any{"num_ctx": 8192}, want: map[string]any{}},
 		{name: "num_ctx above the context length", opts: map[string]any{"num_ctx": 131072.0}, refused: "num_ctx"},
 		{name: "num_ctx not a whole number", opts: map[string]any{"num_ctx": "big"}, refused: "num_ctx"},
+		{name: "num_predict at the context length", opts: map[string]any{"num_predict": 8192.0}, want: map[string]any{"num_predict": 8192.0}},
+		{name: "num_predict -1 (no limit) stays Ollama's", opts: map[string]any{"num_predict": -1.0}, want: map[string]any{"num_predict": -1.0}},
+		{name: "num_predict above the context length", opts: map[string]any{"num_predict": 1e12}, refused: "num_predict"},
+		{name: "num_predict not a whole number", opts: map[string]any{"num_predict": 1.5}, refused: "num_predict"},
 		{name: "num_gpu", opts: map[string]any{"num_gpu": 0.0}, refused: "num_gpu"},
 		{name: "main_gpu", opts: map[string]any{"main_gpu": 1.0}, refused: "main_gpu"},
 		{name: "use_mmap", opts: map[string]any{"use_mmap": false}, refused: "use_mmap"},
@@ -110,14 +114,16 @@ func TestIsCloudModel(t *testing.T) {
 	}
 }
 
-// policyState has deployment "chat" (llama3.1:8b) placed on node a, and
-// "remote" (mistral:7b) placed on b only.
+// policyState has deployment "chat" (llama3.1:8b) placed on node a,
+// "remote" (mistral:7b) placed on b only, and "team chat/eu" (qwen3:8b),
+// whose name Ollama would refuse, placed nowhere.
 func policyState() *state.State {
 	s := state.New()
 	s.Nodes["a"] = &state.Node{ID: "a", Status: state.NodeReady}
 	s.Nodes["b"] = &state.Node{ID: "b", Status: state.NodeReady}
 	s.Deployments["chat"] = &state.Deployment{Name: "chat", Model: "llama3.1:8b", Replicas: 1}
 	s.Deployments["remote"] = &state.Deployment{Name: "remote", Model: "mistral:7b", Replicas: 1}
+	s.Deployments["team chat/eu"] = &state.Deployment{Name: "team chat/eu", Model: "qwen3:8b", Replicas: 1}
 	s.Placements["chat\x00a"] = &state.Placement{Deployment: "chat", Node: "a", State: state.PlacementReady}
 	s.Placements["remote\x00b"] = &state.Placement{Deployment: "remote", Node: "b", State: state.PlacementLoading}
 	return s
@@ -130,8 +136,14 @@ func TestModelPolicy(t *testing.T) {
 		model      string
 		undeployed bool
 		clustered  bool
-		want       error // nil, ErrModelNotServed or ErrCloudModel
+		want       error // nil, ErrModelNotServed, ErrCloudModel or ErrInvalidModelName
 	}{
+		{"a deployment's name Ollama would refuse", "team chat/eu", false, true, nil},
+		{"a path as a name", "../../etc/passwd", false, true, ErrInvalidModelName},
+		{"a path as a name with ServeUndeployed", "../../etc/passwd", true, true, ErrInvalidModelName},
+		{"too many parts with ServeUndeployed", "a/b/c/d", true, false, ErrInvalidModelName},
+		{"a space with ServeUndeployed", "a b:1b", true, false, ErrInvalidModelName},
+		{"a host, namespace and tag with ServeUndeployed", "hf.co/org/repo:Q4_K_M", true, false, nil},
 		{"a deployment's name", "chat", false, true, nil},
 		{"a deployment's tag", "LLAMA3.1:8b", false, true, nil},
 		{"a deployment placed elsewhere", "mistral:7b", false, true, nil},
@@ -141,7 +153,7 @@ func TestModelPolicy(t *testing.T) {
 		{"a node without a cluster with ServeUndeployed", "qwen3:0.6b", true, false, nil},
 		{"a cloud model", "gpt-oss:120b-cloud", false, true, ErrCloudModel},
 		{"a cloud model with ServeUndeployed", "glm-4.6:cloud", true, false, ErrCloudModel},
-		{"a long name", long, false, true, ErrModelNotServed},
+		{"a long name", long, false, true, ErrInvalidModelName},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

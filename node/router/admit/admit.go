@@ -168,7 +168,7 @@ func (q *Queue) checkShare(key string) error {
 		return nil
 	}
 	est, _ := q.estimate(key)
-	return overShareError(held, share, keys, q.wait.len(), q.slots, est)
+	return overShareError(key, held, share, keys, q.wait.len(), q.slots, est)
 }
 
 // pushOut makes room in a full queue: the newest waiter of the key that
@@ -179,7 +179,7 @@ func (q *Queue) pushOut() {
 	queued := q.wait.len()
 	q.wait.remove(v)
 	est, _ := q.estimate(v.kq.name)
-	v.err = pushedOutError(held, queued, q.slots, q.now().Sub(v.since), est)
+	v.err = pushedOutError(v.kq.name, held, queued, q.slots, q.now().Sub(v.since), est)
 	v.state = stateRejected
 	close(v.ready)
 }

@@ -96,24 +96,36 @@ func saturatedError(running, slots int, retry time.Duration) *RejectError {
 	}
 }
 
-func overShareError(held, share, keys, queued, slots int, retry time.Duration) *RejectError {
+// keyWords are how a message names the requests of one key: an API
+// key's, or those of the clients that sent none ("" is their key).
+type keyWords struct {
+	requests, holds, held, share string
+}
+
+func wordsFor(key string) keyWords {
+	if key == "" {
+		return keyWords{"requests without an API key", "requests without a key already hold", "requests without a key held", "their"}
+	}
+	return keyWords{"requests for this API key", "this key already holds", "this key held", "its"}
+}
+
+func overShareError(key string, held, share, keys, queued, slots int, retry time.Duration) *RejectError {
+	w := wordsFor(key)
 	return &RejectError{
 		Reason:     ErrKeyOverShare,
 		RetryAfter: atLeastSecond(retry),
-		msg: fmt.Sprintf("too many waiting requests for this API key: the model queue is full "+
-			"(%s) and this key already holds %d of the waiting places, its fair share with %s is %d",
-			busy(queued, slots), held, plural(keys, "key"), share),
+		msg: fmt.Sprintf("too many waiting %s: the model queue is full (%s) and %s %d of the waiting places, %s fair share with %s is %d",
+			w.requests, busy(queued, slots), w.holds, held, w.share, plural(keys, "key"), share),
 	}
 }
 
-func pushedOutError(held, queued, slots int, waited, retry time.Duration) *RejectError {
+func pushedOutError(key string, held, queued, slots int, waited, retry time.Duration) *RejectError {
 	return &RejectError{
 		Reason:     ErrKeyOverShare,
 		RetryAfter: atLeastSecond(retry),
 		Waited:     waited,
-		msg: fmt.Sprintf("request removed from the full model queue (%s) to make room for "+
-			"another API key: this key held %d of the waiting places, more than any other",
-			busy(queued, slots), held),
+		msg: fmt.Sprintf("request removed from the full model queue (%s) to make room for other clients: %s %d of the waiting places, more than any other key",
+			busy(queued, slots), wordsFor(key).held, held),
 	}
 }
 

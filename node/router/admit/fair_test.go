@@ -170,3 +170,30 @@ func TestFairQueueAhead(t *testing.T) {
 		})
 	}
 }
+
+// TestOverShareNamesTheKeyHonestly: a request that sent no API key is
+// not told about "this API key" when the queue refuses it.
+func TestOverShareNamesTheKeyHonestly(t *testing.T) {
+	tests := []struct {
+		name      string
+		key       string
+		want, not string
+	}{
+		{name: "a request with a key", key: "a", want: "for this API key", not: "without an API key"},
+		{name: "a request without a key", key: "", want: "without an API key", not: "this API key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := New(Config{Slots: 1, MaxQueue: 2})
+			holder := mustAcquire(t, q, "x")
+			out := make(chan outcome, 2)
+			enqueueAll(t, q, []string{tt.key, tt.key}, out)
+			_, err := q.Acquire(context.Background(), tt.key)
+			msg := mustReject(t, err, ErrKeyOverShare).Error()
+			if !strings.Contains(msg, tt.want) || strings.Contains(msg, tt.not) {
+				t.Errorf("message %q: want %q in it and not %q", msg, tt.want, tt.not)
+			}
+			grantOrder(t, holder, 2, out)
+		})
+	}
+}
