@@ -86,7 +86,7 @@ func TestInvalidModelNamesThroughNode(t *testing.T) {
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				req, _ := http.NewRequestWithContext(testCtx(t), c.method, n.URL()+c.path, strings.NewReader(c.body))
-				resp, err := http.DefaultClient.Do(req)
+				resp, err := testauth.Client.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}
