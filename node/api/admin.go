@@ -40,8 +40,8 @@ type Cluster interface {
 func (s *Server) adminRoutes(cl Cluster) {
 	// The cluster's handler checks its callers itself: a cluster
 	// certificate, or the token proof of a node that is joining.
-	s.app.All("/internal/v1/cluster/*", adaptor.HTTPHandler(cl.Handler()))
-	a := s.app.Group("/admin/v1", s.auth.Require(auth.RoleAdmin), requireJSON)
+	s.app.All("/internal/v1/cluster/*", s.peerOrJoining, s.readBody, adaptor.HTTPHandler(cl.Handler()))
+	a := s.app.Group("/admin/v1", s.auth.Require(auth.RoleAdmin), requireJSON, s.readBody)
 	a.Get("/routing", s.routingView)
 	a.Get("/cluster", func(c *fiber.Ctx) error {
 		st, err := cl.Status(c.UserContext())
@@ -155,4 +155,25 @@ func setNodeLabels(c *fiber.Ctx, cl Cluster) error {
 		return err
 	}
 	return c.Send(out.Value)
+}
+
+// joiningRoutes are the cluster routes of nodes without a cluster
+// certificate yet, which prove the cluster token instead.
+var joiningRoutes = map[string]bool{"/internal/v1/cluster/certify": true, "/internal/v1/cluster/peers": true}
+
+// peerOrJoining lets a cluster call's body be read only when it comes from
+// a peer (a certificate of the cluster CA), or over TLS to a route of
+// joining nodes. The cluster's handler checks the caller again, fully.
+func (s *Server) peerOrJoining(c *fiber.Ctx) error {
+	st := c.Context().TLSConnectionState()
+	ok := st != nil && joiningRoutes[c.Path()]
+	if !ok && s.cfg.PeerID != nil {
+		_, err := s.cfg.PeerID(st)
+		ok = err == nil
+	}
+	if !ok {
+		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "not_peer",
+			Message: "cluster routes need a client certificate of the cluster CA"}
+	}
+	return c.Next()
 }

@@ -1,12 +1,16 @@
 package api
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -169,5 +173,32 @@ func TestPublicRoutes(t *testing.T) {
 		if st, _, body := do(httptest.NewRequest("GET", path, nil)); st != 200 {
 			t.Errorf("%s: %d %s", path, st, body)
 		}
+	}
+}
+
+// TestUnauthenticatedBodiesAreNotRead: a request without a credential is
+// answered 401 before its body arrives, so an unknown client cannot make
+// the node buffer more than fasthttp's first 8 KiB. The rest of the body
+// here never comes.
+func TestUnauthenticatedBodiesAreNotRead(t *testing.T) {
+	url, _ := startServer(t, &fakeBackend{chat: words("ok")})
+	for _, path := range []string{"/v1/chat/completions", "/v1/messages", "/api/chat"} {
+		t.Run(path, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 4000000\r\n\r\n%s", path, strings.Repeat(" ", 16<<10))
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer before the body: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("status %d, want 401", resp.StatusCode)
+			}
+		})
 	}
 }

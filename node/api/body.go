@@ -16,7 +16,8 @@ func bodyTooLarge(limit int) *Error {
 		Message: "The request body is larger than this server accepts (" + fmtBytes(limit) + ")."}
 }
 
-// readBody reads the request body before any handler runs. fasthttp hands
+// readBody reads the request body once its sender is authenticated,
+// before the handler runs. fasthttp hands
 // it over as a stream (StreamRequestBody), so nothing is allocated from
 // the length a client declares: the body is read as it arrives and
 // refused once past BodyLimit. A refused body is left unread, so the

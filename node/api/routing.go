@@ -84,7 +84,7 @@ func setRoutingHeaders(c *fiber.Ctx, d *router.Decision) {
 // forwardRoutes mount the internal routes peers use: forwarded inference
 // requests, served here and never forwarded again, and this node's load.
 func (s *Server) forwardRoutes() {
-	f := s.app.Group("/internal/v1/forward", s.requirePeer)
+	f := s.app.Group("/internal/v1/forward", s.requirePeer, s.readBody)
 	f.Post("/api/chat", s.ollamaChat)
 	f.Post("/api/generate", s.ollamaGenerate)
 	f.Post("/api/embed", s.ollamaEmbed)

@@ -188,13 +188,16 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 // (Anthropic clients may send theirs as x-api-key).
 func (s *Server) routes() {
 	a := s.app
-	a.Use(s.observe, s.recoverPanic, s.readBody, s.browserGuard())
+	// A body is read only once its sender is known (readBody comes after
+	// each group's authentication): an unauthenticated client makes the
+	// node buffer nothing.
+	a.Use(s.observe, s.recoverPanic, s.browserGuard())
 	a.Get("/healthz", s.healthz)
 	a.Get("/readyz", s.readyz)
 	a.Get("/metrics", s.metrics.handler())
 
 	a.Use("/v1/messages", s.auth.Require(auth.RoleUser, auth.WithKeyHeader(auth.HeaderAPIKey)))
-	v1 := a.Group("/v1", s.auth.Require(auth.RoleUser))
+	v1 := a.Group("/v1", s.auth.Require(auth.RoleUser), s.readBody)
 	v1.Post("/chat/completions", s.chatCompletions)
 	v1.Post("/completions", s.completions)
 	v1.Post("/embeddings", s.embeddings)
@@ -205,7 +208,7 @@ func (s *Server) routes() {
 	v1.Get("/responses/*", s.storedResponse)
 	v1.Delete("/responses/*", s.storedResponse)
 
-	o := a.Group("/api", s.auth.Require(auth.RoleUser))
+	o := a.Group("/api", s.auth.Require(auth.RoleUser), s.readBody)
 	o.Post("/chat", s.ollamaChat)
 	o.Post("/generate", s.ollamaGenerate)
 	o.Post("/embed", s.ollamaEmbed)
