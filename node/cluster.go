@@ -38,7 +38,8 @@ type ClusterConfig struct {
 	AdvertiseAddr   string
 	Bootstrap       bool
 	BootstrapExpect int
-	Join            []string
+	// Join are members' HTTP API addresses, host:port or http(s) URLs.
+	Join []string
 	// Token is the cluster secret, for peers only: a joining node proves
 	// it holds it to get its cluster certificate. Required in a cluster.
 	// Operators use the management token (Config.AdminToken) instead.
@@ -108,8 +109,41 @@ func (c ClusterConfig) validate() error {
 	if err := allOrNone(map[string]string{"--cluster-cert": c.CertFile, "--cluster-key": c.KeyFile, "--cluster-ca": c.CAFile}); err != nil {
 		return err
 	}
+	for _, a := range c.Join {
+		if _, err := cluster.JoinAddress(a); err != nil {
+			return fmt.Errorf("--join: %w", err)
+		}
+	}
 	_, err := c.gpuOverride()
 	return err
+}
+
+// joinHint says what an operator should change when the cluster refused
+// this node for good.
+func joinHint(err error) string {
+	switch {
+	case errors.Is(err, cluster.ErrBadToken):
+		return "give this node the same cluster token as the members (--cluster-token-file, SOVRA_CLUSTER_TOKEN or --cluster-token)"
+	case errors.Is(err, cluster.ErrMemberExists):
+		return "a member holds this node's id or raft address: give this node another --node-id or --raft-addr, " +
+			"or remove the old member first (POST /admin/v1/cluster/remove)"
+	}
+	return "check --join and the members' logs"
+}
+
+// joinFailed is closed when the cluster gives up joining (nil outside a
+// cluster: never).
+func (n *Node) joinFailed() <-chan struct{} {
+	if n.cluster == nil {
+		return nil
+	}
+	return n.cluster.JoinFailed()
+}
+
+// joinError is the error Run returns when this node cannot join.
+func (n *Node) joinError() error {
+	err := n.cluster.JoinError()
+	return fmt.Errorf("cannot join the cluster: %w; %s", err, joinHint(err))
 }
 
 // gpuOverride is the operator's GPU inventory, or nil to discover it.
