@@ -165,12 +165,24 @@ func (n *Node) watchGPUs(ctx context.Context) {
 	inv := &agent.Inventory{
 		Override: override,
 		OnChange: func(gpus []state.GPU) {
-			n.log.Info("GPU inventory", zap.Int("gpus", len(gpus)))
+			n.logGPUs(gpus, override != nil)
 			n.updateSelf(func(r *registration) { r.gpus = gpus })
 		},
 		OnError: func(err error) { n.log.Warn("GPU discovery failed", zap.Error(err)) },
 	}
 	_ = inv.Run(ctx)
+}
+
+// logGPUs logs the GPU inventory; none found by discovery (no nvidia-smi,
+// or it lists none) is a warning, since the scheduler places nothing on a
+// node without GPUs. declared says the operator gave it with --gpu.
+func (n *Node) logGPUs(gpus []state.GPU, declared bool) {
+	if len(gpus) == 0 && !declared {
+		n.log.Warn("no GPUs found (nvidia-smi is missing or lists none): deployments cannot be placed on this node; "+
+			"declare its GPUs with --gpu, e.g. --gpu 1xA100:80GiB (--gpu none for a node meant to have none)")
+		return
+	}
+	n.log.Info("GPU inventory", zap.Int("gpus", len(gpus)), zap.Bool("declared", declared))
 }
 
 // reconcile drives the local Ollama to this node's placements and reports

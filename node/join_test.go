@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/internal/ollamasim"
@@ -98,4 +101,27 @@ func status(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestNoGPUsIsAWarning checks that a node whose discovery finds no GPU
+// (no nvidia-smi here) warns that nothing can be placed on it and says how
+// to declare its GPUs.
+func TestNoGPUsIsAWarning(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no nvidia-smi
+	sim := ollamasim.StartTest(t, ollamasim.Config{})
+	core, logs := observer.New(zapcore.WarnLevel)
+	cfg := node.DefaultConfig()
+	member("nogpu")(&cfg)
+	cfg.HTTPAddr, cfg.OllamaURL, cfg.DataDir, cfg.AdminToken = "127.0.0.1:0", sim.URL(), t.TempDir(), testnode.Token
+	n, err := node.New(cfg, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(context.Background())
+	testwait.For(t, 10*time.Second, "a warning naming --gpu", func() bool {
+		return logs.FilterMessageSnippet("deployments cannot be placed").FilterMessageSnippet("--gpu").Len() == 1
+	})
 }
