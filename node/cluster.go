@@ -178,7 +178,7 @@ func (n *Node) watchGPUs(ctx context.Context) {
 // node without GPUs. declared says the operator gave it with --gpu.
 func (n *Node) logGPUs(gpus []state.GPU, declared bool) {
 	if len(gpus) == 0 && !declared {
-		n.log.Warn("no GPUs found (nvidia-smi is missing or lists none): deployments cannot be placed on this node; "+
+		n.log.Warn("no GPUs found (nvidia-smi is missing or lists none): deployments cannot be placed on this node; " +
 			"declare its GPUs with --gpu, e.g. --gpu 1xA100:80GiB (--gpu none for a node meant to have none)")
 		return
 	}
