@@ -46,6 +46,13 @@ type reqInfo struct {
 
 const infoKey = "sovra.req"
 
+// noteKey records the id of the key the request was admitted with.
+func (ri *reqInfo) noteKey(c *fiber.Ctx) {
+	if p, ok := auth.FromCtx(c); ok {
+		ri.keyID = p.KeyID
+	}
+}
+
 // count records the token counts of a final message.
 func (ri *reqInfo) count(m api.Metrics, final bool) {
 	if final {
@@ -78,8 +85,8 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	ri.remote = c.Context().RemoteAddr().String()
 	c.Set(fiber.HeaderXRequestID, ri.id)
 	err := c.Next()
-	if p, ok := auth.FromCtx(c); ok {
-		ri.keyID = p.KeyID // before a streamed response's writer starts
+	if !ri.streaming { // serveStream noted it before its writer started
+		ri.noteKey(c)
 	}
 	setRoutingHeaders(c, ri.decision)
 	if err != nil {
