@@ -118,7 +118,12 @@ func (c *Cluster) expectLoop(ctx context.Context) {
 		if c.formed() {
 			return
 		}
-		if found := c.swapPeers(ctx); found {
+		found, err := c.swapPeers(ctx)
+		if err != nil {
+			c.joinFailed(err)
+			return
+		}
+		if found {
 			c.joinLoop(ctx)
 			return
 		}
@@ -139,8 +144,9 @@ func (c *Cluster) expectLoop(ctx context.Context) {
 }
 
 // swapPeers exchanges peers with every Join address and reports whether
-// one of them already belongs to a cluster.
-func (c *Cluster) swapPeers(ctx context.Context) bool {
+// one of them already belongs to a cluster. A refusal that retrying cannot
+// change (a wrong token) is its error.
+func (c *Cluster) swapPeers(ctx context.Context) (bool, error) {
 	self := c.selfPeer()
 	found := false
 	for _, addr := range c.cfg.Join {
@@ -149,7 +155,10 @@ func (c *Cluster) swapPeers(ctx context.Context) bool {
 		}
 		var resp peersResponse
 		if err := c.tokenCall(ctx, addr, "peers", self, &resp); err != nil {
-			c.logRetry("peer exchange failed", err, zap.String("addr", addr))
+			if permanent(err) {
+				return false, err
+			}
+			c.logJoinRetry("peer exchange failed", err, addr)
 			continue
 		}
 		for _, p := range resp.Peers {
@@ -157,7 +166,7 @@ func (c *Cluster) swapPeers(ctx context.Context) bool {
 		}
 		found = found || resp.Formed
 	}
-	return found
+	return found, nil
 }
 
 // formWith bootstraps with members when this node is one of them. The

@@ -352,11 +352,11 @@ func (c *Cluster) certifyLoop(ctx context.Context, addrs []string) error {
 			if err == nil {
 				return nil
 			}
-			if errors.Is(err, ErrBadToken) || errors.Is(err, ErrMemberExists) {
+			if permanent(err) {
 				return err
 			}
 			last = err
-			c.logRetry("certificate request failed", err, zap.String("via", addr))
+			c.logJoinRetry("certificate request failed", err, addr)
 		}
 		if !sleepCtx(ctx, backoff(attempt, 50*time.Millisecond, 5*time.Second)) {
 			return errors.Join(ctx.Err(), last)

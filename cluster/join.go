@@ -253,16 +253,39 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 				c.log.Info("joined cluster", zap.String("via", addr))
 				return
 			}
-			if errors.Is(err, ErrMemberExists) {
+			if permanent(err) {
 				c.joinFailed(err)
 				return
 			}
-			c.logRetry("join attempt failed", err, zap.String("via", addr))
+			c.logJoinRetry("join attempt failed", err, addr)
 		}
 		if !sleepCtx(ctx, backoff(attempt, 50*time.Millisecond, 5*time.Second)) {
 			return
 		}
 	}
+}
+
+// permanent reports a refusal that retrying cannot change: a wrong
+// cluster token, or an id or address that a member holds.
+func permanent(err error) bool {
+	return errors.Is(err, ErrBadToken) || errors.Is(err, ErrMemberExists)
+}
+
+// logJoinRetry logs a failed attempt to join through addr (or to get a
+// certificate or swap peers there) with its reason: at warn the first
+// time, then at most once per ratelog.DefaultEvery with the number of
+// failures since the last warning; the others at debug.
+func (c *Cluster) logJoinRetry(msg string, err error, addr string) {
+	fields := []zap.Field{zap.String("via", addr), zap.Error(err)}
+	ok, n := c.joinLog.Allow(msg + "\x00" + addr)
+	if !ok {
+		c.log.Debug(msg, fields...)
+		return
+	}
+	if n > 0 {
+		fields = append(fields, zap.Int("repeated", n))
+	}
+	c.log.Warn(msg+"; retrying", fields...)
 }
 
 // joinFailed records a join that cannot succeed by retrying.
@@ -271,7 +294,9 @@ func (c *Cluster) joinFailed(err error) {
 		return
 	}
 	c.log.Error("cannot join the cluster", zap.Error(err))
-	c.joinErr.Store(&err)
+	if c.joinErr.CompareAndSwap(nil, &err) {
+		close(c.joinStop)
+	}
 }
 
 // JoinError is why this node gave up joining (a refused token, a taken
@@ -279,6 +304,26 @@ func (c *Cluster) joinFailed(err error) {
 func (c *Cluster) JoinError() error {
 	if p := c.joinErr.Load(); p != nil {
 		return *p
+	}
+	return nil
+}
+
+// JoinFailed is closed when this node gives up joining; JoinError says
+// why. A node that runs on without a cluster serves nothing useful: its
+// owner should stop it and say what to fix.
+func (c *Cluster) JoinFailed() <-chan struct{} { return c.joinStop }
+
+// Ready reports nil once this node is in its latest raft configuration
+// and knows a leader; otherwise why it is not ready (yet).
+func (c *Cluster) Ready() error {
+	if err := c.JoinError(); err != nil {
+		return err
+	}
+	if !c.isMember() {
+		return fmt.Errorf("%w: not joined yet", ErrNotMember)
+	}
+	if _, id := c.raft.LeaderWithID(); id == "" {
+		return ErrNoLeader
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/pki"
+	"github.com/sovra/sovra/internal/ratelog"
 )
 
 // Errors of this package. Match them with errors.Is.
@@ -74,7 +75,7 @@ type Config struct {
 
 	Bootstrap       bool     // start a new single-node cluster; a no-op once state exists
 	BootstrapExpect int      // form a cluster once this many fresh nodes know each other through Join
-	Join            []string // HTTP host:port of members to join; retried until it succeeds
+	Join            []string // members' HTTP API, host:port or http(s) URL (see JoinAddress); retried until it succeeds
 
 	// Token is the cluster secret: a node that joins proves it holds it
 	// to get its certificate. It is required.
@@ -123,6 +124,9 @@ func (cfg *Config) setDefaults() error {
 	}
 	if err := pki.CheckNodeID(cfg.NodeID); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := cfg.normalizeJoin(); err != nil {
+		return err
 	}
 	if cfg.Keyring == nil {
 		cfg.Keyring = &pki.Keyring{}
@@ -196,6 +200,8 @@ type Cluster struct {
 	readyTerm atomic.Uint64 // term in which this leader committed a barrier
 	live      liveness
 	joinErr   atomic.Pointer[error]
+	joinStop  chan struct{}   // closed when joinErr is set
+	joinLog   ratelog.Limiter // failed attempts to join, per address
 	sched     schedRecord
 	peers     peerBook
 	closed    atomic.Bool
@@ -211,7 +217,7 @@ func Open(cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), machine: state.NewMachine(), changed: make(chan struct{}),
-		keys: cfg.Keyring}
+		keys: cfg.Keyring, joinStop: make(chan struct{})}
 	c.fsm = &fsm{m: c.machine, log: c.log}
 	if err := c.loadCreds(); err != nil {
 		return nil, err

@@ -38,6 +38,14 @@ import (
 // among /api/show's tensors); the caller may fill those in. Without a file
 // size, weights are estimated from the quantisation's bits per weight.
 func FromShow(name string, info map[string]any) (Model, error) {
+	return FromShowWithSize(name, info, 0)
+}
+
+// FromShowWithSize is FromShow with the model's file size (from
+// /api/tags; 0 when unknown), which sizes the weights before the model is
+// validated: a GGUF without general.file_type (some converters leave it
+// out) has no known quantisation, and its size is then all there is.
+func FromShowWithSize(name string, info map[string]any, fileSize uint64) (Model, error) {
 	n, err := parseName(name)
 	if err != nil {
 		return Model{}, err
@@ -92,6 +100,7 @@ func FromShow(name string, info map[string]any) (Model, error) {
 		Embedding:     int(need("embedding_length")),
 		Heads:         int(need("attention.head_count")),
 		Source:        "Ollama /api/show model_info",
+		FileSize:      fileSize,
 	}
 	if lic, ok := info["general.license"].(string); ok {
 		m.License = lic

@@ -193,6 +193,20 @@ func TestFromShowErrors(t *testing.T) {
 	}
 }
 
+// TestFromShowWithSize checks that a GGUF without general.file_type is
+// sized by its file: without the size it cannot be.
+func TestFromShowWithSize(t *testing.T) {
+	info := decode(t, llamaShow)
+	delete(info, "general.file_type")
+	if _, err := FromShow("untyped:8b", info); !errors.Is(err, ErrInvalidModel) {
+		t.Fatalf("without a file type or size: %v", err)
+	}
+	m, err := FromShowWithSize("untyped:8b", info, 4_920_753_328)
+	if err != nil || m.FileSize != 4_920_753_328 || m.WeightBytes() != 4_920_753_328 || m.Quantization != "" {
+		t.Fatalf("FromShowWithSize = %+v, %v", m, err)
+	}
+}
+
 func TestFromShowRegisters(t *testing.T) {
 	m, err := FromShow("acme/llama:8b", decode(t, llamaShow))
 	if err != nil {

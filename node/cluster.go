@@ -38,7 +38,8 @@ type ClusterConfig struct {
 	AdvertiseAddr   string
 	Bootstrap       bool
 	BootstrapExpect int
-	Join            []string
+	// Join are members' HTTP API addresses, host:port or http(s) URLs.
+	Join []string
 	// Token is the cluster secret, for peers only: a joining node proves
 	// it holds it to get its cluster certificate. Required in a cluster.
 	// Operators use the management token (Config.AdminToken) instead.
@@ -108,8 +109,41 @@ func (c ClusterConfig) validate() error {
 	if err := allOrNone(map[string]string{"--cluster-cert": c.CertFile, "--cluster-key": c.KeyFile, "--cluster-ca": c.CAFile}); err != nil {
 		return err
 	}
+	for _, a := range c.Join {
+		if _, err := cluster.JoinAddress(a); err != nil {
+			return fmt.Errorf("--join: %w", err)
+		}
+	}
 	_, err := c.gpuOverride()
 	return err
+}
+
+// joinHint says what an operator should change when the cluster refused
+// this node for good.
+func joinHint(err error) string {
+	switch {
+	case errors.Is(err, cluster.ErrBadToken):
+		return "give this node the same cluster token as the members (--cluster-token-file, SOVRA_CLUSTER_TOKEN or --cluster-token)"
+	case errors.Is(err, cluster.ErrMemberExists):
+		return "a member holds this node's id or raft address: give this node another --node-id or --raft-addr, " +
+			"or remove the old member first (POST /admin/v1/cluster/remove)"
+	}
+	return "check --join and the members' logs"
+}
+
+// joinFailed is closed when the cluster gives up joining (nil outside a
+// cluster: never).
+func (n *Node) joinFailed() <-chan struct{} {
+	if n.cluster == nil {
+		return nil
+	}
+	return n.cluster.JoinFailed()
+}
+
+// joinError is the error Run returns when this node cannot join.
+func (n *Node) joinError() error {
+	err := n.cluster.JoinError()
+	return fmt.Errorf("cannot join the cluster: %w; %s", err, joinHint(err))
 }
 
 // gpuOverride is the operator's GPU inventory, or nil to discover it.
@@ -131,12 +165,24 @@ func (n *Node) watchGPUs(ctx context.Context) {
 	inv := &agent.Inventory{
 		Override: override,
 		OnChange: func(gpus []state.GPU) {
-			n.log.Info("GPU inventory", zap.Int("gpus", len(gpus)))
+			n.logGPUs(gpus, override != nil)
 			n.updateSelf(func(r *registration) { r.gpus = gpus })
 		},
 		OnError: func(err error) { n.log.Warn("GPU discovery failed", zap.Error(err)) },
 	}
 	_ = inv.Run(ctx)
+}
+
+// logGPUs logs the GPU inventory; none found by discovery (no nvidia-smi,
+// or it lists none) is a warning, since the scheduler places nothing on a
+// node without GPUs. declared says the operator gave it with --gpu.
+func (n *Node) logGPUs(gpus []state.GPU, declared bool) {
+	if len(gpus) == 0 && !declared {
+		n.log.Warn("no GPUs found (nvidia-smi is missing or lists none): deployments cannot be placed on this node; " +
+			"declare its GPUs with --gpu, e.g. --gpu 1xA100:80GiB (--gpu none for a node meant to have none)")
+		return
+	}
+	n.log.Info("GPU inventory", zap.Int("gpus", len(gpus)), zap.Bool("declared", declared))
 }
 
 // reconcile drives the local Ollama to this node's placements and reports

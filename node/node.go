@@ -297,6 +297,9 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 	if n.keys != nil {
 		cfg.PeerID = n.keys.ConnPeerID
 	}
+	if n.cluster != nil {
+		cfg.Ready = n.cluster.Ready
+	}
 	n.cfg.Limits.apply(&cfg)
 	return cfg
 }
@@ -436,7 +439,9 @@ func (n *Node) stopCluster() error {
 	return err
 }
 
-// Run starts the node and stops it when ctx ends.
+// Run starts the node and stops it when ctx ends, or with an error saying
+// what to fix when the cluster refuses it for good (a wrong token, a
+// taken id).
 func (n *Node) Run(ctx context.Context) error {
 	if err := n.Start(); err != nil {
 		return err
@@ -445,6 +450,8 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err := <-n.done:
 		n.done <- err
+	case <-n.joinFailed():
+		return errors.Join(n.joinError(), n.Stop(context.Background()))
 	}
 	return n.Stop(context.Background())
 }

@@ -205,7 +205,7 @@ func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
 	fs.StringVar(&c.AdvertiseAddr, "advertise-addr", def.AdvertiseAddr, "host:port at which peers reach this node's HTTP API (default: --http-addr)")
 	fs.BoolVar(&c.Bootstrap, "bootstrap", def.Bootstrap, "start a new cluster with this node")
 	fs.IntVar(&c.BootstrapExpect, "bootstrap-expect", def.BootstrapExpect, "form a new cluster once this many fresh nodes (found through --join) know each other")
-	fs.StringSliceVar(&c.Join, "join", def.Join, "HTTP host:port of cluster members to join (retried until it succeeds)")
+	fs.StringSliceVar(&c.Join, "join", def.Join, "HTTP API of cluster members to join, as host:port or URL (http://10.0.0.1:8080); retried until one succeeds, warning at most every 30s")
 	fs.StringVar(&c.Token, "cluster-token", def.Token, "cluster secret, the same on every node, for peers only (prefer SOVRA_CLUSTER_TOKEN or --cluster-token-file: flags show in ps)")
 	fs.StringVar(&s.clusterTokenFile, "cluster-token-file", "", "file holding the cluster secret")
 	fs.IntVar(&c.MaxVoters, "max-voters", def.MaxVoters, "raft voters, 3 or 5; further nodes join as non-voters")

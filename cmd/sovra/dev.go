@@ -43,6 +43,9 @@ func newDev() *cobra.Command {
 	})
 }
 
+// simulatedGPU is the GPU dev declares when it runs on the simulator.
+const simulatedGPU = "1xsimulated:24GiB"
+
 func runDev(ctx context.Context, cfg node.Config, log *zap.Logger, out io.Writer) error {
 	if cfg.DataDir == "" {
 		dir, err := os.MkdirTemp("", "sovra-dev-")
@@ -61,6 +64,12 @@ func runDev(ctx context.Context, cfg node.Config, log *zap.Logger, out io.Writer
 		log.Warn("no Ollama answers at "+cfg.OllamaURL+": using the built-in SIMULATED backend (deterministic fake text, no real model)",
 			zap.String("simulator", url))
 		cfg.OllamaURL = url
+		if cfg.Cluster.GPUs == "" {
+			// The simulator needs no GPU, but the scheduler places
+			// deployments only on nodes that have some.
+			cfg.Cluster.GPUs = simulatedGPU
+			log.Info("declared a simulated GPU so that deployments can be placed", zap.String("gpu", simulatedGPU))
+		}
 	} else {
 		log.Info("using the local Ollama", zap.String("ollama", cfg.OllamaURL))
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node"
 )
@@ -81,6 +83,10 @@ func TestSettingsErrors(t *testing.T) {
 			env: map[string]string{"SOVRA_CLUSTER_TOKEN": "0123456789abcdef"}, want: "--cluster-ca given without --cluster-cert, --cluster-key"},
 		{name: "API certificate without key", args: []string{"--tls-cert", "api.pem"}, want: "--tls-cert given without --tls-key"},
 		{name: "the old mutual TLS flag", args: []string{"--tls-ca", "ca.pem"}, want: "unknown flag: --tls-ca"},
+		{name: "join address that is no address", args: []string{"--raft-addr", "127.0.0.1:0", "--join", "http//10.0.0.1:8080"},
+			env: map[string]string{"SOVRA_CLUSTER_TOKEN": "0123456789abcdef"}, want: "--join: cluster: invalid request: join address \"http//10.0.0.1:8080\""},
+		{name: "join address of another scheme", args: []string{"--raft-addr", "127.0.0.1:0", "--join", "raft://10.0.0.1:7000"},
+			env: map[string]string{"SOVRA_CLUSTER_TOKEN": "0123456789abcdef"}, want: "want host:port or a URL such as http://10.0.0.1:8080"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -197,6 +203,64 @@ func TestDevFallsBackToSimulator(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	walkThrough(t, "http://"+addr, token, modelOf(t, body))
+}
+
+// walkThrough is the README's "Try it": create a deployment, see it
+// ready, send a request to it by its name.
+func walkThrough(t *testing.T, url, token, model string) {
+	t.Helper()
+	dep := `{"name":"chat","model":"` + model + `","replicas":1}`
+	if st := status(t, "POST", url+"/admin/v1/deployments", dep, token); st != http.StatusCreated {
+		t.Fatalf("create the deployment: %d", st)
+	}
+	var view struct {
+		ReadyReplicas int    `json:"ready_replicas"`
+		Status        string `json:"status"`
+		Reason        string `json:"reason"`
+	}
+	testwait.Until(t, 30*time.Second, func() bool {
+		getJSON(t, url+"/admin/v1/deployments/chat", token, &view)
+		return view.ReadyReplicas == 1
+	}, func() string { return fmt.Sprintf("the deployment ready; last %+v", view) })
+	resp, err := post(url+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"Hello!"}]}`, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Model   string `json:"model"`
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || resp.StatusCode != http.StatusOK ||
+		len(answer.Choices) != 1 || answer.Choices[0].Message.Content == "" {
+		t.Fatalf("request to the deployment: %d %+v %v", resp.StatusCode, answer, err)
+	}
+}
+
+// modelOf is the model of a request body.
+func modelOf(t *testing.T, body string) string {
+	t.Helper()
+	var req struct{ Model string }
+	if err := json.Unmarshal([]byte(body), &req); err != nil || req.Model == "" {
+		t.Fatalf("no model in %q: %v", body, err)
+	}
+	return req.Model
+}
+
+// getJSON decodes the answer of a GET with token.
+func getJSON(t *testing.T, url, token string, out any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(out)
 }
 
 // bannerToken is the token in the banner's "export TOKEN=" line.

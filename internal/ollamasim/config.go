@@ -103,6 +103,9 @@ type ModelConfig struct {
 	// ParameterSize is the details.parameter_size string, e.g. "1.2B".
 	ParameterSize string `json:"parameter_size,omitempty"`
 	// Quantization is the details.quantization_level string, e.g. "Q8_0".
+	// One that llama.cpp has no file type for (such as "unknown", what
+	// Ollama says of a GGUF without general.file_type) leaves
+	// general.file_type out of /api/show.
 	Quantization string `json:"quantization,omitempty"`
 	// Size is the size on disk in bytes, reported by /api/tags.
 	Size int64 `json:"size,omitempty"`

@@ -89,6 +89,9 @@ type Options struct {
 	PoolingType int
 	// Name is stored as general.name (default "sovra-tiny").
 	Name string
+	// NoFileType leaves general.file_type out of the metadata, as some
+	// converters do.
+	NoFileType bool
 	// Script, when non-empty, makes the model scripted: after the token
 	// ScriptStart it emits these pieces in order, each as one token, then
 	// </s>. The pieces must be distinct, must not be tokens of the base
@@ -326,6 +329,9 @@ func build(o Options) (ggml.KV, []*ggml.Tensor) {
 		"tokenizer.ggml.eos_token_id":            uint32(EOSID),
 		"tokenizer.ggml.add_bos_token":           true,
 		"tokenizer.ggml.add_eos_token":           false,
+	}
+	if o.NoFileType {
+		delete(kv, "general.file_type")
 	}
 	if o.PoolingType != 0 {
 		kv["llama.pooling_type"] = uint32(o.PoolingType)

@@ -129,6 +129,18 @@ func TestOptionsShapeModel(t *testing.T) {
 	}
 }
 
+func TestNoFileType(t *testing.T) {
+	for _, omit := range []bool{false, true} {
+		var buf bytes.Buffer
+		if err := Write(&buf, Options{NoFileType: omit}); err != nil {
+			t.Fatal(err)
+		}
+		if _, has := decode(t, buf.Bytes()).KV()["general.file_type"]; has == omit {
+			t.Errorf("NoFileType %v: general.file_type present %v", omit, has)
+		}
+	}
+}
+
 func TestDeterministic(t *testing.T) {
 	write := func(seed uint64) []byte {
 		var buf bytes.Buffer

@@ -207,12 +207,9 @@ func (r *ModelRegistrar) register(ctx context.Context, key string, listed api.Li
 	if err != nil {
 		return fmt.Errorf("show %s: %w", name, err)
 	}
-	m, err := models.FromShow(key, show.ModelInfo)
+	m, err := models.FromShowWithSize(key, show.ModelInfo, uint64(max(listed.Size, 0)))
 	if err != nil {
 		return err
-	}
-	if listed.Size > 0 {
-		m.FileSize = uint64(listed.Size)
 	}
 	m.Source = "Ollama /api/show on node " + r.NodeID
 	spec := state.SpecOf(m)

@@ -161,6 +161,21 @@ func TestRegistrarReadsFiguresFromOllama(t *testing.T) {
 	}
 }
 
+// TestRegistrarTakesModelsWithoutAFileType checks that a model whose GGUF
+// has no general.file_type (some converters leave it out), and so no known
+// quantisation, registers with its file size from /api/tags.
+func TestRegistrarTakesModelsWithoutAFileType(t *testing.T) {
+	noType := coderOnDisk
+	noType.Quantization = "unknown" // the simulator then leaves general.file_type out
+	h := newRegHarness(t, noType)
+	h.run()
+	h.deploy("coder", "acme/coder:7b")
+	regWait(t, "the model registered", func() bool { return h.c.registered("acme/coder:7b") != nil })
+	if got := h.c.registered("acme/coder:7b"); got.FileSize != uint64(noType.Size) || got.Quantization != "" {
+		t.Fatalf("registered %+v, want the file size %d and no quantisation", *got, noType.Size)
+	}
+}
+
 func TestRegistrarLeavesKnownModelsAlone(t *testing.T) {
 	cases := []struct {
 		name  string

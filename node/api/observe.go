@@ -7,7 +7,9 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/ollama/ollama/api"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/router"
 )
 
@@ -24,6 +26,10 @@ type reqInfo struct {
 	streaming        bool
 	// forwarded is set on requests another node forwarded here.
 	forwarded bool
+	// remote is the client's address; keyID the id of the key (or the
+	// management token) the request was admitted with, never the secret.
+	remote string
+	keyID  string
 	// decision is what the router did with the request.
 	decision *router.Decision
 	// frames counts the frames a streamed response sent.
@@ -39,6 +45,13 @@ type reqInfo struct {
 }
 
 const infoKey = "sovra.req"
+
+// noteKey records the id of the key the request was admitted with.
+func (ri *reqInfo) noteKey(c *fiber.Ctx) {
+	if p, ok := auth.FromCtx(c); ok {
+		ri.keyID = p.KeyID
+	}
+}
 
 // count records the token counts of a final message.
 func (ri *reqInfo) count(m api.Metrics, final bool) {
@@ -69,8 +82,12 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	}
 	ri.method = strings.Clone(c.Method())
 	ri.path = strings.Clone(c.Path())
+	ri.remote = c.Context().RemoteAddr().String()
 	c.Set(fiber.HeaderXRequestID, ri.id)
 	err := c.Next()
+	if !ri.streaming { // serveStream noted it before its writer started
+		ri.noteKey(c)
+	}
 	if !isModelNotFound(err) { // no replica of a model that is not served
 		setRoutingHeaders(c, ri.decision)
 	}
@@ -105,6 +122,10 @@ func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Dura
 		zap.String("path", ri.path),
 		zap.Int("status", status),
 		zap.Duration("latency", latency),
+		zap.String("client", ri.remote),
+	}
+	if ri.keyID != "" {
+		fields = append(fields, zap.String("key_id", ri.keyID))
 	}
 	if ri.model != "" {
 		fields = append(fields, zap.String("model", ri.model))
@@ -118,10 +139,19 @@ func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Dura
 	if err != nil {
 		fields = append(fields, zap.String("error", err.Error()))
 	}
+	s.log.Log(requestLevel(ri.path, status), "request", fields...)
+}
+
+// requestLevel is the level of a request's log line: traffic between
+// nodes (load exchanges, heartbeats, forwards, which the forwarding node
+// logs itself) is routine and logs at debug; a server error elsewhere is a
+// warning.
+func requestLevel(path string, status int) zapcore.Level {
 	switch {
+	case strings.HasPrefix(path, "/internal/"):
+		return zapcore.DebugLevel
 	case status >= 500:
-		s.log.Warn("request", fields...)
-	default:
-		s.log.Info("request", fields...)
+		return zapcore.WarnLevel
 	}
+	return zapcore.InfoLevel
 }

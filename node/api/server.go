@@ -73,6 +73,10 @@ type Config struct {
 	// or fails: the internal peer routes admit only such callers. Nil
 	// for a node outside any cluster: the routes answer 404.
 	PeerID func(*tls.ConnectionState) (string, error)
+	// Ready, when set, says whether the node is ready beyond its backend
+	// (a cluster member is once it has joined and knows a leader): nil,
+	// or why not. /readyz answers 503 with the reason until it is.
+	Ready func() error
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.
@@ -290,6 +294,11 @@ func (s *Server) healthz(c *fiber.Ctx) error {
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(); err != nil {
+			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unready", "reason": err.Error()})
+		}
+	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
 	if err := s.be.Heartbeat(ctx); err != nil {

@@ -68,6 +68,7 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	info := requestInfo(c)
 	s.metrics.firstFrame(info, time.Since(info.start))
 	info.streaming = true
+	info.noteKey(c)
 	setRoutingHeaders(c, info.decision)
 	c.Set(fiber.HeaderContentType, st.contentType)
 	c.Set(fiber.HeaderCacheControl, "no-cache")

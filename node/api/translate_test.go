@@ -150,6 +150,43 @@ func TestRequestLogHasNoContent(t *testing.T) {
 		if ctx["model"] != "m" || ctx["status"] != int64(200) || ctx["prompt_tokens"] != int64(3) || ctx["completion_tokens"] != int64(1) || ctx["id"] == "" {
 			t.Errorf("request log lacks fields: %s", line)
 		}
+		if client, _ := ctx["client"].(string); !strings.HasPrefix(client, "127.0.0.1:") || ctx["key_id"] != "admin" {
+			t.Errorf("request log lacks the client's address or key id: %s", line)
+		}
+		if strings.Contains(string(line), testauth.Token) {
+			t.Fatalf("request log leaks the token: %s", line)
+		}
+	}
+}
+
+// TestInternalRequestsLogAtDebug checks that traffic between nodes (here a
+// load exchange, refused by a node outside any cluster) is logged at debug,
+// and inference at info.
+func TestInternalRequestsLogAtDebug(t *testing.T) {
+	core, logs := observer.New(zap.DebugLevel)
+	cfg := DefaultConfig()
+	cfg.AdminToken = testauth.Token
+	s := New(cfg, &fakeBackend{chat: words("hi")}, nil, zap.New(core))
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go func() { _ = s.Serve(ln) }()
+	defer s.Shutdown(context.Background())
+	base := "http://" + ln.Addr().String()
+	for _, path := range []string{"/internal/v1/load", "/v1/models"} {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	testwait.For(t, 5*time.Second, "two request log lines", func() bool { return logs.FilterMessage("request").Len() == 2 })
+	for _, e := range logs.FilterMessage("request").All() {
+		want := zap.InfoLevel
+		if path := e.ContextMap()["path"]; path == "/internal/v1/load" {
+			want = zap.DebugLevel
+		}
+		if e.Level != want {
+			t.Errorf("%v logged at %v, want %v", e.ContextMap()["path"], e.Level, want)
+		}
 	}
 }
 
