@@ -183,6 +183,7 @@ type Cluster struct {
 	client  *http.Client
 	ownHTTP bool // client was built here and is closed here
 	keys    *pki.Keyring
+	stable  *closingStable
 	// running is raft once started: the stream layer asks it who may
 	// connect.
 	running atomic.Pointer[raft.Raft]
@@ -274,7 +275,8 @@ func (c *Cluster) openRaft() error {
 	rc.LocalID = raft.ServerID(c.cfg.NodeID)
 	rc.Logger = hl
 	c.cfg.Raft.apply(rc)
-	r, err := raft.NewRaft(rc, c.fsm, compactedLog{wal}, wal, snaps, trans)
+	c.stable = &closingStable{StableStore: wal}
+	r, err := raft.NewRaft(rc, c.fsm, compactedLog{wal}, c.stable, snaps, trans)
 	if err != nil {
 		trans.Close()
 		layer.closeAll()
@@ -309,6 +311,43 @@ func (c *Cluster) acceptPeer(id string) error {
 	}
 	c.log.Warn("refused a raft connection from a node that is not a member", zap.String("id", id))
 	return fmt.Errorf("%w: %s is not in the raft configuration", ErrNotPeer, id)
+}
+
+// closingStable drops the writes that come after Close closed the stores.
+// raft's transport answers heartbeats on its own goroutines, which
+// Shutdown does not wait for; one caught between the closing of the
+// stores and its end would save its term to a closed store, and raft
+// panics on any stable store error. Dropping is safe: every connection is
+// closed before the stores, so no peer can hear of such a write.
+type closingStable struct {
+	raft.StableStore
+	mu     sync.RWMutex
+	closed bool
+}
+
+// shut makes later writes no-ops; it returns once no write is under way.
+func (s *closingStable) shut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+}
+
+func (s *closingStable) Set(key, val []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.StableStore.Set(key, val)
+}
+
+func (s *closingStable) SetUint64(key []byte, val uint64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil
+	}
+	return s.StableStore.SetUint64(key, val)
 }
 
 // compactedLog makes entries before the first index unreadable. raft-wal
@@ -400,6 +439,7 @@ func (c *Cluster) Close() error {
 		err := c.raft.Shutdown().Error()
 		c.trans.Close()
 		c.stream.closeAll()
+		c.stable.shut()
 		if werr := c.closeStores(c.wal); err == nil {
 			err = werr
 		}
