@@ -72,6 +72,8 @@ type Config struct {
 	AllowedOrigins []string
 	// Limits bound what a client may make the node hold.
 	Limits LimitsConfig
+	// Audit configures the audit log and the keys' last-use reports.
+	Audit AuditConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -146,6 +148,7 @@ func DefaultConfig() Config {
 		Cluster:       defaultClusterConfig(),
 		Routing:       defaultRoutingConfig(),
 		Limits:        defaultLimitsConfig(),
+		Audit:         defaultAuditConfig(),
 	}
 }
 
@@ -175,6 +178,9 @@ func (c Config) Validate() error {
 	if err := c.Limits.validate(); err != nil {
 		return err
 	}
+	if err := c.Audit.validate(); err != nil {
+		return err
+	}
 	return c.Cluster.validate()
 }
 
@@ -198,6 +204,9 @@ type Node struct {
 	keys    *pki.Keyring  // the cluster certificate, or nil outside a cluster
 	// adminToken is the management token in force.
 	adminToken string
+	// stateKeys are the API keys of the replicated state (nil outside
+	// a cluster).
+	stateKeys *auth.StateKeys
 	done       chan error
 	// stopWatch ends the watch of the public certificate's files.
 	stopWatch context.CancelFunc
@@ -298,6 +307,7 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 		cfg.PeerID = n.keys.ConnPeerID
 	}
 	n.cfg.Limits.apply(&cfg)
+	n.keyConfig(&cfg)
 	return cfg
 }
 
@@ -376,6 +386,7 @@ func (n *Node) runCluster() {
 		defer n.runWG.Done()
 		n.registerModels(ctx)
 	}()
+	n.runKeys(ctx)
 }
 
 // Addr is the address the API listens on (useful with port 0).

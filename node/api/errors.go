@@ -74,7 +74,8 @@ func toAPIError(err error) *Error {
 		return e
 	}
 	switch {
-	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrForbidden):
+	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrForbidden),
+		errors.Is(err, auth.ErrJurisdictionForbidden), errors.Is(err, router.ErrModelForbidden):
 		return authError(err)
 	case errors.Is(err, router.ErrModelNotServed):
 		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "model_not_found", Param: "model", Message: err.Error()}
