@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"path"
 	"slices"
 	"strings"
@@ -35,7 +36,10 @@ const hmacLabel = "sovra api keys"
 // secret: HMAC-SHA256 with HMAC(cluster token, "sovra api keys") as key.
 // The cluster token is the same on every node and never in the state, so
 // a leaked snapshot does not allow guessing secrets offline.
-type Hasher struct{ key []byte }
+type Hasher struct {
+	key  []byte
+	pool sync.Pool // of HMAC states over key, reset before each use
+}
 
 // NewHasher derives the hashing key from the cluster token.
 func NewHasher(clusterToken string) (*Hasher, error) {
@@ -44,14 +48,20 @@ func NewHasher(clusterToken string) (*Hasher, error) {
 	}
 	m := hmac.New(sha256.New, []byte(clusterToken))
 	m.Write([]byte(hmacLabel))
-	return &Hasher{key: m.Sum(nil)}, nil
+	h := &Hasher{key: m.Sum(nil)}
+	h.pool.New = func() any { return hmac.New(sha256.New, h.key) }
+	return h, nil
 }
 
 // Hash is the hex keyed hash of a secret.
 func (h *Hasher) Hash(secret string) string {
-	m := hmac.New(sha256.New, h.key)
+	m := h.pool.Get().(hash.Hash)
+	m.Reset()
 	m.Write([]byte(secret))
-	return hex.EncodeToString(m.Sum(nil))
+	var sum [sha256.Size]byte
+	out := hex.EncodeToString(m.Sum(sum[:0]))
+	h.pool.Put(m)
+	return out
 }
 
 // NewKey returns a new key's id, secret (KeyPrefix and 192 random bits in
