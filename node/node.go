@@ -204,9 +204,6 @@ type Node struct {
 	keys    *pki.Keyring  // the cluster certificate, or nil outside a cluster
 	// adminToken is the management token in force.
 	adminToken string
-	// stateKeys are the API keys of the replicated state (nil outside
-	// a cluster).
-	stateKeys *auth.StateKeys
 	done       chan error
 	// stopWatch ends the watch of the public certificate's files.
 	stopWatch context.CancelFunc
@@ -215,6 +212,10 @@ type Node struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	// stateKeys are the API keys of the replicated state (nil outside
+	// a cluster).
+	stateKeys *auth.StateKeys
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
