@@ -23,6 +23,7 @@ import (
 	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node/agent"
 	"github.com/sovra/sovra/node/api"
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
 	"github.com/sovra/sovra/node/router"
@@ -345,6 +346,9 @@ func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(ctx)
 	if key := router.MetaOf(ctx).Key; key != "" {
 		r.Header.Set(api.HeaderClientKey, key)
+	}
+	if p, ok := auth.FromContext(ctx); ok {
+		r.Header.Set(auth.HeaderPrincipal, auth.EncodePrincipal(p))
 	}
 	resp, err := p.base.RoundTrip(r)
 	if err != nil {

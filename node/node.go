@@ -72,6 +72,8 @@ type Config struct {
 	AllowedOrigins []string
 	// Limits bound what a client may make the node hold.
 	Limits LimitsConfig
+	// Audit configures the audit log and the keys' last-use reports.
+	Audit AuditConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -146,6 +148,7 @@ func DefaultConfig() Config {
 		Cluster:       defaultClusterConfig(),
 		Routing:       defaultRoutingConfig(),
 		Limits:        defaultLimitsConfig(),
+		Audit:         defaultAuditConfig(),
 	}
 }
 
@@ -173,6 +176,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Limits.validate(); err != nil {
+		return err
+	}
+	if err := c.Audit.validate(); err != nil {
 		return err
 	}
 	return c.Cluster.validate()
@@ -206,6 +212,10 @@ type Node struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	// stateKeys are the API keys of the replicated state (nil outside
+	// a cluster).
+	stateKeys *auth.StateKeys
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -301,6 +311,7 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 		cfg.Ready = n.cluster.Ready
 	}
 	n.cfg.Limits.apply(&cfg)
+	n.keyConfig(&cfg)
 	return cfg
 }
 
@@ -379,6 +390,7 @@ func (n *Node) runCluster() {
 		defer n.runWG.Done()
 		n.registerModels(ctx)
 	}()
+	n.runKeys(ctx)
 }
 
 // Addr is the address the API listens on (useful with port 0).

@@ -83,6 +83,9 @@ func (s *State) Apply(index uint64, entry []byte) Outcome {
 	out := s.dispatch(index, d)
 	s.Index = index
 	out.Index = index
+	if d.audit != nil {
+		s.appendAudit(index, *d.audit, outcomeCode(out))
+	}
 	if d.key != "" {
 		s.remember(d.key, out)
 	}
@@ -155,6 +158,9 @@ func (s *State) dispatch(index uint64, d decoded) Outcome {
 		return applyBody(index, d, s.setClusterCA)
 	case TypeSetNodeLabels:
 		return applyBody(index, d, s.setNodeLabels)
+	}
+	if out, ok := s.dispatchKeys(index, d); ok {
+		return out
 	}
 	if d.flags&FlagIgnorable != 0 {
 		return Outcome{Skipped: true}

@@ -80,6 +80,12 @@ func filledState() *State {
 		p.Deployment, p.Node = name, "n1"
 		s.Placements[placementKey(name, "n1")] = &p
 	}
+	s.APIKeys = map[string]*APIKey{}
+	for _, id := range []string{"k1", "k2"} {
+		k := filled[APIKey]()
+		k.ID, k.Role, k.Hash = id, RoleInference, "hash-"+id
+		s.APIKeys[id] = &k
+	}
 	s.Models = map[string]*ModelSpec{}
 	for _, name := range []string{"m1:latest", "acme/m2:7b"} {
 		m := filledSpec(name)
@@ -241,6 +247,9 @@ func TestMutatingCloneLeavesOriginal(t *testing.T) {
 	}
 	for _, v := range c.APIKeys {
 		v.Hash = "changed"
+		v.Models[0] = "changed"
+		v.Jurisdictions[0] = "changed"
+		v.Labels["new"] = "x"
 	}
 	for _, v := range c.Quotas {
 		v.TokensPerMinute = -1
@@ -271,7 +280,7 @@ func TestMutatingCloneLeavesOriginal(t *testing.T) {
 	cwant := snapshot(t, c)
 	s.Nodes["n1"].Labels["new"] = "x"
 	s.Deployments["d1"].Constraints[1] = "changed"
-	s.Audit = append(s.Audit[:1], AuditEntry{Actor: "later"})
+	s.Audit = append(s.Audit[:1], AuditEntry{AuditRecord: AuditRecord{Actor: "later"}})
 	if got := snapshot(t, c); !bytes.Equal(got, cwant) {
 		t.Fatalf("changing the original changed the clone")
 	}

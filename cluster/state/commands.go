@@ -32,6 +32,16 @@ const (
 	// TypeSetNodeLabels sets a node's labels: an operator's word, never a
 	// node's own.
 	TypeSetNodeLabels Type = 13
+	// API keys (keys.go). TypeTouchAPIKeys is written with
+	// FlagIgnorable: a node that does not know it only misses last uses.
+	TypePutAPIKey    Type = 14
+	TypeUpdateAPIKey Type = 15
+	TypeRotateAPIKey Type = 16
+	TypeDeleteAPIKey Type = 17
+	TypeTouchAPIKeys Type = 18
+	// The audit log (audit.go).
+	TypeAppendAudit Type = 19
+	TypeTrimAudit   Type = 20
 )
 
 // Flags modify how a command is applied.
@@ -50,6 +60,10 @@ type Command struct {
 	// the same key is not applied again and returns the first one's result.
 	Key  string
 	Body any
+	// Audit, when set, is recorded in the audit log by the same Apply,
+	// with the command's outcome: an action and its record cannot
+	// diverge.
+	Audit *AuditRecord
 }
 
 // Bodies of the commands.
@@ -147,8 +161,9 @@ type (
 
 // envelope is the encoded form after the type and flag bytes.
 type envelope struct {
-	Key  string          `json:"k,omitempty"`
-	Body json.RawMessage `json:"b,omitempty"`
+	Key   string          `json:"k,omitempty"`
+	Body  json.RawMessage `json:"b,omitempty"`
+	Audit *AuditRecord    `json:"a,omitempty"`
 }
 
 // Encode turns a command into a log entry: a type byte, a flags byte and a
@@ -158,7 +173,7 @@ func Encode(c Command) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode %v: %w", c.Type, err)
 	}
-	env, err := json.Marshal(envelope{Key: c.Key, Body: body})
+	env, err := json.Marshal(envelope{Key: c.Key, Body: body, Audit: c.Audit})
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +189,7 @@ type decoded struct {
 	flags Flags
 	key   string
 	body  json.RawMessage
+	audit *AuditRecord
 }
 
 func decode(b []byte) (decoded, error) {
@@ -184,7 +200,7 @@ func decode(b []byte) (decoded, error) {
 	if err := json.Unmarshal(b[2:], &env); err != nil {
 		return decoded{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
-	return decoded{typ: Type(b[0]), flags: Flags(b[1]), key: env.Key, body: env.Body}, nil
+	return decoded{typ: Type(b[0]), flags: Flags(b[1]), key: env.Key, body: env.Body, audit: env.Audit}, nil
 }
 
 func (t Type) String() string {
@@ -217,6 +233,20 @@ func (t Type) String() string {
 		return "touch-deployment"
 	case TypeSetDeploymentIdle:
 		return "set-deployment-idle"
+	case TypePutAPIKey:
+		return "put-api-key"
+	case TypeUpdateAPIKey:
+		return "update-api-key"
+	case TypeRotateAPIKey:
+		return "rotate-api-key"
+	case TypeDeleteAPIKey:
+		return "delete-api-key"
+	case TypeTouchAPIKeys:
+		return "touch-api-keys"
+	case TypeAppendAudit:
+		return "append-audit"
+	case TypeTrimAudit:
+		return "trim-audit"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }

@@ -24,6 +24,8 @@ func fuzzBase(t testing.TB) *State {
 	a.raw(entryKeyed(t, TypeReportPlacement, 0, "k1", ReportPlacement{Deployment: "d1", Node: "n1", State: PlacementReady}))
 	a.raw(entryKeyed(t, TypeRemoveNode, 0, "k2", RemoveNode{ID: "n9"}))
 	a.ok(TypeRegisterModel, RegisterModel{Model: tinySpec("m1")})
+	a.ok(TypePutAPIKey, PutAPIKey{Key: APIKey{ID: "key-1", Role: RoleInference, Hash: "h1", Created: 3}})
+	a.raw(entryAudited(t, TypeRemoveNode, RemoveNode{ID: "n9"}, AuditRecord{Actor: "admin", Action: "remove-node"}))
 	return a.s
 }
 
@@ -46,6 +48,9 @@ func checkApplied(t *testing.T, base, s *State, index uint64, e []byte, out Outc
 	}
 	if err := checkInvariants(s); err != nil {
 		t.Fatalf("entry %q broke the state: %v", e, err)
+	}
+	if b := VerifyAudit(s.AuditAnchor, s.Audit); b != nil {
+		t.Fatalf("entry %q broke the audit chain at %d: %s", e, b.Seq, b.Reason)
 	}
 	snap := snapshot(t, s)
 	back, err := Decode(bytes.NewReader(snap))
@@ -81,6 +86,15 @@ var bodyTypes = map[Type]func() any{
 	TypeUnregisterModel:   func() any { return new(UnregisterModel) },
 	TypeTouchDeployment:   func() any { return new(TouchDeployment) },
 	TypeSetDeploymentIdle: func() any { return new(SetDeploymentIdle) },
+	TypeSetClusterCA:      func() any { return new(SetClusterCA) },
+	TypeSetNodeLabels:     func() any { return new(SetNodeLabels) },
+	TypePutAPIKey:         func() any { return new(PutAPIKey) },
+	TypeUpdateAPIKey:      func() any { return new(UpdateAPIKey) },
+	TypeRotateAPIKey:      func() any { return new(RotateAPIKey) },
+	TypeDeleteAPIKey:      func() any { return new(DeleteAPIKey) },
+	TypeTouchAPIKeys:      func() any { return new(TouchAPIKeys) },
+	TypeAppendAudit:       func() any { return new(AppendAudit) },
+	TypeTrimAudit:         func() any { return new(TrimAudit) },
 }
 
 func FuzzApply(f *testing.F) {
@@ -108,6 +122,13 @@ func FuzzApply(f *testing.F) {
 		{TypeRegisterModel, RegisterModel{Model: ModelSpec{Name: "bad", Architecture: "llama"}}},
 		{TypeUnregisterModel, UnregisterModel{Name: "m1"}},
 		{Type(10), map[string]any{"x": 1}},
+		{TypePutAPIKey, PutAPIKey{Key: APIKey{ID: "key-2", Role: RoleAdmin, Hash: "h2", Models: []string{"d*"}, Labels: map[string]string{"team": "a"}}}},
+		{TypeUpdateAPIKey, UpdateAPIKey{ID: "key-1", Models: &[]string{"["}}},
+		{TypeRotateAPIKey, RotateAPIKey{ID: "key-1", Hash: "h9", GraceUntil: 50, Time: 10}},
+		{TypeDeleteAPIKey, DeleteAPIKey{ID: "key-1"}},
+		{TypeTouchAPIKeys, TouchAPIKeys{Times: map[string]int64{"key-1": 5, "nope": 6}}},
+		{TypeAppendAudit, AppendAudit{Records: []AuditRecord{{Actor: "a", Action: "auth-failed", Outcome: "denied"}}}},
+		{TypeTrimAudit, TrimAudit{Before: 2}},
 	}
 	for i, sd := range seeds {
 		e := entryKeyed(f, sd.typ, Flags(i%2), []string{"", "k1", "k9"}[i%3], sd.body)
@@ -146,7 +167,7 @@ func FuzzApply(f *testing.F) {
 
 		// A body that decodes as a known command, encoded properly, must
 		// apply without a panic and keep the state whole.
-		ct := Type(typ % 10)
+		ct := Type(typ % 21)
 		mk, ok := bodyTypes[ct]
 		if !ok {
 			return
@@ -224,6 +245,18 @@ func postcondition(s *State, cmd any) error {
 	case *UnregisterModel:
 		if m := s.RegisteredModel(c.Name); m != nil {
 			return fmt.Errorf("unregistered model %q is still there", c.Name)
+		}
+	case *PutAPIKey:
+		if k := s.APIKeys[c.Key.ID]; k == nil || k.Hash != c.Key.Hash || s.KeysIndex != s.Index {
+			return fmt.Errorf("put key %q is %+v", c.Key.ID, k)
+		}
+	case *RotateAPIKey:
+		if k := s.APIKeys[c.ID]; k == nil || k.Hash != c.Hash {
+			return fmt.Errorf("rotated key %q is %+v", c.ID, k)
+		}
+	case *DeleteAPIKey:
+		if s.APIKeys[c.ID] != nil {
+			return fmt.Errorf("deleted key %q is still there", c.ID)
 		}
 	}
 	return nil

@@ -25,6 +25,16 @@ func entryKeyed(t testing.TB, typ Type, flags Flags, key string, body any) []byt
 	return b
 }
 
+// entryAudited encodes a command with an audit record attached.
+func entryAudited(t testing.TB, typ Type, body any, r AuditRecord) []byte {
+	t.Helper()
+	b, err := Encode(Command{Type: typ, Body: body, Audit: &r})
+	if err != nil {
+		t.Fatalf("encode %v: %v", typ, err)
+	}
+	return b
+}
+
 // applier applies commands to a state at increasing indexes.
 type applier struct {
 	t    testing.TB
@@ -163,6 +173,13 @@ func checkInvariants(s *State) error {
 		}
 		if _, ok := s.Nodes[p.Node]; !ok {
 			add("placement %q refers to missing node %q", k, p.Node)
+		}
+	}
+	for k, key := range s.APIKeys {
+		if key == nil {
+			add("key %q is nil", k)
+		} else if e := checkKey(key); e != "" || key.ID != k {
+			add("key %q (id %q) %s", k, key.ID, e)
 		}
 	}
 	if len(s.IdemOrder) != len(s.Idem) {

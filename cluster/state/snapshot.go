@@ -26,7 +26,7 @@ func (s *State) Clone() *State {
 		Nodes:       make(map[string]*Node, len(s.Nodes)),
 		Deployments: make(map[string]*Deployment, len(s.Deployments)),
 		Placements:  make(map[string]*Placement, len(s.Placements)),
-		APIKeys:     cloneMap(s.APIKeys),
+		APIKeys:     make(map[string]*APIKey, len(s.APIKeys)),
 		Quotas:      cloneMap(s.Quotas),
 		Usage:       cloneMap(s.Usage),
 		Audit:       cloneSlice(s.Audit),
@@ -36,6 +36,18 @@ func (s *State) Clone() *State {
 		Rejected:    cloneSlice(s.Rejected),
 
 		RejectedTotal: s.RejectedTotal,
+		AuditAnchor:   s.AuditAnchor,
+		KeysIndex:     s.KeysIndex,
+	}
+	if s.APIKeys == nil {
+		c.APIKeys = nil
+	}
+	for k, v := range s.APIKeys {
+		if v == nil {
+			c.APIKeys[k] = nil
+			continue
+		}
+		c.APIKeys[k] = v.Clone()
 	}
 	if s.ClusterCA != nil {
 		ca := *s.ClusterCA
@@ -169,8 +181,14 @@ func (s *State) check() error {
 		}
 	}
 	for k, v := range s.APIKeys {
-		if v == nil {
+		switch {
+		case v == nil:
 			return fmt.Errorf("api key %q is null", k)
+		case v.ID != k:
+			return fmt.Errorf("api key %q is filed under %q", v.ID, k)
+		}
+		if e := checkKey(v); e != "" {
+			return fmt.Errorf("api key %q %s", k, e)
 		}
 	}
 	for k, v := range s.Quotas {

@@ -15,6 +15,12 @@ type State struct {
 	Quotas      map[string]*Quota      `json:"quotas"`
 	Usage       map[string]*UsageTotal `json:"usage"`
 	Audit       []AuditEntry           `json:"audit"`
+	// AuditAnchor stands for the entries trimmed from the head of Audit.
+	AuditAnchor AuditAnchor `json:"audit_anchor"`
+	// KeysIndex is the index of the last change to the set of keys or
+	// their secrets, fields or roles (not their last use): key lookups
+	// rebuild their index when it moves.
+	KeysIndex uint64 `json:"keys_index,omitempty"`
 	// Models are the models operators (or nodes, from their Ollama)
 	// registered beyond the built-in catalog, by the key form of their
 	// names (see ModelSpec.Name).

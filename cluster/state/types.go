@@ -104,13 +104,8 @@ type Placement struct {
 // placementKey is the map key of a placement.
 func placementKey(deployment, node string) string { return deployment + "\x00" + node }
 
-// APIKey, Quota and UsageTotal hold their place in the state; the security
-// and accounting work fills them in.
-type APIKey struct {
-	ID   string `json:"id"`
-	Hash string `json:"hash"`
-	Role string `json:"role"`
-}
+// Quota and UsageTotal hold their place in the state; the accounting work
+// fills them in.
 
 // Quota limits one key.
 type Quota struct {
@@ -123,13 +118,4 @@ type UsageTotal struct {
 	Key          string `json:"key"`
 	PromptTokens int64  `json:"prompt_tokens"`
 	OutputTokens int64  `json:"output_tokens"`
-}
-
-// AuditEntry is one record of the append-only audit log.
-type AuditEntry struct {
-	Index  uint64 `json:"index"`
-	Time   int64  `json:"time"` // proposer's clock, Unix ms
-	Actor  string `json:"actor"`
-	Action string `json:"action"`
-	Target string `json:"target"`
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
-	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/scheduler"
 )
 
@@ -41,7 +40,9 @@ func (s *Server) adminRoutes(cl Cluster) {
 	// The cluster's handler checks its callers itself: a cluster
 	// certificate, or the token proof of a node that is joining.
 	s.app.All("/internal/v1/cluster/*", s.peerOrJoining, s.readBody, adaptor.HTTPHandler(cl.Handler()))
-	a := s.app.Group("/admin/v1", s.auth.Require(auth.RoleAdmin), requireJSON, s.readBody)
+	s.startAuditFlush(cl)
+	cl = auditedCluster{Cluster: cl, now: s.now, log: s.log}
+	a := s.app.Group("/admin/v1", s.requireAdmin(), auditContext, requireJSON, s.readBody)
 	a.Get("/routing", s.routingView)
 	a.Get("/cluster", func(c *fiber.Ctx) error {
 		st, err := cl.Status(c.UserContext())
@@ -123,6 +124,8 @@ func (s *Server) adminRoutes(cl Cluster) {
 		return c.JSON(fiber.Map{"restored": true})
 	})
 	s.deploymentRoutes(a, cl)
+	s.keyRoutes(a, cl)
+	auditRoutes(a, cl)
 }
 
 // Bounds of node labels.

@@ -93,7 +93,8 @@ func toAPIError(err error) *Error {
 		return e
 	}
 	switch {
-	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrForbidden):
+	case errors.Is(err, auth.ErrUnauthenticated), errors.Is(err, auth.ErrForbidden),
+		errors.Is(err, auth.ErrJurisdictionForbidden), errors.Is(err, router.ErrModelForbidden):
 		return authError(err)
 	case errors.Is(err, router.ErrInvalidModelName):
 		return &Error{Status: http.StatusBadRequest, Type: typeInvalid, Code: "invalid_model_name", Param: "model", Message: err.Error()}

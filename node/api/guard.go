@@ -13,6 +13,7 @@ import (
 	"github.com/gofiber/fiber/v2/middleware/cors"
 
 	"github.com/sovra/sovra/node/auth"
+	"github.com/sovra/sovra/node/router"
 )
 
 // This file holds the checks against requests that a browser makes on a
@@ -115,6 +116,12 @@ func authError(err error) *Error {
 	case errors.Is(err, auth.ErrForbidden):
 		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "insufficient_permissions",
 			Message: "This key may not use this route."}
+	case errors.Is(err, router.ErrModelForbidden):
+		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "model_not_allowed", Param: "model",
+			Message: "This key may not use this model."}
+	case errors.Is(err, auth.ErrJurisdictionForbidden):
+		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "jurisdiction_not_allowed",
+			Message: "This key may not use these jurisdictions (" + HeaderJurisdiction + ")."}
 	}
 	return &Error{Status: http.StatusUnauthorized, Type: typeInvalid, Code: "invalid_api_key",
 		Message: "Incorrect API key provided."}

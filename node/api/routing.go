@@ -50,20 +50,35 @@ const HeaderClientKey = headerClientKey
 // fairness key and the jurisdictions it allows.
 func routingMeta(c *fiber.Ctx, forwarded bool) (router.Meta, error) {
 	var m router.Meta
+	p, ok := auth.FromCtx(c)
 	if forwarded {
 		m.Key = strings.Clone(c.Get(headerClientKey))
+		if ok {
+			m.Key = p.KeyID
+		}
 		return m, nil
 	}
-	if p, ok := auth.FromCtx(c); ok {
+	if ok {
 		m.Key = p.KeyID
 	}
+	var asked []string
 	if h := c.Get(HeaderJurisdiction); h != "" {
 		js, err := router.ParseJurisdictions(h)
 		if err != nil {
 			return m, &Error{Status: http.StatusBadRequest, Type: typeInvalid, Code: "invalid_jurisdiction",
 				Message: HeaderJurisdiction + ": " + err.Error()}
 		}
-		m.Jurisdictions = js
+		asked = js
+	}
+	// A key's own jurisdictions bound the request's; the header can only
+	// narrow them.
+	js, err := p.Narrow(asked)
+	if err != nil {
+		return m, err
+	}
+	m.Jurisdictions = js
+	if len(p.Models) > 0 {
+		m.ModelAllowed = p.AllowsModel
 	}
 	return m, nil
 }
@@ -119,6 +134,15 @@ func (s *Server) requirePeer(c *fiber.Ctx) error {
 	if _, err := s.cfg.PeerID(c.Context().TLSConnectionState()); err != nil {
 		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "peer_certificate_required",
 			Message: "internal routes need a client certificate of the cluster CA"}
+	}
+	// The forwarding node authenticated the client; its principal is
+	// trusted here, behind the cluster certificate, and nowhere else.
+	if h := c.Get(auth.HeaderPrincipal); h != "" {
+		p, err := auth.DecodePrincipal(h)
+		if err != nil {
+			return invalidParam("", "%s: %v", auth.HeaderPrincipal, err)
+		}
+		auth.SetPrincipal(c, p)
 	}
 	requestInfo(c).forwarded = true
 	return c.Next()

@@ -61,8 +61,15 @@ type Config struct {
 	// operators to /admin/v1 and to the inference routes (/v1, /api; on
 	// /v1/messages also as x-api-key). Empty admits no operator.
 	AdminToken string
-	// Keys, when set, holds further API keys (tenants: inference only).
+	// Keys, when set, holds further API keys (auth.StateKeys: those of
+	// the replicated state).
 	Keys auth.KeyStore
+	// KeyHasher hashes the secrets of new keys (/admin/v1/keys); nil on
+	// a node outside any cluster, whose key routes then answer 503.
+	KeyHasher *auth.Hasher
+	// AuditFlush is how often failed admin authentications are written
+	// to the audit log (DefaultAuditFlush when zero).
+	AuditFlush time.Duration
 	// AllowedOrigins are the browser origins, beyond loopback ones, whose
 	// pages may call the API: origins with at most one "*", or "*" alone.
 	AllowedOrigins []string
@@ -147,6 +154,11 @@ type Server struct {
 	metrics *metrics
 	// auth turns credentials into principals.
 	auth *auth.Authenticator
+	// failed buffers failed admin authentications for the audit log;
+	// background runs its flusher.
+	failed     failedAuth
+	background sync.WaitGroup
+	now        func() time.Time
 }
 
 // New builds the API over be. cl may be nil for a node outside any cluster:
@@ -155,7 +167,7 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	cfg = cfg.withDefaults()
 	base, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry),
-		auth: auth.New(cfg.AdminToken, cfg.Keys)}
+		auth: auth.New(cfg.AdminToken, cfg.Keys), now: time.Now}
 	s.metrics.labeler, _ = be.(labeler)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
@@ -238,6 +250,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { done <- s.app.ShutdownWithContext(ctx) }()
 	err := s.drain(done)
 	s.cancel()
+	s.background.Wait()
 	// Streams whose client is gone may still be ending on fasthttp's
 	// writer goroutines; they stop now that s.base is cancelled.
 	s.streams.Wait()

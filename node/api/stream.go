@@ -9,6 +9,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/router"
 )
 
@@ -205,6 +206,8 @@ func (s *Server) callContext(c *fiber.Ctx) (context.Context, context.CancelFunc,
 	ctx := router.WithMeta(s.base, meta)
 	if ri.forwarded {
 		ctx = router.Forwarded(ctx)
+	} else if p, ok := auth.FromCtx(c); ok {
+		ctx = auth.NewContext(ctx, p) // for the peer it may be forwarded to
 	}
 	ctx, ri.decision = router.WithDecision(ctx)
 	ctx, cancel := context.WithCancel(ctx)

@@ -2,10 +2,11 @@
 // makes it: a bearer token (or, for Anthropic clients, an x-api-key) is
 // turned into a Principal, a key id and a role, which the Fiber middleware
 // Require stores in the request for the handlers and checks against the
-// role a route needs. Today the only credential is the operators'
-// management token (role admin); tenants' API keys plug in through the
-// KeyStore that this package declares. Secrets are compared in constant
-// time and never logged or put into errors.
+// role a route needs. The credentials are the operators' management
+// token (role admin) and API keys, which plug in through the KeyStore
+// that this package declares (StateKeys: the keys of the replicated
+// state). Secrets are compared in constant time or by keyed hash, and
+// never logged or put into errors.
 package auth
 
 import (
@@ -15,6 +16,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+
+	"github.com/sovra/sovra/cluster/state"
 )
 
 // Role is what a principal may do.
@@ -23,16 +26,18 @@ type Role string
 const (
 	// RoleAdmin is an operator: the admin routes and inference.
 	RoleAdmin Role = "admin"
-	// RoleUser is a tenant: inference only.
-	RoleUser Role = "user"
+	// RoleInference is a tenant: inference only (/v1, /api).
+	RoleInference Role = "inference"
+	// RoleUser is RoleInference's former name.
+	RoleUser = RoleInference
 )
 
 // allows reports whether a principal of role r may use a route that needs
 // role need.
 func (r Role) allows(need Role) bool {
 	switch need {
-	case RoleUser:
-		return r == RoleUser || r == RoleAdmin
+	case RoleInference:
+		return r == RoleInference || r == RoleAdmin
 	case RoleAdmin:
 		return r == RoleAdmin
 	}
@@ -45,6 +50,14 @@ type Principal struct {
 	// request's fairness key and, later, its accounting key.
 	KeyID string
 	Role  Role
+	// Models are the deployment names or patterns (path.Match) it may
+	// use; empty: all.
+	Models []string
+	// Jurisdictions, when not empty, are the only jurisdictions whose
+	// nodes may serve its requests (upper case).
+	Jurisdictions []string
+	// Limits are its quotas (stored, not enforced yet).
+	Limits state.Limits
 }
 
 // AdminKeyID is the key id of the management token.
@@ -58,6 +71,10 @@ var (
 	ErrInvalid         = fmt.Errorf("%w: invalid credential", ErrUnauthenticated)
 	// ErrForbidden is a valid credential whose role may not use the route.
 	ErrForbidden = errors.New("auth: the credential's role may not use this route")
+	// ErrModelForbidden and ErrJurisdictionForbidden are a valid
+	// credential asking for a model or jurisdiction it may not use.
+	ErrModelForbidden        = errors.New("auth: the key may not use this model")
+	ErrJurisdictionForbidden = errors.New("auth: the key may not use these jurisdictions")
 )
 
 // KeyStore finds the principal of an API key. It is declared here, by its

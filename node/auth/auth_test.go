@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"github.com/gofiber/fiber/v2"
@@ -25,7 +26,7 @@ func TestAuthenticate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := a.Authenticate(tc.secret)
-			if p != tc.want || !errors.Is(err, tc.err) {
+			if !reflect.DeepEqual(p, tc.want) || !errors.Is(err, tc.err) {
 				t.Fatalf("got %+v, %v; want %+v, %v", p, err, tc.want, tc.err)
 			}
 			if err != nil && !errors.Is(err, ErrUnauthenticated) {
@@ -69,7 +70,7 @@ func TestRequire(t *testing.T) {
 	echo := func(c *fiber.Ctx) error {
 		p, ok := FromCtx(c)
 		q, ok2 := FromContext(c.UserContext())
-		if !ok || !ok2 || p != q {
+		if !ok || !ok2 || !reflect.DeepEqual(p, q) {
 			return errors.New("no principal")
 		}
 		return c.SendString(p.KeyID)

@@ -41,8 +41,7 @@ func (a *Authenticator) Require(need Role, opts ...Option) fiber.Handler {
 			if p, err = a.Authenticate(credential(c, o.keyHeader)); err != nil {
 				return err
 			}
-			c.Locals(localsKey{}, p)
-			c.SetUserContext(context.WithValue(c.UserContext(), ctxKey{}, p))
+			SetPrincipal(c, p)
 		}
 		if !p.Role.allows(need) {
 			return ErrForbidden

@@ -23,7 +23,14 @@ type Meta struct {
 	// Jurisdictions, when not empty, are the only jurisdictions whose
 	// nodes may serve the request (upper case).
 	Jurisdictions []string
+	// ModelAllowed, when set, says whether the client may use a model
+	// known by any of names (the name it asked for and the deployments
+	// that name resolves to); a refusal is ErrModelForbidden.
+	ModelAllowed func(names ...string) bool
 }
+
+// ErrModelForbidden is a request for a model its client's key may not use.
+var ErrModelForbidden = errors.New("this key may not use the model")
 
 type metaKey struct{}
 

@@ -132,6 +132,9 @@ type plan struct {
 func (r *Router) plan(ctx context.Context, model string) (plan, error) {
 	meta := metaOf(ctx)
 	m := r.match(model)
+	if meta.ModelAllowed != nil && !meta.ModelAllowed(append(m.names, model)...) {
+		return plan{}, fmt.Errorf("%w: %s", ErrModelForbidden, model)
+	}
 	pl := plan{tag: m.tag}
 	if r.wake != nil && r.wake.cfg.Proposer != nil && len(m.idle) > 0 {
 		pl.idle = m.idle

@@ -151,6 +151,8 @@ type matched struct {
 	idle  []idleInfo
 	// placed are the labels of the nodes holding a replica in any state.
 	placed []map[string]string
+	// names are the matching deployments.
+	names []string
 }
 
 func (r *Router) match(model string) matched {
@@ -162,6 +164,7 @@ func (r *Router) match(model string) matched {
 				continue
 			}
 			m.tag = d.Model
+			m.names = append(m.names, d.Name)
 			for _, p := range s.PlacementsOf(d.Name) {
 				n, ok := s.Nodes[p.Node]
 				if !ok {
