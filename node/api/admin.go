@@ -36,12 +36,12 @@ type Cluster interface {
 
 // adminRoutes mounts /admin/v1 and the internal peer routes. Admin calls
 // need a principal of role admin (the management token), and their writes
-// a JSON body.
+// a JSON body; each ends by its deadline (adminDeadline).
 func (s *Server) adminRoutes(cl Cluster) {
 	// The cluster's handler checks its callers itself: a cluster
 	// certificate, or the token proof of a node that is joining.
 	s.app.All("/internal/v1/cluster/*", adaptor.HTTPHandler(cl.Handler()))
-	a := s.app.Group("/admin/v1", s.auth.Require(auth.RoleAdmin), requireJSON)
+	a := s.app.Group("/admin/v1", s.auth.Require(auth.RoleAdmin), requireJSON, s.adminDeadline)
 	a.Get("/routing", s.routingView)
 	a.Get("/cluster", func(c *fiber.Ctx) error {
 		st, err := cl.Status(c.UserContext())
