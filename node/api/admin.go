@@ -63,23 +63,6 @@ func (s *Server) adminRoutes(cl Cluster) {
 		}
 		return c.JSON(fiber.Map{"nodes": nodes})
 	})
-	a.Get("/nodes/:id", func(c *fiber.Ctx) error {
-		id := c.Params("id")
-		var node *state.Node
-		err := cl.Read(c.UserContext(), c.QueryBool("stale"), func(s *state.State) {
-			if n, ok := s.Nodes[id]; ok {
-				cp := *n
-				node = &cp
-			}
-		})
-		if err != nil {
-			return err
-		}
-		if node == nil {
-			return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + id + " in the cluster"}
-		}
-		return c.JSON(node)
-	})
 	a.Put("/nodes/:id/labels", func(c *fiber.Ctx) error { return setNodeLabels(c, cl) })
 	a.Post("/cluster/join", func(c *fiber.Ctx) error {
 		var req cluster.JoinRequest
