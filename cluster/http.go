@@ -119,7 +119,11 @@ func callerDeadline(r *http.Request) (context.Context, context.CancelFunc, error
 		}
 		d = min(time.Duration(ms)*time.Millisecond, internalTimeout)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
+	// Not derived from the request's cancellation: behind Fiber's adaptor
+	// that is fasthttp's RequestCtx, which never cancels on a hang-up and
+	// whose Done races with the server's shutdown when watched. The
+	// deadline bounds the call.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), d)
 	return ctx, cancel, nil
 }
 
