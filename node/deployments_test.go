@@ -54,6 +54,7 @@ type depView struct {
 	Placements    []struct {
 		Node   string `json:"node"`
 		State  string `json:"state"`
+		Ready  bool   `json:"ready"`
 		Action string `json:"action"`
 	} `json:"placements"`
 }
