@@ -62,6 +62,9 @@ func (c *Cluster) applyLocal(ctx context.Context, entry []byte) (state.Outcome, 
 	if !c.IsLeader() {
 		return state.Outcome{}, ErrNotLeader
 	}
+	if err := live(ctx); err != nil {
+		return state.Outcome{}, err
+	}
 	f := c.raft.Apply(entry, enqueueWithin(ctx))
 	if err := waitFuture(ctx, f); err != nil {
 		return state.Outcome{}, err
@@ -84,6 +87,16 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrIndeterminate, ctx.Err())
 	}
+}
+
+// live refuses work whose caller has gone or whose deadline has passed,
+// before anything reaches raft: the leader proposes nothing for a caller
+// that gave up, however late a forwarded request arrives.
+func live(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrExpired, err)
+	}
+	return nil
 }
 
 func enqueueWithin(ctx context.Context) time.Duration {

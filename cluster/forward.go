@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -41,9 +42,15 @@ type leaderOp struct {
 // unknown makes a non-idempotent op end in ErrIndeterminate.
 func (c *Cluster) onLeader(ctx context.Context, op leaderOp) error {
 	unknown := false
+	var err error
 	for attempt := 0; ; attempt++ {
+		// A caller that left (or whose deadline passed) starts nothing
+		// more: no attempt may propose work after it.
+		if cerr := ctx.Err(); cerr != nil {
+			return finalErr(err, cerr, unknown)
+		}
 		changed := c.leaderChanged()
-		err := c.attempt(ctx, op)
+		err = c.attempt(ctx, op)
 		switch {
 		case err == nil:
 			return nil
@@ -80,15 +87,17 @@ func (c *Cluster) attempt(ctx context.Context, op leaderOp) error {
 }
 
 func retriable(err error) bool {
-	return errors.Is(err, errRetry) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)
+	return errors.Is(err, errRetry) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrExpired)
 }
 
 // finalErr is what a caller sees when the context ends during retries.
+// Nothing reached raft unless unknown: a lost answer to a read is only a
+// read that did not happen.
 func finalErr(last, ctxErr error, unknown bool) error {
 	switch {
 	case unknown:
 		return fmt.Errorf("%w: %w", ErrIndeterminate, ctxErr)
-	case errors.Is(last, ErrNoLeader), errors.Is(last, ErrNotLeader), errors.Is(last, errRetry):
+	case last == nil, retriable(last), errors.Is(last, ErrIndeterminate):
 		return fmt.Errorf("%w: %w (last: %v)", ErrNoLeader, ctxErr, last)
 	}
 	return fmt.Errorf("%w (last: %v)", ctxErr, last)
@@ -130,8 +139,15 @@ func raftErr(err error) error {
 
 const (
 	forwardedHeader = "Sovra-Forwarded"
-	routePrefix     = "/internal/v1/cluster/"
+	// timeoutHeader carries the milliseconds left of the caller's
+	// deadline; the receiver works under that deadline.
+	timeoutHeader = "Sovra-Timeout-Ms"
+	routePrefix   = "/internal/v1/cluster/"
 )
+
+// internalTimeout bounds an internal call that carries no deadline (a
+// node of an older version): no handler waits on the leader forever.
+const internalTimeout = time.Minute
 
 // errorBody is the JSON body of every failed internal call.
 type errorBody struct {
@@ -156,6 +172,11 @@ func (c *Cluster) post(ctx context.Context, addr, route string, forwarded bool, 
 	req.Header.Set("Content-Type", "application/json")
 	if forwarded {
 		req.Header.Set(forwardedHeader, "1")
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		// What is left of the caller's time, relative so that the two
+		// nodes' clocks need not agree; the peer proposes nothing after it.
+		req.Header.Set(timeoutHeader, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 0), 10))
 	}
 	var sent atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
@@ -220,6 +241,7 @@ var errByCode = map[string]error{
 	"not_leader":         ErrNotLeader,
 	"no_leader":          ErrNoLeader,
 	"indeterminate":      ErrIndeterminate,
+	"expired":            ErrExpired,
 	"bad_token":          ErrBadToken,
 	"not_peer":           ErrNotPeer,
 	"member_exists":      ErrMemberExists,
@@ -242,6 +264,7 @@ func codeOf(err error) (string, int) {
 		{"restore_not_forced", http.StatusConflict},
 		{"not_member", http.StatusGone},
 		{"indeterminate", http.StatusGatewayTimeout},
+		{"expired", http.StatusServiceUnavailable},
 		{"not_leader", http.StatusMisdirectedRequest},
 		{"no_leader", http.StatusServiceUnavailable},
 		{"retry", http.StatusServiceUnavailable},

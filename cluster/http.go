@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -85,7 +87,13 @@ func checkClaim(r *http.Request, fwd bool, id string) error {
 func (c *Cluster) serve(h func(r *http.Request, fwd bool) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		out, err := h(r, r.Header.Get(forwardedHeader) != "")
+		ctx, cancel, err := callerDeadline(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		defer cancel()
+		out, err := h(r.WithContext(ctx), r.Header.Get(forwardedHeader) != "")
 		if err != nil {
 			writeError(w, err)
 			return
@@ -93,6 +101,30 @@ func (c *Cluster) serve(h func(r *http.Request, fwd bool) (any, error)) http.Han
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(out)
 	}
+}
+
+// callerDeadline is the context a call runs under: the caller's deadline
+// (Sovra-Timeout-Ms, the milliseconds it had left when it sent the call),
+// else internalTimeout. A call that arrives with no time left is refused
+// before it does anything.
+func callerDeadline(r *http.Request) (context.Context, context.CancelFunc, error) {
+	d := internalTimeout
+	if v := r.Header.Get(timeoutHeader); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s %q", ErrInvalid, timeoutHeader, v)
+		}
+		if ms <= 0 {
+			return nil, nil, fmt.Errorf("%w: the call arrived after its deadline", ErrExpired)
+		}
+		d = min(time.Duration(ms)*time.Millisecond, internalTimeout)
+	}
+	// Not derived from the request's cancellation: behind Fiber's adaptor
+	// that is fasthttp's RequestCtx, which never cancels on a hang-up and
+	// whose Done races with the server's shutdown when watched. The
+	// deadline bounds the call.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), d)
+	return ctx, cancel, nil
 }
 
 func writeError(w http.ResponseWriter, err error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"sort"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -326,52 +325,6 @@ func (c *Cluster) Ready() error {
 		return ErrNoLeader
 	}
 	return nil
-}
-
-// Member is one server of the raft configuration.
-type Member struct {
-	ID       string `json:"id"`
-	HTTPAddr string `json:"http_addr"`
-	RaftAddr string `json:"raft_addr"`
-	Voter    bool   `json:"voter"`
-	// Status is the node's status in the state ("ready", "down", ...), or
-	// "joining" before its registration is applied.
-	Status string `json:"status"`
-}
-
-// Status is this node's view of the cluster.
-type Status struct {
-	Self         string   `json:"self"`
-	Leader       string   `json:"leader"` // node id; empty while there is none
-	Term         uint64   `json:"term"`
-	AppliedIndex uint64   `json:"applied_index"` // of the local state
-	Members      []Member `json:"members"`
-}
-
-// Status answers locally on every node, without a round trip.
-func (c *Cluster) Status(ctx context.Context) (Status, error) {
-	if err := ctx.Err(); err != nil {
-		return Status{}, err
-	}
-	conf, err := c.configuration()
-	if err != nil {
-		return Status{}, err
-	}
-	_, leader := c.raft.LeaderWithID()
-	st := Status{Self: c.cfg.NodeID, Leader: string(leader), Term: c.raft.CurrentTerm(), AppliedIndex: c.machine.Index()}
-	c.machine.Read(func(s *state.State) {
-		for _, srv := range conf.Servers {
-			m := Member{ID: string(srv.ID), RaftAddr: string(srv.Address), Voter: srv.Suffrage == raft.Voter, Status: "joining"}
-			if n, ok := s.Nodes[m.ID]; ok {
-				m.HTTPAddr, m.Status = n.HTTPAddr, string(n.Status)
-			} else {
-				m.HTTPAddr = c.peers.get(m.ID).HTTPAddr
-			}
-			st.Members = append(st.Members, m)
-		}
-	})
-	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
-	return st, nil
 }
 
 // backoff grows from base, doubling, up to limit.

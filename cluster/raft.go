@@ -53,6 +53,9 @@ var (
 	ErrClosed = errors.New("cluster: closed")
 	// ErrInvalid reports a malformed request or command.
 	ErrInvalid = errors.New("cluster: invalid request")
+	// ErrExpired means the caller's deadline had passed before the work
+	// reached raft: nothing was proposed, and nothing will be.
+	ErrExpired = errors.New("cluster: the caller's deadline passed before the work was proposed")
 )
 
 // RaftTimings tune raft. A zero field keeps raft's default, given after each.
@@ -194,6 +197,7 @@ type Cluster struct {
 	obsWG    sync.WaitGroup
 	changeMu sync.Mutex
 	changed  chan struct{} // closed and replaced on every leader or raft state change
+	leader   atomic.Pointer[leaderMark]
 
 	nodeMu    sync.Mutex
 	self      state.Node    // this node's registration, carried by heartbeats
@@ -502,6 +506,7 @@ func (c *Cluster) startObserver() {
 			case <-c.obsDone:
 				return
 			case <-c.obsCh:
+				c.trackLeader(time.Now())
 				c.notifyChange()
 			}
 		}

@@ -42,9 +42,12 @@ func member(id string, join ...string) func(*node.Config) {
 }
 
 type clusterView struct {
-	Leader  string           `json:"leader"`
-	Term    uint64           `json:"term"`
-	Members []cluster.Member `json:"members"`
+	Leader        string           `json:"leader"`
+	Term          uint64           `json:"term"`
+	Members       []cluster.Member `json:"members"`
+	LastLeader    string           `json:"last_leader"`
+	NoLeaderSince string           `json:"no_leader_since"`
+	Warning       string           `json:"warning"`
 }
 
 func admin(t *testing.T, method, url, body string, out any) int {

@@ -54,6 +54,7 @@ type depView struct {
 	Placements    []struct {
 		Node   string `json:"node"`
 		State  string `json:"state"`
+		Ready  bool   `json:"ready"`
 		Action string `json:"action"`
 	} `json:"placements"`
 }
@@ -121,6 +122,11 @@ func waitDep(t *testing.T, url, name string, ok func(depView) bool, always ...fu
 	}
 }
 
+// placedAll holds when the scheduler placed every replica, ready or not.
+func placedAll(d depView) bool {
+	return d.Status == "ok" || d.Status == "degraded" || d.Status == "unavailable"
+}
+
 // on holds when the deployment's placements are exactly these nodes and
 // the scheduler has nothing more to do.
 func on(nodes ...string) func(depView) bool {
@@ -152,12 +158,15 @@ func report(t *testing.T, n *node.Node, dep, on string, st state.PlacementState)
 
 // threeRegions starts fr (2×A100, EU), de (1×A100, EU) and us (2×H100,
 // US), each in its own zone, and waits until they report their GPUs.
-func threeRegions(t *testing.T) map[string]*node.Node {
+func threeRegions(t *testing.T, edit ...func(*node.Config)) map[string]*node.Node {
 	t.Helper()
 	sim := ollamasim.StartTest(t, ollamasim.Config{})
-	fr := testnode.Start(t, sim.URL(), placed("fr", "2xA100:80GiB", "jurisdiction=EU,country=FR,zone=a"))
-	de := testnode.Start(t, sim.URL(), placed("de", "1xA100:80GiB", "jurisdiction=EU,country=DE,zone=b", fr.Addr()))
-	us := testnode.Start(t, sim.URL(), placed("us", "2xH100:80GiB", "jurisdiction=US,country=US,zone=c", fr.Addr()))
+	start := func(cfg func(*node.Config)) *node.Node {
+		return testnode.Start(t, sim.URL(), append([]func(*node.Config){cfg}, edit...)...)
+	}
+	fr := start(placed("fr", "2xA100:80GiB", "jurisdiction=EU,country=FR,zone=a"))
+	de := start(placed("de", "1xA100:80GiB", "jurisdiction=EU,country=DE,zone=b", fr.Addr()))
+	us := start(placed("us", "2xH100:80GiB", "jurisdiction=US,country=US,zone=c", fr.Addr()))
 	labelNodes(t, fr.URL(), "fr", "de", "us")
 	nodes := map[string]*node.Node{"fr": fr, "de": de, "us": us}
 	waitView(t, fr.URL(), allReady(3))
@@ -206,7 +215,7 @@ func TestDeploymentsArePlacedByTheLeader(t *testing.T) {
 
 	t.Run("EU-only replicas stay in the EU", func(t *testing.T) {
 		create(t, us, `{"name":"chat-eu","model":"llama3.1:8b","replicas":2,"constraints":["jurisdiction=EU"]}`)
-		d := waitDep(t, de, "chat-eu", on("de", "fr"), never("us"))
+		d := waitDep(t, de, "chat-eu", func(d depView) bool { return on("de", "fr")(d) && d.ReadyReplicas == 2 }, never("us"))
 		if d.Status != "ok" || d.Model != "llama3.1:8b" || d.Version != 1 {
 			t.Fatalf("view %+v", d)
 		}
@@ -224,7 +233,9 @@ func TestDeploymentsArePlacedByTheLeader(t *testing.T) {
 		if st, _, raw := adminWith(t, "PATCH", de+"/admin/v1/deployments/chat-eu/scale", `{"replicas":1}`, nil); st != http.StatusOK {
 			t.Fatalf("scale: %d %s", st, raw)
 		}
-		d = waitDep(t, fr, "chat-eu", func(d depView) bool { return d.Replicas == 1 && d.Settled && len(d.Placements) == 1 }, never("us"))
+		d = waitDep(t, fr, "chat-eu", func(d depView) bool {
+			return d.Replicas == 1 && d.Settled && len(d.Placements) == 1 && d.ReadyReplicas == 1
+		}, never("us"))
 		if d.Status != "ok" || d.Version != 3 {
 			t.Fatalf("after scale down %+v", d)
 		}
@@ -281,8 +292,8 @@ func TestDeploymentsArePlacedByTheLeader(t *testing.T) {
 			t.Fatalf("create without the key: %d %s", st, raw)
 		}
 	})
-	t.Run("cordon moves replicas make-before-break", func(t *testing.T) {
-		cordonMovesReplicas(t, nodes)
+	t.Run("drain moves replicas make-before-break", func(t *testing.T) {
+		drainMovesReplicas(t, nodes)
 	})
 	t.Run("delete", func(t *testing.T) {
 		if st, _, raw := adminWith(t, "DELETE", de+"/admin/v1/deployments/chat-eu", "", nil); st != http.StatusOK {
@@ -297,18 +308,18 @@ func TestDeploymentsArePlacedByTheLeader(t *testing.T) {
 	})
 }
 
-// cordonMovesReplicas cordons the node of a ready replica: a replacement
+// drainMovesReplicas drains the node of a ready replica: a replacement
 // is placed elsewhere, and the old replica leaves only once it is ready
 // (the nodes' agents load the model and report it).
-func cordonMovesReplicas(t *testing.T, nodes map[string]*node.Node) {
+func drainMovesReplicas(t *testing.T, nodes map[string]*node.Node) {
 	url := nodes["us"].URL()
 	create(t, url, `{"name":"moving","model":"llama3.2:1b","constraints":["jurisdiction=EU"]}`)
 	d := waitDep(t, url, "moving", func(d depView) bool { return d.Settled && len(d.Placements) == 1 && d.ReadyReplicas == 1 })
 	from := d.Placements[0].Node
 	to := map[string]string{"fr": "de", "de": "fr"}[from]
 
-	if st, _, raw := adminWith(t, "POST", url+"/admin/v1/nodes/"+from+"/cordon", `{"reason":"maintenance"}`, nil); st != http.StatusOK {
-		t.Fatalf("cordon: %d %s", st, raw)
+	if st, _, raw := adminWith(t, "POST", url+"/admin/v1/nodes/"+from+"/drain", `{"reason":"maintenance"}`, nil); st != http.StatusOK {
+		t.Fatalf("drain: %d %s", st, raw)
 	}
 	waitDep(t, url, "moving", func(d depView) bool { return on(to)(d) && d.ReadyReplicas == 1 }, never("us"), keepsReady(1))
 

@@ -15,7 +15,8 @@ type health int
 
 const (
 	healthy   health = iota // ready: keeps replicas and takes new ones
-	leaving                 // cordoned or draining: replicas move, make-before-break
+	cordoned                // keeps its replicas, takes no new ones
+	leaving                 // draining: replicas move, make-before-break
 	downGrace               // down within the grace: replicas stay, nothing new
 	lost                    // down past the grace: replicas go elsewhere
 )
@@ -179,11 +180,14 @@ func newView(n *state.Node, pos int, opts *Options) *nodeView {
 }
 
 // nodeHealth classifies a node by its status and, for a down node, how
-// long it has been down.
+// long it has been down. Cordon and drain differ as in kubectl and Nomad:
+// a cordoned node keeps what runs on it, a draining one gives it up.
 func nodeHealth(n *state.Node, opts *Options) (health, string) {
 	switch n.Status {
 	case state.NodeReady:
 		return healthy, ""
+	case state.NodeCordoned:
+		return cordoned, "node is cordoned"
 	case state.NodeDown:
 		down := time.Duration(opts.Now.UnixMilli()-n.StatusSince) * time.Millisecond
 		if down > opts.DownGrace {

@@ -134,6 +134,9 @@ func holding(ne NodeExplanation, s *slot) NodeExplanation {
 		st = string(s.placed.State)
 	}
 	ne.Reason = "holds a replica (" + st + ")"
+	if s.node.health == downGrace {
+		ne.Reason += "; not serving: " + s.node.why
+	}
 	if s.drain {
 		ne.Reason += "; " + s.reason
 	}

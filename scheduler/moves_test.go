@@ -9,42 +9,62 @@ import (
 	"github.com/sovra/sovra/cluster/state"
 )
 
-func TestDrainIsMakeBeforeBreak(t *testing.T) {
-	for _, st := range []state.NodeStatus{state.NodeCordoned, state.NodeDraining} {
-		t.Run(string(st), func(t *testing.T) {
-			w := newWorld(t)
-			w.node("old", gpus(h100, 1))
-			w.node("new", gpus(h100, 1))
-			w.deploy("d", "llama3.1:70b", 1)
-			w.place("d", state.PlacementReady, "old")
-			w.status("old", st, time.Minute)
-
-			steps := []struct {
-				name   string
-				report state.PlacementState // of the new replica before the run; "" for none
-				want   map[string]Action
-				remove bool
-			}{
-				{"replacement placed, old kept", "", map[string]Action{"old": ActionDrain, "new": ActionPlace}, false},
-				{"replacement pulling, old kept", state.PlacementPulling, map[string]Action{"old": ActionDrain, "new": ActionKeep}, false},
-				{"replacement ready, old removed", state.PlacementReady, map[string]Action{"new": ActionKeep}, true},
-			}
-			for _, step := range steps {
-				if step.report != "" {
-					w.report("d", "new", step.report)
-				}
-				p := w.schedule(opts())
-				if got := actions(t, p, "d"); !maps.Equal(got, step.want) {
-					t.Fatalf("%s: actions %v, want %v", step.name, got, step.want)
-				}
-				removed := len(p.Removals) == 1 && p.Removals[0].Cause == CauseDrained && p.Removals[0].Node == "old"
-				if removed != step.remove || (!step.remove && len(p.Removals) > 0) {
-					t.Fatalf("%s: removals %+v", step.name, p.Removals)
-				}
-				w.commit(p, "")
-			}
-		})
+// TestCordonKeepsReplicas: a cordoned node keeps the replicas it runs
+// and takes no new one; only a drain moves them.
+func TestCordonKeepsReplicas(t *testing.T) {
+	w := newWorld(t)
+	w.node("old", gpus(h100, 2))
+	w.node("new", gpus(h100, 2))
+	w.deploy("d", "llama3.1:70b", 1)
+	w.place("d", state.PlacementReady, "old")
+	w.status("old", state.NodeCordoned, time.Minute)
+	p := w.schedule(opts())
+	if got := actions(t, p, "d"); !maps.Equal(got, map[string]Action{"old": ActionKeep}) || len(p.Removals) > 0 {
+		t.Fatalf("cordon moved the replica: actions %v, removals %+v", got, p.Removals)
 	}
+	w.commit(p, "")
+	w.deploy("e", "llama3.1:70b", 1)
+	p = w.schedule(opts())
+	if got := actions(t, p, "e"); !maps.Equal(got, map[string]Action{"new": ActionPlace}) {
+		t.Fatalf("a new replica on a cordoned node: %v", got)
+	}
+}
+
+func TestDrainIsMakeBeforeBreak(t *testing.T) {
+	st := state.NodeDraining
+	t.Run(string(st), func(t *testing.T) {
+		w := newWorld(t)
+		w.node("old", gpus(h100, 1))
+		w.node("new", gpus(h100, 1))
+		w.deploy("d", "llama3.1:70b", 1)
+		w.place("d", state.PlacementReady, "old")
+		w.status("old", st, time.Minute)
+
+		steps := []struct {
+			name   string
+			report state.PlacementState // of the new replica before the run; "" for none
+			want   map[string]Action
+			remove bool
+		}{
+			{"replacement placed, old kept", "", map[string]Action{"old": ActionDrain, "new": ActionPlace}, false},
+			{"replacement pulling, old kept", state.PlacementPulling, map[string]Action{"old": ActionDrain, "new": ActionKeep}, false},
+			{"replacement ready, old removed", state.PlacementReady, map[string]Action{"new": ActionKeep}, true},
+		}
+		for _, step := range steps {
+			if step.report != "" {
+				w.report("d", "new", step.report)
+			}
+			p := w.schedule(opts())
+			if got := actions(t, p, "d"); !maps.Equal(got, step.want) {
+				t.Fatalf("%s: actions %v, want %v", step.name, got, step.want)
+			}
+			removed := len(p.Removals) == 1 && p.Removals[0].Cause == CauseDrained && p.Removals[0].Node == "old"
+			if removed != step.remove || (!step.remove && len(p.Removals) > 0) {
+				t.Fatalf("%s: removals %+v", step.name, p.Removals)
+			}
+			w.commit(p, "")
+		}
+	})
 }
 
 func TestDrainWithoutRoomKeepsTheOldReplica(t *testing.T) {

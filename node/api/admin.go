@@ -35,14 +35,14 @@ type Cluster interface {
 
 // adminRoutes mounts /admin/v1 and the internal peer routes. Admin calls
 // need a principal of role admin (the management token), and their writes
-// a JSON body.
+// a JSON body; each ends by its deadline (adminDeadline).
 func (s *Server) adminRoutes(cl Cluster) {
 	// The cluster's handler checks its callers itself: a cluster
 	// certificate, or the token proof of a node that is joining.
 	s.app.All("/internal/v1/cluster/*", s.peerOrJoining, s.readBody, adaptor.HTTPHandler(cl.Handler()))
 	s.startAuditFlush(cl)
 	cl = auditedCluster{Cluster: cl, now: s.now, log: s.log}
-	a := s.app.Group("/admin/v1", s.requireAdmin(), auditContext, requireJSON, s.readBody)
+	a := s.app.Group("/admin/v1", s.requireAdmin(), auditContext, requireJSON, s.adminDeadline, s.readBody)
 	a.Get("/routing", s.routingView)
 	a.Get("/cluster", func(c *fiber.Ctx) error {
 		st, err := cl.Status(c.UserContext())
@@ -63,23 +63,6 @@ func (s *Server) adminRoutes(cl Cluster) {
 			return err
 		}
 		return c.JSON(fiber.Map{"nodes": nodes})
-	})
-	a.Get("/nodes/:id", func(c *fiber.Ctx) error {
-		id := c.Params("id")
-		var node *state.Node
-		err := cl.Read(c.UserContext(), c.QueryBool("stale"), func(s *state.State) {
-			if n, ok := s.Nodes[id]; ok {
-				cp := *n
-				node = &cp
-			}
-		})
-		if err != nil {
-			return err
-		}
-		if node == nil {
-			return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + id + " in the cluster"}
-		}
-		return c.JSON(node)
 	})
 	a.Put("/nodes/:id/labels", func(c *fiber.Ctx) error { return setNodeLabels(c, cl) })
 	a.Post("/cluster/join", func(c *fiber.Ctx) error {

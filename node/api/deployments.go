@@ -41,6 +41,9 @@ var deploymentName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._:-]{0,62}[a-z0-9])?$
 func (s *Server) deploymentRoutes(a fiber.Router, cl Cluster) {
 	s.catalogRoutes(a, cl)
 	d := deployments{cl: cl}
+	if ph, ok := s.be.(peerHealth); ok {
+		d.gone = ph.PeerUnhealthy
+	}
 	a.Post("/deployments", d.create)
 	a.Get("/deployments", d.list)
 	a.Get("/deployments/:name", d.get)
@@ -48,6 +51,7 @@ func (s *Server) deploymentRoutes(a fiber.Router, cl Cluster) {
 	a.Post("/deployments/:name/scale", d.scale)
 	a.Patch("/deployments/:name/scale", d.scale)
 	a.Get("/deployments/:name/explain", d.explain)
+	a.Get("/nodes/:id", d.node)
 	a.Post("/nodes/:id/cordon", d.setNodeStatus(state.NodeCordoned))
 	a.Post("/nodes/:id/drain", d.setNodeStatus(state.NodeDraining))
 	a.Post("/nodes/:id/uncordon", d.setNodeStatus(state.NodeReady))
@@ -56,6 +60,9 @@ func (s *Server) deploymentRoutes(a fiber.Router, cl Cluster) {
 // deployments serves the deployment routes over the cluster.
 type deployments struct {
 	cl Cluster
+	// gone says whether this node has heard nothing from a node lately
+	// (nil: it cannot tell).
+	gone func(node string) bool
 }
 
 // deploymentRequest is the body of POST /admin/v1/deployments.
@@ -108,10 +115,17 @@ func parseIdleTimeout(raw json.RawMessage) (time.Duration, error) {
 
 // placementView is one replica as the admin API shows it.
 type placementView struct {
-	Node     string               `json:"node"`
-	State    state.PlacementState `json:"state"`
-	Reason   string               `json:"reason,omitempty"`
-	Progress float64              `json:"progress"`
+	Node  string               `json:"node"`
+	State state.PlacementState `json:"state"`
+	// Reported is the state the node last reported, when State is
+	// unknown because the node is down.
+	Reported state.PlacementState `json:"reported_state,omitempty"`
+	// Ready: reported ready, on a node that is not down.
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+	// Progress of a pull: "45.0%", and the same as a number.
+	Progress        string   `json:"progress,omitempty"`
+	ProgressPercent *float64 `json:"progress_percent,omitempty"`
 	// Action is what the scheduler makes of the replica now: keep, drain
 	// (kept on a leaving node until a replacement is ready) or remove.
 	Action string `json:"action,omitempty"`
@@ -121,11 +135,13 @@ type placementView struct {
 // scheduler makes of it.
 type deploymentView struct {
 	state.Deployment
-	// Status and Reason are the scheduler's verdict over the state read:
-	// ok, partial, unplaceable, invalid or idle, and why.
+	// Status and Reason are the scheduler's verdict over the state read
+	// (ok, partial, unplaceable, invalid or idle), made degraded or
+	// unavailable when fewer replicas than wanted are ready, and why.
 	Status scheduler.Status `json:"status,omitempty"`
 	Reason string           `json:"reason,omitempty"`
-	// ReadyReplicas counts the placements reported ready.
+	// ReadyReplicas counts the replicas reported ready on nodes that are
+	// not down.
 	ReadyReplicas int `json:"ready_replicas"`
 	// Settled is set when the state holds the scheduler's plan for the
 	// deployment: nothing is to be placed or removed.
@@ -258,7 +274,7 @@ func markReplayed(c *fiber.Ctx, out state.Outcome) {
 }
 
 func (d deployments) list(c *fiber.Ctx) error {
-	snap, err := readSnapshot(c.UserContext(), d.cl, c.QueryBool("stale"))
+	snap, err := d.snapshot(c)
 	if err != nil {
 		return err
 	}
@@ -272,7 +288,7 @@ func (d deployments) list(c *fiber.Ctx) error {
 
 func (d deployments) get(c *fiber.Ctx) error {
 	name := c.Params("name")
-	snap, err := readSnapshot(c.UserContext(), d.cl, c.QueryBool("stale"))
+	snap, err := d.snapshot(c)
 	if err != nil {
 		return err
 	}
@@ -285,6 +301,16 @@ func (d deployments) get(c *fiber.Ctx) error {
 
 func noDeployment(name string) *Error {
 	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "name", Message: "no deployment " + name + " in the cluster"}
+}
+
+// snapshot is the state the views show: read as the request asks, with
+// what this node knows of its peers' liveness laid over it.
+func (d deployments) snapshot(c *fiber.Ctx) (*state.State, error) {
+	snap, err := readSnapshot(c.UserContext(), d.cl, c.QueryBool("stale"))
+	if err == nil {
+		overlay(snap, d.gone)
+	}
+	return snap, err
 }
 
 // readSnapshot copies the state: linearizable unless stale.
@@ -323,17 +349,20 @@ func (p planView) view(snap *state.State, dep *state.Deployment) deploymentView 
 	}
 	v.Status, v.Reason = dp.Status, dp.Reason
 	for _, pl := range snap.PlacementsOf(dep.Name) {
-		pv := placementView{Node: pl.Node, State: pl.State, Reason: pl.Reason, Progress: pl.Progress}
+		pv := newPlacementView(pl, snap.Nodes[pl.Node])
 		switch a := dp.Placement(pl.Node); {
 		case p.removing[dep.Name+"\x00"+pl.Node]:
 			pv.Action = "remove"
 		case a != nil:
 			pv.Action = string(a.Action)
 		}
-		if pl.State == state.PlacementReady {
+		if pv.Ready {
 			v.ReadyReplicas++
 		}
 		v.Placements = append(v.Placements, pv)
+	}
+	if !dep.Idle {
+		v.readiness()
 	}
 	return v
 }
@@ -432,6 +461,7 @@ func (d deployments) answer(c *fiber.Ctx, dep state.Deployment) error {
 	if err != nil {
 		return err
 	}
+	overlay(snap, d.gone)
 	if cur, ok := snap.Deployments[dep.Name]; ok && cur.Version >= dep.Version {
 		return c.JSON(newPlanView(snap, d.cl.SchedulerOptions()).view(snap, cur))
 	}
@@ -442,14 +472,17 @@ func (d deployments) answer(c *fiber.Ctx, dep state.Deployment) error {
 // what it made of every node; ?format=text gives the terminal rendering.
 func (d deployments) explain(c *fiber.Ctx) error {
 	name := c.Params("name")
-	snap, err := readSnapshot(c.UserContext(), d.cl, c.QueryBool("stale"))
+	snap, err := d.snapshot(c)
 	if err != nil {
 		return err
 	}
-	e := scheduler.Explain(snap, name, d.cl.SchedulerOptions())
+	opts := d.cl.SchedulerOptions()
+	e := scheduler.Explain(snap, name, opts)
 	if errors.Is(e.Err, scheduler.ErrUnknownDeployment) {
 		return noDeployment(name)
 	}
+	v := newPlanView(snap, opts).view(snap, snap.Deployments[name])
+	e.Status, e.Reason = v.Status, v.Reason
 	if c.Query("format") == "text" {
 		return c.SendString(e.String())
 	}
@@ -460,8 +493,9 @@ func (d deployments) explain(c *fiber.Ctx) error {
 }
 
 // setNodeStatus cordons, drains or uncordons a node. Cordoned and
-// draining nodes take no new replicas and their replicas move elsewhere,
-// each leaving once a replacement is ready. Uncordon makes a cordoned or
+// draining nodes take no new replicas; a cordoned node keeps those it
+// runs, a draining one's move elsewhere, each leaving once a replacement
+// is ready (GET /admin/v1/nodes/{id} says when the drain is complete). Uncordon makes a cordoned or
 // draining node ready; a down node becomes ready by its heartbeats only.
 func (d deployments) setNodeStatus(to state.NodeStatus) fiber.Handler {
 	return func(c *fiber.Ctx) error {

@@ -72,3 +72,10 @@ func (r *Router) Replicas() []ReplicaView {
 
 // PolicyName is the routing policy in use.
 func (r *Router) PolicyName() string { return string(r.cfg.Policy) }
+
+// PeerUnhealthy reports whether this node has had no load report from
+// node for longer than the view's DownAfter: its replicas are not
+// routed to while others serve, and the admin views call them not ready.
+func (r *Router) PeerUnhealthy(node string) bool {
+	return node != r.self && r.cfg.View != nil && r.cfg.View.Health(node) == load.Unhealthy
+}
