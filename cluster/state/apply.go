@@ -371,6 +371,7 @@ func (s *State) reportPlacement(index uint64, c *ReportPlacement) Outcome {
 		return fail("invalid", "unknown placement state %q", c.State)
 	}
 	p.State, p.Reason, p.Progress, p.ModifiedIndex = c.State, c.Reason, c.Progress, index
+	p.BytesDone, p.BytesTotal = c.BytesDone, c.BytesTotal
 	return value(*p)
 }
 

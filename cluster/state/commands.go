@@ -123,6 +123,8 @@ type (
 		State      PlacementState `json:"state"`
 		Reason     string         `json:"reason,omitempty"`
 		Progress   float64        `json:"progress,omitempty"`
+		BytesDone  int64          `json:"bytes_done,omitempty"`
+		BytesTotal int64          `json:"bytes_total,omitempty"`
 	}
 	// RegisterModel adds a model to the cluster's registry, or replaces
 	// its figures. The name is put in key form; figures that do not hold

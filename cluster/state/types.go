@@ -93,12 +93,16 @@ const (
 
 // Placement is one replica of a deployment assigned to a node.
 type Placement struct {
-	Deployment    string         `json:"deployment"`
-	Node          string         `json:"node"`
-	State         PlacementState `json:"state"`
-	Reason        string         `json:"reason,omitempty"`
-	Progress      float64        `json:"progress,omitempty"` // 0..1 while pulling
-	ModifiedIndex uint64         `json:"modified_index"`
+	Deployment string         `json:"deployment"`
+	Node       string         `json:"node"`
+	State      PlacementState `json:"state"`
+	Reason     string         `json:"reason,omitempty"`
+	Progress   float64        `json:"progress,omitempty"` // 0..1 while pulling
+	// BytesDone and BytesTotal count a pull's bytes over the blobs
+	// announced so far.
+	BytesDone     int64  `json:"bytes_done,omitempty"`
+	BytesTotal    int64  `json:"bytes_total,omitempty"`
+	ModifiedIndex uint64 `json:"modified_index"`
 }
 
 // placementKey is the map key of a placement.

@@ -216,6 +216,8 @@ type report struct {
 	state    state.PlacementState
 	reason   string
 	progress float64
+	// done and total are a pull's bytes.
+	done, total int64
 }
 
 // placed is one placement of this node as the state holds it.
@@ -391,7 +393,7 @@ func (l *loop) desired() map[string]*wantModel {
 			}
 			w.deps = append(w.deps, placed{
 				deployment: p.Deployment, model: d.Model, index: p.ModifiedIndex,
-				cur: report{state: p.State, reason: p.Reason, progress: p.Progress},
+				cur: report{state: p.State, reason: p.Reason, progress: p.Progress, done: p.BytesDone, total: p.BytesTotal},
 			})
 		}
 	})

@@ -57,10 +57,10 @@ func (l *loop) wish(key string) (report, bool) {
 		return report{}, false
 	}
 	if t := ms.task; t != nil {
-		phase, progress := t.get()
+		phase, pull := t.get()
 		switch {
 		case phase == state.PlacementPulling:
-			return report{state: phase, progress: progress}, true
+			return report{state: phase, progress: pull.fraction, done: pull.done, total: pull.total}, true
 		case t.warm:
 			return report{state: state.PlacementReady}, true
 		}
@@ -109,6 +109,7 @@ func (l *loop) send(ctx context.Context, dep string, rep report, now time.Time) 
 	defer cancel()
 	out, err := l.r.Reporter.Apply(actx, state.Command{Type: state.TypeReportPlacement, Body: state.ReportPlacement{
 		Deployment: dep, Node: l.r.NodeID, State: rep.state, Reason: rep.reason, Progress: rep.progress,
+		BytesDone: rep.done, BytesTotal: rep.total,
 	}})
 	switch {
 	case errors.Is(err, state.ErrNotFound):

@@ -23,9 +23,9 @@ type task struct {
 	// stopped is set by the loop when it cancels the task.
 	stopped bool
 
-	mu       sync.Mutex
-	phase    state.PlacementState
-	progress float64
+	mu    sync.Mutex
+	phase state.PlacementState
+	pull  pullStatus
 }
 
 func (t *task) finished() bool {
@@ -37,16 +37,16 @@ func (t *task) finished() bool {
 	}
 }
 
-func (t *task) get() (state.PlacementState, float64) {
+func (t *task) get() (state.PlacementState, pullStatus) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.phase, t.progress
+	return t.phase, t.pull
 }
 
-func (t *task) set(phase state.PlacementState, progress float64) {
+func (t *task) set(phase state.PlacementState, pull pullStatus) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.phase, t.progress = phase, progress
+	t.phase, t.pull = phase, pull
 }
 
 // start runs a task for the model called name.
@@ -77,7 +77,7 @@ func (l *loop) ensure(ctx context.Context, name string, t *task, pull bool) erro
 		if err := l.pull(ctx, name, t); err != nil {
 			return fmt.Errorf("pull %s: %w", name, err)
 		}
-		t.set(state.PlacementLoading, 0)
+		t.set(state.PlacementLoading, pullStatus{})
 		l.wake()
 	}
 	lctx, cancel := context.WithTimeout(ctx, l.r.LoadTimeout)
@@ -91,8 +91,8 @@ func (l *loop) ensure(ctx context.Context, name string, t *task, pull bool) erro
 func (l *loop) pull(ctx context.Context, name string, t *task) error {
 	var prog pullProgress
 	return l.r.Backend.Pull(ctx, &api.PullRequest{Model: name}, func(p api.ProgressResponse) error {
-		if f, ok := prog.add(p); ok {
-			t.set(state.PlacementPulling, f)
+		if st, ok := prog.add(p); ok {
+			t.set(state.PlacementPulling, st)
 			l.wake()
 		}
 		return nil
@@ -138,38 +138,47 @@ func generate(ctx context.Context, be backend.Backend, name string, keepAlive ti
 	return be.Generate(ctx, req, func(api.GenerateResponse) error { return nil })
 }
 
+// pullStatus is how far a pull is: the fraction done, and the bytes done
+// of the bytes announced so far.
+type pullStatus struct {
+	fraction    float64
+	done, total int64
+}
+
 // pullProgress adds up a pull's progress over the blobs it has announced.
 // The fraction never goes back, even when a new blob adds to the total.
 type pullProgress struct {
 	total, completed map[string]int64
-	last             float64
+	last             pullStatus
 }
 
-// add takes one progress message and returns the fraction done, or false
-// when it did not move.
-func (p *pullProgress) add(m api.ProgressResponse) (float64, bool) {
+// add takes one progress message and returns how far the pull is, or
+// false when it did not move.
+func (p *pullProgress) add(m api.ProgressResponse) (pullStatus, bool) {
 	if m.Status == "success" {
-		return p.advance(1)
+		return p.advance(pullStatus{fraction: 1, done: p.last.total, total: p.last.total})
 	}
 	if m.Digest == "" || m.Total <= 0 {
-		return 0, false
+		return p.last, false
 	}
 	if p.total == nil {
 		p.total, p.completed = map[string]int64{}, map[string]int64{}
 	}
 	p.total[m.Digest], p.completed[m.Digest] = m.Total, min(m.Completed, m.Total)
-	var total, done int64
+	var st pullStatus
 	for d, t := range p.total {
-		total += t
-		done += p.completed[d]
+		st.total += t
+		st.done += p.completed[d]
 	}
-	return p.advance(float64(done) / float64(total))
+	st.fraction = float64(st.done) / float64(st.total)
+	return p.advance(st)
 }
 
-func (p *pullProgress) advance(f float64) (float64, bool) {
-	if f <= p.last {
+func (p *pullProgress) advance(st pullStatus) (pullStatus, bool) {
+	if st.fraction <= p.last.fraction {
 		return p.last, false
 	}
-	p.last = min(f, 1)
-	return p.last, true
+	st.fraction = min(st.fraction, 1)
+	p.last = st
+	return st, true
 }

@@ -35,15 +35,22 @@ func TestReconcilerPullsLoadsAndPins(t *testing.T) {
 	}
 	noRepeats(t, reports)
 	var progress []float64
+	var done []int64
 	for _, r := range reports {
 		if r.State == state.PlacementPulling {
-			progress = append(progress, r.Progress)
-		} else if r.Progress != 0 || r.Reason != "" {
+			progress, done = append(progress, r.Progress), append(done, r.BytesDone)
+			if r.BytesDone > r.BytesTotal || (r.Progress > 0 && r.BytesTotal <= 0) {
+				t.Errorf("report %+v: bytes %d of %d", r, r.BytesDone, r.BytesTotal)
+			}
+		} else if r.Progress != 0 || r.Reason != "" || r.BytesDone != 0 || r.BytesTotal != 0 {
 			t.Errorf("report %+v carries progress or a reason", r)
 		}
 	}
 	if len(progress) < 4 || !slices.IsSorted(progress) || progress[len(progress)-1] > 1 {
 		t.Errorf("pull progress = %v, want at least 4 reports increasing within 0..1", progress)
+	}
+	if !slices.IsSorted(done) || done[len(done)-1] == 0 {
+		t.Errorf("pulled bytes = %v, want them growing", done)
 	}
 	st := h.sim.Stats().Model(pullModel)
 	if !st.Present || !st.Loaded {

@@ -123,9 +123,12 @@ type placementView struct {
 	// Ready: reported ready, on a node that is not down.
 	Ready  bool   `json:"ready"`
 	Reason string `json:"reason,omitempty"`
-	// Progress of a pull: "45.0%", and the same as a number.
+	// Progress of a pull: "45.0%", and the same as a number, with the
+	// bytes done of the bytes announced so far.
 	Progress        string   `json:"progress,omitempty"`
 	ProgressPercent *float64 `json:"progress_percent,omitempty"`
+	BytesDone       int64    `json:"bytes_done,omitempty"`
+	BytesTotal      int64    `json:"bytes_total,omitempty"`
 	// Action is what the scheduler makes of the replica now: keep, drain
 	// (kept on a leaving node until a replacement is ready) or remove.
 	Action string `json:"action,omitempty"`

@@ -57,6 +57,7 @@ func newPlacementView(pl *state.Placement, node *state.Node) placementView {
 	case pl.State == state.PlacementPulling:
 		pct := math.Round(pl.Progress*1000) / 10
 		pv.ProgressPercent, pv.Progress = &pct, fmt.Sprintf("%.1f%%", pct)
+		pv.BytesDone, pv.BytesTotal = pl.BytesDone, pl.BytesTotal
 	}
 	return pv
 }
