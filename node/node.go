@@ -70,6 +70,9 @@ type Config struct {
 	// AllowedOrigins are the browser origins, beyond loopback ones, whose
 	// pages may call the API ("https://ui.example.com", "https://*.example.com").
 	AllowedOrigins []string
+	// Auth is "on" (default) or "off": off admits requests without a
+	// credential on the inference routes, for a trusted network.
+	Auth string
 	// Limits bound what a client may make the node hold.
 	Limits LimitsConfig
 	// Audit configures the audit log and the keys' last-use reports.
@@ -137,6 +140,7 @@ func DefaultConfig() Config {
 	hc := api.DefaultConfig()
 	return Config{
 		HTTPAddr:      "127.0.0.1:8080",
+		Auth:          AuthOn,
 		OllamaURL:     "http://127.0.0.1:11434",
 		DataDir:       "./sovra-data",
 		MaxBodyBytes:  hc.BodyLimit,
@@ -152,6 +156,12 @@ func DefaultConfig() Config {
 	}
 }
 
+// AuthOn and AuthOff are the values of Config.Auth.
+const (
+	AuthOn  = "on"
+	AuthOff = "off"
+)
+
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
@@ -165,6 +175,8 @@ func (c Config) Validate() error {
 		return errors.New("shutdown grace must not be negative")
 	case c.WakeWait < 0:
 		return errors.New("wake wait must not be negative")
+	case c.Auth != "" && c.Auth != AuthOn && c.Auth != AuthOff:
+		return fmt.Errorf("--auth %.32q: want on or off", c.Auth)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return fmt.Errorf("http address %q: %w", c.HTTPAddr, err)
@@ -285,6 +297,10 @@ func (n *Node) Start() error {
 	if n.cluster != nil {
 		n.runCluster()
 	}
+	if n.cfg.Auth == AuthOff {
+		n.log.Warn("AUTHENTICATION IS OFF on /v1 and /api (--auth=off): anyone who reaches " + ln.Addr().String() +
+			" may use every model this cluster serves; keys given are still checked, admin routes still need the management token")
+	}
 	n.log.Info("serving", zap.String("http_addr", ln.Addr().String()), zap.String("ollama", n.cfg.OllamaURL),
 		zap.String("version", version.Version), zap.Bool("clustered", n.cluster != nil))
 	return nil
@@ -302,6 +318,7 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 		AdminToken:     n.adminToken,
 		Keys:           n.cfg.Keys,
 		AllowedOrigins: n.cfg.AllowedOrigins,
+		OpenInference:  n.cfg.Auth == AuthOff,
 		LoopbackOnly:   loopback,
 	}
 	if n.keys != nil {

@@ -83,6 +83,7 @@ func TestSettingsErrors(t *testing.T) {
 			env: map[string]string{"SOVRA_CLUSTER_TOKEN": "0123456789abcdef"}, want: "--cluster-ca given without --cluster-cert, --cluster-key"},
 		{name: "API certificate without key", args: []string{"--tls-cert", "api.pem"}, want: "--tls-cert given without --tls-key"},
 		{name: "the old mutual TLS flag", args: []string{"--tls-ca", "ca.pem"}, want: "unknown flag: --tls-ca"},
+		{name: "auth neither on nor off", args: []string{"--auth", "maybe"}, want: "want on or off"},
 		{name: "join address that is no address", args: []string{"--raft-addr", "127.0.0.1:0", "--join", "http//10.0.0.1:8080"},
 			env: map[string]string{"SOVRA_CLUSTER_TOKEN": "0123456789abcdef"}, want: "--join: cluster: invalid request: join address \"http//10.0.0.1:8080\""},
 		{name: "join address of another scheme", args: []string{"--raft-addr", "127.0.0.1:0", "--join", "raft://10.0.0.1:7000"},

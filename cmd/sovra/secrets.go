@@ -17,6 +17,7 @@ import (
 func (s *settings) registerCredentials(fs *pflag.FlagSet, def node.Config) {
 	fs.StringVar(&s.node.AdminToken, "admin-token", def.AdminToken, "management token operators send as a bearer token on /admin/v1 and the inference routes (visible in ps: prefer --admin-token-file or SOVRA_ADMIN_TOKEN; default: made once in <data-dir>/admin-token)")
 	fs.StringVar(&s.adminTokenFile, "admin-token-file", "", "file holding the management token")
+	fs.StringVar(&s.node.Auth, "auth", def.Auth, "on, or off to admit requests without a credential on /v1 and /api (a trusted network only; admin routes still need the management token)")
 	fs.StringSliceVar(&s.node.AllowedOrigins, "allowed-origins", def.AllowedOrigins, `browser origins, beyond loopback ones, whose pages may call the API, e.g. https://ui.example.com,https://*.example.com ("*": any)`)
 }
 

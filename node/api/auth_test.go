@@ -202,3 +202,39 @@ func TestUnauthenticatedBodiesAreNotRead(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenInference: with --auth=off a request without a credential is
+// served on /v1 and /api as the anonymous principal, a wrong credential is
+// still refused, and nothing else opens.
+func TestOpenInference(t *testing.T) {
+	do := testApp(t, func(c *Config) { c.OpenInference = true })
+	cases := []struct {
+		name, path, body, header string
+		want                     int
+	}{
+		{"chat without a credential", "/v1/chat/completions", chatJSON, "", 200},
+		{"ollama chat without a credential", "/api/chat", `{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":false}`, "", 200},
+		{"anthropic without a credential", "/v1/messages", `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, "", 200},
+		{"a wrong key is still refused", "/v1/chat/completions", chatJSON, "Bearer wrong", 401},
+		{"the management token still works", "/v1/chat/completions", chatJSON, "Bearer " + testauth.Token, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			if tc.header != "" {
+				req.Header.Set("Authorization", tc.header)
+			}
+			if st, _, body := do(req); st != tc.want {
+				t.Fatalf("status %d, want %d: %s", st, tc.want, body)
+			}
+		})
+	}
+	// Without the setting the same request is refused.
+	closed := testApp(t)
+	req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(chatJSON))
+	req.Header.Set("Content-Type", "application/json")
+	if st, _, _ := closed(req); st != 401 {
+		t.Fatalf("without --auth=off: %d, want 401", st)
+	}
+}

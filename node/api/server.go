@@ -73,6 +73,10 @@ type Config struct {
 	// AllowedOrigins are the browser origins, beyond loopback ones, whose
 	// pages may call the API: origins with at most one "*", or "*" alone.
 	AllowedOrigins []string
+	// OpenInference admits requests without a credential on /v1 and
+	// /api (--auth=off, for a trusted network); /admin/v1 still needs
+	// the management token or an admin key.
+	OpenInference bool
 	// LoopbackOnly says the API listens on loopback only: requests must
 	// then name a loopback host (no DNS rebinding).
 	LoopbackOnly bool
@@ -212,8 +216,8 @@ func (s *Server) routes() {
 	a.Get("/readyz", s.readyz)
 	a.Get("/metrics", s.metrics.handler())
 
-	a.Use("/v1/messages", s.auth.Require(auth.RoleUser, auth.WithKeyHeader(auth.HeaderAPIKey)))
-	v1 := a.Group("/v1", s.auth.Require(auth.RoleUser), s.readBody)
+	a.Use("/v1/messages", s.auth.Require(auth.RoleUser, s.inferenceAuth(auth.WithKeyHeader(auth.HeaderAPIKey))...))
+	v1 := a.Group("/v1", s.auth.Require(auth.RoleUser, s.inferenceAuth()...), s.readBody)
 	v1.Post("/chat/completions", s.chatCompletions)
 	v1.Post("/completions", s.completions)
 	v1.Post("/embeddings", s.embeddings)
@@ -224,7 +228,7 @@ func (s *Server) routes() {
 	v1.Get("/responses/*", s.storedResponse)
 	v1.Delete("/responses/*", s.storedResponse)
 
-	o := a.Group("/api", s.auth.Require(auth.RoleUser), s.readBody)
+	o := a.Group("/api", s.auth.Require(auth.RoleUser, s.inferenceAuth()...), s.readBody)
 	o.Post("/chat", s.ollamaChat)
 	o.Post("/generate", s.ollamaGenerate)
 	o.Post("/embed", s.ollamaEmbed)
@@ -318,4 +322,13 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unready", "reason": err.Error()})
 	}
 	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+// inferenceAuth are the options of the inference routes' authentication:
+// with OpenInference, a request without a credential is admitted.
+func (s *Server) inferenceAuth(opts ...auth.Option) []auth.Option {
+	if s.cfg.OpenInference {
+		opts = append(opts, auth.AllowAnonymous())
+	}
+	return opts
 }

@@ -13,7 +13,20 @@ const HeaderAPIKey = "X-Api-Key"
 // Option adjusts a middleware made by Require.
 type Option func(*options)
 
-type options struct{ keyHeader string }
+type options struct {
+	keyHeader string
+	anonymous bool
+}
+
+// AnonymousKeyID is the key id of a request admitted without a
+// credential (see AllowAnonymous).
+const AnonymousKeyID = "anonymous"
+
+// AllowAnonymous admits a request that carries no credential at all as an
+// inference principal with key id AnonymousKeyID. A credential that is
+// present is still checked (a wrong one is refused, a key keeps its
+// limits). It is the --auth=off escape hatch for trusted networks.
+func AllowAnonymous() Option { return func(o *options) { o.anonymous = true } }
 
 // WithKeyHeader also takes the credential from header name when the
 // request has no Authorization header (x-api-key for Anthropic clients).
@@ -37,9 +50,15 @@ func (a *Authenticator) Require(need Role, opts ...Option) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		p, ok := FromCtx(c)
 		if !ok {
+			cred := credential(c, o.keyHeader)
 			var err error
-			if p, err = a.Authenticate(credential(c, o.keyHeader)); err != nil {
-				return err
+			switch {
+			case cred == "" && o.anonymous && c.Get(fiber.HeaderAuthorization) == "":
+				p = Principal{KeyID: AnonymousKeyID, Role: RoleInference}
+			default:
+				if p, err = a.Authenticate(cred); err != nil {
+					return err
+				}
 			}
 			SetPrincipal(c, p)
 		}
