@@ -22,6 +22,7 @@ import (
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/balance"
 	"github.com/sovra/sovra/node/router/load"
@@ -216,6 +217,8 @@ type Node struct {
 	// stateKeys are the API keys of the replicated state (nil outside
 	// a cluster).
 	stateKeys *auth.StateKeys
+	// quota enforces the keys' limits cluster-wide (quota.go).
+	quota *quota.Limiter
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -312,6 +315,7 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 	}
 	n.cfg.Limits.apply(&cfg)
 	n.keyConfig(&cfg)
+	n.quotaConfig(&cfg)
 	return cfg
 }
 

@@ -210,3 +210,16 @@ func diffFor(cur, admitted, now, diff, tokens int64) int64 {
 	}
 	return max(tokens, 0)
 }
+
+// Peek is key's standing without admitting anything (for answers that
+// count no request); ok is false for a key without limits.
+func (l *Limiter) Peek(key string, lim state.Limits) (st Status, ok bool) {
+	if lim == (state.Limits{}) {
+		return Status{}, false
+	}
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ks := l.key(key)
+	return l.totals(key, ks, now).status(lim, now, 0, 0), true
+}
