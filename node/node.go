@@ -26,6 +26,7 @@ import (
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/balance"
 	"github.com/sovra/sovra/node/router/load"
+	"github.com/sovra/sovra/node/usage"
 )
 
 // Config is what a node needs to run.
@@ -75,6 +76,8 @@ type Config struct {
 	Limits LimitsConfig
 	// Audit configures the audit log and the keys' last-use reports.
 	Audit AuditConfig
+	// Usage configures usage accounting (quota.go).
+	Usage UsageConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -219,6 +222,7 @@ type Node struct {
 	stateKeys *auth.StateKeys
 	// quota enforces the keys' limits cluster-wide (quota.go).
 	quota *quota.Limiter
+	usage *usage.Recorder
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -395,6 +399,7 @@ func (n *Node) runCluster() {
 		n.registerModels(ctx)
 	}()
 	n.runKeys(ctx)
+	n.runUsage(ctx)
 }
 
 // Addr is the address the API listens on (useful with port 0).

@@ -37,6 +37,8 @@ type reqInfo struct {
 	// quotaStatus the key's standing (nil: the key has no limits).
 	quota       *quota.Ticket
 	quotaStatus *quota.Status
+	// ttft is the time to a streamed answer's first frame.
+	ttft time.Duration
 	// frames counts the frames a streamed response sent.
 	frames int
 	// limits bound the JSON body's shape (set before the handler runs).
@@ -122,6 +124,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 // logRequest logs a request that has ended and records it in the metrics.
 func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Duration, err error) {
 	ri.settleQuota()
+	s.recordUsage(ri, status)
 	s.metrics.end(ri, status, latency)
 	fields := []zap.Field{
 		zap.String("id", ri.id),

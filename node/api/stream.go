@@ -67,7 +67,8 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	}
 
 	info := requestInfo(c)
-	s.metrics.firstFrame(info, time.Since(info.start))
+	info.ttft = time.Since(info.start)
+	s.metrics.firstFrame(info, info.ttft)
 	info.streaming = true
 	info.noteKey(c)
 	setRoutingHeaders(c, info.decision)
