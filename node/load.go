@@ -11,6 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/node/api"
+	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/load"
 )
@@ -18,7 +20,7 @@ import (
 // shareLoad keeps this node's view of its peers' load fed: it asks each
 // ready peer for its load exchange every LoadInterval until ctx ends.
 func (n *Node) shareLoad(ctx context.Context) {
-	f := &loadFetcher{hc: n.peerHC, scheme: n.peerScheme, router: n.router, after: map[string]uint64{}}
+	f := &loadFetcher{hc: n.peerHC, scheme: n.peerScheme, router: n.router, quota: n.quota, after: map[string]uint64{}}
 	load.NewPoller(load.PollerConfig{
 		View:     n.router.View(),
 		Interval: n.cfg.Routing.LoadInterval,
@@ -49,6 +51,7 @@ type loadFetcher struct {
 	hc     *http.Client
 	scheme string
 	router *router.Router
+	quota  *quota.Limiter
 
 	mu    sync.Mutex
 	after map[string]uint64
@@ -71,12 +74,15 @@ func (f *loadFetcher) fetch(ctx context.Context, p load.Peer) (load.Report, erro
 	if resp.StatusCode != http.StatusOK {
 		return load.Report{}, fmt.Errorf("load from %s: HTTP %d", p.ID, resp.StatusCode)
 	}
-	var ex router.Exchange
+	var ex api.LoadExchange
 	if err := json.NewDecoder(resp.Body).Decode(&ex); err != nil {
 		return load.Report{}, fmt.Errorf("load from %s: %w", p.ID, err)
 	}
 	if ex.Node == p.ID {
 		f.router.Learn(ex.Node, ex.Prefixes)
+		if f.quota != nil && ex.Quota != nil && ex.Quota.Node == p.ID {
+			f.quota.Learn(*ex.Quota)
+		}
 		f.mu.Lock()
 		f.after[p.ID] = ex.PrefixSeq
 		f.mu.Unlock()

@@ -22,9 +22,11 @@ import (
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/balance"
 	"github.com/sovra/sovra/node/router/load"
+	"github.com/sovra/sovra/node/usage"
 )
 
 // Config is what a node needs to run.
@@ -77,6 +79,8 @@ type Config struct {
 	Limits LimitsConfig
 	// Audit configures the audit log and the keys' last-use reports.
 	Audit AuditConfig
+	// Usage configures usage accounting (quota.go).
+	Usage UsageConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -228,6 +232,9 @@ type Node struct {
 	// stateKeys are the API keys of the replicated state (nil outside
 	// a cluster).
 	stateKeys *auth.StateKeys
+	// quota enforces the keys' limits cluster-wide (quota.go).
+	quota *quota.Limiter
+	usage *usage.Recorder
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -329,6 +336,7 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 	}
 	n.cfg.Limits.apply(&cfg)
 	n.keyConfig(&cfg)
+	n.quotaConfig(&cfg)
 	return cfg
 }
 
@@ -408,6 +416,7 @@ func (n *Node) runCluster() {
 		n.registerModels(ctx)
 	}()
 	n.runKeys(ctx)
+	n.runUsage(ctx)
 }
 
 // Addr is the address the API listens on (useful with port 0).

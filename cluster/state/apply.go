@@ -162,6 +162,9 @@ func (s *State) dispatch(index uint64, d decoded) Outcome {
 	if out, ok := s.dispatchKeys(index, d); ok {
 		return out
 	}
+	if out, ok := s.dispatchUsage(index, d); ok {
+		return out
+	}
 	if d.flags&FlagIgnorable != 0 {
 		return Outcome{Skipped: true}
 	}

@@ -255,7 +255,7 @@ func TestMutatingCloneLeavesOriginal(t *testing.T) {
 		v.TokensPerMinute = -1
 	}
 	for _, v := range c.Usage {
-		v.OutputTokens = -1
+		v.CompletionTokens = -1
 	}
 	for _, v := range c.Models {
 		v.Layers = -1

@@ -249,6 +249,10 @@ func (t Type) String() string {
 		return "append-audit"
 	case TypeTrimAudit:
 		return "trim-audit"
+	case TypeRecordUsage:
+		return "record-usage"
+	case TypeRollupUsage:
+		return "rollup-usage"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }

@@ -14,7 +14,10 @@ type State struct {
 	APIKeys     map[string]*APIKey     `json:"api_keys"`
 	Quotas      map[string]*Quota      `json:"quotas"`
 	Usage       map[string]*UsageTotal `json:"usage"`
-	Audit       []AuditEntry           `json:"audit"`
+	// UsageBatches is the last usage batch applied per node (a retried
+	// batch at or below it is not counted again).
+	UsageBatches map[string]uint64 `json:"usage_batches,omitempty"`
+	Audit        []AuditEntry      `json:"audit"`
 	// AuditAnchor stands for the entries trimmed from the head of Audit.
 	AuditAnchor AuditAnchor `json:"audit_anchor"`
 	// KeysIndex is the index of the last change to the set of keys or

@@ -108,18 +108,28 @@ type Placement struct {
 // placementKey is the map key of a placement.
 func placementKey(deployment, node string) string { return deployment + "\x00" + node }
 
-// Quota and UsageTotal hold their place in the state; the accounting work
-// fills them in.
-
-// Quota limits one key.
+// Quota holds its place in the state (its json name is in snapshots);
+// keys' limits are APIKey.Limits, enforced by the nodes (node/quota).
 type Quota struct {
 	Key             string `json:"key"`
 	TokensPerMinute int64  `json:"tokens_per_minute"`
 }
 
-// UsageTotal counts what one key used.
+// UsageTotal counts what one key used of one model on one node in one
+// hour (Hours 1) or, once rolled up, on all nodes in one UTC day (Hours
+// 24, Node empty). State.Usage files it under UsageKey.
 type UsageTotal struct {
-	Key          string `json:"key"`
-	PromptTokens int64  `json:"prompt_tokens"`
-	OutputTokens int64  `json:"output_tokens"`
+	Start            int64  `json:"start"` // Unix seconds
+	Hours            int64  `json:"hours"`
+	Key              string `json:"key"`
+	Model            string `json:"model"`
+	Node             string `json:"node,omitempty"`
+	Requests         int64  `json:"requests"`
+	Errors           int64  `json:"errors,omitempty"`
+	PromptTokens     int64  `json:"prompt_tokens"`
+	CompletionTokens int64  `json:"completion_tokens"`
+	// TTFTMs is the sum of TTFTCount times to first token (streamed
+	// answers), in milliseconds.
+	TTFTMs    int64 `json:"ttft_ms,omitempty"`
+	TTFTCount int64 `json:"ttft_count,omitempty"`
 }

@@ -16,6 +16,12 @@ func (s *settings) registerAudit(fs *pflag.FlagSet, def node.Config) {
 		"how much of the audit log the cluster keeps: a count, an age (90d, 720h) or both, comma-separated (0: no bound but the state's 100000 entries)")
 	fs.DurationVar(&s.node.Audit.KeyUseReport, "key-use-report", def.Audit.KeyUseReport,
 		"how often a node writes its API keys' last uses to the cluster (one write for all the keys it saw used)")
+	fs.DurationVar(&s.node.Usage.Flush, "usage-flush", node.DefaultUsageFlush,
+		"how often a node writes its usage batch to the cluster (a node that dies loses at most about two of these)")
+	fs.DurationVar(&s.node.Usage.HourRetention, "usage-hour-retention", node.DefaultUsageHours,
+		"hourly usage older than this is rolled up into days (all nodes together)")
+	fs.DurationVar(&s.node.Usage.DayRetention, "usage-day-retention", node.DefaultUsageDays,
+		"daily usage older than this is dropped")
 }
 
 // retentionFlag is --audit-retention.

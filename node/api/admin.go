@@ -109,6 +109,7 @@ func (s *Server) adminRoutes(cl Cluster) {
 	s.deploymentRoutes(a, cl)
 	s.keyRoutes(a, cl)
 	auditRoutes(a, cl)
+	usageRoutes(a, cl)
 }
 
 // Bounds of node labels.

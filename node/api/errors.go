@@ -89,6 +89,9 @@ func toAPIError(err error) *Error {
 			Message:    fmt.Sprintf("The model '%s' is loading; retry shortly. (%s)", le.Deployment, le.Progress),
 			RetryAfter: max(1, int(le.RetryAfter.Seconds()))}
 	}
+	if e := quotaError(err); e != nil {
+		return e
+	}
 	if e := routingError(err); e != nil {
 		return e
 	}

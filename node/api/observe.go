@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/sovra/sovra/node/auth"
+	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
 )
 
@@ -32,6 +33,12 @@ type reqInfo struct {
 	keyID  string
 	// decision is what the router did with the request.
 	decision *router.Decision
+	// quota is the request's admission against its key's limits and
+	// quotaStatus the key's standing (nil: the key has no limits).
+	quota       *quota.Ticket
+	quotaStatus *quota.Status
+	// ttft is the time to a streamed answer's first frame.
+	ttft time.Duration
 	// frames counts the frames a streamed response sent.
 	frames int
 	// limits bound the JSON body's shape (set before the handler runs).
@@ -91,6 +98,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	if !isModelNotFound(err) { // no replica of a model that is not served
 		setRoutingHeaders(c, ri.decision)
 	}
+	setQuotaHeaders(c, ri)
 	if err != nil {
 		if herr := s.handleError(c, err); herr != nil {
 			_ = c.SendStatus(fiber.StatusInternalServerError)
@@ -115,6 +123,8 @@ func (s *Server) observe(c *fiber.Ctx) error {
 
 // logRequest logs a request that has ended and records it in the metrics.
 func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Duration, err error) {
+	ri.settleQuota()
+	s.recordUsage(ri, status)
 	s.metrics.end(ri, status, latency)
 	fields := []zap.Field{
 		zap.String("id", ri.id),

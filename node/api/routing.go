@@ -12,6 +12,7 @@ import (
 
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/admit"
 )
@@ -121,7 +122,19 @@ func (s *Server) loadExchange(c *fiber.Ctx) error {
 	if err != nil {
 		return invalidParam("after", "after must be a sequence number")
 	}
-	return c.JSON(ex.Exchange(after))
+	out := LoadExchange{Exchange: ex.Exchange(after)}
+	if s.cfg.Quota != nil {
+		r := s.cfg.Quota.Report()
+		out.Quota = &r
+	}
+	return c.JSON(out)
+}
+
+// LoadExchange is the answer of /internal/v1/load: the router's exchange
+// and, when quotas are enforced, this node's usage by key.
+type LoadExchange struct {
+	router.Exchange
+	Quota *quota.Report `json:"quota,omitempty"`
 }
 
 // requirePeer admits only other nodes of the cluster: a TLS client

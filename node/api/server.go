@@ -23,6 +23,8 @@ import (
 
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/quota"
+	nodeusage "github.com/sovra/sovra/node/usage"
 )
 
 // Config holds the HTTP settings of a node.
@@ -88,6 +90,12 @@ type Config struct {
 	// (a cluster member is once it has joined and knows a leader): nil,
 	// or why not. /readyz answers 503 with the reason until it is.
 	Ready func() error
+	// Quota, when set, enforces the API keys' limits cluster-wide on the
+	// requests this node is the first to receive.
+	Quota *quota.Limiter
+	// Usage, when set, sums each inference request's usage for the
+	// state (on the node the client reached).
+	Usage *nodeusage.Recorder
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.

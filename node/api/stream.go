@@ -67,10 +67,12 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	}
 
 	info := requestInfo(c)
-	s.metrics.firstFrame(info, time.Since(info.start))
+	info.ttft = time.Since(info.start)
+	s.metrics.firstFrame(info, info.ttft)
 	info.streaming = true
 	info.noteKey(c)
 	setRoutingHeaders(c, info.decision)
+	setQuotaHeaders(c, info)
 	c.Set(fiber.HeaderContentType, st.contentType)
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
@@ -201,6 +203,9 @@ func (s *Server) callContext(c *fiber.Ctx) (context.Context, context.CancelFunc,
 	ri := requestInfo(c)
 	meta, err := routingMeta(c, ri.forwarded)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.admitQuota(c, ri); err != nil {
 		return nil, nil, err
 	}
 	ctx := router.WithMeta(s.base, meta)

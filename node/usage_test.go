@@ -1,0 +1,96 @@
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/sovra/sovra/internal/testnode"
+)
+
+// TestUsageMatchesTheBackends sends chats with a key through every node,
+// and checks that the usage the cluster recorded is the tokens the
+// simulated Ollamas reported in the answers.
+func TestUsageMatchesTheBackends(t *testing.T) {
+	c := keyTestCluster(t)
+	entry := c.url(c.ids[0])
+	k := newKey(t, entry, `{"name":"metered"}`)
+	waitKeyEverywhere(t, c, k.Secret, http.StatusOK)
+
+	var prompt, completion, requests int64
+	for _, id := range c.ids {
+		for range 4 {
+			code, _, body := withKey(t, "POST", c.url(id)+"/v1/chat/completions", chatBody("chat"), k.Secret, nil)
+			var r struct {
+				Usage struct {
+					PromptTokens     int64 `json:"prompt_tokens"`
+					CompletionTokens int64 `json:"completion_tokens"`
+				} `json:"usage"`
+			}
+			if code != http.StatusOK || json.Unmarshal(body, &r) != nil {
+				t.Fatalf("%s: %d %s", id, code, body)
+			}
+			prompt, completion, requests = prompt+r.Usage.PromptTokens, completion+r.Usage.CompletionTokens, requests+1
+		}
+	}
+	if prompt == 0 || completion == 0 {
+		t.Fatal("the simulators reported no tokens")
+	}
+	for _, id := range c.ids {
+		if err := c.nodes[id].FlushUsage(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got usageAnswer
+	if code := admin(t, "GET", entry+"/admin/v1/usage?group_by=key", "", &got); code != http.StatusOK {
+		t.Fatalf("usage: %d", code)
+	}
+	var row *usageAnswerRow
+	for i := range got.Rows {
+		if got.Rows[i].Key == k.ID {
+			row = &got.Rows[i]
+		}
+	}
+	if row == nil || row.PromptTokens != prompt || row.CompletionTokens != completion || row.Requests != requests {
+		t.Fatalf("usage %+v, want %d requests, %d prompt and %d completion tokens", got, requests, prompt, completion)
+	}
+
+	t.Run("csv", func(t *testing.T) {
+		code, hdr, body := withKey(t, "GET", entry+"/admin/v1/usage?group_by=key,model,node", "", testnode.Token, map[string]string{"Accept": "text/csv"})
+		if code != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "text/csv") ||
+			!strings.HasPrefix(string(body), "key,model,node,requests") || !strings.Contains(string(body), k.ID+",chat,") {
+			t.Fatalf("%d %v %s", code, hdr, body)
+		}
+	})
+	t.Run("bad input", func(t *testing.T) {
+		for _, q := range []string{"since=yesterday", "until=-5", "since=100&until=50", "group_by=colour", "format=xml"} {
+			code, _, body := withKey(t, "GET", entry+"/admin/v1/usage?"+q, "", testnode.Token, nil)
+			if code != http.StatusBadRequest || !families[0].errOK(body) {
+				t.Errorf("%s: %d %s", q, code, body)
+			}
+		}
+	})
+}
+
+type usageAnswerRow struct {
+	Key                                      string
+	Requests, PromptTokens, CompletionTokens int64
+}
+
+type usageAnswer struct {
+	Rows []usageAnswerRow `json:"rows"`
+}
+
+func (r *usageAnswerRow) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Key              string `json:"key"`
+		Requests         int64  `json:"requests"`
+		PromptTokens     int64  `json:"prompt_tokens"`
+		CompletionTokens int64  `json:"completion_tokens"`
+	}
+	err := json.Unmarshal(b, &v)
+	r.Key, r.Requests, r.PromptTokens, r.CompletionTokens = v.Key, v.Requests, v.PromptTokens, v.CompletionTokens
+	return err
+}
