@@ -51,6 +51,8 @@ func (n *Node) quotaConfig(cfg *api.Config) {
 	qc := quota.Config{Self: n.cfg.NodeID}
 	if n.cluster != nil {
 		qc.Nodes = func() int { return len(n.loadPeers()) + 1 }
+		rec := &quota.RecordedTokens{Read: n.cluster.Machine().Read, Every: 5 * time.Second}
+		qc.Recorded = rec.Tokens
 		n.usage = usage.New(n.cfg.NodeID, nil)
 		cfg.Usage = n.usage
 	}

@@ -130,6 +130,10 @@ func (l *Limiter) totals(key string, ks *keyState, now time.Time) totals {
 			t.Month += u.Month
 		}
 	}
+	if l.cfg.Recorded != nil {
+		d, m := l.cfg.Recorded(key, now)
+		t.Day, t.Month = max(t.Day, d), max(t.Month, m)
+	}
 	return t
 }
 

@@ -66,6 +66,11 @@ type Config struct {
 	// DefaultConcurrentTTL); see the package comment.
 	ShareWindow   time.Duration
 	ConcurrentTTL time.Duration
+	// Recorded, when set, is the key's tokens in the UTC day and month of
+	// now that the replicated usage records hold (all nodes, written every
+	// flush interval). A key's day and month are at least these, so a
+	// budget holds across node restarts, which forget their own counts.
+	Recorded func(key string, now time.Time) (day, month int64)
 }
 
 // Limiter admits requests against their keys' limits. It is safe for
