@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sovra/sovra/internal/testnode"
+	"github.com/sovra/sovra/node"
 )
 
 // TestUsageMatchesTheBackends sends chats with a key through every node,
@@ -93,4 +95,47 @@ func (r *usageAnswerRow) UnmarshalJSON(b []byte) error {
 	err := json.Unmarshal(b, &v)
 	r.Key, r.Requests, r.PromptTokens, r.CompletionTokens = v.Key, v.Requests, v.PromptTokens, v.CompletionTokens
 	return err
+}
+
+// TestKilledNodeLosesOnlyItsUnsentUsage: a node that dies loses the usage
+// it had not written yet, and nothing it had written: its requests up to
+// its last flush stay counted once.
+func TestKilledNodeLosesOnlyItsUnsentUsage(t *testing.T) {
+	c := startSimCluster(t, []simNode{{id: "a"}, {id: "b"}, {id: "victim"}}, func(cfg *node.Config) {
+		cfg.Usage.Flush = time.Hour // flushed by hand below
+	})
+	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":3}`, "a", "b", "victim")
+	entry := c.url("a")
+	k := newKey(t, entry, `{"name":"metered"}`)
+	waitKeyEverywhere(t, c, k.Secret, http.StatusOK)
+	chat := func(n int) {
+		for range n {
+			if code, _, body := withKey(t, "POST", c.url("victim")+"/v1/chat/completions", chatBody("chat"), k.Secret, nil); code != http.StatusOK {
+				t.Fatalf("%d %s", code, body)
+			}
+		}
+	}
+	const written, unsent = 3, 2
+	chat(written)
+	if err := c.nodes["victim"].FlushUsage(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	chat(unsent)
+	if err := c.nodes["victim"].Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got usageAnswer
+	if code := admin(t, "GET", entry+"/admin/v1/usage?group_by=key", "", &got); code != http.StatusOK {
+		t.Fatalf("usage: %d", code)
+	}
+	var counted int64
+	for _, r := range got.Rows {
+		if r.Key == k.ID {
+			counted += r.Requests
+		}
+	}
+	if counted != written {
+		t.Fatalf("%d requests counted after the kill, want the %d written before it (lost: the %d unsent)", counted, written, unsent)
+	}
+	t.Logf("FIGURE: %d of %d requests counted after the kill; lost %d, all sent after the node's last flush", counted, written+unsent, written+unsent-counted)
 }
