@@ -461,6 +461,7 @@ func (n *Node) stop(ctx context.Context) error {
 
 func (n *Node) stopCluster() error {
 	var err error
+	n.flushOnStop()
 	if n.cfg.Cluster.LeaveOnShutdown {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if lerr := n.cluster.Leave(ctx); lerr != nil {
