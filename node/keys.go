@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/ticker"
 	"github.com/sovra/sovra/node/api"
 	"github.com/sovra/sovra/node/auth"
 )
@@ -125,25 +126,12 @@ func (n *Node) runKeys(ctx context.Context) {
 	n.runWG.Add(2)
 	go func() {
 		defer n.runWG.Done()
-		every(ctx, n.cfg.Audit.KeyUseReport, n.reportKeyUse)
+		ticker.Every(ctx, n.cfg.Audit.KeyUseReport, n.reportKeyUse)
 	}()
 	go func() {
 		defer n.runWG.Done()
-		every(ctx, n.cfg.Audit.TrimEvery, n.trimAudit)
+		ticker.Every(ctx, n.cfg.Audit.TrimEvery, n.trimAudit)
 	}()
-}
-
-func every(ctx context.Context, d time.Duration, fn func(context.Context)) {
-	t := time.NewTicker(d)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			fn(ctx)
-		}
-	}
 }
 
 // reportKeyUse writes the last uses this node saw since its last report:

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/ticker"
 	"github.com/sovra/sovra/node/api"
 	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/usage"
@@ -67,11 +68,11 @@ func (n *Node) runUsage(ctx context.Context) {
 	n.runWG.Add(2)
 	go func() {
 		defer n.runWG.Done()
-		every(ctx, uc.Flush, n.flushUsage)
+		ticker.Every(ctx, uc.Flush, n.flushUsage)
 	}()
 	go func() {
 		defer n.runWG.Done()
-		every(ctx, time.Hour, func(ctx context.Context) { n.rollupUsage(ctx, uc) })
+		ticker.Every(ctx, time.Hour, func(ctx context.Context) { n.rollupUsage(ctx, uc) })
 	}()
 }
 

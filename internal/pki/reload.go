@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/sovra/sovra/internal/ticker"
 )
 
 // FileCert is a certificate and key kept in PEM files by someone else (the
@@ -55,22 +57,15 @@ func (f *FileCert) Leaf() *tls.Certificate { return f.cur.Load() }
 // looking every interval, until ctx ends. onReload learns each attempt's
 // result.
 func (f *FileCert) Watch(ctx context.Context, interval time.Duration, onReload func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ticker.Every(ctx, interval, func(context.Context) {
 		if f.fileStamp() == *f.seen.Load() {
-			continue
+			return
 		}
 		err := f.Reload()
 		if onReload != nil {
 			onReload(err)
 		}
-	}
+	})
 }
 
 // fileStamp sums up the files' sizes and modification times.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/ticker"
 	"github.com/sovra/sovra/node/auth"
 )
 
@@ -207,25 +208,18 @@ func (s *Server) startAuditFlush(cl Cluster) {
 // flushFailedAuth writes the buffered failures every interval until ctx
 // ends.
 func (s *Server) flushFailedAuth(ctx context.Context, cl Cluster, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ticker.Every(ctx, every, func(ctx context.Context) {
 		recs := s.failed.take(s.now())
 		if len(recs) == 0 {
-			continue
+			return
 		}
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		_, err := cl.Apply(wctx, state.Command{Type: state.TypeAppendAudit, Body: state.AppendAudit{Records: recs}})
-		cancel()
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("could not record failed admin authentications", zap.Int("records", len(recs)), zap.Error(err))
 		}
-	}
+	})
 }
 
 // Bounds of audit queries.
