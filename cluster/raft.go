@@ -274,6 +274,11 @@ func (c *Cluster) openRaft() error {
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl.Named("transport"),
+		// No pipelining: raft v1.8.0's pipeline can deadlock when its
+		// decoder stops first (the sender waits on a full in-flight queue
+		// whose reader waits on the stopped decoder), which hung Close;
+		// and raft's own measurements show pipelining gains little.
+		MaxRPCsInFlight: 1,
 	})
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(c.cfg.NodeID)
