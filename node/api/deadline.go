@@ -31,8 +31,11 @@ func (s *Server) adminDeadline(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(s.base, d)
+	// The request's own context carries its principal and audit record;
+	// the server's base context ends it at shutdown.
+	ctx, cancel := context.WithTimeout(c.UserContext(), d)
 	defer cancel()
+	defer context.AfterFunc(s.base, cancel)()
 	watchHangup(ctx, c.Context().Conn(), cancel)
 	c.SetUserContext(ctx)
 	return deadlineErr(c.Next(), d)
