@@ -112,9 +112,14 @@ func (a auditedCluster) after(ctx context.Context, action, target string, err er
 			r.Outcome = "error"
 		}
 	}
-	// The action is done; its record must not fail with the caller's
-	// hang-up.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// A done action's record must not fail with the caller's hang-up; a
+	// failed action's record is written within the caller's own deadline,
+	// so that an admin call without a majority still answers in time.
+	base := ctx
+	if err == nil {
+		base = context.WithoutCancel(ctx)
+	}
+	wctx, cancel := context.WithTimeout(base, 10*time.Second)
 	defer cancel()
 	if _, aerr := a.Cluster.Apply(wctx, state.Command{Type: state.TypeAppendAudit, Body: state.AppendAudit{Records: []state.AuditRecord{r}}}); aerr != nil {
 		a.log.Error("could not record an admin action in the audit log", zap.String("action", action), zap.Error(aerr))
