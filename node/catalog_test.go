@@ -132,7 +132,7 @@ func TestNodesRegisterTheModelsTheyHave(t *testing.T) {
 	waitGPUs(t, a.URL(), 2)
 	create(t, b.URL(), `{"name":"coder","model":"Acme/Coder:7B","replicas":2}`)
 	d := waitDep(t, a.URL(), "coder", func(d depView) bool { return d.Settled && d.ReadyReplicas == 2 })
-	if d.Status != "ok" || !slices.Equal(d.nodes(), []string{"a", "b"}) {
+	if d.Status != "ok" || !slices.Equal(nodesOf(d), []string{"a", "b"}) {
 		t.Fatalf("deployment %+v", d)
 	}
 	var m catalogModel

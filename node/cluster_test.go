@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamasim"
@@ -41,14 +42,8 @@ func member(id string, join ...string) func(*node.Config) {
 	}
 }
 
-type clusterView struct {
-	Leader        string           `json:"leader"`
-	Term          uint64           `json:"term"`
-	Members       []cluster.Member `json:"members"`
-	LastLeader    string           `json:"last_leader"`
-	NoLeaderSince string           `json:"no_leader_since"`
-	Warning       string           `json:"warning"`
-}
+// clusterView is a node's view of the cluster, GET /admin/v1/cluster.
+type clusterView = client.ClusterStatus
 
 func admin(t *testing.T, method, url, body string, out any) int {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamasim"
@@ -38,28 +39,10 @@ func placed(id, gpuSpec, labels string, join ...string) func(*node.Config) {
 }
 
 // depView is a deployment as GET /admin/v1/deployments/{name} shows it.
-type depView struct {
-	Name          string   `json:"name"`
-	Model         string   `json:"model"`
-	Replicas      int      `json:"replicas"`
-	Constraints   []string `json:"constraints"`
-	Version       uint64   `json:"version"`
-	Status        string   `json:"status"`
-	Reason        string   `json:"reason"`
-	ReadyReplicas int      `json:"ready_replicas"`
-	IdleTimeout   int64    `json:"idle_timeout"`
-	Idle          bool     `json:"idle"`
-	LastUsed      int64    `json:"last_used"`
-	Settled       bool     `json:"settled"`
-	Placements    []struct {
-		Node   string `json:"node"`
-		State  string `json:"state"`
-		Ready  bool   `json:"ready"`
-		Action string `json:"action"`
-	} `json:"placements"`
-}
+type depView = client.Deployment
 
-func (d depView) nodes() []string {
+// nodesOf lists the nodes of a deployment's placements.
+func nodesOf(d depView) []string {
 	var out []string
 	for _, p := range d.Placements {
 		out = append(out, p.Node)
@@ -130,14 +113,14 @@ func placedAll(d depView) bool {
 // on holds when the deployment's placements are exactly these nodes and
 // the scheduler has nothing more to do.
 func on(nodes ...string) func(depView) bool {
-	return func(d depView) bool { return d.Settled && slices.Equal(d.nodes(), nodes) }
+	return func(d depView) bool { return d.Settled && slices.Equal(nodesOf(d), nodes) }
 }
 
 // never fails the test when a placement is on one of these nodes.
 func never(nodes ...string) func(*testing.T, depView) {
 	return func(t *testing.T, d depView) {
 		t.Helper()
-		for _, n := range d.nodes() {
+		for _, n := range nodesOf(d) {
 			if slices.Contains(nodes, n) {
 				t.Fatalf("deployment %s placed on %s: %+v", d.Name, n, d)
 			}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 )
@@ -22,19 +23,7 @@ import (
 // a key's jurisdictions as the Ollamas' own logs see them.
 
 // keyView is a key as the admin API shows it.
-type keyView struct {
-	ID            string            `json:"id"`
-	Secret        string            `json:"secret"`
-	Prefix        string            `json:"prefix"`
-	Role          string            `json:"role"`
-	Models        []string          `json:"models"`
-	Jurisdictions []string          `json:"jurisdictions"`
-	Labels        map[string]string `json:"labels"`
-	LastUsed      int64             `json:"last_used"`
-	Expires       int64             `json:"expires"`
-	Limits        map[string]int64  `json:"limits"`
-	Hash          string            `json:"hash"`
-}
+type keyView = client.Key
 
 func newKey(t *testing.T, url, body string) keyView {
 	t.Helper()
@@ -345,13 +334,7 @@ func auditOf(t *testing.T, url, query string) []auditEntry {
 	return out.Entries
 }
 
-type verifyView struct {
-	OK     bool `json:"ok"`
-	Broken *struct {
-		Seq    uint64 `json:"seq"`
-		Reason string `json:"reason"`
-	} `json:"broken"`
-}
+type verifyView = client.AuditVerification
 
 func auditChain(t *testing.T, c *simCluster, adminKey keyView, secrets []string) {
 	url := c.url(c.ids[1])

@@ -104,7 +104,7 @@ func TestAdminCallsWithoutAMajority(t *testing.T) {
 	})
 	t.Run("the cluster view says there is no leader", func(t *testing.T) {
 		v := waitView(t, url, func(v clusterView) bool { return v.Leader == "" })
-		if v.LastLeader != leader || v.NoLeaderSince == "" || !strings.Contains(v.Warning, "no leader") {
+		if v.LastLeader != leader || v.NoLeaderSince == nil || !strings.Contains(v.Warning, "no leader") {
 			t.Fatalf("leaderless view %+v", v)
 		}
 		for _, m := range v.Members {

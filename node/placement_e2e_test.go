@@ -50,7 +50,7 @@ func TestPlacementOnRealOllama(t *testing.T) {
 		t.Fatalf("registered figures %+v", entry)
 	}
 	d := waitDep(t, url("a"), "tiny", readyOn(2))
-	holders := d.nodes()
+	holders := nodesOf(d)
 	spare := otherThan(ids, holders...)[0]
 	for _, id := range holders {
 		waitRunning(t, rigs[id], true)
@@ -68,7 +68,7 @@ func TestPlacementOnRealOllama(t *testing.T) {
 			t.Fatalf("drain: %d %s", st, raw)
 		}
 		after := sorted(kept, spare)
-		waitDep(t, url(kept), "tiny", func(d depView) bool { return readyOn(2)(d) && slices.Equal(d.nodes(), after) }, keepsReady(2))
+		waitDep(t, url(kept), "tiny", func(d depView) bool { return readyOn(2)(d) && slices.Equal(nodesOf(d), after) }, keepsReady(2))
 		waitRunning(t, rigs[spare], true)
 		waitRunning(t, rigs[drained], false)
 		load.waitServed(t, load.served()+3)
@@ -88,7 +88,7 @@ func TestPlacementOnRealOllama(t *testing.T) {
 			t.Fatal(err)
 		}
 		rigs[victim].Stop()
-		waitDep(t, url(kept), "tiny", func(d depView) bool { return readyOn(2)(d) && slices.Equal(d.nodes(), sorted(kept, to)) })
+		waitDep(t, url(kept), "tiny", func(d depView) bool { return readyOn(2)(d) && slices.Equal(nodesOf(d), sorted(kept, to)) })
 		waitRunning(t, rigs[to], true)
 		var n state.Node
 		if admin(t, "GET", url(kept)+"/admin/v1/nodes/"+victim, "", &n); n.Status != state.NodeDown {

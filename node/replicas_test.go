@@ -40,7 +40,7 @@ func TestReplicaOfADeadNodeIsNotReady(t *testing.T) {
 		t.Fatalf("not ready only after %v, want within %v", took, limit)
 	}
 	d = waitDep(t, url, "watched", func(depView) bool { return true })
-	if d.Status != "unavailable" || !strings.Contains(d.Reason, "0 of 1 replicas ready") || !slices.Equal(d.nodes(), []string{victim}) {
+	if d.Status != "unavailable" || !strings.Contains(d.Reason, "0 of 1 replicas ready") || !slices.Equal(nodesOf(d), []string{victim}) {
 		t.Fatalf("after the kill: %+v", d)
 	}
 }

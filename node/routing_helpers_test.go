@@ -131,7 +131,7 @@ func (c *simCluster) deploy(t *testing.T, body string, want ...string) {
 	want = sorted(want...)
 	for _, id := range c.ids {
 		waitDep(t, c.url(id), d.Name+"?stale=true", func(v depView) bool {
-			return readyOn(len(want))(v) && strings.Join(sorted(v.nodes()...), ",") == strings.Join(want, ",")
+			return readyOn(len(want))(v) && strings.Join(sorted(nodesOf(v)...), ",") == strings.Join(want, ",")
 		})
 	}
 }
