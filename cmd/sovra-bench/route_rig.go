@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sovra/sovra/client"
 )
 
 // sovraFeatures are the routing flags the sovra binary under test knows,
@@ -353,10 +355,7 @@ func (r *routeRig) poll(ctx context.Context, what string, within time.Duration, 
 func (r *routeRig) waitMembers(ctx context.Context, addr string) error {
 	return r.poll(ctx, "cluster membership", 60*time.Second, func() (bool, string, error) {
 		var v struct {
-			Nodes []struct {
-				ID     string `json:"id"`
-				Status string `json:"status"`
-			} `json:"nodes"`
+			Nodes []client.Node `json:"nodes"`
 		}
 		st, raw, err := r.adminCall(ctx, http.MethodGet, addr, "/admin/v1/nodes", nil, &v)
 		if err != nil || st != http.StatusOK {
@@ -364,7 +363,7 @@ func (r *routeRig) waitMembers(ctx context.Context, addr string) error {
 		}
 		ready := 0
 		for _, n := range v.Nodes {
-			if n.Status == "ready" {
+			if n.Status == client.NodeReady {
 				ready++
 			}
 		}
@@ -376,23 +375,14 @@ func (r *routeRig) waitMembers(ctx context.Context, addr string) error {
 // node and the scheduler has nothing left to do.
 func (r *routeRig) waitPlaced(ctx context.Context, addr string) error {
 	return r.poll(ctx, "deployment "+deployment, 90*time.Second, func() (bool, string, error) {
-		var d struct {
-			Status        string `json:"status"`
-			Reason        string `json:"reason"`
-			ReadyReplicas int    `json:"ready_replicas"`
-			Settled       bool   `json:"settled"`
-			Placements    []struct {
-				Node  string `json:"node"`
-				State string `json:"state"`
-			} `json:"placements"`
-		}
+		var d client.Deployment
 		st, raw, err := r.adminCall(ctx, http.MethodGet, addr, "/admin/v1/deployments/"+deployment, nil, &d)
 		if err != nil || st != http.StatusOK {
 			return false, fmt.Sprintf("status %d %v %s", st, err, truncateText(raw)), ctx.Err()
 		}
 		nodes := map[string]bool{}
 		for _, p := range d.Placements {
-			if p.State == "ready" {
+			if p.State == client.PlacementReady {
 				nodes[p.Node] = true
 			}
 		}
