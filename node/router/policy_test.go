@@ -307,3 +307,51 @@ func (l *listing) List(context.Context) (*api.ListResponse, error) {
 func (l *listing) Show(context.Context, *api.ShowRequest) (*api.ShowResponse, error) {
 	return &api.ShowResponse{}, nil
 }
+
+// TestListShowsOnlyAllowedModels: a client limited to some models (an API
+// key's models) lists only those.
+func TestListShowsOnlyAllowedModels(t *testing.T) {
+	s := cluster3()
+	s.Deployments["code"] = &state.Deployment{Name: "code", Model: "c:1", Replicas: 1}
+	s.Placements["code\x00a"] = &state.Placement{Deployment: "code", Node: "a", State: state.PlacementReady}
+	r := New("a", &recorder{}, fixed{s}, nil)
+	names := func(meta Meta) []string {
+		list, err := r.List(WithMeta(context.Background(), meta))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range list.Models {
+			out = append(out, m.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	only := func(allowed ...string) func(...string) bool {
+		return func(names ...string) bool {
+			for _, n := range names {
+				if slices.Contains(allowed, n) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	cases := []struct {
+		name string
+		meta Meta
+		want []string
+	}{
+		{"no limit", Meta{}, []string{"chat", "code"}},
+		{"one deployment", Meta{ModelAllowed: only("chat")}, []string{"chat"}},
+		{"by its model tag", Meta{ModelAllowed: only("c:1")}, []string{"code"}},
+		{"none", Meta{ModelAllowed: only("other")}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := names(tc.meta); !slices.Equal(got, tc.want) {
+				t.Fatalf("listed %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

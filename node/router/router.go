@@ -309,7 +309,23 @@ func (r *Router) List(ctx context.Context) (*api.ListResponse, error) {
 			}
 		}
 	}
+	out.Models = allowedModels(MetaOf(ctx), out.Models)
 	return out, nil
+}
+
+// allowedModels keeps the models the client may use (an API key limited
+// to some models lists only those).
+func allowedModels(meta Meta, models []api.ListModelResponse) []api.ListModelResponse {
+	if meta.ModelAllowed == nil {
+		return models
+	}
+	kept := models[:0]
+	for _, m := range models {
+		if meta.ModelAllowed(m.Name, m.Model) {
+			kept = append(kept, m)
+		}
+	}
+	return kept
 }
 
 func (r *Router) readyDeployments() []state.Deployment {
