@@ -84,14 +84,15 @@ func (n *Node) flushUsage(ctx context.Context) {
 	}
 }
 
-// flushOnStop writes the usage this node has not written yet, so a
-// graceful stop loses none.
+// flushOnStop writes the usage and the keys' last uses this node has not
+// written yet, so a graceful stop loses none.
 func (n *Node) flushOnStop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := n.FlushUsage(ctx); err != nil {
 		n.log.Warn("could not write the last usage batch before stopping", zap.Error(err))
 	}
+	n.reportKeyUse(ctx)
 }
 
 // FlushUsage writes this node's usage batch now (tests, shutdown).

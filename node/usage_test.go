@@ -155,3 +155,24 @@ func unsentUsage(t *testing.T, killed bool) {
 	}
 	t.Logf("FIGURE (%s): %d of %d requests counted after the node went; lost %d, all received after its last flush", map[bool]string{true: "killed", false: "stopped"}[killed], counted, written+unsent, written+unsent-counted)
 }
+
+// TestGracefulStopReportsKeyUse: a node that stops writes the last uses
+// of the keys it served first, whatever its report interval.
+func TestGracefulStopReportsKeyUse(t *testing.T) {
+	c := startSimCluster(t, []simNode{{id: "a"}, {id: "b"}, {id: "c"}}, func(cfg *node.Config) {
+		cfg.Audit.KeyUseReport = time.Hour // only the stop reports
+	})
+	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":3}`, "a", "b", "c")
+	k := newKey(t, c.url("a"), `{"name":"used"}`)
+	waitKeyEverywhere(t, c, k.Secret, http.StatusOK)
+	if code, _, body := withKey(t, "POST", c.url("b")+"/v1/chat/completions", chatBody("chat"), k.Secret, nil); code != http.StatusOK {
+		t.Fatalf("%d %s", code, body)
+	}
+	if err := c.nodes["b"].Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got keyView
+	if code := admin(t, "GET", c.url("a")+"/admin/v1/keys/"+k.ID, "", &got); code != http.StatusOK || got.LastUsed == 0 {
+		t.Fatalf("key after b stopped: %d, last_used %d", code, got.LastUsed)
+	}
+}
