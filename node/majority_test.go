@@ -13,6 +13,7 @@ import (
 	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 )
 
@@ -114,7 +115,14 @@ func TestAdminCallsWithoutAMajority(t *testing.T) {
 		}
 	})
 	t.Run("an abandoned scale is not applied after healing", func(t *testing.T) {
+		// Heal only once the survivor has noticed that the client gave up
+		// (it looks every 100ms): until then the write is a live request,
+		// which a cluster that heals first may rightly apply.
+		inFlight := metric(t, url, "sovra_requests_in_flight") // this scrape itself
 		abandonScale(t, url+"/admin/v1/deployments/keep/scale")
+		testwait.For(t, 5*time.Second, "the survivor to end the abandoned scale", func() bool {
+			return metric(t, url, "sovra_requests_in_flight") <= inFlight
+		})
 		for _, id := range lost {
 			nodes[id] = rs[id].start(t, sim.URL())
 		}
