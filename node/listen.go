@@ -78,7 +78,7 @@ func sniff(conn net.Conn, cfg *tls.Config, plainAllowed bool) (net.Conn, error) 
 	pc := &peekedConn{Conn: conn, first: first[0], has: true}
 	switch {
 	case first[0] == tlsRecordHandshake:
-		return tls.Server(pc, cfg), nil
+		return &tlsConn{tls.Server(pc, cfg)}, nil
 	case !plainAllowed:
 		return nil, errors.New("plain HTTP on a TLS port")
 	}
@@ -108,4 +108,17 @@ func (c *peekedConn) SyscallConn() (syscall.RawConn, error) {
 		return nil, errors.New("not a socket")
 	}
 	return sc.SyscallConn()
+}
+
+// tlsConn is a server TLS connection whose SetReadDeadline never fails.
+// fasthttp sets a read deadline before it runs the handshake of a TLS
+// connection and panics ("BUG: error in SetReadDeadline") when that fails,
+// which it does on a connection closed meanwhile (by a graceful stop's
+// sweep of idle connections, or by the client): the handshake that comes
+// next reports the closed connection instead, as an ordinary error.
+type tlsConn struct{ *tls.Conn }
+
+func (c *tlsConn) SetReadDeadline(t time.Time) error {
+	_ = c.Conn.SetReadDeadline(t)
+	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/sovra/sovra/cluster"
 	"github.com/sovra/sovra/internal/pki"
 )
@@ -161,5 +163,53 @@ func TestListenerBoundsSilentConnections(t *testing.T) {
 	}
 	if closed != 6 {
 		t.Fatalf("%d of 10 silent connections closed, want 6 beyond the bound of 4", closed)
+	}
+}
+
+// oneConnListener hands out one connection, then blocks until closed.
+type oneConnListener struct {
+	conn net.Conn
+	done chan struct{}
+	once bool
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if !l.once {
+		l.once = true
+		return l.conn, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+func (l *oneConnListener) Close() error   { close(l.done); return nil }
+func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// TestClosedTLSConnDoesNotCrashTheServer: fasthttp sets a read deadline on
+// a TLS connection before its handshake and panics when that fails; a
+// connection closed before fasthttp reaches it (a graceful stop sweeps
+// idle ones) must end quietly instead.
+func TestClosedTLSConnDoesNotCrashTheServer(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	keys := testKeyring(t)
+	conn := &tlsConn{tls.Server(a, keys.ServerConfig(nil))}
+	conn.Close()
+	served := make(chan struct{})
+	srv := &fasthttp.Server{
+		Handler:     func(*fasthttp.RequestCtx) {},
+		ReadTimeout: time.Minute,
+		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
+			if st == fasthttp.StateClosed {
+				close(served)
+			}
+		},
+	}
+	ln := &oneConnListener{conn: conn, done: make(chan struct{})}
+	go srv.Serve(ln)
+	defer srv.Shutdown()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the closed connection was never let go")
 	}
 }

@@ -9,10 +9,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// tlsConner is a TLS connection: *tls.Conn, or a wrapper of one.
+type tlsConner interface {
+	NetConn() net.Conn
+	ConnectionState() tls.ConnectionState
+}
+
 // peeker returns a func that reports whether the peer closed conn, or nil
 // where the connection's socket cannot be reached (in-memory test conns).
 func peeker(conn net.Conn) func() bool {
-	if tc, ok := conn.(*tls.Conn); ok {
+	if tc, ok := conn.(tlsConner); ok {
 		// A TLS client that hangs up sends a close_notify record before
 		// its FIN, so peeking finds data, not an end of file: ask the
 		// kernel for the TCP state instead.
