@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"github.com/sovra/sovra/cmd/sovra/cli"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestServeStopsOnAWrongToken(t *testing.T) {
 	member := testnode.Start(t, sim.URL(), func(c *node.Config) {
 		c.NodeID, c.Cluster.RaftAddr, c.Cluster.Bootstrap, c.Cluster.Token = "a", "127.0.0.1:0", true, "the-members-cluster-token"
 	})
-	root := newRoot()
+	root := newRoot(cli.StdIO())
 	root.SetArgs([]string{"serve", "--node-id", "b", "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0",
 		"--join", "http://" + member.Addr(), "--data-dir", t.TempDir(), "--ollama", sim.URL(), "--log-level", "error",
 		"--cluster-token", "another-cluster-token", "--admin-token", testnode.Token})

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sovra/sovra/cmd/sovra/cli"
 	"net"
 	"net/http"
 	"os"
@@ -116,7 +117,7 @@ func TestExampleConfigParses(t *testing.T) {
 }
 
 func TestVersionCommand(t *testing.T) {
-	root := newRoot()
+	root := newRoot(cli.StdIO())
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetArgs([]string{"version"})
@@ -134,7 +135,7 @@ func TestDevFallsBackToSimulator(t *testing.T) {
 	dead := freeAddr(t) // nothing listens here
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	root := newRoot()
+	root := newRoot(cli.StdIO())
 	out := &syncBuffer{}
 	root.SetOut(out)
 	root.SetArgs([]string{"dev", "--http-addr", addr, "--ollama", "http://" + dead, "--log-level", "warn"})

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"github.com/sovra/sovra/cmd/sovra/cli"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 // runRoot runs the sovra command line with args and returns its output.
 func runRoot(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	root := newRoot()
+	root := newRoot(cli.StdIO())
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)
