@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/cmd/sovra/cli"
 	"github.com/sovra/sovra/internal/testcluster"
 )
@@ -120,3 +122,5 @@ func writeFile(t *testing.T, name, content string) string {
 	}
 	return p
 }
+
+func asClientError(err error, target **client.Error) bool { return errors.As(err, target) }

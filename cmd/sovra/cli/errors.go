@@ -25,7 +25,8 @@ func (g *globals) explain(err error, t target) error {
 	}
 	var ce *client.Error
 	if errors.As(err, &ce) {
-		return errors.New(g.apiHint(ce, t))
+		// Keep what wrapped the API's error (a next step) around the hint.
+		return errors.New(strings.Replace(err.Error(), ce.Error(), g.apiHint(ce, t), 1))
 	}
 	var ua x509.UnknownAuthorityError
 	var hn x509.HostnameError
@@ -79,3 +80,8 @@ func group(c *cobra.Command) *cobra.Command {
 	}
 	return c
 }
+
+func errorsIsConflict(err error) bool { return errors.Is(err, client.ErrConflict) }
+
+// wrapHint adds a next step under an error.
+func wrapHint(err error, hint string) error { return fmt.Errorf("%w\n%s", err, hint) }

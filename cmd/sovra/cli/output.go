@@ -294,3 +294,12 @@ func exactArgs(n int) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// yamlToJSON converts a YAML (or JSON) document to JSON.
+func yamlToJSON(b []byte) ([]byte, error) {
+	var v any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}

@@ -25,7 +25,8 @@ type StatusView struct {
 	Stale bool `json:"stale"`
 }
 
-// NodeMemory is a node with the GPU memory its replicas reserve.
+// NodeMemory is a node with its GPU memory as the scheduler counts it:
+// used is what its replicas and the scheduler's headroom reserve.
 type NodeMemory struct {
 	client.Node
 	VRAMTotal uint64 `json:"vram_total"`
@@ -77,41 +78,53 @@ func (g *globals) status(ctx context.Context, cl *client.Client) (*StatusView, e
 	if v.Deployments, err = cl.Deployments(readCtx); err != nil {
 		return nil, err
 	}
-	catalog, err := cl.Catalog(readCtx)
+	free, err := schedulerFree(readCtx, cl, v.Deployments)
 	if err != nil {
 		return nil, err
 	}
-	v.Nodes = nodeMemory(nodes, v.Deployments, catalog)
+	v.Nodes = nodeMemory(nodes, v.Deployments, free)
 	v.Problems = problems(v)
 	return v, nil
 }
 
-// nodeMemory adds to each node the memory its replicas reserve, by the
-// catalog's figure for their model.
-func nodeMemory(nodes []client.Node, deps []client.Deployment, catalog []client.CatalogEntry) []NodeMemory {
-	need := map[string]uint64{}
-	for _, e := range catalog {
-		need[e.Name] = e.MemoryBytes
-		for _, a := range e.Aliases {
-			need[a] = e.MemoryBytes
-		}
+// schedulerFree is the GPU memory the scheduler counts free on each
+// node, from its explanation of any deployment (nil when there is none:
+// then nothing is reserved).
+func schedulerFree(ctx context.Context, cl *client.Client, deps []client.Deployment) (map[string]uint64, error) {
+	if len(deps) == 0 {
+		return nil, nil
 	}
-	used, count := map[string]uint64{}, map[string]int{}
+	e, err := cl.Explain(ctx, deps[0].Name)
+	if err != nil {
+		return nil, err
+	}
+	free := map[string]uint64{}
+	for _, n := range e.Nodes {
+		free[n.Node] = n.Free
+	}
+	return free, nil
+}
+
+// nodeMemory adds to each node its GPU memory, what the scheduler counts
+// free of it (replicas and headroom reserve the rest) and its replicas.
+func nodeMemory(nodes []client.Node, deps []client.Deployment, free map[string]uint64) []NodeMemory {
+	count := map[string]int{}
 	for _, d := range deps {
 		for _, p := range d.Placements {
-			used[p.Node] += need[d.Model]
 			count[p.Node]++
 		}
 	}
 	out := make([]NodeMemory, 0, len(nodes))
 	for _, n := range nodes {
-		m := NodeMemory{Node: n, VRAMUsed: used[n.ID], Replicas: count[n.ID]}
+		m := NodeMemory{Node: n, Replicas: count[n.ID]}
 		for _, gpu := range n.GPUs {
 			m.VRAMTotal += gpu.MemoryBytes
 		}
-		if m.VRAMTotal > m.VRAMUsed {
-			m.VRAMFree = m.VRAMTotal - m.VRAMUsed
+		m.VRAMFree = m.VRAMTotal
+		if f, ok := free[n.ID]; ok && f <= m.VRAMTotal {
+			m.VRAMFree = f
 		}
+		m.VRAMUsed = m.VRAMTotal - m.VRAMFree
 		out = append(out, m)
 	}
 	return out
