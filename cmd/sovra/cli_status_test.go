@@ -8,6 +8,8 @@ import (
 	"github.com/sovra/sovra/internal/testcluster"
 )
 
+const threeNodesToken = testcluster.Token
+
 func threeNodes(t *testing.T) *testcluster.Cluster {
 	t.Helper()
 	return testcluster.Start(t, []testcluster.Spec{{ID: "a"}, {ID: "b"}, {ID: "c"}})

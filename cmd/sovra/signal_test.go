@@ -20,13 +20,7 @@ import (
 // SIGTERM and checks that the stream still completes and the process exits
 // cleanly.
 func TestServeDrainsOnSIGTERM(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "sovra")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := sovraBinary(t)
 	// 30 tokens at 20/s: the stream lasts about 1.5 s.
 	sim := ollamasim.StartTest(t, ollamasim.Config{TokensPerSecond: 20, ResponseTokens: 30})
 	addr := freeAddr(t)
