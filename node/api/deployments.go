@@ -12,6 +12,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	wire "github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/models"
 	"github.com/sovra/sovra/scheduler"
@@ -113,46 +114,18 @@ func parseIdleTimeout(raw json.RawMessage) (time.Duration, error) {
 	return d, nil
 }
 
-// placementView is one replica as the admin API shows it.
-type placementView struct {
-	Node  string               `json:"node"`
-	State state.PlacementState `json:"state"`
-	// Reported is the state the node last reported, when State is
-	// unknown because the node is down.
-	Reported state.PlacementState `json:"reported_state,omitempty"`
-	// Ready: reported ready, on a node that is not down.
-	Ready  bool   `json:"ready"`
-	Reason string `json:"reason,omitempty"`
-	// Progress of a pull: "45.0%", and the same as a number, with the
-	// bytes done of the bytes announced so far.
-	Progress        string   `json:"progress,omitempty"`
-	ProgressPercent *float64 `json:"progress_percent,omitempty"`
-	BytesDone       int64    `json:"bytes_done,omitempty"`
-	BytesTotal      int64    `json:"bytes_total,omitempty"`
-	// Action is what the scheduler makes of the replica now: keep, drain
-	// (kept on a leaving node until a replacement is ready) or remove.
-	Action string `json:"action,omitempty"`
-}
+// The admin API shows deployments, their replicas and drains as the
+// client package's wire types (client.Deployment, client.Placement,
+// client.DrainReport): the server builds them, so the two cannot drift.
 
-// deploymentView is a deployment with its placements and what the
-// scheduler makes of it.
-type deploymentView struct {
-	state.Deployment
-	// Status and Reason are the scheduler's verdict over the state read
-	// (ok, partial, unplaceable, invalid or idle), made degraded or
-	// unavailable when fewer replicas than wanted are ready, and why.
-	Status scheduler.Status `json:"status,omitempty"`
-	Reason string           `json:"reason,omitempty"`
-	// ReadyReplicas counts the replicas reported ready on nodes that are
-	// not down.
-	ReadyReplicas int `json:"ready_replicas"`
-	// Settled is set when the state holds the scheduler's plan for the
-	// deployment: nothing is to be placed or removed.
-	Settled    bool            `json:"settled"`
-	Placements []placementView `json:"placements"`
-	// Idle and LastUsed (Unix ms) are shown even when zero.
-	Idle     bool  `json:"idle"`
-	LastUsed int64 `json:"last_used"`
+// newDeploymentView is a deployment as the admin API shows it, before its
+// placements and the scheduler's verdict are added.
+func newDeploymentView(dep state.Deployment) wire.Deployment {
+	return wire.Deployment{
+		Name: dep.Name, Model: dep.Model, Replicas: dep.Replicas, Constraints: dep.Constraints, Priority: dep.Priority,
+		SpreadBy: dep.SpreadBy, IdleTimeout: dep.IdleTimeout, Version: dep.Version, CreatedIndex: dep.CreatedIndex,
+		ModifiedIndex: dep.ModifiedIndex, Placements: []wire.Placement{}, Idle: dep.Idle, LastUsed: dep.LastUsed,
+	}
 }
 
 func (d deployments) create(c *fiber.Ctx) error {
@@ -178,14 +151,14 @@ func (d deployments) create(c *fiber.Ctx) error {
 		return fmt.Errorf("deployment outcome: %w", err)
 	}
 	markReplayed(c, out)
-	view := deploymentView{Deployment: got, Placements: []placementView{}, LastUsed: got.LastUsed}
+	view := newDeploymentView(got)
 	opts := d.cl.SchedulerOptions()
 	known := true
 	if err := d.cl.Read(c.UserContext(), true, func(s *state.State) { known = modelKnown(got.Model, opts, s) }); err != nil {
 		return err
 	}
 	if !known {
-		view.Status, view.Reason = scheduler.StatusInvalid, scheduler.FiguresUnknown(got.Model)
+		view.Status, view.Reason = string(scheduler.StatusInvalid), scheduler.FiguresUnknown(got.Model)
 	}
 	return c.Status(http.StatusCreated).JSON(view)
 }
@@ -282,7 +255,7 @@ func (d deployments) list(c *fiber.Ctx) error {
 		return err
 	}
 	p := newPlanView(snap, d.cl.SchedulerOptions())
-	out := make([]deploymentView, 0, len(snap.Deployments))
+	out := make([]wire.Deployment, 0, len(snap.Deployments))
 	for _, dep := range snap.DeploymentList() {
 		out = append(out, p.view(snap, dep))
 	}
@@ -342,15 +315,15 @@ func newPlanView(snap *state.State, opts scheduler.Options) planView {
 	return p
 }
 
-func (p planView) view(snap *state.State, dep *state.Deployment) deploymentView {
-	v := deploymentView{Deployment: *dep, Placements: []placementView{}, Idle: dep.Idle, LastUsed: dep.LastUsed}
+func (p planView) view(snap *state.State, dep *state.Deployment) wire.Deployment {
+	v := newDeploymentView(*dep)
 	_, moving := p.changed[dep.Name]
 	v.Settled = !moving
 	dp := p.plan.Deployment(dep.Name)
 	if dp == nil {
 		dp = &scheduler.DeploymentPlan{}
 	}
-	v.Status, v.Reason = dp.Status, dp.Reason
+	v.Status, v.Reason = string(dp.Status), dp.Reason
 	for _, pl := range snap.PlacementsOf(dep.Name) {
 		pv := newPlacementView(pl, snap.Nodes[pl.Node])
 		switch a := dp.Placement(pl.Node); {
@@ -365,7 +338,7 @@ func (p planView) view(snap *state.State, dep *state.Deployment) deploymentView 
 		v.Placements = append(v.Placements, pv)
 	}
 	if !dep.Idle {
-		v.readiness()
+		readiness(&v)
 	}
 	return v
 }
@@ -468,7 +441,7 @@ func (d deployments) answer(c *fiber.Ctx, dep state.Deployment) error {
 	if cur, ok := snap.Deployments[dep.Name]; ok && cur.Version >= dep.Version {
 		return c.JSON(newPlanView(snap, d.cl.SchedulerOptions()).view(snap, cur))
 	}
-	return c.JSON(deploymentView{Deployment: dep, Placements: []placementView{}, Idle: dep.Idle, LastUsed: dep.LastUsed})
+	return c.JSON(newDeploymentView(dep))
 }
 
 // explain runs the scheduler over the state for one deployment and says
@@ -485,7 +458,7 @@ func (d deployments) explain(c *fiber.Ctx) error {
 		return noDeployment(name)
 	}
 	v := newPlanView(snap, opts).view(snap, snap.Deployments[name])
-	e.Status, e.Reason = v.Status, v.Reason
+	e.Status, e.Reason = scheduler.Status(v.Status), v.Reason
 	if c.Query("format") == "text" {
 		return c.SendString(e.String())
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	wire "github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/scheduler"
 )
@@ -13,29 +14,10 @@ import (
 // drains, how far the drain has come.
 type nodeView struct {
 	state.Node
-	Drain *drainReport `json:"drain,omitempty"`
-}
-
-// drainReport tells an operator when a draining node may be stopped:
-// Complete once it holds no replica. Remaining lists the replicas still
-// on it; Blocked those that cannot move, and why (no other node takes
-// them).
-type drainReport struct {
-	Complete  bool             `json:"complete"`
-	Remaining []drainRemaining `json:"remaining"`
-	Blocked   []drainBlocked   `json:"blocked"`
-}
-
-type drainRemaining struct {
-	Deployment string               `json:"deployment"`
-	State      state.PlacementState `json:"state"`
-	// Waiting says what the replica waits for before it leaves.
-	Waiting string `json:"waiting"`
-}
-
-type drainBlocked struct {
-	Deployment string `json:"deployment"`
-	Reason     string `json:"reason"`
+	// Drain tells an operator when a draining node may be stopped:
+	// Complete once it holds no replica; Remaining lists the replicas
+	// still on it, Blocked those that cannot move and why.
+	Drain *wire.DrainReport `json:"drain,omitempty"`
 }
 
 // node answers GET /admin/v1/nodes/{id}.
@@ -59,20 +41,20 @@ func (d deployments) node(c *fiber.Ctx) error {
 // drainOf reports the replicas left on a draining node: each waits for a
 // replacement to be ready elsewhere, or is blocked when the scheduler
 // finds no node for one.
-func drainOf(snap *state.State, id string, plan scheduler.Plan) *drainReport {
-	r := &drainReport{Remaining: []drainRemaining{}, Blocked: []drainBlocked{}}
+func drainOf(snap *state.State, id string, plan scheduler.Plan) *wire.DrainReport {
+	r := &wire.DrainReport{Remaining: []wire.DrainRemaining{}, Blocked: []wire.DrainBlocked{}}
 	for _, dep := range snap.DeploymentList() {
 		pl := snap.Placement(dep.Name, id)
 		if pl == nil {
 			continue
 		}
-		rem := drainRemaining{Deployment: pl.Deployment, State: pl.State, Waiting: "a replacement to be ready elsewhere"}
+		rem := wire.DrainRemaining{Deployment: pl.Deployment, State: string(pl.State), Waiting: "a replacement to be ready elsewhere"}
 		dp := plan.Deployment(pl.Deployment)
 		switch {
 		case dp == nil || dp.Placement(id) == nil:
 			rem.Waiting = "its removal to be committed"
 		case dp.Status != scheduler.StatusOK:
-			r.Blocked = append(r.Blocked, drainBlocked{Deployment: pl.Deployment, Reason: string(dp.Status) + ": " + dp.Reason})
+			r.Blocked = append(r.Blocked, wire.DrainBlocked{Deployment: pl.Deployment, Reason: string(dp.Status) + ": " + dp.Reason})
 			rem.Waiting = "a node that can take it"
 		}
 		r.Remaining = append(r.Remaining, rem)

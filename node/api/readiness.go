@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	wire "github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/scheduler"
 )
@@ -43,11 +44,11 @@ func overlay(snap *state.State, gone func(string) bool) {
 // newPlacementView shows a replica as it serves: ready only when reported
 // ready on a node that is not down; a replica on a down node is of
 // unknown state, with the state its node last reported.
-func newPlacementView(pl *state.Placement, node *state.Node) placementView {
-	pv := placementView{Node: pl.Node, State: pl.State, Reason: pl.Reason}
+func newPlacementView(pl *state.Placement, node *state.Node) wire.Placement {
+	pv := wire.Placement{Node: pl.Node, State: string(pl.State), Reason: pl.Reason}
 	switch {
 	case (node == nil || node.Status == state.NodeDown) && pl.State != state.PlacementFailed:
-		pv.State, pv.Reported = placementUnknown, pl.State
+		pv.State, pv.Reported = string(placementUnknown), string(pl.State)
 		pv.Reason = "node is down"
 		if node != nil && node.StatusReason != "" {
 			pv.Reason += ": " + node.StatusReason
@@ -66,8 +67,8 @@ func newPlacementView(pl *state.Placement, node *state.Node) placementView {
 const placementUnknown state.PlacementState = "unknown"
 
 // describe says in a few words why a replica is not ready.
-func (pv placementView) describe() string {
-	s := string(pv.State)
+func describe(pv wire.Placement) string {
+	s := pv.State
 	if pv.Progress != "" {
 		s += " " + pv.Progress
 	}
@@ -79,18 +80,18 @@ func (pv placementView) describe() string {
 
 // readiness turns a placement verdict of ok into one a person can trust:
 // ok only when as many replicas are ready as wanted.
-func (v *deploymentView) readiness() {
-	if v.Status != scheduler.StatusOK || v.ReadyReplicas >= v.Replicas {
+func readiness(v *wire.Deployment) {
+	if v.Status != string(scheduler.StatusOK) || v.ReadyReplicas >= v.Replicas {
 		return
 	}
-	v.Status = StatusUnavailable
+	v.Status = string(StatusUnavailable)
 	if v.ReadyReplicas > 0 {
-		v.Status = StatusDegraded
+		v.Status = string(StatusDegraded)
 	}
 	var why []string
 	for _, p := range v.Placements {
 		if !p.Ready {
-			why = append(why, p.Node+": "+p.describe())
+			why = append(why, p.Node+": "+describe(p))
 		}
 	}
 	if n := v.Replicas - len(v.Placements); n > 0 {

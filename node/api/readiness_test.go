@@ -3,6 +3,7 @@ package api
 import (
 	"testing"
 
+	wire "github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/cluster/state"
 )
 
@@ -13,23 +14,23 @@ func TestPlacementViewReadsForPeople(t *testing.T) {
 		name  string
 		pl    state.Placement
 		node  *state.Node
-		check func(t *testing.T, pv placementView)
+		check func(t *testing.T, pv wire.Placement)
 	}{
 		{"pulling", state.Placement{Node: "a", State: state.PlacementPulling, Progress: 0.09999999983742326, BytesDone: 100, BytesTotal: 1000}, up,
-			func(t *testing.T, pv placementView) {
+			func(t *testing.T, pv wire.Placement) {
 				if pv.Progress != "10.0%" || pv.ProgressPercent == nil || *pv.ProgressPercent != 10 || pv.BytesDone != 100 || pv.BytesTotal != 1000 || pv.Ready {
 					t.Fatalf("%+v", pv)
 				}
 			}},
 		{"ready", state.Placement{Node: "a", State: state.PlacementReady}, up,
-			func(t *testing.T, pv placementView) {
+			func(t *testing.T, pv wire.Placement) {
 				if !pv.Ready || pv.Progress != "" || pv.BytesTotal != 0 {
 					t.Fatalf("%+v", pv)
 				}
 			}},
 		{"ready on a down node", state.Placement{Node: "a", State: state.PlacementReady}, down,
-			func(t *testing.T, pv placementView) {
-				if pv.Ready || pv.State != placementUnknown || pv.Reported != state.PlacementReady || pv.Reason == "" {
+			func(t *testing.T, pv wire.Placement) {
+				if pv.Ready || pv.State != string(placementUnknown) || pv.Reported != string(state.PlacementReady) || pv.Reason == "" {
 					t.Fatalf("%+v", pv)
 				}
 			}},

@@ -33,7 +33,6 @@ func TestClientWireTypes(t *testing.T) {
 		{"node view", &nodeView{}, &wire.NodeView{}},
 		{"join request", &cluster.JoinRequest{}, &wire.JoinRequest{}},
 		{"replica view", &router.ReplicaView{}, &wire.ReplicaView{}},
-		{"deployment view", &deploymentView{}, &wire.Deployment{}},
 		{"explanation", &explain, &wire.Explanation{}},
 		{"catalog entry", &catalogEntry{}, &wire.CatalogEntry{}},
 		{"model request", &modelRequest{}, &struct {
@@ -50,6 +49,27 @@ func TestClientWireTypes(t *testing.T) {
 			sameFields(t, tc.server, tc.client)
 			sameFields(t, tc.client, tc.server)
 		})
+	}
+}
+
+// TestDeploymentViewCopiesEveryField checks that the admin view of a
+// deployment shows every field the replicated state holds, with its value.
+func TestDeploymentViewCopiesEveryField(t *testing.T) {
+	var dep state.Deployment
+	fill(reflect.ValueOf(&dep).Elem())
+	var fromState, fromView map[string]any
+	b, _ := json.Marshal(dep)
+	if err := json.Unmarshal(b, &fromState); err != nil {
+		t.Fatal(err)
+	}
+	b, _ = json.Marshal(newDeploymentView(dep))
+	if err := json.Unmarshal(b, &fromView); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range fromState {
+		if !reflect.DeepEqual(fromView[k], v) {
+			t.Errorf("field %s: state %v, view %v", k, v, fromView[k])
+		}
 	}
 }
 
