@@ -106,6 +106,7 @@ sovra dev is up at %[1]s. Every call needs its management token%[4]s:
 
   %[2]s
   export OPENAI_API_KEY=$TOKEN OPENAI_BASE_URL=%[1]s/v1
+  export SOVRA_TOKEN=$TOKEN SOVRA_ADDR=%[1]s   # for the admin CLI: sovra status, sovra deploy ...
 
 Try a streamed answer:
 

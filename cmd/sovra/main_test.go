@@ -159,7 +159,7 @@ func TestDevFallsBackToSimulator(t *testing.T) {
 	body = body[:strings.Index(body, "'")]
 	token := bannerToken(t, line)
 	if !strings.Contains(line, `curl -N http://`+addr+`/v1/chat/completions -H "Authorization: Bearer $TOKEN"`) ||
-		!strings.Contains(line, "export OPENAI_API_KEY=$TOKEN") {
+		!strings.Contains(line, "export OPENAI_API_KEY=$TOKEN") || !strings.Contains(line, "export SOVRA_TOKEN=$TOKEN SOVRA_ADDR=http://"+addr) {
 		t.Fatalf("banner %q", line)
 	}
 	if st := status(t, "POST", "http://"+addr+"/v1/chat/completions", body, ""); st != http.StatusUnauthorized {
