@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -152,6 +153,9 @@ func parseSpan(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		var x float64
 		x, err = strconv.ParseFloat(days, 64)
+		if err == nil && (math.IsNaN(x) || math.Abs(x) > 100_000) { // a count of days time.Duration holds
+			err = errors.New("days out of range")
+		}
 		d = time.Duration(x * float64(24*time.Hour))
 	} else {
 		d, err = time.ParseDuration(s)
