@@ -2,10 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -14,6 +16,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"gopkg.in/yaml.v3"
+
+	"github.com/sovra/sovra/client"
 )
 
 // maxCell is the widest a table cell is drawn without -o wide; longer
@@ -43,6 +47,25 @@ func (g *globals) checkOutput() error {
 		return nil
 	}
 	return UsageError("--output %q: use table, wide, json or yaml", g.output)
+}
+
+// callAlso is call for a command that writes, besides the common output
+// formats, the extra ones (such as csv) its body writes itself.
+func (g *globals) callAlso(extra []string, fn func(ctx context.Context, cl *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	common := g.call(fn)
+	return func(c *cobra.Command, args []string) error {
+		if !slices.Contains(extra, g.output) {
+			if g.checkOutput() != nil {
+				return UsageError("--output %q: use table, wide, json, yaml or %s", g.output, strings.Join(extra, " or "))
+			}
+			return common(c, args)
+		}
+		cl, t, err := g.client()
+		if err != nil {
+			return err
+		}
+		return g.explain(fn(c.Context(), cl, args), t)
+	}
 }
 
 // structured reports whether the output is for scripts.
