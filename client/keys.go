@@ -12,7 +12,7 @@ import (
 // CreateKey makes an API key; the answer holds its secret, shown once.
 func (c *Client) CreateKey(ctx context.Context, req KeyRequest) (*Key, error) {
 	var k Key
-	return &k, c.do(ctx, call{method: http.MethodPost, path: "/keys", body: req}, &k)
+	return &k, c.do(ctx, call{method: http.MethodPost, path: "/keys", body: req, idempotent: true}, &k)
 }
 
 // Keys lists the API keys.
@@ -33,13 +33,13 @@ func (c *Client) Key(ctx context.Context, id string) (*Key, error) {
 // UpdateKey changes the fields of a key that req sets.
 func (c *Client) UpdateKey(ctx context.Context, id string, req KeyRequest) (*Key, error) {
 	var k Key
-	return &k, c.do(ctx, call{method: http.MethodPatch, path: "/keys/" + url.PathEscape(id), body: req}, &k)
+	return &k, c.do(ctx, call{method: http.MethodPatch, path: "/keys/" + url.PathEscape(id), body: req, idempotent: true}, &k)
 }
 
 // RotateKey gives a key a new secret; the old one stays valid for grace
 // (0: the server's default of an hour; negative: not at all).
 func (c *Client) RotateKey(ctx context.Context, id string, grace time.Duration) (*Key, error) {
-	k := call{method: http.MethodPost, path: "/keys/" + url.PathEscape(id) + "/rotate"}
+	k := call{method: http.MethodPost, path: "/keys/" + url.PathEscape(id) + "/rotate", idempotent: true}
 	switch {
 	case grace < 0:
 		k.body = map[string]string{"grace": "0s"}
@@ -52,7 +52,7 @@ func (c *Client) RotateKey(ctx context.Context, id string, grace time.Duration) 
 
 // DeleteKey revokes a key.
 func (c *Client) DeleteKey(ctx context.Context, id string) error {
-	return c.do(ctx, call{method: http.MethodDelete, path: "/keys/" + url.PathEscape(id)}, new(struct {
+	return c.do(ctx, call{method: http.MethodDelete, path: "/keys/" + url.PathEscape(id), idempotent: true}, new(struct {
 		Revoked string `json:"revoked"`
 	}))
 }

@@ -294,3 +294,30 @@ func waitKeyAnswers(t *testing.T, c *testcluster.Cluster, secret string, want in
 		})
 	}
 }
+
+// TestCLIKeyRetries checks that rerunning a key change with the same
+// idempotency key applies it once: one key made, its secret shown only by
+// the first run; one rotation.
+func TestCLIKeyRetries(t *testing.T) {
+	c := threeNodes(t)
+	env := clusterEnv(t, c, "a")
+	var first, again client.Key
+	args := []string{"key", "create", "--name", "retried", "--idempotency-key", "create-retried-1", "-o", "json"}
+	sovra(t, env, args...).ok(t).decode(t, &first)
+	r := sovra(t, env, args...).ok(t)
+	r.decode(t, &again)
+	if first.Secret == "" || again.Secret != "" || again.ID != first.ID || !strings.Contains(r.err, "earlier run with the same idempotency key") {
+		t.Fatalf("first %+v, rerun %+v (stderr %q)", first, again, r.err)
+	}
+	keys, err := c.Client("b").Keys(context.Background())
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys after a retried create: %+v %v", keys, err)
+	}
+	rot := []string{"key", "rotate", first.ID, "--idempotency-key", "rotate-retried-1", "-o", "json"}
+	var r1, r2 client.Key
+	sovra(t, env, rot...).ok(t).decode(t, &r1)
+	sovra(t, env, rot...).ok(t).decode(t, &r2)
+	if r1.Secret == "" || r2.Secret != "" || r2.Prefix != r1.Prefix {
+		t.Fatalf("rotations %+v then %+v", r1, r2)
+	}
+}

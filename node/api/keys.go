@@ -90,11 +90,32 @@ func (k keyRoutes) create(c *fiber.Ctx) error {
 	setPtr(&key.Limits, upd.Limits)
 	setPtr(&key.Labels, upd.Labels)
 	setPtr(&key.Expires, upd.Expires)
-	out, err := k.cl.Apply(c.UserContext(), state.Command{Type: state.TypePutAPIKey, Body: state.PutAPIKey{Key: key}})
+	out, err := k.apply(c, "create-key", state.Command{Type: state.TypePutAPIKey, Body: state.PutAPIKey{Key: key}})
 	if err != nil {
 		return err
 	}
+	if out.Replayed {
+		// The key was made by the first call; its secret was shown then
+		// and is kept nowhere: this one's was never written.
+		return answerKey(c, http.StatusOK, out, "")
+	}
 	return answerKey(c, http.StatusCreated, out, secret)
+}
+
+// apply commits a key command under the request's idempotency key, so
+// that a retried call does not apply it twice: the retry gets the first
+// call's outcome, marked as replayed.
+func (k keyRoutes) apply(c *fiber.Ctx, op string, cmd state.Command) (state.Outcome, error) {
+	key, err := idempotencyKey(c, op)
+	if err != nil {
+		return state.Outcome{}, err
+	}
+	cmd.Key = key
+	out, err := k.cl.Apply(c.UserContext(), cmd)
+	if err == nil {
+		markReplayed(c, out)
+	}
+	return out, err
 }
 
 func setPtr[T any](dst *T, v *T) {
@@ -161,7 +182,7 @@ func (k keyRoutes) update(c *fiber.Ctx) error {
 	if upd == (state.UpdateAPIKey{ID: upd.ID, Time: upd.Time}) {
 		return invalidParam("", "nothing to change: set name, role, models, jurisdictions, expires_in, limits or labels")
 	}
-	out, err := k.cl.Apply(c.UserContext(), state.Command{Type: state.TypeUpdateAPIKey, Body: upd})
+	out, err := k.apply(c, "update-key/"+upd.ID, state.Command{Type: state.TypeUpdateAPIKey, Body: upd})
 	if err != nil {
 		return err
 	}
@@ -170,7 +191,7 @@ func (k keyRoutes) update(c *fiber.Ctx) error {
 
 func (k keyRoutes) remove(c *fiber.Ctx) error {
 	id := c.Params("id")
-	if _, err := k.cl.Apply(c.UserContext(), state.Command{Type: state.TypeDeleteAPIKey, Body: state.DeleteAPIKey{ID: id}}); err != nil {
+	if _, err := k.apply(c, "delete-key/"+id, state.Command{Type: state.TypeDeleteAPIKey, Body: state.DeleteAPIKey{ID: id}}); err != nil {
 		return err
 	}
 	return c.JSON(fiber.Map{"revoked": id})
@@ -205,9 +226,12 @@ func (k keyRoutes) rotate(c *fiber.Ctx) error {
 	if grace > 0 {
 		body.GraceUntil = now.Add(grace).UnixMilli()
 	}
-	out, err := k.cl.Apply(c.UserContext(), state.Command{Type: state.TypeRotateAPIKey, Body: body})
+	out, err := k.apply(c, "rotate-key/"+body.ID, state.Command{Type: state.TypeRotateAPIKey, Body: body})
 	if err != nil {
 		return err
+	}
+	if out.Replayed {
+		secret = "" // the first call's secret is the one written
 	}
 	return answerKey(c, http.StatusOK, out, secret)
 }

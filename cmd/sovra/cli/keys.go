@@ -335,18 +335,12 @@ func (g *globals) keyRevokeCmd() *cobra.Command {
 	}
 }
 
-// keyErr says what to do about a key call's failure: an unknown id, or
-// an outcome the call cannot learn by replaying (key calls take no
-// idempotency key: a second create would make a second key).
+// keyErr says what to do about a key call's failure: an unknown id
+// gets the list command; an unknown outcome the general hint (rerun with
+// the same idempotency key).
 func keyErr(err error, id string) error {
-	var ce *client.Error
-	switch {
-	case !errors.As(err, &ce):
-		return err
-	case errors.Is(err, client.ErrNotFound) && id != "":
+	if errors.Is(err, client.ErrNotFound) && id != "" {
 		return fmt.Errorf("no key %q: `sovra key list` lists the keys", id)
-	case errors.Is(err, client.ErrIndeterminate):
-		return fmt.Errorf("the node could not tell whether the change was applied (%s): `sovra key list` shows whether it was; do not simply rerun a create, which would make a second key", ce.Code)
 	}
 	return err
 }
@@ -354,6 +348,11 @@ func keyErr(err error, id string) error {
 // printSecret shows a key with its new secret: in a table answer, a
 // notice on stderr that it is shown only now.
 func (g *globals) printSecret(k *client.Key) error {
+	if k.Secret == "" {
+		// A rerun with the idempotency key of a call that was applied:
+		// the secret was made, and shown, by that call only.
+		fmt.Fprintln(g.io.Err, "this change was applied by an earlier run with the same idempotency key; its secret was shown then and cannot be shown again (`sovra key rotate` makes a new one)")
+	}
 	fields := append(keyFields(k, time.Now()), [2]string{"secret", k.Secret})
 	if err := g.printFields(k, fields); err != nil || g.structured() {
 		return err
