@@ -21,7 +21,7 @@ func (g *globals) nodeCmd() *cobra.Command {
 		Long: `The cluster's nodes. A cordoned node takes no new replica and keeps those it
 runs; a draining one also moves its replicas elsewhere, each once its
 replacement is ready. Remove a node from the raft configuration only once it
-is drained (or dead).`,
+is drained and stopped (or dead).`,
 	})
 	c.AddCommand(g.nodeListCmd(), g.nodeShowCmd(),
 		g.nodeStatusCmd("cordon", "Keep new replicas off a node; those it runs stay", (*client.Client).Cordon),
@@ -270,8 +270,9 @@ func (g *globals) nodeRemoveCmd() *cobra.Command {
 		Short: "Take a node out of the raft configuration and the cluster's state",
 		Long: `Take a node out of the raft configuration and the cluster's state; its
 replicas are placed elsewhere. Drain it first (sovra node drain) unless it is
-dead, and stop its process afterwards: it is no longer a member. To bring it
-back, start it with an empty data directory and join it again.`,
+dead, then stop its process before removing it: a node still running with
+join addresses joins again as soon as the leader tells it it is no longer a
+member.`,
 		Args: exactArgs(1),
 		RunE: g.call(func(ctx context.Context, cl *client.Client, args []string) error {
 			return g.removeMember(ctx, cl, args[0], false)

@@ -81,8 +81,9 @@ func (g *globals) removePeerCmd() *cobra.Command {
 		Long: `Remove a server from the raft configuration, and its node from the cluster's
 state: for a server gone for good (a dead host), so that it no longer counts
 towards the majority. The change itself needs a majority of the servers now
-in the configuration. Drain a live node first (sovra node drain) and stop its
-process after.`,
+in the configuration. Drain a live node first (sovra node drain), then stop
+its process before removing it: a node still running with join addresses
+joins again.`,
 		Args: exactArgs(1),
 		RunE: g.call(func(ctx context.Context, cl *client.Client, args []string) error {
 			return g.removeMember(ctx, cl, args[0], true)

@@ -243,7 +243,7 @@ func (s *SnapshotSummary) details() keyValues {
 	kv.add("registered models", fmt.Sprint(s.Models))
 	kv.add("api keys", fmt.Sprint(s.APIKeys))
 	kv.add("quotas", fmt.Sprint(s.Quotas))
-	kv.add("audit entries", fmt.Sprintf("%d (%d trimmed before them)", s.AuditEntries, s.AuditTrimmed))
+	kv.add("audit entries", fmt.Sprint(s.AuditEntries)+mark(s.AuditTrimmed > 0, fmt.Sprintf(" (after %d trimmed)", s.AuditTrimmed)))
 	kv.add("usage rows", fmt.Sprint(s.UsageRows))
 	kv.add("idempotency keys", fmt.Sprint(s.IdempotencyKeys))
 	kv.add("cluster ca", yesNo(s.ClusterCA)+mark(s.ClusterCA, " (with its private key: keep the file secret)"))
