@@ -43,8 +43,8 @@ func readyOn(t *testing.T, cl *client.Client, name, not string) string {
 	return node
 }
 
-// follower is a node of c that is neither the leader nor avoid.
-func follower(t *testing.T, c *testcluster.Cluster, avoid string) string {
+// followerBut is a node of c that is neither the leader nor avoid.
+func followerBut(t *testing.T, c *testcluster.Cluster, avoid string) string {
 	t.Helper()
 	st, err := c.Client(avoid).ClusterStatus(context.Background())
 	if err != nil {
@@ -59,7 +59,8 @@ func follower(t *testing.T, c *testcluster.Cluster, avoid string) string {
 	return ""
 }
 
-func has(t *testing.T, out string, want ...string) {
+// outHas fails the test unless out holds every one of want.
+func outHas(t *testing.T, out string, want ...string) {
 	t.Helper()
 	for _, w := range want {
 		if !strings.Contains(out, w) {
@@ -107,9 +108,9 @@ func TestCLINode(t *testing.T) {
 			t.Fatalf("HTTP address without -o wide:\n%s", r.out)
 		}
 		r = sovra(t, env, "nodes", "list", "-o", "wide").ok(t)
-		has(t, r.out, "HTTP", "RAFT", "REASON", "SINCE", want[1].HTTPAddr, want[2].RaftAddr)
+		outHas(t, r.out, "HTTP", "RAFT", "REASON", "SINCE", want[1].HTTPAddr, want[2].RaftAddr)
 		r = sovra(t, env, "node", "list", "-o", "yaml").ok(t)
-		has(t, r.out, "- id: a\n", "  status: ready\n")
+		outHas(t, r.out, "- id: a\n", "  status: ready\n")
 	})
 
 	t.Run("show", func(t *testing.T) {
@@ -124,7 +125,7 @@ func TestCLINode(t *testing.T) {
 			t.Fatalf("node %+v, want %+v", v, want)
 		}
 		r := sovra(t, env, "node", "show", "b").ok(t)
-		has(t, r.out, "id:               b\n", "status:           ready\n", "http address:     "+want.HTTPAddr,
+		outHas(t, r.out, "id:               b\n", "status:           ready\n", "http address:     "+want.HTTPAddr,
 			"raft address:     "+want.RaftAddr, "labels:           zone=b\n", "declared labels:  zone=b\n",
 			"gpus:             1xA100:80.0 GiB\n", "#0 A100 80.0 GiB", "joined at index:")
 		if strings.Contains(r.out, "drain:") {
@@ -168,7 +169,7 @@ func TestCLINode(t *testing.T) {
 		if n, err := cl.Node(ctx, "c"); err != nil || n.Status != client.NodeCordoned || n.StatusReason != "maintenance" {
 			t.Fatalf("c after cordon: %+v %v", n, err)
 		}
-		has(t, sovra(t, env, "node", "list").ok(t).out, "cordoned")
+		outHas(t, sovra(t, env, "node", "list").ok(t).out, "cordoned")
 		var n client.Node
 		sovra(t, env, "node", "uncordon", "c", "--reason", "done", "-o", "json").ok(t).decode(t, &n)
 		if n.ID != "c" || n.Status != client.NodeReady || n.StatusReason != "done" {
@@ -214,9 +215,9 @@ func TestCLINode(t *testing.T) {
 		if err != nil || n.Status != client.NodeDraining || n.StatusReason != "kernel upgrade" || n.Drain == nil || !n.Drain.Complete {
 			t.Fatalf("%s after the drain: %+v %v", from, n, err)
 		}
-		has(t, sovra(t, env, "node", "show", from).ok(t).out, "status:           draining\n",
+		outHas(t, sovra(t, env, "node", "show", from).ok(t).out, "status:           draining\n",
 			"drain:            complete: it holds no replica and may be stopped")
-		has(t, sovra(t, env, "node", "list").ok(t).out, "draining")
+		outHas(t, sovra(t, env, "node", "list").ok(t).out, "draining")
 
 		// Scripts get the node with its drain report, and no progress on stdout.
 		var v client.NodeView
@@ -255,7 +256,7 @@ func TestCLINode(t *testing.T) {
 			!strings.Contains(r.err, "blocked pinned: ") {
 			t.Fatalf("blocked drain -o json: %+v\nstderr: %s", v, r.err)
 		}
-		has(t, sovra(t, env, "node", "show", "b").ok(t).out, "drain:            1 replica(s) left, 1 blocked\n", "blocked pinned: ")
+		outHas(t, sovra(t, env, "node", "show", "b").ok(t).out, "drain:            1 replica(s) left, 1 blocked\n", "blocked pinned: ")
 		sovra(t, env, "node", "uncordon", "b").ok(t)
 		if d, err := cl.Deployment(ctx, "pinned"); err != nil || d.ReadyReplicas != 1 || d.Placements[0].Node != "b" {
 			t.Fatalf("pinned after the abandoned drain: %+v %v", d, err)
@@ -264,7 +265,7 @@ func TestCLINode(t *testing.T) {
 
 	t.Run("remove", func(t *testing.T) {
 		// A node still running would join again: stop it first.
-		victim := follower(t, c, "a")
+		victim := followerBut(t, c, "a")
 		if err := c.Nodes[victim].Stop(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -48,7 +48,7 @@ func TestCLIOperator(t *testing.T) {
 				t.Fatalf("row of %s: %q", m.ID, lines[i+1])
 			}
 		}
-		has(t, sovra(t, env, "operator", "raft", "list-peers", "-o", "wide").ok(t).out, "HTTP ADDRESS", st.Members[2].HTTPAddr)
+		outHas(t, sovra(t, env, "operator", "raft", "list-peers", "-o", "wide").ok(t).out, "HTTP ADDRESS", st.Members[2].HTTPAddr)
 	})
 
 	t.Run("errors", func(t *testing.T) {
@@ -66,7 +66,7 @@ func TestCLIOperator(t *testing.T) {
 	})
 
 	t.Run("remove-peer", func(t *testing.T) {
-		victim := follower(t, c, "a")
+		victim := followerBut(t, c, "a")
 		if err := c.Nodes[victim].Stop(ctx); err != nil { // a running node would join again
 			t.Fatal(err)
 		}

@@ -58,8 +58,8 @@ func TestCLIRoute(t *testing.T) {
 		if f := strings.Fields(lines[3]); f[0] != "llama" || f[1] != "llama3.2:1b" || f[2] != on || f[len(f)-1] != want.Replicas[0].Breaker {
 			t.Fatalf("row: %q", lines[3])
 		}
-		has(t, sovra(t, env, "route", "-o", "wide").ok(t).out, "LOCAL", "REPORT AGE", "PENDING", "OUTSTANDING")
-		has(t, sovra(t, env, "route", "--model", "nope").ok(t).out, "(no ready replica of nope)")
+		outHas(t, sovra(t, env, "route", "-o", "wide").ok(t).out, "LOCAL", "REPORT AGE", "PENDING", "OUTSTANDING")
+		outHas(t, sovra(t, env, "route", "--model", "nope").ok(t).out, "(no ready replica of nope)")
 	})
 
 	t.Run("errors", func(t *testing.T) {

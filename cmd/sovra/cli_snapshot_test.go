@@ -28,7 +28,7 @@ func TestCLISnapshot(t *testing.T) {
 
 	t.Run("save", func(t *testing.T) {
 		r := sovra(t, env, "snapshot", "save", path).ok(t)
-		has(t, r.out, "saved the cluster's state at index ", " to "+path+": keep it secret")
+		outHas(t, r.out, "saved the cluster's state at index ", " to "+path+": keep it secret")
 		st, err := os.Stat(path)
 		if err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("snapshot file: %v %v", st.Mode(), err)
@@ -72,7 +72,7 @@ func TestCLISnapshot(t *testing.T) {
 			t.Fatalf("summary %+v\ndeployments %+v\nkeys %+v", sum, deps, keys)
 		}
 		r := sovra(t, offline, "snapshot", "inspect", path).ok(t)
-		has(t, r.out, "format:             sovra-state version 1\n", "nodes:              3 (a, b, c)\n",
+		outHas(t, r.out, "format:             sovra-state version 1\n", "nodes:              3 (a, b, c)\n",
 			"deployments:        1 (llama)\n", "placements:         1\n", "api keys:           1\n", "raft index:  ")
 
 		sovra(t, offline, "snapshot", "inspect", writeFile(t, "junk.json", "not json")).fails(t, cli.ExitError, "is not a sovra snapshot")
@@ -93,7 +93,7 @@ func TestCLISnapshot(t *testing.T) {
 			t.Fatal("an unforced restore brought llama back")
 		}
 		r := sovra(t, env, "snapshot", "restore", path, "--force").ok(t)
-		has(t, r.out, "restored the cluster's state from "+path, "3 nodes, 1 deployments, 1 keys")
+		outHas(t, r.out, "restored the cluster's state from "+path, "3 nodes, 1 deployments, 1 keys")
 		d, err := cl.Deployment(ctx, "llama")
 		if err != nil || d.Replicas != 1 {
 			t.Fatalf("llama after the restore: %+v %v", d, err)
