@@ -326,3 +326,35 @@ func yamlToJSON(b []byte) ([]byte, error) {
 	}
 	return json.Marshal(v)
 }
+
+// report writes v as JSON or YAML, or for people the lines text writes.
+func (g *globals) report(v any, text func(w io.Writer)) error {
+	if err := g.checkOutput(); err != nil {
+		return err
+	}
+	if g.structured() {
+		return g.print(v, nil)
+	}
+	text(g.io.Out)
+	return nil
+}
+
+// keyValues draws "key: value" lines with the values aligned; a line
+// with an empty key continues the one above, indented.
+type keyValues [][2]string
+
+func (kv *keyValues) add(key, value string) { *kv = append(*kv, [2]string{key, value}) }
+
+func (kv keyValues) write(w io.Writer) {
+	width := 0
+	for _, l := range kv {
+		width = max(width, len(l[0])+1)
+	}
+	for _, l := range kv {
+		key := l[0] + ":"
+		if l[0] == "" {
+			key = ""
+		}
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("%-*s  %s", width, key, printable(l[1])), " "))
+	}
+}
