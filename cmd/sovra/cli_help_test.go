@@ -19,6 +19,8 @@ func TestHelpGolden(t *testing.T) {
 		{"deploy", "--help"},
 		{"deployment", "scale", "--help"},
 		{"status", "--help"},
+		{"node", "drain", "--help"},
+		{"key", "create", "--help"},
 	} {
 		name := strings.Join(strings.Fields(strings.ReplaceAll(strings.Join(args, " "), "--help", "")), "-")
 		if name == "" {

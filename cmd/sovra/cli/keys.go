@@ -129,7 +129,8 @@ func (f *keyFlags) mergeLimits(fs *pflag.FlagSet, base client.Limits) (client.Li
 	return base, nil
 }
 
-// parseLabels reads k=v labels; a single "" is no labels.
+// parseLabels reads key=value labels (of keys and nodes); a single ""
+// is no labels.
 func parseLabels(kvs []string) (map[string]string, error) {
 	out := map[string]string{}
 	if len(kvs) == 1 && kvs[0] == "" {
@@ -138,7 +139,10 @@ func parseLabels(kvs []string) (map[string]string, error) {
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, UsageError("--label %q: want key=value", kv)
+			return nil, UsageError("label %q: want key=value", kv)
+		}
+		if _, dup := out[k]; dup {
+			return nil, UsageError("label %q is given twice", k)
 		}
 		out[k] = v
 	}

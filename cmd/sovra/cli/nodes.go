@@ -233,21 +233,6 @@ KEY=VALUE given then add to or override them.`,
 	return c
 }
 
-func parseLabels(args []string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, a := range args {
-		k, v, ok := strings.Cut(a, "=")
-		if !ok || k == "" {
-			return nil, UsageError("label %q: give KEY=VALUE", a)
-		}
-		if _, dup := out[k]; dup {
-			return nil, UsageError("label %q is given twice", k)
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
 // withDeclared is the node's declared labels overridden by labels.
 func withDeclared(ctx context.Context, cl *client.Client, id string, labels map[string]string) (map[string]string, error) {
 	n, err := cl.Node(ctx, id)
