@@ -19,7 +19,8 @@ func (c *Client) Join(ctx context.Context, req JoinRequest) error {
 	}))
 }
 
-// Remove takes a node out of the raft configuration.
+// Remove takes a node out of the raft configuration; one that is not in
+// it: ErrNotFound.
 func (c *Client) Remove(ctx context.Context, id string) error {
 	return c.do(ctx, call{method: http.MethodPost, path: "/cluster/remove", body: map[string]string{"id": id}}, new(struct {
 		Removed string `json:"removed"`
@@ -31,9 +32,9 @@ func (c *Client) SaveSnapshot(ctx context.Context) ([]byte, error) {
 	return c.send(ctx, call{method: http.MethodGet, path: "/snapshot"})
 }
 
-// RestoreSnapshot replaces the cluster's state by a snapshot; a cluster
-// that holds state refuses it (ErrConflict, code restore_not_forced)
-// unless force is set.
+// RestoreSnapshot replaces the cluster's state by a snapshot; without
+// force the cluster refuses it (ErrConflict, code restore_not_forced),
+// since it replaces everything the cluster holds.
 func (c *Client) RestoreSnapshot(ctx context.Context, snapshot []byte, force bool) error {
 	var q url.Values
 	if force {

@@ -63,6 +63,7 @@ func TestClientClusterAndNodes(t *testing.T) {
 	}
 	_, err := cl.Node(ctx, "nope")
 	wantErr(t, err, client.ErrNotFound, "id")
+	wantErr(t, cl.Remove(ctx, "nope"), client.ErrNotFound, "id")
 	if n := must(cl.Cordon(ctx, "c", "maintenance"))(t); n.Status != client.NodeCordoned || n.StatusReason != "maintenance" {
 		t.Fatalf("cordon %+v", n)
 	}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,6 +27,7 @@ import (
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/modelshare"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/scheduler"
 )
@@ -199,6 +201,7 @@ func (n *Node) reconcile(ctx context.Context) {
 		OnModels: func(models []string) { n.updateSelf(func(r *registration) { r.models = models }) },
 		Sync:     func(ctx context.Context) error { return n.cluster.Read(ctx, false, func(*state.State) {}) },
 		Recheck:  n.recheck,
+		Pull:     n.modelPuller().Pull,
 		Interval: n.cfg.Cluster.ResyncInterval,
 	}
 	if err := rec.Run(ctx); err != nil {
@@ -363,4 +366,47 @@ func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 		d.SetPeerError(code, time.Duration(retry)*time.Second)
 	}
 	return resp, nil
+}
+
+// ollamaModelsDir is the local Ollama's models directory: the one
+// configured, else Ollama's default.
+func ollamaModelsDir(dir string) string {
+	if dir != "" {
+		return dir
+	}
+	if d := os.Getenv("OLLAMA_MODELS"); d != "" {
+		return d
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".ollama", "models")
+}
+
+// modelPuller puts models on the local Ollama for the reconciler: from
+// a peer that holds them, else upstream when allowed.
+func (n *Node) modelPuller() *modelshare.Puller {
+	return &modelshare.Puller{
+		Ollama:   n.be,
+		Peers:    n.modelPeers,
+		Client:   n.peerHC,
+		Upstream: n.cfg.ModelUpstream,
+		Logger:   n.log.Named("modelshare"),
+	}
+}
+
+// modelPeers lists the ready peers whose Ollama lists the model, as this
+// node's state has them.
+func (n *Node) modelPeers(model string) []modelshare.Peer {
+	want := agent.ModelKey(model)
+	var out []modelshare.Peer
+	_ = n.cluster.Read(context.Background(), true, func(s *state.State) {
+		for _, p := range s.NodeList() {
+			if p.ID == n.cfg.NodeID || p.Status != state.NodeReady {
+				continue
+			}
+			if slices.ContainsFunc(p.Models, func(m string) bool { return agent.ModelKey(m) == want }) {
+				out = append(out, modelshare.Peer{ID: p.ID, URL: n.peerScheme + "://" + p.HTTPAddr})
+			}
+		}
+	})
+	return out
 }

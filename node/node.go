@@ -22,6 +22,7 @@ import (
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/modelshare"
 	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/balance"
@@ -35,6 +36,13 @@ type Config struct {
 	DataDir   string
 	HTTPAddr  string
 	OllamaURL string
+	// OllamaModels is the local Ollama's models directory: the node
+	// serves the models in it to its peers (package modelshare). Empty:
+	// Ollama's default ($OLLAMA_MODELS, else ~/.ollama/models).
+	OllamaModels string
+	// ModelUpstream lets the node's Ollama pull a model from Ollama's own
+	// registry when no peer holds it; off in an air-gapped site.
+	ModelUpstream bool
 	// MaxBodyBytes is the largest request body accepted.
 	MaxBodyBytes int
 	// ShutdownGrace is how long in-flight requests may run after a stop
@@ -146,6 +154,7 @@ func DefaultConfig() Config {
 		HTTPAddr:      "127.0.0.1:8080",
 		Auth:          AuthOn,
 		OllamaURL:     "http://127.0.0.1:11434",
+		ModelUpstream: true,
 		DataDir:       "./sovra-data",
 		MaxBodyBytes:  hc.BodyLimit,
 		ShutdownGrace: 30 * time.Second,
@@ -333,6 +342,7 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 	}
 	if n.cluster != nil {
 		cfg.Ready = n.cluster.Ready
+		cfg.ModelRegistry = modelshare.NewRegistry(ollamaModelsDir(n.cfg.OllamaModels))
 	}
 	n.cfg.Limits.apply(&cfg)
 	n.keyConfig(&cfg)

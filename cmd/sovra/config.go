@@ -50,6 +50,8 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.StringVar(&s.node.DataDir, "data-dir", def.DataDir, "directory for this node's state")
 	fs.StringVar(&s.node.HTTPAddr, "http-addr", def.HTTPAddr, "host:port of the HTTP API")
 	fs.StringVar(&s.node.OllamaURL, "ollama", def.OllamaURL, "URL of the local Ollama")
+	fs.StringVar(&s.node.OllamaModels, "ollama-models", def.OllamaModels, "the local Ollama's models directory, whose models peers may copy (default: $OLLAMA_MODELS, else ~/.ollama/models)")
+	fs.BoolVar(&s.node.ModelUpstream, "model-upstream", def.ModelUpstream, "let Ollama pull a model from its own registry when no peer holds it (false in an air-gapped site)")
 	fs.StringVar(&s.node.TLSCertFile, "tls-cert", def.TLSCertFile, "PEM certificate the API serves its clients over TLS (reloaded when the file changes or on SIGHUP)")
 	fs.StringVar(&s.node.TLSKeyFile, "tls-key", def.TLSKeyFile, "PEM private key of --tls-cert")
 	fs.IntVar(&s.node.MaxBodyBytes, "max-body-bytes", def.MaxBodyBytes, "largest request body accepted, in bytes")

@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"github.com/sovra/sovra/cmd/sovra/cli"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +18,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node"
 )
@@ -208,23 +207,20 @@ func TestDevFallsBackToSimulator(t *testing.T) {
 	walkThrough(t, "http://"+addr, token, modelOf(t, body))
 }
 
-// walkThrough is the README's "Try it": create a deployment, see it
-// ready, send a request to it by its name.
+// walkThrough is the README's "Try it": the admin CLI creates a
+// deployment and watches it become ready, status shows it, and a request
+// reaches it by its name.
 func walkThrough(t *testing.T, url, token, model string) {
 	t.Helper()
-	dep := `{"name":"chat","model":"` + model + `","replicas":1}`
-	if st := status(t, "POST", url+"/admin/v1/deployments", dep, token); st != http.StatusCreated {
-		t.Fatalf("create the deployment: %d", st)
+	env := cliEnv{"SOVRA_TOKEN": token, "SOVRA_ADDR": url, "HOME": t.TempDir()}
+	r := sovra(t, env, "deploy", model, "--name", "chat").ok(t)
+	if !strings.Contains(r.out, "deployment chat ready: 1/1 replicas") {
+		t.Fatalf("deploy:\n%s", r.out)
 	}
-	var view struct {
-		ReadyReplicas int    `json:"ready_replicas"`
-		Status        string `json:"status"`
-		Reason        string `json:"reason"`
+	r = sovra(t, env, "status").ok(t)
+	if !regexp.MustCompile(`(?m)^chat +` + regexp.QuoteMeta(model) + ` +1/1 +ok`).MatchString(r.out) {
+		t.Fatalf("status:\n%s", r.out)
 	}
-	testwait.Until(t, 30*time.Second, func() bool {
-		getJSON(t, url+"/admin/v1/deployments/chat", token, &view)
-		return view.ReadyReplicas == 1
-	}, func() string { return fmt.Sprintf("the deployment ready; last %+v", view) })
 	resp, err := post(url+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"Hello!"}]}`, token)
 	if err != nil {
 		t.Fatal(err)

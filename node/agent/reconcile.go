@@ -126,6 +126,9 @@ type Reconciler struct {
 	// well before the next resync. Looks it asks for come at most one per
 	// RetryMin.
 	Recheck <-chan struct{}
+	// Pull, when set, puts a model on the local Ollama instead of
+	// Backend.Pull (the node copies it from a peer first: modelshare).
+	Pull func(ctx context.Context, name string, fn func(api.ProgressResponse) error) error
 	// Clock is the real clock when nil.
 	Clock Clock
 }
@@ -618,6 +621,10 @@ func pinnedAt(m api.ProcessModelResponse, now time.Time) bool {
 
 // modelKey is how Ollama tells models apart: case-insensitive, without the
 // default registry and namespace, with the default tag.
+// ModelKey is the form of a model name that names compare by: lower
+// case, without Ollama's default registry and namespace, with a tag.
+func ModelKey(name string) string { return modelKey(name) }
+
 func modelKey(name string) string {
 	n := strings.ToLower(strings.TrimSpace(name))
 	n = strings.TrimPrefix(n, "registry.ollama.ai/")

@@ -90,7 +90,13 @@ func (l *loop) ensure(ctx context.Context, name string, t *task, pull bool) erro
 
 func (l *loop) pull(ctx context.Context, name string, t *task) error {
 	var prog pullProgress
-	return l.r.Backend.Pull(ctx, &api.PullRequest{Model: name}, func(p api.ProgressResponse) error {
+	pull := l.r.Pull
+	if pull == nil {
+		pull = func(ctx context.Context, name string, fn func(api.ProgressResponse) error) error {
+			return l.r.Backend.Pull(ctx, &api.PullRequest{Model: name}, fn)
+		}
+	}
+	return pull(ctx, name, func(p api.ProgressResponse) error {
 		if st, ok := prog.add(p); ok {
 			t.set(state.PlacementPulling, st)
 			l.wake()

@@ -85,6 +85,9 @@ func (s *Server) adminRoutes(cl Cluster) {
 		if req.ID == "" {
 			return invalidParam("id", "id of the node to remove is required")
 		}
+		if err := requireMember(c.UserContext(), cl, req.ID); err != nil {
+			return err
+		}
 		if err := cl.Remove(c.UserContext(), req.ID); err != nil {
 			return err
 		}
@@ -110,6 +113,21 @@ func (s *Server) adminRoutes(cl Cluster) {
 	s.keyRoutes(a, cl)
 	auditRoutes(a, cl)
 	usageRoutes(a, cl)
+}
+
+// requireMember answers 404 for a node that is not in the raft
+// configuration (removing it would do nothing).
+func requireMember(ctx context.Context, cl Cluster, id string) error {
+	st, err := cl.Status(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range st.Members {
+		if m.ID == id {
+			return nil
+		}
+	}
+	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + id + " in the raft configuration"}
 }
 
 // Bounds of node labels.

@@ -54,6 +54,7 @@ func (f *fakeBackend) Pull(context.Context, *api.PullRequest, func(api.ProgressR
 }
 
 func (f *fakeBackend) Delete(context.Context, *api.DeleteRequest) error { return f.err }
+func (f *fakeBackend) Copy(context.Context, *api.CopyRequest) error     { return f.err }
 
 func (f *fakeBackend) Version(context.Context) (string, error) { return "0.0.0", f.err }
 

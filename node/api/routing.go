@@ -12,6 +12,7 @@ import (
 
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/modelshare"
 	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/admit"
@@ -106,6 +107,13 @@ func (s *Server) forwardRoutes() {
 	f.Post("/api/embed", s.ollamaEmbed)
 	f.Post("/api/show", s.ollamaShow)
 	s.app.Get("/internal/v1/load", s.requirePeer, s.loadExchange)
+	if reg := s.cfg.ModelRegistry; reg != nil {
+		serve := func(c *fiber.Ctx) error {
+			return reg.Handle(c, strings.TrimPrefix(c.Path(), modelshare.RoutePrefix))
+		}
+		s.app.Get(modelshare.RoutePrefix+"/v2/*", s.requirePeer, serve)
+		s.app.Head(modelshare.RoutePrefix+"/v2/*", s.requirePeer, serve)
+	}
 }
 
 // exchanger is a backend that reports its load to peers (*router.Router).

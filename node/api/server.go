@@ -23,6 +23,7 @@ import (
 
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
+	"github.com/sovra/sovra/node/modelshare"
 	"github.com/sovra/sovra/node/quota"
 	nodeusage "github.com/sovra/sovra/node/usage"
 )
@@ -57,6 +58,9 @@ type Config struct {
 	WriteTimeout time.Duration
 	// IdleTimeout closes keep-alive connections left unused this long.
 	IdleTimeout time.Duration
+	// ModelRegistry, when set, serves the local Ollama's models to peers
+	// (modelshare.RoutePrefix, peer channel only).
+	ModelRegistry *modelshare.Registry
 	// Version is reported in health responses.
 	Version string
 	// AdminToken is the management token: as a bearer token it admits

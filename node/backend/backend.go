@@ -54,6 +54,7 @@ type Backend interface {
 	Show(ctx context.Context, req *api.ShowRequest) (*api.ShowResponse, error)
 	Pull(ctx context.Context, req *api.PullRequest, fn func(api.ProgressResponse) error) error
 	Delete(ctx context.Context, req *api.DeleteRequest) error
+	Copy(ctx context.Context, req *api.CopyRequest) error
 	Version(ctx context.Context) (string, error)
 	Heartbeat(ctx context.Context) error
 }

@@ -45,6 +45,9 @@ func NewRegistry(dir string) *Registry {
 		// The blobs are served as they are: never compressed copies
 		// written next to them.
 		Compress: false,
+		// Each request opens its blob: no cache, and no cleaner
+		// goroutine to stop.
+		SkipCache: true,
 		PathRewrite: func(ctx *fasthttp.RequestCtx) []byte {
 			d, _ := ctx.UserValue(blobKey{}).(string)
 			return []byte("/" + strings.Replace(d, ":", "-", 1))
@@ -148,4 +151,4 @@ func registryError(c *fiber.Ctx, status int, code, msg string) error {
 
 // ErrNoSource is returned when no peer holds a model and no upstream
 // registry may be used.
-var ErrNoSource = errors.New("no peer holds the model and no upstream registry is allowed (--model-upstream)")
+var ErrNoSource = errors.New("no peer could give the model and no upstream registry is allowed (--model-upstream)")

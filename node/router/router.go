@@ -368,6 +368,9 @@ func (r *Router) Delete(ctx context.Context, req *api.DeleteRequest) error {
 	return r.local.Delete(ctx, req)
 }
 
+// Copy gives a model of the local Ollama a second name.
+func (r *Router) Copy(ctx context.Context, req *api.CopyRequest) error { return r.local.Copy(ctx, req) }
+
 // Version is the local Ollama's version.
 func (r *Router) Version(ctx context.Context) (string, error) { return r.local.Version(ctx) }
 

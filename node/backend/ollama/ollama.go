@@ -160,6 +160,11 @@ func (c *Client) Delete(ctx context.Context, req *api.DeleteRequest) error {
 	return mapErr(ctx, c.c.Delete(ctx, req))
 }
 
+// Copy gives a model a second name.
+func (c *Client) Copy(ctx context.Context, req *api.CopyRequest) error {
+	return mapErr(ctx, c.c.Copy(ctx, req))
+}
+
 // Version returns the server's version.
 func (c *Client) Version(ctx context.Context) (string, error) {
 	v, err := c.c.Version(ctx)
