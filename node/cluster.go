@@ -8,7 +8,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -366,19 +365,6 @@ func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 		d.SetPeerError(code, time.Duration(retry)*time.Second)
 	}
 	return resp, nil
-}
-
-// ollamaModelsDir is the local Ollama's models directory: the one
-// configured, else Ollama's default.
-func ollamaModelsDir(dir string) string {
-	if dir != "" {
-		return dir
-	}
-	if d := os.Getenv("OLLAMA_MODELS"); d != "" {
-		return d
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".ollama", "models")
 }
 
 // modelPuller puts models on the local Ollama for the reconciler: from

@@ -342,7 +342,7 @@ func (n *Node) apiConfig(loopback bool) api.Config {
 	}
 	if n.cluster != nil {
 		cfg.Ready = n.cluster.Ready
-		cfg.ModelRegistry = modelshare.NewRegistry(ollamaModelsDir(n.cfg.OllamaModels))
+		cfg.ModelRegistry = modelshare.NewRegistry(modelshare.ModelsDir(n.cfg.OllamaModels))
 	}
 	n.cfg.Limits.apply(&cfg)
 	n.keyConfig(&cfg)

@@ -5,6 +5,7 @@ package testcluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,9 @@ type Spec struct {
 	// Labels are labels beyond zone=<id>, "k=v,k=v".
 	Labels string
 	Sim    ollamasim.Config
+	// OllamaURL, when set, is the node's Ollama (a real one) instead of
+	// a simulated one started with Sim.
+	OllamaURL string
 }
 
 // Cluster is the started cluster.
@@ -56,11 +60,15 @@ func Start(t testing.TB, specs []Spec, edit ...func(*node.Config)) *Cluster {
 	var join []string
 	for i, s := range specs {
 		c.IDs = append(c.IDs, s.ID)
-		sim := s.Sim
-		sim.Name = s.ID
-		c.Sims[s.ID] = ollamasim.StartTest(t, sim)
+		backend := s.OllamaURL
+		if backend == "" {
+			sim := s.Sim
+			sim.Name = s.ID
+			c.Sims[s.ID] = ollamasim.StartTest(t, sim)
+			backend = c.Sims[s.ID].URL()
+		}
 		edits := append([]func(*node.Config){member(s, join)}, edit...)
-		c.Nodes[s.ID] = testnode.Start(t, c.Sims[s.ID].URL(), edits...)
+		c.Nodes[s.ID] = testnode.Start(t, backend, edits...)
 		if i == 0 {
 			join = []string{c.Nodes[s.ID].Addr()}
 		}
@@ -133,8 +141,12 @@ func (c *Cluster) settle(t testing.TB) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		if _, err := cl.SetNodeLabels(ctx, n.ID, n.DeclaredLabels); err != nil {
-			t.Fatalf("label %s: %v", n.ID, err)
-		}
+		// Setting labels is idempotent: an outcome left unknown by an
+		// election right after the cluster formed is retried.
+		var err error
+		testwait.Until(t, 30*time.Second, func() bool {
+			_, err = cl.SetNodeLabels(ctx, n.ID, n.DeclaredLabels)
+			return err == nil
+		}, func() string { return fmt.Sprintf("labels of %s set; last error %v", n.ID, err) })
 	}
 }

@@ -23,7 +23,7 @@ func (g *globals) modelCmd() *cobra.Command {
 layers, heads, quantization, context). Many open-weight models are built in;
 register others (a fine-tune, a private model) with ` + "`sovra model register`" + `.`,
 	})
-	c.AddCommand(g.modelListCmd(), g.modelShowCmd(), g.modelRegisterCmd(), g.modelUnregisterCmd())
+	c.AddCommand(g.modelListCmd(), g.modelShowCmd(), g.modelRegisterCmd(), g.modelUnregisterCmd(), g.modelExportCmd(), g.modelImportCmd())
 	return c
 }
 

@@ -11,10 +11,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sovra/sovra/client"
+	"github.com/sovra/sovra/node/agent"
 )
 
 // pollEvery is how often a watch reads the deployment.
 const pollEvery = 250 * time.Millisecond
+
+// figuresGrace is how long a watch waits for the figures of a model no
+// node has said it holds.
+const figuresGrace = 3 * time.Second
 
 // watchOptions are the flags of the commands that watch a deployment
 // settle.
@@ -63,7 +68,7 @@ func (g *globals) watch(ctx context.Context, cl *client.Client, name string, tim
 		case err == nil:
 			last = d
 			v.update(d)
-			if done, ferr := verdict(d); done {
+			if done, ferr := verdict(d); done && !g.figuresComing(ctx, cl, d, time.Since(start)) {
 				v.close()
 				if ferr == nil {
 					g.readyLine(d, time.Since(start))
@@ -82,6 +87,33 @@ func (g *globals) watch(ctx context.Context, cl *client.Client, name string, tim
 		case <-time.After(pollEvery):
 		}
 	}
+}
+
+// figuresComing reports whether a deployment refused for want of its
+// model's figures will get them: a node's Ollama has the model, and that
+// node registers its figures shortly. In the first seconds of a watch
+// it is given the benefit of the doubt: a node that has just started may
+// not have said yet which models it has.
+func (g *globals) figuresComing(ctx context.Context, cl *client.Client, d *client.Deployment, watched time.Duration) bool {
+	if d.Status != client.StatusInvalid || !strings.Contains(d.Reason, "figures unknown") {
+		return false
+	}
+	if watched < figuresGrace {
+		return true
+	}
+	nodes, err := cl.Nodes(client.Stale(ctx))
+	if err != nil {
+		return false
+	}
+	want := agent.ModelKey(d.Model)
+	for _, n := range nodes {
+		for _, m := range n.Models {
+			if agent.ModelKey(m) == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // transient errors are worth another poll: no leader for a moment, a
