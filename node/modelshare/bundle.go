@@ -243,7 +243,7 @@ func writeBlob(r io.Reader, path, digest string) error {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("bundle: blob %s: %w", digest, err)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
 		return fmt.Errorf("bundle: blob %s holds data of digest %s: the bundle is damaged", digest, got)

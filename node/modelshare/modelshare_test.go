@@ -235,3 +235,32 @@ func TestPuller(t *testing.T) {
 		}
 	})
 }
+
+func TestBundle(t *testing.T) {
+	dir, digest, weights := modelsDir(t)
+	var buf strings.Builder
+	must(t, ExportBundle(&buf, dir, "tiny"))
+	data := buf.String()
+
+	b, err := ReadBundle(strings.NewReader(data), t.TempDir())
+	must(t, err)
+	got, err := os.ReadFile(filepath.Join(b.Dir, "blobs", strings.Replace(digest, ":", "-", 1)))
+	if err != nil || b.Model != "tiny:latest" || string(got) != string(weights) {
+		t.Fatalf("read bundle %+v: %v", b, err)
+	}
+	for _, tc := range []struct{ name, data, want string }{
+		{"a blob changed", strings.Replace(data, "weights-weights", "weights-weightz", 1), "damaged"},
+		{"the manifest changed", strings.Replace(data, `"schemaVersion":2`, `"schemaVersion":3`, 1), "damaged"},
+		{"cut short", data[:len(data)/2], "bundle"},
+		{"not a bundle", "hello", "bundle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ReadBundle(strings.NewReader(tc.data), t.TempDir()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one saying %q", err, tc.want)
+			}
+		})
+	}
+	if err := ExportBundle(io.Discard, dir, "nope"); err == nil {
+		t.Fatal("exported a model that is not there")
+	}
+}
