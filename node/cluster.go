@@ -371,11 +371,12 @@ func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 // a peer that holds them, else upstream when allowed.
 func (n *Node) modelPuller() *modelshare.Puller {
 	return &modelshare.Puller{
-		Ollama:   n.be,
-		Peers:    n.modelPeers,
-		Client:   n.peerHC,
-		Upstream: n.cfg.ModelUpstream,
-		Logger:   n.log.Named("modelshare"),
+		Ollama:    n.be,
+		Peers:     n.modelPeers,
+		Client:    n.peerHC,
+		Upstream:  n.cfg.ModelUpstream,
+		RateLimit: n.cfg.ModelCopyRate,
+		Logger:    n.log.Named("modelshare"),
 	}
 }
 

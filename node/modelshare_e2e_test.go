@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
+	"github.com/sovra/sovra/internal/tinymodel"
 	"github.com/sovra/sovra/node"
 )
 
@@ -140,4 +142,74 @@ func fmtDeployment(d *client.Deployment) string {
 		s += " [" + p.Node + " " + p.State + " " + p.Reason + "]"
 	}
 	return s
+}
+
+// TestJoiningNodeCopiesItsReplicaOnRealOllama starts a node whose Ollama
+// holds a model, deploys two replicas of it (one can be placed), then
+// joins a node whose Ollama has nothing and no upstream registry: its
+// replica comes by peer copy (bounded to 3 MB/s so that it lasts a few
+// seconds), and the deployment shows the pull's progress meanwhile.
+func TestJoiningNodeCopiesItsReplicaOnRealOllama(t *testing.T) {
+	ollamarig.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rigs := map[string]*ollamarig.Rig{"a": ollamarig.Start(t, ollamarig.Options{NumParallel: 1}), "b": ollamarig.Start(t, ollamarig.Options{NumParallel: 1})}
+	if err := rigs["a"].CreateTinyWith(ctx, "tiny", ollamarig.CreateOptions{Model: tinymodel.Options{Width: 128, Layers: 16}}); err != nil {
+		t.Fatal(err)
+	}
+	share := func(c *node.Config) {
+		c.OllamaModels = rigs[c.NodeID].ModelsDir
+		c.ModelUpstream = false
+		c.ModelCopyRate = 3 << 20
+	}
+	a := startNodes(t, []string{"a"}, func(string) string { return "" }, func(string) string { return rigs["a"].URL }, share)["a"]
+	cl := client.New(a.URL(), client.WithToken(testnode.Token), client.WithTimeout(10*time.Second))
+	two := 2
+	if _, err := cl.CreateDeployment(ctx, client.DeploymentRequest{Name: "tiny", Model: "tiny", Replicas: &two, SpreadBy: "zone"}); err != nil {
+		t.Fatal(err)
+	}
+	var d *client.Deployment
+	var err error
+	testwait.Until(t, 60*time.Second, func() bool {
+		d, err = cl.Deployment(ctx, "tiny")
+		return err == nil && d.ReadyReplicas == 1
+	}, func() string { return "a's replica ready; last " + describe(d, err) })
+
+	testnode.Start(t, rigs["b"].URL, placed("b", "1xA100:80GiB", "zone=b", a.Addr()), share)
+	labelNodes(t, a.URL(), "b")
+	var progress []string
+	testwait.Until(t, 90*time.Second, func() bool {
+		d, err = cl.Deployment(client.Stale(ctx), "tiny")
+		if err != nil {
+			return false
+		}
+		for _, p := range d.Placements {
+			if p.Node == "b" && p.State == client.PlacementPulling && p.ProgressPercent != nil && p.BytesTotal > 0 {
+				if s := fmt.Sprintf("%.0f%% %d/%d", *p.ProgressPercent, p.BytesDone, p.BytesTotal); !slices.Contains(progress, s) {
+					progress = append(progress, s)
+				}
+			}
+		}
+		return d.ReadyReplicas == 2
+	}, func() string { return "both replicas ready; last " + describe(d, err) })
+	t.Logf("progress of b's copy as the deployment showed it: %q", progress)
+	if len(progress) == 0 {
+		t.Fatal("the deployment never showed the copy's progress")
+	}
+	if names := listModels(t, rigs["b"]); !slices.Equal(names, []string{"tiny:latest"}) {
+		t.Fatalf("b's Ollama lists %q", names)
+	}
+}
+
+func listModels(t *testing.T, rig *ollamarig.Rig) []string {
+	t.Helper()
+	list, err := rig.Client().List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range list.Models {
+		names = append(names, m.Name)
+	}
+	return names
 }

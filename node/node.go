@@ -43,6 +43,9 @@ type Config struct {
 	// ModelUpstream lets the node's Ollama pull a model from Ollama's own
 	// registry when no peer holds it; off in an air-gapped site.
 	ModelUpstream bool
+	// ModelCopyRate bounds the bytes per second of one copy of a model
+	// from a peer (0: no bound).
+	ModelCopyRate int64
 	// MaxBodyBytes is the largest request body accepted.
 	MaxBodyBytes int
 	// ShutdownGrace is how long in-flight requests may run after a stop

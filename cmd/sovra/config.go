@@ -52,6 +52,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	fs.StringVar(&s.node.OllamaURL, "ollama", def.OllamaURL, "URL of the local Ollama")
 	fs.StringVar(&s.node.OllamaModels, "ollama-models", def.OllamaModels, "the local Ollama's models directory, whose models peers may copy (default: $OLLAMA_MODELS, else ~/.ollama/models)")
 	fs.BoolVar(&s.node.ModelUpstream, "model-upstream", def.ModelUpstream, "let Ollama pull a model from its own registry when no peer holds it (false in an air-gapped site)")
+	fs.Int64Var(&s.node.ModelCopyRate, "model-copy-rate", def.ModelCopyRate, "bytes per second one copy of a model from a peer may use (0: no limit)")
 	fs.StringVar(&s.node.TLSCertFile, "tls-cert", def.TLSCertFile, "PEM certificate the API serves its clients over TLS (reloaded when the file changes or on SIGHUP)")
 	fs.StringVar(&s.node.TLSKeyFile, "tls-key", def.TLSKeyFile, "PEM private key of --tls-cert")
 	fs.IntVar(&s.node.MaxBodyBytes, "max-body-bytes", def.MaxBodyBytes, "largest request body accepted, in bytes")

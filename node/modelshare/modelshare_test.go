@@ -143,7 +143,7 @@ func TestRegistry(t *testing.T) {
 func TestRelay(t *testing.T) {
 	dir, digest, weights := modelsDir(t)
 	peer := serveRegistry(t, dir)
-	r, err := startRelay(peer, "library/tiny", http.DefaultClient)
+	r, err := startRelay(peer, "library/tiny", http.DefaultClient, 0)
 	must(t, err)
 	defer r.close()
 	base := "http://" + r.host() + "/v2/library/tiny"

@@ -37,7 +37,10 @@ type Puller struct {
 	// Upstream allows pulling from Ollama's own registry when no peer
 	// has the model (off in an air-gapped site).
 	Upstream bool
-	Logger   *zap.Logger
+	// RateLimit bounds the bytes per second of a copy from a peer (0:
+	// none), so that copies leave room for serving traffic.
+	RateLimit int64
+	Logger    *zap.Logger
 }
 
 // probeTimeout bounds asking a peer whether it holds a model.
@@ -96,7 +99,7 @@ func (p *Puller) holds(ctx context.Context, peer Peer, m model) bool {
 // relay, under the relay's name, then gives it its own name and drops the
 // relay's.
 func (p *Puller) copyFrom(ctx context.Context, peer Peer, m model, name string, fn func(api.ProgressResponse) error) error {
-	r, err := startRelay(peer.URL, m.repo(), p.Client)
+	r, err := startRelay(peer.URL, m.repo(), p.Client, p.RateLimit)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // relay is a registry on loopback, for the local Ollama only, that passes
@@ -19,6 +21,9 @@ type relay struct {
 	repo string // namespace/name: nothing else is relayed
 	peer string // the peer's base URL, up to RoutePrefix
 	hc   *http.Client
+	// limit, when set, bounds the bytes per second relayed, over all of
+	// Ollama's parallel requests.
+	limit *rate.Limiter
 }
 
 // relayHeaders are the headers passed between Ollama and the peer.
@@ -26,12 +31,15 @@ var relayHeaders = []string{"Range", "Accept", "If-Range", "Content-Length", "Co
 	"Accept-Ranges", "Docker-Content-Digest", "Etag", "Last-Modified"}
 
 // startRelay listens on 127.0.0.1 and relays repo's requests to peer.
-func startRelay(peer, repo string, hc *http.Client) (*relay, error) {
+func startRelay(peer, repo string, hc *http.Client, bytesPerSec int64) (*relay, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	r := &relay{ln: ln, repo: repo, peer: peer, hc: hc}
+	if bytesPerSec > 0 {
+		r.limit = rate.NewLimiter(rate.Limit(bytesPerSec), int(min(bytesPerSec, limitBurst)))
+	}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil
@@ -78,9 +86,36 @@ func (r *relay) pass(w http.ResponseWriter, req *http.Request) {
 	defer resp.Body.Close()
 	copyHeaders(w.Header(), resp.Header)
 	w.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(w, resp.Body); err != nil && !errors.Is(err, context.Canceled) {
+	var body io.Reader = resp.Body
+	if r.limit != nil {
+		body = &limitedReader{ctx: req.Context(), r: resp.Body, limit: r.limit}
+	}
+	if _, err := io.Copy(w, body); err != nil && !errors.Is(err, context.Canceled) {
 		return // Ollama sees the short body and retries the part
 	}
+}
+
+// limitBurst is the most a limited relay passes at once.
+const limitBurst = 64 << 10
+
+// limitedReader reads no faster than its limiter allows.
+type limitedReader struct {
+	ctx   context.Context
+	r     io.Reader
+	limit *rate.Limiter
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if len(p) > l.limit.Burst() {
+		p = p[:l.limit.Burst()]
+	}
+	n, err := l.r.Read(p)
+	if n > 0 {
+		if werr := l.limit.WaitN(l.ctx, n); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
 }
 
 func copyHeaders(dst, src http.Header) {
