@@ -64,6 +64,14 @@ func TestModelBundleOnRealOllama(t *testing.T) {
 		t.Fatalf("the Ollama lists %q", names)
 	}
 
+	// A model of another Ollama's models directory (copied, or mounted).
+	third := ollamarig.Start(t, ollamarig.Options{NumParallel: 1})
+	sovra(t, env, "model", "import", from.ModelsDir, "--ollama", third.URL).fails(t, cli.ExitUsage, "--name")
+	sovra(t, env, "model", "import", from.ModelsDir, "--name", "tiny", "--ollama", third.URL).ok(t)
+	if names := ollamaModels(t, third); !slices.Equal(names, []string{"tiny:latest"}) {
+		t.Fatalf("the third Ollama lists %q", names)
+	}
+
 	c := testcluster.Start(t, []testcluster.Spec{{ID: "a", OllamaURL: to.URL}})
 	cenv := clusterEnv(t, c, "a")
 	sovra(t, cenv, "deploy", "tiny", "--timeout", "2m").ok(t)

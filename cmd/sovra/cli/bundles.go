@@ -73,14 +73,16 @@ func (g *globals) modelImportCmd() *cobra.Command {
 	var name, ollamaURL string
 	c := &cobra.Command{
 		Use:   "import FILE",
-		Short: "Put a model bundle, or a GGUF file, on this host's Ollama; the cluster copies it from there",
+		Short: "Put a model bundle, a GGUF file or a model of an Ollama models directory on this host's Ollama",
 		Long: `Put a model on this host's Ollama: a bundle written by ` + "`sovra model export`" + ` (every digest
-is checked, by sovra and again by Ollama), or a GGUF file (give --name). Other nodes
+is checked, by sovra and again by Ollama), a GGUF file (give --name), or the model
+--name of an Ollama models directory (another Ollama's, copied or mounted). Other nodes
 copy the model from this one when a deployment places it on them; the scheduler
 reads its figures from this Ollama, so it can be deployed at once:
 ` + "`sovra deploy NAME`" + `.`,
 		Example: `  sovra model import tiny.bundle
-  sovra model import ./my-finetune.Q4_K_M.gguf --name acme/finetune:q4`,
+  sovra model import ./my-finetune.Q4_K_M.gguf --name acme/finetune:q4
+  sovra model import /mnt/usb/ollama/models --name llama3.1:8b`,
 		Args: exactArgs(1),
 		RunE: run(func(ctx context.Context, args []string) error {
 			return g.importModel(ctx, args[0], name, ollamaURL)
@@ -107,20 +109,11 @@ func (g *globals) importModel(ctx context.Context, file, name, ollamaURL string)
 		fmt.Fprintf(g.io.Out, "imported %s into the Ollama at %s: `sovra deploy %s` serves it\n", name, base, name)
 		return nil
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return UsageError("%v", err)
-	}
-	defer f.Close()
-	tmp, err := os.MkdirTemp("", "sovra-bundle-")
+	b, cleanup, err := openModelSource(file, name)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	b, err := modelshare.ReadBundle(f, tmp)
-	if err != nil {
-		return err
-	}
+	defer cleanup()
 	o, err := ollama.New(base.String(), &http.Client{Transport: ollama.NewTransport()})
 	if err != nil {
 		return err
@@ -139,6 +132,38 @@ func (g *globals) importModel(ctx context.Context, file, name, ollamaURL string)
 	}
 	fmt.Fprintf(g.io.Out, "imported %s into the Ollama at %s: `sovra deploy %s` serves it\n", as, base, as)
 	return nil
+}
+
+// openModelSource reads a bundle file into a temporary directory (every
+// digest checked), or takes a directory as an Ollama models directory
+// holding the model name.
+func openModelSource(path, name string) (*modelshare.Bundle, func(), error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, nil, UsageError("%v", err)
+	}
+	if st.IsDir() {
+		if name == "" {
+			return nil, nil, UsageError("importing from an Ollama models directory needs --name: the model to take from it")
+		}
+		return &modelshare.Bundle{Dir: path, Model: name}, func() {}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, UsageError("%v", err)
+	}
+	defer f.Close()
+	tmp, err := os.MkdirTemp("", "sovra-bundle-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	b, err := modelshare.ReadBundle(f, tmp)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return b, cleanup, nil
 }
 
 // ollamaBase is the URL of this host's Ollama.
