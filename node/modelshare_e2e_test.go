@@ -86,15 +86,7 @@ func TestPeerModelCopyOnRealOllama(t *testing.T) {
 		return err == nil && d.ReadyReplicas == 1 && d.Placements[0].Node == "b"
 	}, func() string { return "the replica on b to be ready once the blob is whole; last " + describe(d, err) })
 
-	list, err := rigs["b"].Client().List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, m := range list.Models {
-		names = append(names, m.Name)
-	}
-	if !slices.Contains(names, "tiny:latest") || len(names) != 1 {
+	if names := rigs["b"].ModelNames(t); !slices.Equal(names, []string{"tiny:latest"}) {
 		t.Fatalf("b's Ollama lists %q, want only tiny:latest (no relay name left)", names)
 	}
 	if _, err := os.Stat(filepath.Join(rigs["b"].ModelsDir, "blobs", "sha256-"+strings.TrimPrefix(filepath.Base(blob), "sha256-"))); err != nil {
@@ -196,20 +188,7 @@ func TestJoiningNodeCopiesItsReplicaOnRealOllama(t *testing.T) {
 	if len(progress) == 0 {
 		t.Fatal("the deployment never showed the copy's progress")
 	}
-	if names := listModels(t, rigs["b"]); !slices.Equal(names, []string{"tiny:latest"}) {
+	if names := rigs["b"].ModelNames(t); !slices.Equal(names, []string{"tiny:latest"}) {
 		t.Fatalf("b's Ollama lists %q", names)
 	}
-}
-
-func listModels(t *testing.T, rig *ollamarig.Rig) []string {
-	t.Helper()
-	list, err := rig.Client().List(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, m := range list.Models {
-		names = append(names, m.Name)
-	}
-	return names
 }

@@ -46,7 +46,7 @@ func TestModelBundleOnRealOllama(t *testing.T) {
 	damaged := slices.Clone(data)
 	damaged[len(damaged)-4096] ^= 0xff // inside the last blob
 	sovra(t, env, "model", "import", writeFile(t, "damaged.bundle", string(damaged)), "--ollama", to.URL).fails(t, cli.ExitError, "damaged")
-	if names := ollamaModels(t, to); len(names) != 0 {
+	if names := to.ModelNames(t); len(names) != 0 {
 		t.Fatalf("a damaged bundle left %q on the Ollama", names)
 	}
 
@@ -60,7 +60,7 @@ func TestModelBundleOnRealOllama(t *testing.T) {
 	}
 	sovra(t, env, "model", "import", gguf, "--ollama", to.URL).fails(t, cli.ExitUsage, "--name")
 	sovra(t, env, "model", "import", gguf, "--ollama", to.URL, "--name", "acme/raw:q8").ok(t)
-	if names := ollamaModels(t, to); !slices.Equal(names, []string{"acme/raw:q8", "tiny:latest"}) {
+	if names := to.ModelNames(t); !slices.Equal(names, []string{"acme/raw:q8", "tiny:latest"}) {
 		t.Fatalf("the Ollama lists %q", names)
 	}
 
@@ -68,7 +68,7 @@ func TestModelBundleOnRealOllama(t *testing.T) {
 	third := ollamarig.Start(t, ollamarig.Options{NumParallel: 1})
 	sovra(t, env, "model", "import", from.ModelsDir, "--ollama", third.URL).fails(t, cli.ExitUsage, "--name")
 	sovra(t, env, "model", "import", from.ModelsDir, "--name", "tiny", "--ollama", third.URL).ok(t)
-	if names := ollamaModels(t, third); !slices.Equal(names, []string{"tiny:latest"}) {
+	if names := third.ModelNames(t); !slices.Equal(names, []string{"tiny:latest"}) {
 		t.Fatalf("the third Ollama lists %q", names)
 	}
 
@@ -86,19 +86,4 @@ func TestModelBundleOnRealOllama(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("chat with the imported model: %d", resp.StatusCode)
 	}
-}
-
-// ollamaModels lists the models of a real Ollama, sorted.
-func ollamaModels(t *testing.T, rig *ollamarig.Rig) []string {
-	t.Helper()
-	list, err := rig.Client().List(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, m := range list.Models {
-		names = append(names, m.Name)
-	}
-	slices.Sort(names)
-	return names
 }

@@ -3,12 +3,12 @@ package modelshare
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -122,26 +122,8 @@ func (r *Registry) manifest(m model) ([]byte, error) {
 
 // names reports whether the manifest names the blob.
 func names(manifest []byte, digest string) bool {
-	var m struct {
-		Config struct {
-			Digest string `json:"digest"`
-		} `json:"config"`
-		Layers []struct {
-			Digest string `json:"digest"`
-		} `json:"layers"`
-	}
-	if json.Unmarshal(manifest, &m) != nil {
-		return false
-	}
-	if m.Config.Digest == digest {
-		return true
-	}
-	for _, l := range m.Layers {
-		if l.Digest == digest {
-			return true
-		}
-	}
-	return false
+	blobs, err := manifestBlobs(manifest)
+	return err == nil && slices.Contains(blobs, digest)
 }
 
 // registryError answers in the registry protocol's error format.

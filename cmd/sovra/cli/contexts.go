@@ -173,20 +173,9 @@ func (g *globals) contextUseCmd() *cobra.Command {
 		Use:   "use NAME",
 		Short: "Make a context the current one",
 		Args:  exactArgs(1),
-		RunE: run(func(_ context.Context, args []string) error {
-			f, err := loadContexts(g.io)
-			if err != nil {
-				return err
-			}
-			if _, ok := f.Contexts[args[0]]; !ok {
-				return UsageError("no context %q: `sovra context list` lists them", args[0])
-			}
-			f.Current = args[0]
-			if err := f.save(g.io); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.io.Out, "current context: %s\n", args[0])
-			return nil
+		RunE: g.editContexts(func(f *contextFile, name string) string {
+			f.Current = name
+			return "current context: " + name
 		}),
 	}
 }
@@ -196,25 +185,34 @@ func (g *globals) contextRemoveCmd() *cobra.Command {
 		Use:   "remove NAME",
 		Short: "Forget a context",
 		Args:  exactArgs(1),
-		RunE: run(func(_ context.Context, args []string) error {
-			f, err := loadContexts(g.io)
-			if err != nil {
-				return err
-			}
-			if _, ok := f.Contexts[args[0]]; !ok {
-				return UsageError("no context %q: `sovra context list` lists them", args[0])
-			}
-			delete(f.Contexts, args[0])
-			if f.Current == args[0] {
+		RunE: g.editContexts(func(f *contextFile, name string) string {
+			delete(f.Contexts, name)
+			if f.Current == name {
 				f.Current = ""
 			}
-			if err := f.save(g.io); err != nil {
-				return err
-			}
-			fmt.Fprintf(g.io.Out, "removed context %s\n", args[0])
-			return nil
+			return "removed context " + name
 		}),
 	}
+}
+
+// editContexts runs a change of the context named by the one argument,
+// which must exist, saves the file and prints what change says.
+func (g *globals) editContexts(change func(f *contextFile, name string) string) func(*cobra.Command, []string) error {
+	return run(func(_ context.Context, args []string) error {
+		f, err := loadContexts(g.io)
+		if err != nil {
+			return err
+		}
+		if _, ok := f.Contexts[args[0]]; !ok {
+			return UsageError("no context %q: `sovra context list` lists them", args[0])
+		}
+		msg := change(f, args[0])
+		if err := f.save(g.io); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(g.io.Out, msg)
+		return err
+	})
 }
 
 func (g *globals) contextListCmd() *cobra.Command {

@@ -109,11 +109,7 @@ holds.`,
 	}
 	c.Flags().BoolVar(&force, "force", false, "confirm that the cluster's state is to be replaced")
 	c.RunE = g.call(func(ctx context.Context, cl *client.Client, args []string) error {
-		data, err := g.readSnapshot(args[0])
-		if err != nil {
-			return err
-		}
-		sum, err := summarize(data, args[0])
+		data, sum, err := g.readSummary(args[0])
 		if err != nil {
 			return err
 		}
@@ -150,11 +146,7 @@ reads the file only: no node is called. (A snapshot holds no raft term.)`,
 			if err := g.checkOutput(); err != nil {
 				return err
 			}
-			data, err := g.readSnapshot(args[0])
-			if err != nil {
-				return err
-			}
-			sum, err := summarize(data, args[0])
+			_, sum, err := g.readSummary(args[0])
 			if err != nil {
 				return err
 			}
@@ -263,4 +255,14 @@ func joinNames(names []string) string {
 		return fmt.Sprintf("%s, ... %d more", joinNames(names[:most]), len(names)-most)
 	}
 	return strings.Join(names, ", ")
+}
+
+// readSummary reads a snapshot file and checks it as a node would.
+func (g *globals) readSummary(file string) ([]byte, *SnapshotSummary, error) {
+	data, err := g.readSnapshot(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	sum, err := summarize(data, file)
+	return data, sum, err
 }
