@@ -324,7 +324,27 @@ func (c *Cluster) Ready() error {
 	if _, id := c.raft.LeaderWithID(); id == "" {
 		return ErrNoLeader
 	}
+	if !c.caughtUp.Load() {
+		c.checkCaughtUp()
+		return ErrCatchingUp
+	}
 	return nil
+}
+
+// checkCaughtUp starts, unless one runs, a check that the local state has
+// applied what the cluster committed; Ready holds once one succeeded.
+func (c *Cluster) checkCaughtUp() {
+	if !c.catching.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.catching.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if c.Read(ctx, false, func(*state.State) {}) == nil {
+			c.caughtUp.Store(true)
+		}
+	}()
 }
 
 // backoff grows from base, doubling, up to limit.

@@ -30,6 +30,9 @@ var (
 	// ErrNoLeader means no leader is known (election under way or quorum
 	// lost) until the caller's deadline.
 	ErrNoLeader = errors.New("cluster: no leader")
+	// ErrCatchingUp means the node has not yet applied what the cluster
+	// had committed when it asked: its state may miss recent changes.
+	ErrCatchingUp = errors.New("cluster: this node is catching up with the cluster's state")
 	// ErrIndeterminate means a write may or may not have been applied: it
 	// was handed to raft (or to the leader) and the answer was lost. It is
 	// never a failure; retry with the same idempotency key to learn.
@@ -174,6 +177,10 @@ func (t RaftTimings) apply(rc *raft.Config) {
 
 // Cluster is one node's membership in the raft group.
 type Cluster struct {
+	// caughtUp is set once the local state has applied what the cluster
+	// had committed (a linearizable read succeeded); catching is set
+	// while a check of it runs.
+	caughtUp, catching atomic.Bool
 	cfg     Config
 	log     *zap.Logger
 	raft    *raft.Raft

@@ -6,47 +6,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sovra/sovra/internal/testbin"
 	"github.com/sovra/sovra/internal/testcluster"
 	"github.com/sovra/sovra/internal/testwait"
 )
-
-// buildSovra builds the binary once per test run.
-var buildSovra = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "sovra-bin-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "sovra")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		return "", &buildError{err: err, out: string(out)}
-	}
-	return bin, nil
-})
-
-type buildError struct {
-	err error
-	out string
-}
-
-func (e *buildError) Error() string { return "build: " + e.err.Error() + "\n" + e.out }
-
-// sovraBinary returns the built binary, failing the test if it cannot be
-// built.
-func sovraBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin, err := buildSovra()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
 
 // TestCLIDeployInTerminal runs `sovra deploy` in a real terminal (a tmux
 // pane) while the simulated Ollamas pull the model, and checks the live
@@ -60,7 +26,7 @@ func TestCLIDeployInTerminal(t *testing.T) {
 		}
 		t.Skip("tmux is not installed")
 	}
-	bin := sovraBinary(t)
+	bin := testbin.Sovra(t)
 	c := pullingNodes(t, 4*time.Second)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "tmux.sock")

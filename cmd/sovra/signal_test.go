@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/testbin"
 )
 
 // TestServeDrainsOnSIGTERM runs the real binary, starts a stream, sends
 // SIGTERM and checks that the stream still completes and the process exits
 // cleanly.
 func TestServeDrainsOnSIGTERM(t *testing.T) {
-	bin := sovraBinary(t)
+	bin := testbin.Sovra(t)
 	// 30 tokens at 20/s: the stream lasts about 1.5 s.
 	sim := ollamasim.StartTest(t, ollamasim.Config{TokensPerSecond: 20, ResponseTokens: 30})
 	addr := freeAddr(t)

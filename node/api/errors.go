@@ -63,6 +63,13 @@ func modelNotFound(model string) *Error {
 		Message: fmt.Sprintf("The model '%s' does not exist or is not served by this cluster.", cut(model))}
 }
 
+// notReady answers a request this node cannot judge yet: it has not
+// caught up with the cluster's state (or has no leader).
+func notReady(reason error) *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "node_not_ready",
+		Message: "This node is not ready to serve this model yet (" + reason.Error() + "); retry shortly, or use another node."}
+}
+
 // isModelNotFound reports whether err says the requested model is not
 // served (a cloud model's refusal says why in its own words).
 func isModelNotFound(err error) bool {

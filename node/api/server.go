@@ -300,6 +300,14 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	ri := requestInfo(c)
 	if ri.model != "" && isModelNotFound(err) {
 		ae = modelNotFound(ri.model)
+		if s.cfg.Ready != nil {
+			if rerr := s.cfg.Ready(); rerr != nil {
+				// A node that has not caught up may not know the
+				// deployment yet: not a definite "no such model".
+				ae = notReady(rerr)
+				c.Set(fiber.HeaderRetryAfter, "1")
+			}
+		}
 	}
 	if ri.forwarded {
 		if errors.Is(err, backend.ErrUnavailable) {

@@ -1,0 +1,355 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sovra/sovra/client"
+	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/testbin"
+	"github.com/sovra/sovra/internal/testwait"
+)
+
+// token is the management token of the suite's nodes.
+const token = "chaos-management-token-0123456789"
+
+// proc is one sovra process and its simulated Ollama.
+type proc struct {
+	id             string
+	http, raft     string
+	dir            string
+	sim            *ollamasim.Server
+	mu             sync.Mutex
+	cmd            *exec.Cmd
+	exited         chan struct{}
+	logMu          sync.Mutex
+	logs           *bytes.Buffer
+	killedAt       []time.Time
+	restartedCount int
+}
+
+// fleet is the cluster of processes.
+type fleet struct {
+	t      *testing.T
+	bin    string
+	secret string // path of the cluster-token file
+	admin  string // path of the admin-token file
+	ids    []string
+	procs  map[string]*proc
+	// serving are the nodes clients use: running, and seen healthy since
+	// they last started (as a load balancer would by /readyz).
+	smu     sync.Mutex
+	serving map[string]bool
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startFleet starts n nodes that form a cluster together.
+func startFleet(t *testing.T, n int) *fleet {
+	t.Helper()
+	dir := t.TempDir()
+	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{},
+		secret: filepath.Join(dir, "cluster-token"), admin: filepath.Join(dir, "admin-token")}
+	if err := os.WriteFile(f.secret, []byte("chaos-cluster-secret-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.admin, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("n%d", i)
+		f.ids = append(f.ids, id)
+		sim := ollamasim.StartTest(t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
+		f.procs[id] = &proc{id: id, http: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}}
+	}
+	for _, id := range f.ids {
+		f.start(id)
+	}
+	t.Cleanup(func() {
+		for _, id := range f.ids {
+			f.kill(id)
+		}
+	})
+	return f
+}
+
+// args are a node's flags: every start the same, so a restart keeps its
+// place.
+func (f *fleet) args(p *proc) []string {
+	var join []string
+	for _, id := range f.ids {
+		if id != p.id {
+			join = append(join, f.procs[id].http)
+		}
+	}
+	return []string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft,
+		"--bootstrap-expect", fmt.Sprint(len(f.ids)), "--join", strings.Join(join, ","),
+		"--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
+		"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
+		"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
+		"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn"}
+}
+
+func (f *fleet) start(id string) {
+	p := f.procs[id]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cmd := exec.Command(f.bin, f.args(p)...)
+	cmd.Stdout, cmd.Stderr = &lockedWriter{buf: p.logs, mu: &p.logMu}, &lockedWriter{buf: p.logs, mu: &p.logMu}
+	if err := cmd.Start(); err != nil {
+		f.t.Fatalf("start %s: %v", id, err)
+	}
+	p.cmd, p.exited = cmd, make(chan struct{})
+	go func(exited chan struct{}) {
+		_ = cmd.Wait()
+		close(exited)
+	}(p.exited)
+}
+
+// lockedWriter lets the process write its logs while the test reads them.
+type lockedWriter struct {
+	buf *bytes.Buffer
+	mu  *sync.Mutex
+}
+
+func (w *lockedWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+// kill sends SIGKILL and waits for the process to end.
+func (f *fleet) kill(id string) time.Time {
+	p := f.procs[id]
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return time.Now()
+	}
+	f.smu.Lock()
+	f.serving[id] = false
+	f.smu.Unlock()
+	at := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	p.mu.Lock()
+	p.cmd = nil
+	p.killedAt = append(p.killedAt, at)
+	p.mu.Unlock()
+	return at
+}
+
+func (f *fleet) restart(id string) {
+	f.procs[id].restartedCount++
+	f.start(id)
+}
+
+func (f *fleet) url(id string) string { return "http://" + f.procs[id].http }
+
+func (f *fleet) client(id string) *client.Client {
+	return client.New(f.url(id), client.WithToken(token), client.WithTimeout(5*time.Second),
+		client.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
+}
+
+// alive lists the nodes whose process runs.
+func (f *fleet) alive() []string {
+	var out []string
+	for _, id := range f.ids {
+		p := f.procs[id]
+		p.mu.Lock()
+		if p.cmd != nil {
+			out = append(out, id)
+		}
+		p.mu.Unlock()
+	}
+	return out
+}
+
+// inService lists the nodes clients may use.
+func (f *fleet) inService() []string {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	var out []string
+	for _, id := range f.ids {
+		if f.serving[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// leader is the leader a running node reports ("" when none does).
+func (f *fleet) leader(among []string) string {
+	for _, id := range among {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := f.client(id).ClusterStatus(ctx)
+		cancel()
+		if err == nil && st.Leader != "" && containsID(among, st.Leader) {
+			return st.Leader
+		}
+	}
+	return ""
+}
+
+func containsID(ids []string, id string) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// waitNodes waits until every node is a ready member under one leader.
+func (f *fleet) waitNodes(timeout time.Duration) {
+	f.t.Helper()
+	testwait.For(f.t, timeout, "every node a ready member", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := f.client(f.ids[0]).ClusterStatus(ctx)
+		if err != nil || st.Leader == "" || len(st.Members) != len(f.ids) {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.Status != client.NodeReady {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitHealthy waits until every node runs, answers, is a ready voter of
+// one leader, and the deployment has all its replicas ready.
+func (f *fleet) waitHealthy(timeout time.Duration, deployment string, replicas int) {
+	f.t.Helper()
+	var last string
+	testwait.Until(f.t, timeout, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for _, id := range f.ids {
+			st, err := f.client(id).ClusterStatus(ctx)
+			if err != nil || st.Leader == "" || len(st.Members) != len(f.ids) {
+				last = fmt.Sprintf("%s: %v %+v", id, err, st)
+				return false
+			}
+			for _, m := range st.Members {
+				if m.Status != client.NodeReady {
+					last = fmt.Sprintf("%s sees %s %s", id, m.ID, m.Status)
+					return false
+				}
+			}
+		}
+		d, err := f.client(f.ids[0]).Deployment(ctx, deployment)
+		if err != nil || d.ReadyReplicas != replicas {
+			last = fmt.Sprintf("deployment: %v %+v", err, d)
+			return false
+		}
+		for _, id := range f.ids {
+			if err := readyz(ctx, f.url(id)); err != nil {
+				last = id + ": " + err.Error()
+				return false
+			}
+		}
+		return true
+	}, func() string { return "a healthy cluster; last " + last })
+	f.smu.Lock()
+	for _, id := range f.ids {
+		f.serving[id] = true
+	}
+	f.smu.Unlock()
+}
+
+// dumpLogs writes the nodes' logs to the test log when it failed.
+func (f *fleet) dumpLogs() {
+	if !f.t.Failed() {
+		return
+	}
+	for _, id := range f.ids {
+		p := f.procs[id]
+		p.logMu.Lock()
+		logs := p.logs.String()
+		p.logMu.Unlock()
+		if len(logs) > 20000 {
+			logs = logs[len(logs)-20000:]
+		}
+		f.t.Logf("logs of %s:\n%s", id, logs)
+	}
+}
+
+// stateOf is what node id holds of the replicated state, read locally.
+func (f *fleet) stateOf(id string) (string, uint64, error) {
+	ctx, cancel := context.WithTimeout(client.Stale(context.Background()), 5*time.Second)
+	defer cancel()
+	c := f.client(id)
+	st, err := c.ClusterStatus(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	deps, err := c.Deployments(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	keys, err := c.Keys(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	type replica struct{ Node, State string }
+	type dep struct {
+		Name, Model       string
+		Replicas          int
+		Version, Modified uint64
+		Placements        []replica
+	}
+	var ds []dep
+	for _, d := range deps {
+		x := dep{Name: d.Name, Model: d.Model, Replicas: d.Replicas, Version: d.Version, Modified: d.ModifiedIndex}
+		for _, p := range d.Placements {
+			x.Placements = append(x.Placements, replica{p.Node, p.State})
+		}
+		ds = append(ds, x)
+	}
+	for i := range keys {
+		keys[i].LastUsed = 0 // reported by the nodes as requests come
+	}
+	b, err := json.Marshal(struct {
+		D []dep
+		K []client.Key
+	}{ds, keys})
+	return string(b), st.AppliedIndex, err
+}
+
+// readyz asks a node whether it is ready to serve.
+func readyz(ctx context.Context, url string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz %d", resp.StatusCode)
+	}
+	return nil
+}
