@@ -48,6 +48,7 @@ func TestComposeFile(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // docker-compose takes half a second to start
 			dir := copyDir(t, "compose", tc.edits...)
 			tc.expect(t, checkCompose(compose, flags, filepath.Join(dir, "compose.yaml")))
 		})
