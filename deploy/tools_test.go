@@ -203,7 +203,7 @@ func checkSettings(flags map[string]bool, where string, args []string, env []str
 
 func secretSetting(name string) bool { return name == "admin-token" || name == "cluster-token" }
 
-// keys returns the keys of a map of environment variables.
+// keys returns the keys of a map, sorted.
 func keys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
