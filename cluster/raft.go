@@ -181,19 +181,19 @@ type Cluster struct {
 	// had committed (a linearizable read succeeded); catching is set
 	// while a check of it runs.
 	caughtUp, catching atomic.Bool
-	cfg     Config
-	log     *zap.Logger
-	raft    *raft.Raft
-	fsm     *fsm
-	machine *state.Machine
-	wal     *raftwal.WAL
-	meta    *metadb.BoltMetaDB
-	trans   *raft.NetworkTransport
-	stream  *streamLayer
-	client  *http.Client
-	ownHTTP bool // client was built here and is closed here
-	keys    *pki.Keyring
-	stable  *closingStable
+	cfg                Config
+	log                *zap.Logger
+	raft               *raft.Raft
+	fsm                *fsm
+	machine            *state.Machine
+	wal                *raftwal.WAL
+	meta               *metadb.BoltMetaDB
+	trans              *raft.NetworkTransport
+	stream             *streamLayer
+	client             *http.Client
+	ownHTTP            bool // client was built here and is closed here
+	keys               *pki.Keyring
+	stable             *closingStable
 	// running is raft once started: the stream layer asks it who may
 	// connect.
 	running atomic.Pointer[raft.Raft]

@@ -68,6 +68,7 @@ drives a cluster from a terminal (status, node, deploy, ...).
 	}
 	root.AddCommand(cli.Commands(sio)...)
 	root.AddCommand(newVersion())
+	root.AddCommand(newHealthcheck())
 	return root
 }
 

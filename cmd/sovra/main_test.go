@@ -102,19 +102,6 @@ func TestSettingsErrors(t *testing.T) {
 	}
 }
 
-func TestExampleConfigParses(t *testing.T) {
-	s, err := parseServe(t, "--config", "../../deploy/sovra.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.node.NodeID != "gpu-host-1" || s.logFormat != "json" {
-		t.Errorf("example config not applied: %+v", s.node)
-	}
-	if r := s.node.Routing; r.Policy != "ttf" || r.Slots != 1 || r.MaxQueue != 64 || r.LoadInterval != 100*time.Millisecond {
-		t.Errorf("example routing settings not applied: %+v", r)
-	}
-}
-
 func TestVersionCommand(t *testing.T) {
 	root := newRoot(cli.StdIO())
 	var out bytes.Buffer
