@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -87,10 +89,39 @@ func (c *Cluster) heartbeat(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, max(2*c.cfg.HeartbeatInterval, time.Second))
 	defer cancel()
 	n := c.selfNode()
+	if _, id := c.raft.LeaderWithID(); id == "" && !c.IsLeader() && c.heartbeatAnyPeer(ctx, n) == nil {
+		return nil
+	}
 	return c.onLeader(ctx, leaderOp{
 		route: "heartbeat", in: heartbeatRequest{Node: n}, idempotent: true,
 		local: func(ctx context.Context) error { return c.heartbeatLocal(ctx, n) },
 	})
+}
+
+// heartbeatAnyPeer offers the heartbeat to the nodes it joined through and
+// every other member it knows by HTTP address, for a node that knows no
+// leader: one that came back at another
+// raft address hears from none until the leader, told by this heartbeat,
+// moves it in the configuration.
+func (c *Cluster) heartbeatAnyPeer(ctx context.Context, n state.Node) error {
+	addrs := slices.Clone(c.cfg.Join) // a restarted node's state may be empty until it hears from a leader
+	c.machine.Read(func(s *state.State) {
+		for _, p := range s.NodeList() {
+			if p.ID != c.cfg.NodeID && p.HTTPAddr != "" {
+				addrs = append(addrs, p.HTTPAddr)
+			}
+		}
+	})
+	err := ErrNoLeader
+	for _, addr := range addrs {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		err = c.post(pctx, addr, "heartbeat", true, heartbeatRequest{Node: n}, nil)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // heartbeatLocal records a heartbeat on the leader, registers the node if
@@ -109,6 +140,9 @@ func (c *Cluster) heartbeatLocal(ctx context.Context, n state.Node) error {
 	if !hasServer(conf, n.ID) {
 		return fmt.Errorf("%w: %s", ErrNotMember, n.ID)
 	}
+	if err := c.followMove(ctx, conf, n); err != nil {
+		return err
+	}
 	c.live.seen(n.ID, time.Now())
 	if err := c.register(ctx, n); err != nil {
 		return err
@@ -117,6 +151,32 @@ func (c *Cluster) heartbeatLocal(ctx context.Context, n state.Node) error {
 		return c.setStatus(ctx, n.ID, state.NodeReady, "heartbeats resumed")
 	}
 	return nil
+}
+
+// followMove updates the raft configuration when a member comes back at
+// another raft address (a restarted container or pod with a new IP):
+// raft would go on sending to the old one and count the member as lost.
+func (c *Cluster) followMove(ctx context.Context, conf raft.Configuration, n state.Node) error {
+	if n.RaftAddr == "" || !specifiedHost(n.RaftAddr) {
+		return nil
+	}
+	for _, s := range conf.Servers {
+		if string(s.ID) == n.ID && string(s.Address) != n.RaftAddr {
+			return c.addServer(ctx, n.ID, n.RaftAddr)
+		}
+	}
+	return nil
+}
+
+// specifiedHost reports whether addr names a host peers can dial (not
+// 0.0.0.0 or ::).
+func specifiedHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host != "" && (ip == nil || !ip.IsUnspecified())
 }
 
 func hasServer(conf raft.Configuration, id string) bool {

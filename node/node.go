@@ -435,6 +435,14 @@ func (n *Node) runCluster() {
 // Addr is the address the API listens on (useful with port 0).
 func (n *Node) Addr() string { return n.ln.Addr().String() }
 
+// RaftAddr is the node's raft address ("" outside a cluster).
+func (n *Node) RaftAddr() string {
+	if n.cluster == nil {
+		return ""
+	}
+	return n.cluster.RaftAddr()
+}
+
 // URL is the base URL of the API.
 func (n *Node) URL() string {
 	if n.public != nil {
