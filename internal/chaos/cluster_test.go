@@ -353,3 +353,17 @@ func readyz(ctx context.Context, url string) error {
 	}
 	return nil
 }
+
+// killedDuring reports whether the request's entry node was killed (or
+// frozen) while it ran, or was killed just before it was sent.
+func (f *fleet) killedDuring(r request) bool {
+	p := f.procs[r.entry]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range p.killedAt {
+		if !k.Before(r.start.Add(-time.Second)) && !k.After(r.end) {
+			return true
+		}
+	}
+	return false
+}

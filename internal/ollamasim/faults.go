@@ -3,6 +3,7 @@ package ollamasim
 import (
 	"cmp"
 	"context"
+	"io"
 	"net"
 	"net/http"
 )
@@ -36,7 +37,14 @@ type Faults struct {
 	// until the client cancels it (or the server closes).
 	Stall      bool `json:"stall,omitempty"`
 	StallAfter int  `json:"stall_after,omitempty"`
-	// Model, when set, limits Fail, Drop and Stall to that model.
+	// Garble writes a line that is not JSON after GarbleAfter response
+	// chunks, then ends the response as if it were whole.
+	Garble      bool `json:"garble,omitempty"`
+	GarbleAfter int  `json:"garble_after,omitempty"`
+	// BadMeta answers /api/ps, /api/tags and /api/show 200 with a body
+	// that is not JSON.
+	BadMeta bool `json:"bad_meta,omitempty"`
+	// Model, when set, limits Fail, Drop, Stall and Garble to that model.
 	Model string `json:"model,omitempty"`
 }
 
@@ -89,6 +97,17 @@ func (s *Server) SetDropAfter(n int) {
 	_ = s.updateFaults(func(f *Faults) { f.Drop, f.DropAfter = n >= 0, max(n, 0) })
 }
 
+// SetGarbleAfter writes a line that is not JSON after n chunks and ends
+// the response; a negative n disables it.
+func (s *Server) SetGarbleAfter(n int) {
+	_ = s.updateFaults(func(f *Faults) { f.Garble, f.GarbleAfter = n >= 0, max(n, 0) })
+}
+
+// SetBadMeta makes /api/ps, /api/tags and /api/show answer garbage.
+func (s *Server) SetBadMeta(on bool) {
+	_ = s.updateFaults(func(f *Faults) { f.BadMeta = on })
+}
+
 // SetStallAfter stalls responses after n chunks; a negative n disables it.
 func (s *Server) SetStallAfter(n int) {
 	_ = s.updateFaults(func(f *Faults) { f.Stall, f.StallAfter = n >= 0, max(n, 0) })
@@ -124,6 +143,11 @@ func (s *Server) chunkFault(ctx context.Context, w http.ResponseWriter, tr *trac
 	case f.Drop && i >= f.DropAfter:
 		tr.rec.Fault, tr.dropped = FaultDrop, true
 		resetConn(w)
+		return true
+	case f.Garble && i >= f.GarbleAfter:
+		tr.rec.Fault = FaultGarble
+		_, _ = io.WriteString(w, "{\"model\":\"garbled\",\"message\":{\"content\":\n")
+		http.NewResponseController(w).Flush()
 		return true
 	case f.Stall && i >= f.StallAfter:
 		tr.rec.Fault = FaultStall

@@ -157,8 +157,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.control.ServeHTTP(w, r)
 		return
 	}
-	if s.Faults().Refuse {
+	f := s.Faults()
+	if f.Refuse {
 		s.refuseRequest(w)
+		return
+	}
+	if f.BadMeta && (r.URL.Path == "/api/ps" || r.URL.Path == "/api/tags" || r.URL.Path == "/api/show") {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{\"models\": [ this is not json"))
 		return
 	}
 	s.mux.ServeHTTP(w, r)

@@ -31,6 +31,7 @@ const (
 	FaultFail   = "fail"
 	FaultDrop   = "drop"
 	FaultStall  = "stall"
+	FaultGarble = "garble"
 	FaultRefuse = "refuse"
 )
 
