@@ -20,16 +20,16 @@ import (
 // Targets the suite holds the cluster to; the times are enforced only
 // with SOVRA_CHAOS_STRICT=1.
 const (
-	minSuccess   = 0.995           // of requests no kill was in flight for
-	maxElection  = 3 * time.Second // from killing the leader to a new one
-	leaderKills  = 5
-	nodes        = 4
-	replicas     = 3 // one node holds none: replicas of a dead node can move there
-	deployment   = "chat"
+	minSuccess  = 0.995           // of requests no kill was in flight for
+	maxElection = 3 * time.Second // from killing the leader to a new one
+	leaderKills = 5
+	nodes       = 4
+	replicas    = 3 // one node holds none: replicas of a dead node can move there
+	deployment  = "chat"
 	// maxReplace bounds how long a dead node's replica takes to be ready
 	// elsewhere: the fleet's down-after and down-grace, plus the
 	// scheduler's pass and a (simulated, instant) load.
-	maxReplace = 2*time.Second + 3*time.Second + 5*time.Second
+	maxReplace   = 2*time.Second + 3*time.Second + 5*time.Second
 	inferClients = 4
 	adminClients = 2
 )
