@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -74,9 +75,13 @@ func labelNodes(t *testing.T, url string, ids ...string) {
 			return admin(t, "GET", url+"/admin/v1/nodes/"+id, "", &n) == http.StatusOK
 		})
 		body, _ := json.Marshal(map[string]any{"labels": n.Declared})
-		if code := admin(t, "PUT", url+"/admin/v1/nodes/"+id+"/labels", string(body), nil); code != http.StatusOK {
-			t.Fatalf("label %s: %d", id, code)
-		}
+		// Setting labels is idempotent: an outcome left unknown by an
+		// election right after the cluster formed (504) is retried.
+		code := 0
+		testwait.Until(t, 20*time.Second, func() bool {
+			code = admin(t, "PUT", url+"/admin/v1/nodes/"+id+"/labels", string(body), nil)
+			return code == http.StatusOK
+		}, func() string { return fmt.Sprintf("labels of %s set; last answer %d", id, code) })
 	}
 }
 
