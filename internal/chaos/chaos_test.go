@@ -135,6 +135,7 @@ func faultCycle(t *testing.T, f *fleet, log *faultLog) {
 	}
 	killFollower(t, f, log)
 	freezeNode(t, f, log)
+	joinAndLeave(t, f, log)
 	backendFaults(t, f, log)
 	restartAll(t, f, log)
 }
@@ -211,6 +212,48 @@ func holderBut(t *testing.T, f *fleet, leader string) string {
 	}
 	t.Fatalf("no replica off the leader: %+v", d.Placements)
 	return ""
+}
+
+// joinAndLeave adds a node under traffic, then drains it, stops it and
+// removes it, as an operator retiring a host would.
+func joinAndLeave(t *testing.T, f *fleet, log *faultLog) {
+	t.Helper()
+	extra := fmt.Sprintf("x%d", len(f.procs)+1)
+	f.addNode(extra)
+	log.add("a node joins, then is drained and removed")
+	leader := f.leader(f.alive())
+	waitStatus(t, f, leader, extra, client.NodeReady)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl := f.client(leader)
+	if _, err := cl.Drain(client.WithIdempotencyKey(ctx, "drain-"+extra), extra, "chaos"); err != nil {
+		t.Fatal(err)
+	}
+	testwait.For(t, 30*time.Second, extra+" drained", func() bool {
+		n, err := cl.Node(ctx, extra)
+		return err == nil && n.Drain != nil && n.Drain.Complete
+	})
+	f.kill(extra)
+	testwait.For(t, 30*time.Second, extra+" removed", func() bool {
+		return cl.Remove(ctx, extra) == nil || isNotMember(f, leader, extra)
+	})
+	f.waitHealthy(60*time.Second, deployment, replicas)
+}
+
+// isNotMember reports whether node from no longer lists id.
+func isNotMember(f *fleet, from, id string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := f.client(from).ClusterStatus(ctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range st.Members {
+		if m.ID == id {
+			return false
+		}
+	}
+	return true
 }
 
 // freezeNode stops a follower's process (SIGSTOP) past the down-after,

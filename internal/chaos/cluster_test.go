@@ -102,12 +102,25 @@ func (f *fleet) args(p *proc) []string {
 			join = append(join, f.procs[id].http)
 		}
 	}
-	return []string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft,
-		"--bootstrap-expect", fmt.Sprint(len(f.ids)), "--join", strings.Join(join, ","),
-		"--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
+	form := []string{"--bootstrap-expect", fmt.Sprint(len(f.ids))}
+	if !containsID(f.ids, p.id) {
+		form = nil // a node added later joins the cluster there is
+	}
+	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft,
+		"--join", strings.Join(join, ",")}, append(form, "--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
 		"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
 		"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
-		"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn"}
+		"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...)
+}
+
+// addNode starts one more node that joins the cluster; it is not one of
+// f.ids (the nodes the health checks expect).
+func (f *fleet) addNode(id string) {
+	f.t.Helper()
+	sim := ollamasim.StartTest(f.t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
+	f.procs[id] = &proc{id: id, http: freeAddr(f.t), raft: freeAddr(f.t), dir: filepath.Join(f.t.TempDir(), id), sim: sim, logs: &bytes.Buffer{}}
+	f.start(id)
+	f.t.Cleanup(func() { f.kill(id) })
 }
 
 func (f *fleet) start(id string) {
