@@ -42,7 +42,7 @@ type proc struct {
 
 // fleet is the cluster of processes.
 type fleet struct {
-	t      *testing.T
+	t      testing.TB
 	bin    string
 	secret string // path of the cluster-token file
 	admin  string // path of the admin-token file
@@ -54,7 +54,7 @@ type fleet struct {
 	serving map[string]bool
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,7 +65,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // startFleet starts n nodes that form a cluster together.
-func startFleet(t *testing.T, n int) *fleet {
+func startFleet(t testing.TB, n int) *fleet {
 	t.Helper()
 	dir := t.TempDir()
 	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{},
@@ -102,12 +102,15 @@ func (f *fleet) args(p *proc) []string {
 			join = append(join, f.procs[id].http)
 		}
 	}
-	form := []string{"--bootstrap-expect", fmt.Sprint(len(f.ids))}
-	if !containsID(f.ids, p.id) {
-		form = nil // a node added later joins the cluster there is
+	form := []string{"--bootstrap-expect", fmt.Sprint(len(f.ids)), "--join", strings.Join(join, ",")}
+	switch {
+	case !containsID(f.ids, p.id):
+		form = []string{"--join", strings.Join(join, ",")} // a node added later joins the cluster there is
+	case len(f.ids) == 1:
+		form = []string{"--bootstrap"}
 	}
-	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft,
-		"--join", strings.Join(join, ",")}, append(form, "--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
+	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft},
+		append(form, "--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
 		"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
 		"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
 		"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...)
