@@ -111,9 +111,9 @@ func (f *fleet) args(p *proc) []string {
 	}
 	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft},
 		append(form, "--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
-		"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
-		"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
-		"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...)
+			"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
+			"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
+			"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...)
 }
 
 // addNode starts one more node that joins the cluster; it is not one of
