@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -26,6 +27,11 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	chat, err := anthropic.FromMessagesRequest(req)
 	if err != nil {
 		return invalidParam("messages", "%s", err.Error())
+	}
+	if !slices.ContainsFunc(chat.Messages, func(m api.Message) bool { return m.Role != "system" }) {
+		// The translator leaves out blocks of types it does not know: a
+		// request of nothing else would reach Ollama without a turn.
+		return invalidParam("messages", "messages: no message has content this server reads (text, image, tool_use, tool_result or thinking blocks)")
 	}
 	requestInfo(c).setModel(req.Model)
 	id := s.ids.next("msg_")
@@ -59,6 +65,48 @@ func checkMessagesRequest(req *anthropic.MessagesRequest, limit int) error {
 		if m.Role != "user" && m.Role != "assistant" {
 			return invalidParam(indexed("messages", i, "role"), "messages.%d.role: Input should be 'user' or 'assistant'", i)
 		}
+		if err := checkBlocks(i, m.Content); err != nil {
+			return err
+		}
+	}
+	return checkAnthropicSampling(req)
+}
+
+// checkBlocks accepts a message's content as Anthropic does: a string or
+// a list of content blocks, each an object with a type.
+func checkBlocks(i int, content any) error {
+	switch c := content.(type) {
+	case string:
+		return nil
+	case []any:
+		for j, b := range c {
+			if m, ok := b.(map[string]any); !ok || !hasType(m) {
+				return invalidParam(indexed("messages", i, "content"), "messages.%d.content.%d: Input should be an object with a type", i, j)
+			}
+		}
+		return nil
+	}
+	return invalidParam(indexed("messages", i, "content"), "messages.%d.content: Input should be a valid string or list of content blocks", i)
+}
+
+func hasType(block map[string]any) bool {
+	_, ok := block["type"].(string)
+	return ok
+}
+
+// checkAnthropicSampling checks the sampling parameters' ranges as
+// Anthropic's API does.
+func checkAnthropicSampling(req *anthropic.MessagesRequest) error {
+	for _, p := range []struct {
+		name string
+		v    *float64
+	}{{"temperature", req.Temperature}, {"top_p", req.TopP}} {
+		if p.v != nil && !(*p.v >= 0 && *p.v <= 1) {
+			return invalidParam(p.name, "%s: Input should be between 0 and 1", p.name)
+		}
+	}
+	if req.TopK != nil && *req.TopK < 0 {
+		return invalidParam("top_k", "top_k: Input should be greater than or equal to 0")
 	}
 	return nil
 }
@@ -86,6 +134,9 @@ func (r *responsesRequest) validate(limit int) error {
 		return unsupportedParam("conversation", "conversation is not supported: "+stateless)
 	case r.Background:
 		return unsupportedParam("background", "background: true is not supported; stream the response instead")
+	}
+	if err := checkSampling(r.Temperature, r.TopP, nil, nil); err != nil {
+		return err
 	}
 	if f := r.textFormat(); f != nil && f.Type == "json_schema" {
 		if err := checkSchema("text.format.schema", f.Schema); err != nil {
