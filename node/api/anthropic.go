@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -21,17 +20,9 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if err := checkMessagesRequest(&req, s.tokenLimit()); err != nil {
-		return err
-	}
-	chat, err := anthropic.FromMessagesRequest(req)
+	chat, err := messagesToOllama(&req, s.tokenLimit())
 	if err != nil {
-		return invalidParam("messages", "%s", err.Error())
-	}
-	if !slices.ContainsFunc(chat.Messages, func(m api.Message) bool { return m.Role != "system" }) {
-		// The translator leaves out blocks of types it does not know: a
-		// request of nothing else would reach Ollama without a turn.
-		return invalidParam("messages", "messages: no message has content this server reads (text, image, tool_use, tool_result or thinking blocks)")
+		return err
 	}
 	requestInfo(c).setModel(req.Model)
 	id := s.ids.next("msg_")
@@ -45,6 +36,24 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	}
 	st := &anthropicStream{conv: anthropic.NewStreamConverter(id, req.Model, anthropic.EstimateInputTokens(req))}
 	return s.serveEvents(c, g, func(e *Error) []byte { return sseFrame("error", inBandError(familyAnthropic, e)) }, st.process)
+}
+
+// messagesToOllama checks a Messages request, asking for at most limit
+// tokens (0: any), and translates it.
+func messagesToOllama(req *anthropic.MessagesRequest, limit int) (*api.ChatRequest, error) {
+	if err := checkMessagesRequest(req, limit); err != nil {
+		return nil, err
+	}
+	chat, err := anthropic.FromMessagesRequest(*req)
+	if err != nil {
+		return nil, invalidParam("messages", "%s", err.Error())
+	}
+	if !hasTurn(chat.Messages) {
+		// The translator leaves out blocks of types it does not know: a
+		// request of nothing else would reach Ollama without a turn.
+		return nil, invalidParam("messages", "messages: no message has content this server reads (text, image, tool_use, tool_result or thinking blocks)")
+	}
+	return chat, nil
 }
 
 // checkMessagesRequest checks what Anthropic's API checks and Ollama's
@@ -146,6 +155,33 @@ func (r *responsesRequest) validate(limit int) error {
 	return checkTokens(limit, tokenParam{"max_output_tokens", r.MaxOutputTokens})
 }
 
+// toOllama checks the request, asking for at most limit tokens (0: any),
+// and translates it.
+func (r *responsesRequest) toOllama(limit int) (*api.ChatRequest, error) {
+	if err := r.validate(limit); err != nil {
+		return nil, err
+	}
+	chat, err := openai.FromResponsesRequest(r.ResponsesRequest)
+	if err != nil {
+		return nil, invalidParam("input", "%s", err.Error())
+	}
+	if len(chat.Messages) == 0 {
+		return nil, invalidParam("input", "input is required: a string or an array of input items")
+	}
+	for i, m := range chat.Messages {
+		switch m.Role {
+		case "developer":
+			chat.Messages[i].Role = "system"
+		case "system", "user", "assistant", "tool":
+		default:
+			return nil, invalidParam("input", "invalid role %q in input: want user, assistant, system or developer", cut(m.Role))
+		}
+	}
+	streamed := r.Stream != nil && *r.Stream
+	chat.Stream = &streamed
+	return chat, nil
+}
+
 func (r *responsesRequest) textFormat() *openai.ResponsesTextFormat {
 	if r.Text == nil {
 		return nil
@@ -159,15 +195,11 @@ func (s *Server) responses(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if err := req.validate(s.tokenLimit()); err != nil {
+	chat, err := req.toOllama(s.tokenLimit())
+	if err != nil {
 		return err
 	}
-	chat, err := openai.FromResponsesRequest(req.ResponsesRequest)
-	if err != nil {
-		return invalidParam("input", "%s", err.Error())
-	}
-	streamed := req.Stream != nil && *req.Stream
-	chat.Stream = &streamed
+	streamed := *chat.Stream
 	requestInfo(c).setModel(req.Model)
 	respID, itemID := s.ids.next("resp_"), s.ids.next("msg_")
 	g := chatGeneration(s.be, chat)

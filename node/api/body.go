@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -85,7 +84,7 @@ func checkFraming(c *fiber.Ctx) error {
 	lengths, encodings := framingHeaders(c.Request().Header.RawHeaders())
 	var why string
 	switch {
-	case len(encodings) > 1 || len(encodings) == 1 && !strings.EqualFold(encodings[0], "chunked"):
+	case len(encodings) > 1 || len(encodings) == 1 && !asciiEqualFold([]byte(encodings[0]), "chunked"):
 		why = "a Transfer-Encoding other than chunked"
 	case len(encodings) == 1 && len(lengths) > 0:
 		why = "both Content-Length and Transfer-Encoding"
@@ -99,7 +98,8 @@ func checkFraming(c *fiber.Ctx) error {
 }
 
 // framingHeaders are the values of the Content-Length and
-// Transfer-Encoding headers of a request's raw header block.
+// Transfer-Encoding headers of a request's raw header block, the names
+// matched as fasthttp matches them (ASCII letters in any case).
 func framingHeaders(raw []byte) (lengths, encodings []string) {
 	for len(raw) > 0 {
 		var line []byte
@@ -108,13 +108,34 @@ func framingHeaders(raw []byte) (lengths, encodings []string) {
 		if !ok {
 			continue
 		}
-		k, v = bytes.TrimSpace(k), bytes.TrimSpace(v)
+		k, v = bytes.Trim(k, " \t\r"), bytes.Trim(v, " \t\r")
 		switch {
-		case bytes.EqualFold(k, []byte(fiber.HeaderContentLength)):
+		case asciiEqualFold(k, fiber.HeaderContentLength):
 			lengths = append(lengths, string(v))
-		case bytes.EqualFold(k, []byte(fiber.HeaderTransferEncoding)):
+		case asciiEqualFold(k, fiber.HeaderTransferEncoding):
 			encodings = append(encodings, string(v))
 		}
 	}
 	return lengths, encodings
+}
+
+// asciiEqualFold reports whether b is name, ignoring the case of ASCII
+// letters only.
+func asciiEqualFold(b []byte, name string) bool {
+	if len(b) != len(name) {
+		return false
+	}
+	for i := range b {
+		if lower(b[i]) != lower(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

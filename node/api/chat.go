@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -198,6 +199,9 @@ func (r *chatRequest) toOllama(limit int) (*api.ChatRequest, error) {
 		}
 		return nil, invalidParam(param, "%s", err.Error())
 	}
+	if len(out.Messages) == 0 {
+		return nil, invalidParam("messages", "no message has content: an empty array of content parts is not a message")
+	}
 	return out, nil
 }
 
@@ -279,6 +283,13 @@ func (r *chatRequest) normalizeEffort() error {
 		*p = v
 	}
 	return nil
+}
+
+// hasTurn reports whether a translated chat has a message beside its
+// system prompt: Ollama takes a chat of none as a request to load the
+// model, and answers nothing.
+func hasTurn(msgs []api.Message) bool {
+	return slices.ContainsFunc(msgs, func(m api.Message) bool { return m.Role != "system" })
 }
 
 func reasoningOf(r *openai.Reasoning) *string {

@@ -21,13 +21,17 @@ import (
 // when a value has the wrong type. The body is checked against the
 // server's JSON limits first, so that it is never decoded past them.
 func decodeBody(c *fiber.Ctx, v any) error {
-	body := c.Body()
-	if len(bytes.TrimSpace(body)) == 0 {
-		return invalidParam("", "the request body is empty; send a JSON object")
-	}
 	lim := requestInfo(c).limits
 	if lim == (jsonLimits{}) {
 		lim = DefaultConfig().jsonLimits()
+	}
+	return decodeJSON(c.Body(), lim, v)
+}
+
+// decodeJSON decodes a request body within lim into v.
+func decodeJSON(body []byte, lim jsonLimits, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return invalidParam("", "the request body is empty; send a JSON object")
 	}
 	if err := checkJSON(body, lim); err != nil {
 		return err
@@ -50,7 +54,7 @@ func jsonError(err error, body []byte, v any, strict bool) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
 		field := jsonPath(te.Field)
-		return invalidParam(field, "invalid type for '%s': expected %s, got %s", field, friendlyType(te.Type.String()), te.Value)
+		return invalidParam(field, "invalid type for '%s': expected %s, got %s", field, friendlyType(te.Type), te.Value)
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -142,22 +146,27 @@ func jsonPath(field string) string {
 	return strings.Join(kept, ".")
 }
 
-func friendlyType(t string) string {
-	switch {
-	case strings.HasPrefix(t, "[]"):
+// friendlyType says what a Go type holds in JSON's words, never naming
+// the Go type.
+func friendlyType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return friendlyType(t.Elem())
+	case reflect.Slice, reflect.Array:
 		return "an array"
-	case strings.HasPrefix(t, "map"), strings.HasPrefix(t, "openai."), strings.HasPrefix(t, "api."), strings.HasPrefix(t, "struct"):
+	case reflect.Map, reflect.Struct:
 		return "an object"
-	case strings.Contains(t, "int"):
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "an integer"
-	case strings.Contains(t, "float"):
+	case reflect.Float32, reflect.Float64:
 		return "a number"
-	case t == "string":
+	case reflect.String:
 		return "a string"
-	case t == "bool":
+	case reflect.Bool:
 		return "a boolean"
 	}
-	return t
+	return "another type"
 }
 
 func indexed(field string, i int, sub string) string {
