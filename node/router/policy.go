@@ -295,13 +295,13 @@ const maxWhole = 1 << 53
 
 // vetSampling checks that a sampling option's value is of the kind Ollama
 // reads it as: a whole number, a number it can hold (a float32) or, for
-// stop, a string or an array of strings.
+// stop, an array of strings.
 func vetSampling(k string, v any) *OptionError {
 	bad := func(why string) *OptionError { return &OptionError{Option: k, Reason: why, Invalid: true} }
 	switch {
 	case k == "stop":
-		if !stringOrStrings(v) {
-			return bad("it must be a string or an array of strings")
+		if !isStrings(v) {
+			return bad("it must be an array of strings")
 		}
 	case wholeOptions[k]:
 		if n, ok := wholeNumber(v); !ok || math.Abs(n) > maxWhole {
@@ -315,9 +315,11 @@ func vetSampling(k string, v any) *OptionError {
 	return nil
 }
 
-func stringOrStrings(v any) bool {
+// isStrings reports whether v is an array of strings, as Ollama reads
+// stop (a lone string fails the request there).
+func isStrings(v any) bool {
 	switch s := v.(type) {
-	case string, []string:
+	case []string:
 		return true
 	case []any:
 		for _, e := range s {
