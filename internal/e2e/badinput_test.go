@@ -132,18 +132,21 @@ func TestBadInput(t *testing.T) {
 		}
 		names[tc.name] = true
 		t.Run(tc.name, func(t *testing.T) {
+			// Checked even when the answer was wrong.
+			defer func() {
+				checkHealthy(t, env)
+				if after := desiredState(t, c); !reflect.DeepEqual(before, after) {
+					t.Errorf("the cluster's desired state changed:\nbefore %+v\nafter  %+v", before, after)
+					before = after // the next cases are checked against it
+				}
+			}()
 			status, body := env.send(t, tc)
-			checkAnswer(t, tc, status, body)
 			for _, secret := range []string{testnode.Token, env.userKey} {
 				if bytes.Contains(body, []byte(secret)) {
 					t.Errorf("the answer repeats a credential: %s", body)
 				}
 			}
-			checkHealthy(t, env)
-			if after := desiredState(t, c); !reflect.DeepEqual(before, after) {
-				t.Errorf("the cluster's desired state changed:\nbefore %+v\nafter  %+v", before, after)
-				before = after // the next cases are checked against it
-			}
+			checkAnswer(t, tc, status, body)
 		})
 	}
 	checkServes(t, env)
