@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -54,6 +55,13 @@ func messagesToOllama(req *anthropic.MessagesRequest, limit int) (*api.ChatReque
 		return nil, invalidParam("messages", "messages: no message has content this server reads (text, image, tool_use, tool_result or thinking blocks)")
 	}
 	return chat, nil
+}
+
+// hasTurn reports whether a translated chat has a message beside its
+// system prompt: Ollama takes a chat of none as a request to load the
+// model, and answers nothing.
+func hasTurn(msgs []api.Message) bool {
+	return slices.ContainsFunc(msgs, func(m api.Message) bool { return m.Role != "system" })
 }
 
 // checkMessagesRequest checks what Anthropic's API checks and Ollama's

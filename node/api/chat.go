@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
@@ -283,13 +282,6 @@ func (r *chatRequest) normalizeEffort() error {
 		*p = v
 	}
 	return nil
-}
-
-// hasTurn reports whether a translated chat has a message beside its
-// system prompt: Ollama takes a chat of none as a request to load the
-// model, and answers nothing.
-func hasTurn(msgs []api.Message) bool {
-	return slices.ContainsFunc(msgs, func(m api.Message) bool { return m.Role != "system" })
 }
 
 func reasoningOf(r *openai.Reasoning) *string {
