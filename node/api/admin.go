@@ -42,7 +42,8 @@ func (s *Server) adminRoutes(cl Cluster) {
 	s.app.All("/internal/v1/cluster/*", s.peerOrJoining, s.readBody, adaptor.HTTPHandler(cl.Handler()))
 	s.startAuditFlush(cl)
 	cl = auditedCluster{Cluster: cl, now: s.now, log: s.log}
-	a := s.app.Group("/admin/v1", s.requireAdmin(), auditContext, requireJSON, s.adminDeadline, s.readBody)
+	// The body is read (and bounded) before requireJSON looks at it.
+	a := s.app.Group("/admin/v1", s.requireAdmin(), auditContext, s.adminDeadline, s.readBody, requireJSON)
 	a.Get("/routing", s.routingView)
 	a.Get("/cluster", func(c *fiber.Ctx) error {
 		st, err := cl.Status(c.UserContext())
@@ -127,7 +128,7 @@ func requireMember(ctx context.Context, cl Cluster, id string) error {
 			return nil
 		}
 	}
-	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + id + " in the raft configuration"}
+	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + cut(id) + " in the raft configuration"}
 }
 
 // Bounds of node labels.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -20,12 +21,9 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if err := checkMessagesRequest(&req, s.tokenLimit()); err != nil {
-		return err
-	}
-	chat, err := anthropic.FromMessagesRequest(req)
+	chat, err := messagesToOllama(&req, s.tokenLimit())
 	if err != nil {
-		return invalidParam("messages", "%s", err.Error())
+		return err
 	}
 	requestInfo(c).setModel(req.Model)
 	id := s.ids.next("msg_")
@@ -39,6 +37,31 @@ func (s *Server) messages(c *fiber.Ctx) error {
 	}
 	st := &anthropicStream{conv: anthropic.NewStreamConverter(id, req.Model, anthropic.EstimateInputTokens(req))}
 	return s.serveEvents(c, g, func(e *Error) []byte { return sseFrame("error", inBandError(familyAnthropic, e)) }, st.process)
+}
+
+// messagesToOllama checks a Messages request, asking for at most limit
+// tokens (0: any), and translates it.
+func messagesToOllama(req *anthropic.MessagesRequest, limit int) (*api.ChatRequest, error) {
+	if err := checkMessagesRequest(req, limit); err != nil {
+		return nil, err
+	}
+	chat, err := anthropic.FromMessagesRequest(*req)
+	if err != nil {
+		return nil, invalidParam("messages", "%s", err.Error())
+	}
+	if !hasTurn(chat.Messages) {
+		// The translator leaves out blocks of types it does not know: a
+		// request of nothing else would reach Ollama without a turn.
+		return nil, invalidParam("messages", "messages: no message has content this server reads (text, image, tool_use, tool_result or thinking blocks)")
+	}
+	return chat, nil
+}
+
+// hasTurn reports whether a translated chat has a message beside its
+// system prompt: Ollama takes a chat of none as a request to load the
+// model, and answers nothing.
+func hasTurn(msgs []api.Message) bool {
+	return slices.ContainsFunc(msgs, func(m api.Message) bool { return m.Role != "system" })
 }
 
 // checkMessagesRequest checks what Anthropic's API checks and Ollama's
@@ -59,6 +82,48 @@ func checkMessagesRequest(req *anthropic.MessagesRequest, limit int) error {
 		if m.Role != "user" && m.Role != "assistant" {
 			return invalidParam(indexed("messages", i, "role"), "messages.%d.role: Input should be 'user' or 'assistant'", i)
 		}
+		if err := checkBlocks(i, m.Content); err != nil {
+			return err
+		}
+	}
+	return checkAnthropicSampling(req)
+}
+
+// checkBlocks accepts a message's content as Anthropic does: a string or
+// a list of content blocks, each an object with a type.
+func checkBlocks(i int, content any) error {
+	switch c := content.(type) {
+	case string:
+		return nil
+	case []any:
+		for j, b := range c {
+			if m, ok := b.(map[string]any); !ok || !hasType(m) {
+				return invalidParam(indexed("messages", i, "content"), "messages.%d.content.%d: Input should be an object with a type", i, j)
+			}
+		}
+		return nil
+	}
+	return invalidParam(indexed("messages", i, "content"), "messages.%d.content: Input should be a valid string or list of content blocks", i)
+}
+
+func hasType(block map[string]any) bool {
+	_, ok := block["type"].(string)
+	return ok
+}
+
+// checkAnthropicSampling checks the sampling parameters' ranges as
+// Anthropic's API does.
+func checkAnthropicSampling(req *anthropic.MessagesRequest) error {
+	for _, p := range []struct {
+		name string
+		v    *float64
+	}{{"temperature", req.Temperature}, {"top_p", req.TopP}} {
+		if p.v != nil && !(*p.v >= 0 && *p.v <= 1) {
+			return invalidParam(p.name, "%s: Input should be between 0 and 1", p.name)
+		}
+	}
+	if req.TopK != nil && *req.TopK < 0 {
+		return invalidParam("top_k", "top_k: Input should be greater than or equal to 0")
 	}
 	return nil
 }
@@ -87,12 +152,42 @@ func (r *responsesRequest) validate(limit int) error {
 	case r.Background:
 		return unsupportedParam("background", "background: true is not supported; stream the response instead")
 	}
+	if err := checkSampling(r.Temperature, r.TopP, nil, nil); err != nil {
+		return err
+	}
 	if f := r.textFormat(); f != nil && f.Type == "json_schema" {
 		if err := checkSchema("text.format.schema", f.Schema); err != nil {
 			return err
 		}
 	}
 	return checkTokens(limit, tokenParam{"max_output_tokens", r.MaxOutputTokens})
+}
+
+// toOllama checks the request, asking for at most limit tokens (0: any),
+// and translates it.
+func (r *responsesRequest) toOllama(limit int) (*api.ChatRequest, error) {
+	if err := r.validate(limit); err != nil {
+		return nil, err
+	}
+	chat, err := openai.FromResponsesRequest(r.ResponsesRequest)
+	if err != nil {
+		return nil, invalidParam("input", "%s", err.Error())
+	}
+	if len(chat.Messages) == 0 {
+		return nil, invalidParam("input", "input is required: a string or an array of input items")
+	}
+	for i, m := range chat.Messages {
+		switch m.Role {
+		case "developer":
+			chat.Messages[i].Role = "system"
+		case "system", "user", "assistant", "tool":
+		default:
+			return nil, invalidParam("input", "invalid role %q in input: want user, assistant, system or developer", cut(m.Role))
+		}
+	}
+	streamed := r.Stream != nil && *r.Stream
+	chat.Stream = &streamed
+	return chat, nil
 }
 
 func (r *responsesRequest) textFormat() *openai.ResponsesTextFormat {
@@ -108,15 +203,11 @@ func (s *Server) responses(c *fiber.Ctx) error {
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	if err := req.validate(s.tokenLimit()); err != nil {
+	chat, err := req.toOllama(s.tokenLimit())
+	if err != nil {
 		return err
 	}
-	chat, err := openai.FromResponsesRequest(req.ResponsesRequest)
-	if err != nil {
-		return invalidParam("input", "%s", err.Error())
-	}
-	streamed := req.Stream != nil && *req.Stream
-	chat.Stream = &streamed
+	streamed := *chat.Stream
 	requestInfo(c).setModel(req.Model)
 	respID, itemID := s.ids.next("resp_"), s.ids.next("msg_")
 	g := chatGeneration(s.be, chat)

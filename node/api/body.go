@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 
 	"github.com/gofiber/fiber/v2"
 )
@@ -51,7 +52,8 @@ func readLimited(r io.Reader, limit, declared int) ([]byte, error) {
 	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
 	switch {
 	case err != nil && !errors.Is(err, io.EOF):
-		return nil, invalidParam("", "could not read the request body: %s", err.Error())
+		// The reader's error may quote what it could not parse.
+		return nil, invalidParam("", "could not read the request body: it ended early or its chunked encoding is broken")
 	case n > int64(limit):
 		return nil, bodyTooLarge(limit)
 	case declared >= 0 && n != int64(declared):
@@ -69,4 +71,71 @@ func fmtBytes(n int) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 	return fmt.Sprintf("%d bytes", n)
+}
+
+// checkFraming refuses a request whose headers give its body's length
+// ambiguously: Content-Lengths that differ, a Content-Length beside a
+// Transfer-Encoding, or a Transfer-Encoding other than one "chunked".
+// fasthttp reads such a body by the last Content-Length, or as chunked
+// for any Transfer-Encoding; a proxy in front may read it otherwise and
+// take the rest for another request (request smuggling), so the request
+// is refused and the connection closed, as RFC 9112 (6.3) asks.
+func checkFraming(c *fiber.Ctx) error {
+	lengths, encodings := framingHeaders(c.Request().Header.RawHeaders())
+	var why string
+	switch {
+	case len(encodings) > 1 || len(encodings) == 1 && !asciiEqualFold([]byte(encodings[0]), "chunked"):
+		why = "a Transfer-Encoding other than chunked"
+	case len(encodings) == 1 && len(lengths) > 0:
+		why = "both Content-Length and Transfer-Encoding"
+	case len(lengths) > 1 && slices.ContainsFunc(lengths, func(l string) bool { return l != lengths[0] }):
+		why = "Content-Length headers that differ"
+	default:
+		return c.Next()
+	}
+	c.Context().SetConnectionClose()
+	return invalidParam("", "the request has %s: its body's length is ambiguous", why)
+}
+
+// framingHeaders are the values of the Content-Length and
+// Transfer-Encoding headers of a request's raw header block, the names
+// matched as fasthttp matches them (ASCII letters in any case).
+func framingHeaders(raw []byte) (lengths, encodings []string) {
+	for len(raw) > 0 {
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, []byte("\n"))
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		k, v = bytes.Trim(k, " \t\r"), bytes.Trim(v, " \t\r")
+		switch {
+		case asciiEqualFold(k, fiber.HeaderContentLength):
+			lengths = append(lengths, string(v))
+		case asciiEqualFold(k, fiber.HeaderTransferEncoding):
+			encodings = append(encodings, string(v))
+		}
+	}
+	return lengths, encodings
+}
+
+// asciiEqualFold reports whether b is name, ignoring the case of ASCII
+// letters only.
+func asciiEqualFold(b []byte, name string) bool {
+	if len(b) != len(name) {
+		return false
+	}
+	for i := range b {
+		if lower(b[i]) != lower(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

@@ -160,9 +160,9 @@ func (ct catalog) spec(m state.ModelSpec) (state.ModelSpec, error) {
 	if name == "" {
 		return m, invalidParam("name", "name is required: the Ollama tag the figures are for, e.g. \"acme/coder:7b\"")
 	}
-	key, err := models.NormalizeName(name)
+	key, err := catalogKey(name)
 	if err != nil {
-		return m, invalidParam("name", "%v", err)
+		return m, err
 	}
 	if b, ok := ct.cl.SchedulerOptions().Catalog.Lookup(name); ok {
 		return m, &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "builtin", Param: "name",
@@ -235,16 +235,26 @@ func catalogName(c *fiber.Ctx) (name, key string, err error) {
 	if err != nil {
 		return "", "", invalidParam("name", "model name in the path: %v", err)
 	}
-	key, err = models.NormalizeName(name)
-	if err != nil {
-		return "", "", invalidParam("name", "%v", err)
+	key, err = catalogKey(name)
+	return name, key, err
+}
+
+// catalogKey is the key form of a model name, or the refusal of a name
+// that is too long (without repeating it) or invalid.
+func catalogKey(name string) (string, error) {
+	if len(name) > MaxModelName {
+		return "", invalidParam("name", "the model name is %d bytes long; at most %d are accepted", len(name), MaxModelName)
 	}
-	return name, key, nil
+	key, err := models.NormalizeName(name)
+	if err != nil {
+		return "", invalidParam("name", "%v", err)
+	}
+	return key, nil
 }
 
 func noModel(name string) *Error {
 	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "name",
-		Message: "model " + name + " is neither built in nor registered (GET /admin/v1/catalog lists the known models)"}
+		Message: "model " + cut(name) + " is neither built in nor registered (GET /admin/v1/catalog lists the known models)"}
 }
 
 // modelKnown reports whether the scheduler can size model: it is in the

@@ -198,7 +198,25 @@ func (r *chatRequest) toOllama(limit int) (*api.ChatRequest, error) {
 		}
 		return nil, invalidParam(param, "%s", err.Error())
 	}
+	if len(out.Messages) == 0 {
+		return nil, invalidParam("messages", "no message has content: an empty array of content parts is not a message")
+	}
 	return out, nil
+}
+
+// checkContent accepts a message's content as OpenAI does: a string, an
+// array of content parts, or nothing beside tool calls.
+func checkContent(i int, m openai.Message) error {
+	switch m.Content.(type) {
+	case string, []any:
+		return nil
+	case nil:
+		if len(m.ToolCalls) > 0 {
+			return nil
+		}
+		return invalidParam(indexed("messages", i, "content"), "messages[%d].content is required (a string or an array of content parts) unless the message has tool_calls", i)
+	}
+	return invalidParam(indexed("messages", i, "content"), "messages[%d].content must be a string or an array of content parts", i)
 }
 
 func (r *chatRequest) validate(limit int) error {
@@ -210,7 +228,10 @@ func (r *chatRequest) validate(limit int) error {
 	}
 	for i, m := range r.Messages {
 		if !chatRoles[m.Role] {
-			return invalidParam(indexed("messages", i, "role"), "invalid role %q: want system, developer, user, assistant or tool", m.Role)
+			return invalidParam(indexed("messages", i, "role"), "invalid role %q: want system, developer, user, assistant or tool", cut(m.Role))
+		}
+		if err := checkContent(i, m); err != nil {
+			return err
 		}
 	}
 	if err := checkSampling(r.Temperature, r.TopP, r.FrequencyPenalty, r.PresencePenalty); err != nil {
@@ -256,7 +277,7 @@ func (r *chatRequest) normalizeEffort() error {
 		}
 		v, ok := reasoningEfforts[*p]
 		if !ok {
-			return invalidParam("reasoning_effort", "invalid reasoning_effort %q: want none, minimal, low, medium or high", *p)
+			return invalidParam("reasoning_effort", "invalid reasoning_effort %q: want none, minimal, low, medium or high", cut(*p))
 		}
 		*p = v
 	}

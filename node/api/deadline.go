@@ -50,12 +50,12 @@ func adminTimeout(v string) (time.Duration, error) {
 	if err != nil {
 		secs, ferr := strconv.ParseFloat(v, 64)
 		if ferr != nil {
-			return 0, invalidParam("timeout", "timeout %q: give a duration such as \"2s\" or a number of seconds", v)
+			return 0, invalidParam("timeout", "timeout %q: give a duration such as \"2s\" or a number of seconds", cut(v))
 		}
 		d = time.Duration(secs * float64(time.Second))
 	}
 	if d < MinAdminTimeout || d > MaxAdminTimeout {
-		return 0, invalidParam("timeout", "timeout %q: between %v and %v", v, MinAdminTimeout, MaxAdminTimeout)
+		return 0, invalidParam("timeout", "timeout %q: between %v and %v", cut(v), MinAdminTimeout, MaxAdminTimeout)
 	}
 	return d, nil
 }

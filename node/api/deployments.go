@@ -80,6 +80,13 @@ type deploymentRequest struct {
 	IdleTimeout json.RawMessage `json:"idle_timeout"`
 }
 
+// Bounds of a deployment's constraints: how many, and the bytes of each
+// (a label key and value with an operator).
+const (
+	maxConstraints = 64
+	maxConstraint  = maxLabelKeyLen + maxLabelValueLen + 8
+)
+
 // maxIdleTimeout bounds a deployment's idle timeout.
 const maxIdleTimeout = 365 * 24 * time.Hour
 
@@ -89,7 +96,7 @@ func parseIdleTimeout(raw json.RawMessage) (time.Duration, error) {
 		return 0, nil
 	}
 	bad := func() error {
-		return invalidParam("idle_timeout", "idle_timeout %s: give a duration such as \"10m\" or a number of seconds, 0 or from 1s to %v, whole seconds", raw, maxIdleTimeout)
+		return invalidParam("idle_timeout", "idle_timeout %s: give a duration such as \"10m\" or a number of seconds, 0 or from 1s to %v, whole seconds", cut(string(raw)), maxIdleTimeout)
 	}
 	var d time.Duration
 	var secs float64
@@ -170,7 +177,7 @@ func (r deploymentRequest) deployment() (state.Deployment, error) {
 		d.Replicas = *r.Replicas
 	}
 	if !deploymentName.MatchString(d.Name) {
-		return d, invalidParam("name", "deployment name %q: use 1 to 64 lower-case letters, digits and . _ : -, starting and ending with a letter or digit", d.Name)
+		return d, invalidParam("name", "deployment name %q: use 1 to 64 lower-case letters, digits and . _ : -, starting and ending with a letter or digit", cut(d.Name))
 	}
 	if err := checkModel(d.Model); err != nil {
 		return d, err
@@ -183,7 +190,13 @@ func (r deploymentRequest) deployment() (state.Deployment, error) {
 		return d, err
 	}
 	d.IdleTimeout = int64(idle / time.Second)
+	if len(r.Constraints) > maxConstraints {
+		return d, invalidParam("constraints", "at most %d constraints", maxConstraints)
+	}
 	for _, s := range r.Constraints {
+		if len(s) > maxConstraint {
+			return d, invalidParam("constraints", "a constraint has at most %d bytes", maxConstraint)
+		}
 		d.Constraints = append(d.Constraints, strings.TrimSpace(s))
 	}
 	if _, err := scheduler.ParseConstraints(d.Constraints); err != nil {
@@ -222,8 +235,8 @@ func checkSpreadBy(key string) error {
 		return nil
 	}
 	c, err := scheduler.ParseConstraint(key)
-	if err != nil || c.Op != scheduler.OpExists || c.Key != key || strings.HasPrefix(key, "gpu.") {
-		return invalidParam("spread_by", "spread_by %q is not a node label key (letters, digits and . _ / -)", key)
+	if err != nil || len(key) > maxLabelKeyLen || c.Op != scheduler.OpExists || c.Key != key || strings.HasPrefix(key, "gpu.") {
+		return invalidParam("spread_by", "spread_by %q is not a node label key (up to 63 letters, digits and . _ / -)", cut(key))
 	}
 	return nil
 }
@@ -276,7 +289,7 @@ func (d deployments) get(c *fiber.Ctx) error {
 }
 
 func noDeployment(name string) *Error {
-	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "name", Message: "no deployment " + name + " in the cluster"}
+	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "name", Message: "no deployment " + cut(name) + " in the cluster"}
 }
 
 // snapshot is the state the views show: read as the request asks, with
@@ -534,12 +547,12 @@ func (d deployments) uncordonable(ctx context.Context, id string) (*state.Node, 
 	}
 	switch {
 	case node == nil:
-		return nil, &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + id + " in the cluster"}
+		return nil, &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + cut(id) + " in the cluster"}
 	case node.Status == state.NodeReady:
 		return node, nil
 	case node.Status == state.NodeDown:
 		return nil, &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "node_down", Param: "id",
-			Message: "node " + id + " is down; it becomes ready when its heartbeats resume"}
+			Message: "node " + cut(id) + " is down; it becomes ready when its heartbeats resume"}
 	}
 	return nil, nil
 }

@@ -29,7 +29,7 @@ func (d deployments) node(c *fiber.Ctx) error {
 	}
 	n, ok := snap.Nodes[id]
 	if !ok || n == nil {
-		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + id + " in the cluster"}
+		return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no node " + cut(id) + " in the cluster"}
 	}
 	v := nodeView{Node: *n}
 	if n.Status == state.NodeDraining {

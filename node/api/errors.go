@@ -156,6 +156,9 @@ func optionRefused(err error) *Error {
 	var oe *router.OptionError
 	if errors.As(err, &oe) {
 		e.Param = "options." + oe.Option
+		if oe.Invalid {
+			e.Code = "" // allowed, but not with this value
+		}
 	}
 	return e
 }
@@ -163,6 +166,11 @@ func optionRefused(err error) *Error {
 func fiberError(fe *fiber.Error) *Error {
 	e := &Error{Status: fe.Code, Type: typeInvalid, Message: fe.Message}
 	switch fe.Code {
+	case http.StatusBadRequest:
+		// Only fasthttp's parser fails a request with a Fiber 400, and its
+		// message quotes the request's whole header block, credentials
+		// included.
+		e.Message = "The request could not be read: it is not valid HTTP/1.1 (its request line, headers or body framing)."
 	case http.StatusNotFound:
 		e.Code = "unknown_url"
 	case http.StatusMethodNotAllowed:
@@ -211,7 +219,10 @@ const (
 	familyOllama
 )
 
+// familyOf is the family of a route's path. Routes match whatever the
+// case of the path ("/API/CHAT" is /api/chat), so the family does too.
 func familyOf(path string) family {
+	path = strings.ToLower(path)
 	switch {
 	case strings.HasPrefix(path, "/v1/messages"):
 		return familyAnthropic
@@ -225,11 +236,37 @@ func familyOf(path string) family {
 func errorBody(f family, e *Error) any {
 	switch f {
 	case familyAnthropic:
-		return anthropic.NewError(e.Status, e.Message)
+		b := anthropic.NewError(e.Status, e.Message)
+		b.Error.Type = anthropicType(e.Status)
+		return b
 	case familyOllama:
 		return map[string]string{"error": e.Message}
 	}
 	return e.openAI()
+}
+
+// anthropicType is the error type Anthropic's API gives with a status.
+// Ollama's anthropic.NewError calls 413 and the other client errors
+// api_error, which Anthropic keeps for its own failures.
+func anthropicType(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "authentication_error"
+	case http.StatusForbidden:
+		return "permission_error"
+	case http.StatusNotFound:
+		return "not_found_error"
+	case http.StatusRequestEntityTooLarge:
+		return "request_too_large"
+	case http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case http.StatusServiceUnavailable, 529:
+		return "overloaded_error"
+	}
+	if status >= 400 && status < 500 {
+		return "invalid_request_error"
+	}
+	return "api_error"
 }
 
 // inBandError is the payload that ends a stream that fails after its first
@@ -251,18 +288,30 @@ func writeError(c *fiber.Ctx, e *Error) error {
 	if status == StatusClientClosed {
 		return nil
 	}
+	if len(e.Message) > maxMessage {
+		cp := *e
+		cp.Message = cutTo(e.Message, maxMessage)
+		e = &cp
+	}
 	return c.Status(status).JSON(errorBody(familyOf(c.Path()), e))
 }
+
+// maxMessage bounds an error message: whatever a message quotes of a
+// request, the answer stays small.
+const maxMessage = 1024
 
 // maxEcho is how much of a client's string an error message repeats.
 const maxEcho = 48
 
 // cut is the start of s, at most maxEcho bytes, marked when cut.
-func cut(s string) string {
-	if len(s) <= maxEcho {
+func cut(s string) string { return cutTo(s, maxEcho) }
+
+// cutTo is the start of s, at most n bytes of whole runes, marked when
+// cut.
+func cutTo(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	n := maxEcho
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}

@@ -1,6 +1,9 @@
 package api
 
-import "bytes"
+import (
+	"bytes"
+	"encoding/json"
+)
 
 // MaxModelName is the longest model name accepted, in bytes (as sent,
 // JSON escapes included). Longer names are refused without being echoed.
@@ -114,11 +117,26 @@ func (sc *jsonScan) open(c byte) *Error {
 
 func (sc *jsonScan) isListKey() bool {
 	for _, k := range listKeys {
-		if bytes.Equal(sc.key, k) {
+		if bytes.EqualFold(sc.key, k) {
 			return true
 		}
 	}
 	return false
+}
+
+// topKey is a key of the top-level object as the request types match it
+// to their fields: unescaped (encoding/json then compares it ignoring
+// case, as bytes.EqualFold does: "Messages" and "mod\u0065l" are
+// messages and model).
+func topKey(raw []byte) []byte {
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
+	var s string
+	if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &s) != nil {
+		return raw
+	}
+	return []byte(s)
 }
 
 func (sc *jsonScan) close() {
@@ -147,11 +165,11 @@ func (sc *jsonScan) str() *Error {
 	s := sc.b[start:end]
 	if sc.isKey() {
 		if len(sc.stack) == 1 {
-			sc.key = s
+			sc.key = topKey(s)
 		}
 		return nil
 	}
-	if len(sc.stack) == 1 && bytes.Equal(sc.key, modelKey) && len(s) > MaxModelName {
+	if len(sc.stack) == 1 && bytes.EqualFold(sc.key, modelKey) && len(s) > MaxModelName {
 		return modelTooLong(len(s))
 	}
 	return sc.value()

@@ -8,8 +8,13 @@ import (
 	"testing"
 )
 
+// FuzzCheckJSON: the limit checker refuses with a 400, and a valid
+// document it accepts is within every limit as the standard decoder
+// reads it (depth, values, items of messages and input, model length).
 func FuzzCheckJSON(f *testing.F) {
-	for _, seed := range []string{`{"model":"m","messages":[{"role":"user"}]}`, `[[[`, `"\`, `{"a":"\"x\\"}`, `}]`, ``, `{"input":[1,2,3]}`} {
+	for _, seed := range []string{`{"model":"m","messages":[{"role":"user"}]}`, `[[[`, `"\`, `{"a":"\"x\\"}`, `}]`, ``, `{"input":[1,2,3]}`,
+		`{"messages":[1,2],"input":[[1,2,3]],"x":{"messages":[1,2,3]}}`, `{"model":"\u0041\"` + strings.Repeat("m", 300) + `"}`,
+		`{"a" : "b", "c":[true,false,null,1e5,-0.5]}`} {
 		f.Add(seed)
 	}
 	lim := jsonLimits{depth: 4, values: 64, messages: 2}
@@ -23,8 +28,66 @@ func FuzzCheckJSON(f *testing.F) {
 			if depth := depthOf(doc); depth > lim.depth {
 				t.Fatalf("accepted %q nested %d deep", doc, depth)
 			}
+			values, lists := countValues(doc)
+			if values > lim.values {
+				t.Fatalf("accepted %q holding %d values", doc, values)
+			}
+			for key, n := range lists {
+				if n > lim.messages {
+					t.Fatalf("accepted %q whose %s holds %d items", doc, key, n)
+				}
+			}
+			// Request types decode keys as encoding/json matches them
+			// to struct fields: whatever their case or escapes.
+			var top map[string]any
+			if json.Unmarshal([]byte(doc), &top) == nil {
+				for k, v := range top {
+					if m, ok := v.(string); ok && strings.EqualFold(k, "model") && len(m) > MaxModelName {
+						t.Fatalf("accepted %q, a model name of %d bytes", doc, len(m))
+					}
+				}
+			}
 		}
 	})
+}
+
+// countValues counts the values of a valid JSON document (object keys
+// are not values) and the items of its top-level object's messages and
+// input arrays (by any key that encoding/json matches to those names).
+func countValues(doc string) (int, map[string]int) {
+	dec := json.NewDecoder(strings.NewReader(doc))
+	var stack []json.Delim
+	isKey := false // the next string is an object key
+	var key string // the last key of the top-level object
+	values, lists := 0, map[string]int{}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return values, lists
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			isKey = len(stack) > 0 && stack[len(stack)-1] == '{'
+			continue
+		}
+		if s, ok := tok.(string); ok && isKey {
+			if len(stack) == 1 {
+				key = s
+			}
+			isKey = false
+			continue
+		}
+		values++
+		if len(stack) == 2 && stack[0] == '{' && stack[1] == '[' && (strings.EqualFold(key, "messages") || strings.EqualFold(key, "input")) {
+			lists[key]++
+		}
+		if d, ok := tok.(json.Delim); ok {
+			stack = append(stack, d)
+			isKey = d == '{'
+			continue
+		}
+		isKey = len(stack) > 0 && stack[len(stack)-1] == '{'
+	}
 }
 
 // depthOf is the nesting depth of a valid JSON document, as the

@@ -3,8 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"path"
 	"strconv"
@@ -166,7 +164,7 @@ func (k keyRoutes) get(c *fiber.Ctx) error {
 }
 
 func keyNotFound(id string) *Error {
-	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no key " + id}
+	return &Error{Status: http.StatusNotFound, Type: typeInvalid, Code: "not_found", Param: "id", Message: "no key " + cut(id)}
 }
 
 func (k keyRoutes) update(c *fiber.Ctx) error {
@@ -291,7 +289,7 @@ func checkModels(in []string) ([]string, error) {
 	for _, m := range in {
 		m = strings.ToLower(strings.TrimSpace(m))
 		if _, err := path.Match(m, ""); err != nil || m == "" || len(m) > maxKeyName {
-			return nil, invalidParam("models", "models: %q is not a deployment name or pattern (path.Match syntax)", m)
+			return nil, invalidParam("models", "models: %q is not a deployment name or pattern (path.Match syntax)", cut(m))
 		}
 		out = append(out, m)
 	}
@@ -334,6 +332,11 @@ func parseSpan(raw json.RawMessage, param string, lo, hi time.Duration) (time.Du
 		if days, ok := strings.CutSuffix(s, "d"); ok {
 			var x float64
 			x, err = strconv.ParseFloat(days, 64)
+			// Checked before the conversion, whose result for NaN or
+			// out of range differs between platforms.
+			if err == nil && !(x*24*3600 >= lo.Seconds() && x*24*3600 <= hi.Seconds()) {
+				return 0, bad
+			}
 			d = time.Duration(x * float64(24*time.Hour))
 		} else {
 			d, err = time.ParseDuration(s)
@@ -343,7 +346,7 @@ func parseSpan(raw json.RawMessage, param string, lo, hi time.Duration) (time.Du
 		}
 	case json.Unmarshal(raw, &n) == nil:
 		x, err := n.Float64()
-		if err != nil || x > hi.Seconds() {
+		if err != nil || x < lo.Seconds() || x > hi.Seconds() {
 			return 0, bad
 		}
 		d = time.Duration(x * float64(time.Second))
@@ -365,15 +368,7 @@ func decodeStrict(c *fiber.Ctx, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(c.Body()))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return jsonError(err)
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return jsonError(err)
-		}
-		return invalidParam("", "%v", err)
+		return jsonError(err, c.Body(), v, true)
 	}
 	return nil
 }

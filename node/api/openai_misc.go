@@ -45,14 +45,26 @@ func (r *completionRequest) toOllama(limit int) (api.GenerateRequest, error) {
 	if err := errors.Join(checkTokens(limit, tokenParam{"max_tokens", r.MaxTokens}), checkStop(r.Stop)); err != nil {
 		return api.GenerateRequest{}, err
 	}
-	if t := r.Temperature; t != nil && (*t < 0 || *t > 2) {
-		return api.GenerateRequest{}, invalidParam("temperature", "temperature must be between 0 and 2")
+	if err := r.checkSampling(); err != nil {
+		return api.GenerateRequest{}, err
 	}
 	out, err := openai.FromCompleteRequest(r.CompletionRequest)
 	if err != nil {
 		return out, invalidParam("stop", "%s", err.Error())
 	}
 	return out, nil
+}
+
+// checkSampling checks the sampling parameters' ranges, as OpenAI does
+// (the library passes any value on to Ollama).
+func (r *completionRequest) checkSampling() error {
+	var temp *float64
+	if r.Temperature != nil {
+		t := float64(*r.Temperature)
+		temp = &t
+	}
+	topP, freq, pres := float64(r.TopP), float64(r.FrequencyPenalty), float64(r.PresencePenalty)
+	return checkSampling(temp, &topP, &freq, &pres)
 }
 
 func singleString(p []any) (string, bool) {
@@ -138,7 +150,7 @@ func toEmbedRequest(req openai.EmbedRequest) (*api.EmbedRequest, error) {
 	switch strings.ToLower(req.EncodingFormat) {
 	case "", "float", "base64":
 	default:
-		return nil, invalidParam("encoding_format", "invalid encoding_format %q: want float or base64", req.EncodingFormat)
+		return nil, invalidParam("encoding_format", "invalid encoding_format %q: want float or base64", cut(req.EncodingFormat))
 	}
 	if req.Dimensions < 0 {
 		return nil, invalidParam("dimensions", "dimensions must be positive")

@@ -223,7 +223,7 @@ func (s *Server) routes() {
 	// A body is read only once its sender is known (readBody comes after
 	// each group's authentication): an unauthenticated client makes the
 	// node buffer nothing.
-	a.Use(s.observe, s.recoverPanic, s.browserGuard())
+	a.Use(s.observe, s.recoverPanic, checkFraming, s.browserGuard())
 	a.Get("/healthz", s.healthz)
 	a.Get("/readyz", s.readyz)
 	a.Get("/metrics", s.metrics.handler())
@@ -296,6 +296,12 @@ func (s *Server) handleError(c *fiber.Ctx, err error) error {
 	ae := toAPIError(err)
 	if ae.Status >= 500 && ae.Code == "internal_error" {
 		s.log.Error("unexpected error", zap.String("path", c.Path()), zap.Error(err))
+	}
+	if ae.Code == "unknown_url" {
+		// Fiber's message repeats the whole path.
+		cp := *ae
+		cp.Message = "Unknown request URL: " + cut(c.Method()) + " " + cut(c.Path()) + ". Please check the URL for typos."
+		ae = &cp
 	}
 	ri := requestInfo(c)
 	if ri.model != "" && isModelNotFound(err) {

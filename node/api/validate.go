@@ -2,10 +2,14 @@ package api
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"reflect"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -17,20 +21,24 @@ import (
 // when a value has the wrong type. The body is checked against the
 // server's JSON limits first, so that it is never decoded past them.
 func decodeBody(c *fiber.Ctx, v any) error {
-	body := c.Body()
-	if len(bytes.TrimSpace(body)) == 0 {
-		return invalidParam("", "the request body is empty; send a JSON object")
-	}
 	lim := requestInfo(c).limits
 	if lim == (jsonLimits{}) {
 		lim = DefaultConfig().jsonLimits()
+	}
+	return decodeJSON(c.Body(), lim, v)
+}
+
+// decodeJSON decodes a request body within lim into v.
+func decodeJSON(body []byte, lim jsonLimits, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return invalidParam("", "the request body is empty; send a JSON object")
 	}
 	if err := checkJSON(body, lim); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+		return jsonError(err, body, v, false)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return invalidParam("", "the request body must hold a single JSON object")
@@ -38,14 +46,15 @@ func decodeBody(c *fiber.Ctx, v any) error {
 	return nil
 }
 
-func jsonError(err error) error {
+// jsonError is the answer to a body that did not decode into v (strict:
+// with unknown fields refused). Errors that name no field (those of the
+// custom decoders of Ollama's types, whose texts may spell Go types) are
+// answered naming the field found to fail, never with their text.
+func jsonError(err error, body []byte, v any, strict bool) error {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
+	if errors.As(err, &te) && te.Field != "" {
 		field := jsonPath(te.Field)
-		if field == "" {
-			return invalidParam("", "the request body must be a JSON object, not %s", te.Value)
-		}
-		return invalidParam(field, "invalid type for '%s': expected %s, got %s", field, friendlyType(te.Type.String()), te.Value)
+		return invalidParam(field, "invalid type for '%s': expected %s, got %s", field, friendlyType(te.Type), te.Value)
 	}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
@@ -54,7 +63,74 @@ func jsonError(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return invalidParam("", "could not parse the JSON body of your request: it ends early")
 	}
-	return invalidParam("", "could not parse the JSON body of your request: %s", err.Error())
+	if first := bytes.TrimSpace(body); len(first) > 0 && first[0] != '{' {
+		return invalidParam("", "the request body must be a JSON object")
+	}
+	field, known := failingField(body, v, strict)
+	switch {
+	case field == "":
+		return invalidParam("", "could not parse the JSON body of your request")
+	case !known:
+		return invalidParam("", "Unrecognized request argument supplied: %s", cut(field))
+	}
+	var ce base64.CorruptInputError
+	if errors.As(err, &ce) {
+		return invalidParam(field, "invalid value for '%s': it is not valid base64", field)
+	}
+	return invalidParam(field, "invalid value for '%s'", field)
+}
+
+// failingField finds the top-level field of a JSON object body that does
+// not decode into a new value of v's type on its own, and whether v has
+// such a field; "" when none does alone.
+func failingField(body []byte, v any, strict bool) (string, bool) {
+	var fields map[string]json.RawMessage
+	rt := reflect.TypeOf(v)
+	if json.Unmarshal(body, &fields) != nil || rt.Kind() != reflect.Pointer {
+		return "", false
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		one, err := json.Marshal(map[string]json.RawMessage{name: fields[name]})
+		if err != nil {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(one))
+		if strict {
+			dec.DisallowUnknownFields()
+		}
+		if err := dec.Decode(reflect.New(rt.Elem()).Interface()); err != nil {
+			return name, !strict || knownField(rt.Elem(), name)
+		}
+	}
+	return "", false
+}
+
+// knownField reports whether a JSON object key names a field of struct
+// type t (as encoding/json matches keys: case-insensitively, through
+// embedded structs).
+func knownField(t reflect.Type, key string) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return false
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-":
+			continue
+		case f.Anonymous && name == "" && knownField(f.Type, key):
+			return true
+		case name == "" && f.IsExported():
+			name = f.Name
+		}
+		if strings.EqualFold(name, key) {
+			return true
+		}
+	}
+	return false
 }
 
 // jsonPath drops the names of embedded Go structs from a decoder's field
@@ -70,22 +146,27 @@ func jsonPath(field string) string {
 	return strings.Join(kept, ".")
 }
 
-func friendlyType(t string) string {
-	switch {
-	case strings.HasPrefix(t, "[]"):
+// friendlyType says what a Go type holds in JSON's words, never naming
+// the Go type.
+func friendlyType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Pointer:
+		return friendlyType(t.Elem())
+	case reflect.Slice, reflect.Array:
 		return "an array"
-	case strings.HasPrefix(t, "map"), strings.HasPrefix(t, "openai."), strings.HasPrefix(t, "api."), strings.HasPrefix(t, "struct"):
+	case reflect.Map, reflect.Struct:
 		return "an object"
-	case strings.Contains(t, "int"):
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "an integer"
-	case strings.Contains(t, "float"):
+	case reflect.Float32, reflect.Float64:
 		return "a number"
-	case t == "string":
+	case reflect.String:
 		return "a string"
-	case t == "bool":
+	case reflect.Bool:
 		return "a boolean"
 	}
-	return t
+	return "another type"
 }
 
 func indexed(field string, i int, sub string) string {
@@ -147,5 +228,5 @@ func checkResponseFormat(f *openai.ResponseFormat) error {
 		}
 		return checkSchema("response_format.json_schema.schema", f.JsonSchema.Schema)
 	}
-	return invalidParam("response_format.type", "invalid response_format type %q: want text, json_object or json_schema", f.Type)
+	return invalidParam("response_format.type", "invalid response_format type %q: want text, json_object or json_schema", cut(f.Type))
 }

@@ -85,15 +85,22 @@ func (e *ModelError) Is(target error) bool {
 	return target == ErrModelNotServed || (e.Cloud && target == ErrCloudModel) || (e.Invalid && target == ErrInvalidModelName)
 }
 
-// OptionError is a request that sets an option clients may not set.
+// OptionError is a request that sets an option clients may not set, or
+// an allowed option to a value of the wrong kind.
 type OptionError struct {
 	// Option is the option's name (a key of the request's options).
 	Option string
 	// Reason says why it is refused.
 	Reason string
+	// Invalid says the option is allowed but its value is not: Ollama
+	// would fail the request with a server error.
+	Invalid bool
 }
 
 func (e *OptionError) Error() string {
+	if e.Invalid {
+		return fmt.Sprintf("option %q is invalid: %s", e.Option, e.Reason)
+	}
 	return fmt.Sprintf("option %q is not allowed: %s", e.Option, e.Reason)
 }
 
@@ -240,7 +247,7 @@ func (r *Router) vetOption(k string, v any) *OptionError {
 	case k == "num_predict":
 		return r.vetNumPredict(v)
 	case samplingSet[k]:
-		return nil
+		return vetSampling(k, v)
 	case k == "num_ctx":
 		return r.vetNumCtx(v)
 	case loadSet[k]:
@@ -278,18 +285,76 @@ func (r *Router) vetNumPredict(v any) *OptionError {
 	return nil
 }
 
-// wholeNumber reads a whole number as JSON decodes it (float64) or as a
-// Go caller sets it.
-func wholeNumber(v any) (float64, bool) {
+// wholeOptions are the sampling options that hold whole numbers; stop
+// holds a string or strings, the others numbers.
+var wholeOptions = toSet([]string{"num_keep", "seed", "top_k", "repeat_last_n"})
+
+// maxWhole bounds the whole numbers of options: those a float64 holds
+// exactly.
+const maxWhole = 1 << 53
+
+// vetSampling checks that a sampling option's value is of the kind Ollama
+// reads it as: a whole number, a number it can hold (a float32) or, for
+// stop, an array of strings.
+func vetSampling(k string, v any) *OptionError {
+	bad := func(why string) *OptionError { return &OptionError{Option: k, Reason: why, Invalid: true} }
+	switch {
+	case k == "stop":
+		if !isStrings(v) {
+			return bad("it must be an array of strings")
+		}
+	case wholeOptions[k]:
+		if n, ok := wholeNumber(v); !ok || math.Abs(n) > maxWhole {
+			return bad("it must be a whole number")
+		}
+	default:
+		if n, ok := number(v); !ok || math.IsNaN(n) || math.Abs(n) > math.MaxFloat32 {
+			return bad("it must be a number")
+		}
+	}
+	return nil
+}
+
+// isStrings reports whether v is an array of strings, as Ollama reads
+// stop (a lone string fails the request there).
+func isStrings(v any) bool {
+	switch s := v.(type) {
+	case []string:
+		return true
+	case []any:
+		for _, e := range s {
+			if _, ok := e.(string); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// number reads a number as JSON decodes it or as a Go caller (the
+// OpenAI and Anthropic translators) sets it.
+func number(v any) (float64, bool) {
 	switch n := v.(type) {
 	case float64:
-		return n, n == math.Trunc(n)
+		return n, true
+	case float32:
+		return float64(n), true
 	case int:
 		return float64(n), true
 	case int64:
 		return float64(n), true
+	case int32:
+		return float64(n), true
 	}
 	return 0, false
+}
+
+// wholeNumber reads a whole number as JSON decodes it (float64) or as a
+// Go caller sets it.
+func wholeNumber(v any) (float64, bool) {
+	n, ok := number(v)
+	return n, ok && n == math.Trunc(n) && !math.IsInf(n, 0)
 }
 
 // keepAliveFor is the keep_alive to send with a request served here for

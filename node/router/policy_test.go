@@ -47,6 +47,16 @@ func TestOptionPolicy(t *testing.T) {
 		{name: "vocab_only", opts: map[string]any{"vocab_only": true}, refused: "vocab_only"},
 		{name: "an unknown option", opts: map[string]any{"flash_attention": true}, refused: "flash_attention"},
 		{name: "the first refused by name", opts: map[string]any{"num_gpu": 0.0, "main_gpu": 0.0, "temperature": 1.0}, refused: "main_gpu"},
+		{name: "translators' Go types pass", opts: map[string]any{"temperature": float32(0.5), "top_p": 1, "seed": 3, "stop": []string{"x"}},
+			want: map[string]any{"temperature": float32(0.5), "top_p": 1, "seed": 3, "stop": []string{"x"}}},
+		{name: "temperature a string", opts: map[string]any{"temperature": "hot"}, refused: "temperature"},
+		{name: "temperature past a float32", opts: map[string]any{"temperature": 1e308}, refused: "temperature"},
+		{name: "seed not whole", opts: map[string]any{"seed": 1.5}, refused: "seed"},
+		{name: "top_k past 2^53", opts: map[string]any{"top_k": 1e300}, refused: "top_k"},
+		{name: "stop of numbers", opts: map[string]any{"stop": []any{1.0}}, refused: "stop"},
+		{name: "stop an object", opts: map[string]any{"stop": map[string]any{}}, refused: "stop"},
+		{name: "stop a string (Ollama fails it)", opts: map[string]any{"stop": "x"}, refused: "stop"},
+		{name: "repeat_penalty a boolean", opts: map[string]any{"repeat_penalty": true}, refused: "repeat_penalty"},
 	}
 	r := New("a", nil, nil, nil).WithConfig(Config{ServeUndeployed: true, ContextLength: 8192})
 	for _, tc := range cases {

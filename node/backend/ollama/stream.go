@@ -53,16 +53,19 @@ func (c *Client) streamNDJSON(ctx context.Context, path string, req any, line fu
 	br := readers.Get().(*bufio.Reader)
 	br.Reset(resp.Body)
 	defer func() { br.Reset(nil); readers.Put(br) }()
-	return readLines(ctx, br, line)
+	return readLines(ctx, br, maxLine, line)
 }
 
-func readLines(ctx context.Context, br *bufio.Reader, line func([]byte) error) error {
+// readLines calls line for every line of br that is not blank, and fails
+// with backend.ErrFailed on a line longer than max bytes (about: it may
+// pass one up to max plus br's buffer).
+func readLines(ctx context.Context, br *bufio.Reader, max int, line func([]byte) error) error {
 	var long []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			if long = append(long, chunk...); len(long) > maxLine {
-				return fmt.Errorf("%w: a line of the answer is over %d bytes", backend.ErrFailed, maxLine)
+			if long = append(long, chunk...); len(long) > max {
+				return fmt.Errorf("%w: a line of the answer is over %d bytes", backend.ErrFailed, max)
 			}
 			continue
 		}
