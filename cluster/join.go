@@ -324,27 +324,23 @@ func (c *Cluster) Ready() error {
 	if _, id := c.raft.LeaderWithID(); id == "" {
 		return ErrNoLeader
 	}
-	if !c.caughtUp.Load() {
-		c.checkCaughtUp()
+	if !c.caughtUp.Load() && !c.checkCaughtUp() {
 		return ErrCatchingUp
 	}
 	return nil
 }
 
-// checkCaughtUp starts, unless one runs, a check that the local state has
-// applied what the cluster committed; Ready holds once one succeeded.
-func (c *Cluster) checkCaughtUp() {
-	if !c.catching.CompareAndSwap(false, true) {
-		return
+// checkCaughtUp reports whether the local state has applied what the
+// cluster committed (a linearizable read within two seconds); once it
+// has, Ready no longer asks.
+func (c *Cluster) checkCaughtUp() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if c.Read(ctx, false, func(*state.State) {}) != nil {
+		return false
 	}
-	go func() {
-		defer c.catching.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if c.Read(ctx, false, func(*state.State) {}) == nil {
-			c.caughtUp.Store(true)
-		}
-	}()
+	c.caughtUp.Store(true)
+	return true
 }
 
 // backoff grows from base, doubling, up to limit.

@@ -178,22 +178,21 @@ func (t RaftTimings) apply(rc *raft.Config) {
 // Cluster is one node's membership in the raft group.
 type Cluster struct {
 	// caughtUp is set once the local state has applied what the cluster
-	// had committed (a linearizable read succeeded); catching is set
-	// while a check of it runs.
-	caughtUp, catching atomic.Bool
-	cfg                Config
-	log                *zap.Logger
-	raft               *raft.Raft
-	fsm                *fsm
-	machine            *state.Machine
-	wal                *raftwal.WAL
-	meta               *metadb.BoltMetaDB
-	trans              *raft.NetworkTransport
-	stream             *streamLayer
-	client             *http.Client
-	ownHTTP            bool // client was built here and is closed here
-	keys               *pki.Keyring
-	stable             *closingStable
+	// had committed (a linearizable read succeeded).
+	caughtUp atomic.Bool
+	cfg      Config
+	log      *zap.Logger
+	raft     *raft.Raft
+	fsm      *fsm
+	machine  *state.Machine
+	wal      *raftwal.WAL
+	meta     *metadb.BoltMetaDB
+	trans    *raft.NetworkTransport
+	stream   *streamLayer
+	client   *http.Client
+	ownHTTP  bool // client was built here and is closed here
+	keys     *pki.Keyring
+	stable   *closingStable
 	// running is raft once started: the stream layer asks it who may
 	// connect.
 	running atomic.Pointer[raft.Raft]
