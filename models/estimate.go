@@ -334,7 +334,8 @@ func effectiveContext(m Model, opts EstimateOptions) int {
 //	llama      max(4b(1 + 4e + c(1+h)), 4b(e + v))
 //	qwen2      max(4b(e + v), 4b(1 + 2e + c + ch))
 //	gemma2     max(4b(e + v), 4b(2 + c + ch + 2e + 2hk*h))
-//	deepseek2  max(4b(3e + v), 4b(3e + 2 + c(1+hkv) + 2hk*hkv))
+//	deepseek2  max(4b(3e + v), 4b(3e + 2 + c(1+hkv) + 2hk*hkv)), hk being
+//	           the latent in a GGUF with latent attention (one KV head)
 //	others     (h/hkv) x kvTotal / 6, Ollama's fallback
 //
 // The llama form covers Mistral, Mixtral and Codestral, which load as
@@ -352,6 +353,12 @@ func graphBytes(m Model, b, c, kvTotal uint64) uint64 {
 	case "gemma2":
 		return max(4*b*(e+v), 4*b*(2+c+c*h+2*e+2*hk*h))
 	case "deepseek2":
+		// A GGUF that spells latent attention out has one KV head whose
+		// key is the latent: Ollama reads attention.key_length, the
+		// latent, where HeadDimK holds the per-head key_length_mla.
+		if m.KVLatentDim > 0 && hkv == 1 {
+			hk = uint64(m.KVLatentDim)
+		}
 		return max(4*b*(3*e+v), 4*b*(3*e+2+c*(1+hkv)+2*hk*hkv))
 	}
 	if hkv == 0 {

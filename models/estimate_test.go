@@ -297,6 +297,12 @@ func TestGraphAndOverhead(t *testing.T) {
 	if want := uint64(max(4*512*(3584+152064), 4*512*(1+2*3584+4096+4096*28))); q.Graph != want {
 		t.Errorf("qwen2 graph %d, want %d", q.Graph, want)
 	}
+	// deepseek2 (a GGUF with keys and values per head, as Ollama's
+	// library has DeepSeek-R1): max(4b(3e+v), 4b(3e+2+c(1+hkv)+2hk*hkv)).
+	r1 := Estimate(mustLookup(t, "deepseek-r1:671b"), EstimateOptions{Context: 4096, GPUs: []uint64{1 << 40}})
+	if want := uint64(max(4*512*(3*7168+129280), 4*512*(3*7168+2+4096*129+2*192*128))); r1.Graph != want {
+		t.Errorf("deepseek2 graph %d, want %d", r1.Graph, want)
+	}
 	// A short context shrinks the batch with it.
 	s := Estimate(llama, EstimateOptions{Context: 256, GPUs: []uint64{80 * gib}})
 	if want := uint64(max(4*256*(1+4*4096+256*33), 4*256*(4096+128256))); s.Batch != 256 || s.Graph != want {

@@ -63,13 +63,13 @@ func TestRequestsReachTheNodeThatHasTheModel(t *testing.T) {
 		}
 		hungUp := time.Now()
 		scancel()
-		wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer wcancel()
 		if err := holder.WaitFor(wctx, func(s ollamasim.Stats) bool { return s.Cancelled == 1 }); err != nil {
 			t.Fatalf("the serving backend never saw the hang-up: %+v", holder.Stats())
 		}
-		if d := holder.Cancellations()[0].End.Sub(hungUp); d > time.Second {
-			t.Errorf("the hang-up took %v to reach the backend", d)
+		if d := holder.Cancellations()[0].End.Sub(hungUp); d > hangupBound {
+			t.Errorf("the hang-up took %v to reach the backend, want within %v", d, hangupBound)
 		}
 	})
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ollama/ollama/api"
+
 	"github.com/sovra/sovra/internal/ollamarig"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
@@ -29,6 +31,76 @@ func ginChats(rig *ollamarig.Rig) int {
 		}
 	}
 	return n
+}
+
+// ginChatDurations returns how long a real Ollama's chat handler ran for
+// each chat request it logged, in order: the duration column of its
+// [GIN] lines.
+func ginChatDurations(rig *ollamarig.Rig) []time.Duration {
+	var out []time.Duration
+	for _, line := range strings.Split(rig.Logs(), "\n") {
+		if !strings.HasPrefix(line, "[GIN]") || !strings.Contains(line, `POST     "/api/chat"`) {
+			continue
+		}
+		// [GIN] date - time | status | duration | client | method "path"
+		cols := strings.Split(line, "|")
+		d, err := time.ParseDuration(strings.TrimSpace(cols[2]))
+		if err != nil {
+			d = -1
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// decodeRate returns the tokens a second rig's Ollama decodes a short
+// answer at.
+func decodeRate(ctx context.Context, t *testing.T, rig *ollamarig.Rig) float64 {
+	t.Helper()
+	last := chatOnce(ctx, t, rig, "Tell a story", 128)
+	return float64(last.EvalCount) / last.EvalDuration.Seconds()
+}
+
+// chatFor asks rig's Ollama for an answer of tokens tokens and returns
+// how long its handler ran it, as its log says.
+func chatFor(ctx context.Context, t *testing.T, rig *ollamarig.Rig, prompt string, tokens int) time.Duration {
+	t.Helper()
+	n := len(ginChatDurations(rig))
+	if last := chatOnce(ctx, t, rig, prompt, tokens); last.EvalCount != tokens {
+		t.Fatalf("an answer of %d tokens from %s ended after %d (%s)", tokens, rig.URL, last.EvalCount, last.DoneReason)
+	}
+	var ds []time.Duration
+	testwait.For(t, 5*time.Second, "Ollama to log the chat", func() bool { ds = ginChatDurations(rig); return len(ds) > n })
+	return ds[n]
+}
+
+func chatOnce(ctx context.Context, t *testing.T, rig *ollamarig.Rig, prompt string, tokens int) api.ChatResponse {
+	t.Helper()
+	// With the num_ctx the model is loaded with: another would make
+	// Ollama reload it, and the agent's next look at it reload it back,
+	// ending this chat.
+	ps, err := rig.Client().ListRunning(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	numCtx := 0
+	for _, m := range ps.Models {
+		if m.Name == tinyTag {
+			numCtx = m.ContextLength
+		}
+	}
+	if numCtx == 0 {
+		t.Fatalf("%s does not run %s: %+v", rig.URL, tinyTag, ps.Models)
+	}
+	var last api.ChatResponse
+	err = rig.Client().Chat(ctx, &api.ChatRequest{Model: tinyTag,
+		Messages: []api.Message{{Role: "user", Content: prompt}},
+		Options:  map[string]any{"num_predict": tokens, "num_ctx": numCtx}},
+		func(r api.ChatResponse) error { last = r; return nil })
+	if err != nil || !last.Done || last.EvalCount == 0 {
+		t.Fatalf("an answer from %s: %v (done %v %q, %d tokens)", rig.URL, err, last.Done, last.DoneReason, last.EvalCount)
+	}
+	return last
 }
 
 // TestRoutingOnRealOllama runs three nodes, two labelled EU and one US,
@@ -117,11 +189,23 @@ func TestRoutingOnRealOllama(t *testing.T) {
 	t.Run("a hang-up on a forwarded stream frees the remote Ollama", func(t *testing.T) {
 		for _, s := range []shape{openAIChatStream, ollamaChatStream} {
 			t.Run(s.name, func(t *testing.T) {
+				// The chat asks for as many tokens as the faster EU Ollama
+				// decodes short answers in two seconds (at most as many as
+				// a request may ask for, the context); long ones decode
+				// slower. The tiny model, sampling with its seed, does not
+				// end this answer before its bound.
+				var rate float64 // tokens a second
+				for id, j := range jurisdiction {
+					if j == "EU" {
+						rate = max(rate, decodeRate(ctx, t, rigs[id]))
+					}
+				}
+				tokens := min(max(int(2*rate), 256), scheduler.DefaultContext)
+				body := s.body("tiny", "Tell a long story", tokens)
 				before := served()
 				var hungUp time.Time
-				// Entering the US node, an EU-only request is forwarded. It
-				// asks for as many tokens as a request may: the context.
-				a, err := call{url: url("us"), shape: s, body: s.body("tiny", "Tell a long story", scheduler.DefaultContext),
+				// Entering the US node, an EU-only request is forwarded.
+				a, err := call{url: url("us"), shape: s, body: body,
 					header:     map[string]string{"Sovra-Jurisdiction": "EU"},
 					firstFrame: func() bool { hungUp = time.Now(); return false }}.do(ctx)
 				if err != nil {
@@ -131,11 +215,22 @@ func TestRoutingOnRealOllama(t *testing.T) {
 				if a.status != http.StatusOK || hungUp.IsZero() || jurisdiction[by] != "EU" {
 					t.Fatalf("no first frame from an EU node: %d %s %v", a.status, a.body, a.header)
 				}
-				testwait.Until(t, time.Second, func() bool {
+				testwait.Until(t, 30*time.Second, func() bool {
 					return served()[by] > before[by] && metric(t, url(by), "sovra_running_requests", "model="+tinyTag) == 0
 				}, func() string {
 					return fmt.Sprintf("%v after the hang-up, the Ollama of %s still runs the chat", time.Since(hungUp), by)
 				})
+				// The same chat, asked of the same Ollama with nobody
+				// hanging up, runs to its bound. Ollama's own log says how
+				// long its handler ran each: the hang-up must have cut the
+				// first short, whatever the machine's speed.
+				full := chatFor(ctx, t, rigs[by], "Tell a long story", tokens)
+				took := ginChatDurations(rigs[by])[before[by]]
+				t.Logf("the Ollama of %s ran the forwarded chat for %v after a hang-up at its first frame; %d tokens without one took it %v",
+					by, took, tokens, full)
+				if took < 0 || 4*took > full {
+					t.Errorf("the Ollama of %s ran the chat for %v after a hang-up at its first frame, the whole answer %v", by, took, full)
+				}
 			})
 		}
 	})

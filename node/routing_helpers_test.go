@@ -23,8 +23,20 @@ import (
 	"github.com/sovra/sovra/internal/testauth"
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
+	"github.com/sovra/sovra/internal/tinymodel"
 	"github.com/sovra/sovra/node"
+	"github.com/sovra/sovra/scheduler"
 )
+
+// hangupBound bounds the time from a client's hang-up to the moment the
+// backend it was using sees its request cancelled. sovra notices a hang-up
+// by a failed write or by looking at the socket every 100ms, so it takes
+// milliseconds; the streams of these tests are stalled (or long), and
+// nothing else ends a stalled stream (sovra's shortest timeout, the 10s
+// retry budget, only runs before the first byte), so a bound of a few
+// seconds still proves the hang-up did it, without failing when a loaded
+// machine, running real Ollamas under -race, starves the test of CPU.
+const hangupBound = 3 * time.Second
 
 // This file holds what the routing tests (routing_test.go over simulated
 // Ollamas, routing_e2e_test.go over real ones) share: clusters whose every
@@ -100,7 +112,9 @@ func startNodes(t *testing.T, ids []string, labels, backend func(id string) stri
 func (c *simCluster) url(id string) string { return c.nodes[id].URL() }
 
 // startOllamaCluster is startNodes over one real Ollama per id (two
-// requests in parallel) holding the tiny model; labels may be nil.
+// requests in parallel, each with room for an answer as long as a request
+// may ask for: the context replicas are sized for, and a prompt) holding
+// the tiny model; labels may be nil.
 func startOllamaCluster(ctx context.Context, t *testing.T, ids []string, labels func(id string) string, edit ...func(*node.Config)) (map[string]*ollamarig.Rig, map[string]*node.Node) {
 	t.Helper()
 	if labels == nil {
@@ -108,8 +122,8 @@ func startOllamaCluster(ctx context.Context, t *testing.T, ids []string, labels 
 	}
 	rigs := map[string]*ollamarig.Rig{}
 	nodes := startNodes(t, ids, labels, func(id string) string {
-		rig := ollamarig.Start(t, ollamarig.Options{NumParallel: 2})
-		if err := rig.CreateTiny(ctx, "tiny"); err != nil {
+		rig := ollamarig.Start(t, ollamarig.Options{NumParallel: 2, ContextLength: scheduler.DefaultContext + 512})
+		if err := rig.CreateTinyWith(ctx, "tiny", ollamarig.CreateOptions{Model: tinymodel.Options{ContextLength: 2 * scheduler.DefaultContext}}); err != nil {
 			t.Fatal(err)
 		}
 		rigs[id] = rig

@@ -13,6 +13,13 @@ import (
 	"github.com/sovra/sovra/internal/testnode"
 )
 
+// hangupBound bounds the time from a client's hang-up to the moment the
+// backend sees its request cancelled: milliseconds in practice (a failed
+// write, or a 100ms look at the socket); a stalled request has nothing
+// else that could end it, so a few seconds still prove the hang-up did it
+// without failing on a loaded machine.
+const hangupBound = 3 * time.Second
+
 // These tests inject backend faults with the simulator and check what an
 // OpenAI SDK client sees through a node.
 
@@ -72,8 +79,8 @@ func TestBackendSeesClientHangup(t *testing.T) {
 			if len(recs) != 1 {
 				t.Fatalf("%d cancellations recorded", len(recs))
 			}
-			if d := recs[0].End.Sub(hungUp); d > time.Second {
-				t.Fatalf("the backend saw the hang-up after %v, want within 1s", d)
+			if d := recs[0].End.Sub(hungUp); d > hangupBound {
+				t.Fatalf("the backend saw the hang-up after %v, want within %v", d, hangupBound)
 			}
 		})
 	}

@@ -101,6 +101,11 @@ type Options struct {
 	// after (default DefaultScriptStart). A chat template whose prompt
 	// ends with it makes every answer the script.
 	ScriptStart string
+	// TiedEmbeddings leaves output.weight out: the output projection is
+	// the token embedding, as in models that tie them (llama.cpp then
+	// uses token_embd.weight for both). Not with a Script, which needs
+	// output rows of its own.
+	TiedEmbeddings bool
 }
 
 func (o Options) withDefaults() Options {
@@ -147,6 +152,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("tinymodel: context length %d < 1", o.ContextLength)
 	case o.PoolingType < 0 || o.PoolingType > 3:
 		return fmt.Errorf("tinymodel: pooling type %d not in 0..3", o.PoolingType)
+	case o.TiedEmbeddings && len(o.Script) > 0:
+		return errors.New("tinymodel: a scripted model cannot tie its embeddings")
 	}
 	return o.validateScript()
 }
@@ -405,7 +412,9 @@ func build(o Options) (ggml.KV, []*ggml.Tensor) {
 	if scripted {
 		script(o, vocab, embd, out)
 	}
-	add("output.weight", out, w, uint64(vocab))
+	if !o.TiedEmbeddings {
+		add("output.weight", out, w, uint64(vocab))
+	}
 	return kv, ts
 }
 

@@ -141,6 +141,37 @@ func TestNoFileType(t *testing.T) {
 	}
 }
 
+// TestTiedEmbeddings checks that a tied model has no output.weight, so
+// that Ollama's layer grouping (and llama.cpp) takes the token embedding
+// for the output layer, and that its other tensors are the untied model's.
+func TestTiedEmbeddings(t *testing.T) {
+	layers := map[bool]map[string]uint64{}
+	for _, tied := range []bool{false, true} {
+		var buf bytes.Buffer
+		if err := Write(&buf, Options{Seed: 3, TiedEmbeddings: tied}); err != nil {
+			t.Fatal(err)
+		}
+		g := decode(t, buf.Bytes())
+		_, hasOutput := g.Tensors().GroupLayers()["output"]
+		if hasOutput == tied {
+			t.Errorf("tied %v: output layer present %v", tied, hasOutput)
+		}
+		sizes := map[string]uint64{}
+		for _, ts := range g.Tensors().Items() {
+			sizes[ts.Name] = ts.Size()
+		}
+		layers[tied] = sizes
+	}
+	for name, size := range layers[false] {
+		if got, ok := layers[true][name]; name != "output.weight" && (!ok || got != size) {
+			t.Errorf("tensor %s: %d bytes untied, %d (present %v) tied", name, size, got, ok)
+		}
+	}
+	if len(layers[true]) != len(layers[false])-1 {
+		t.Errorf("tied model has %d tensors, untied %d", len(layers[true]), len(layers[false]))
+	}
+}
+
 func TestDeterministic(t *testing.T) {
 	write := func(seed uint64) []byte {
 		var buf bytes.Buffer
@@ -202,6 +233,7 @@ func TestInvalidOptions(t *testing.T) {
 		{Layers: -1},
 		{Width: 12, Heads: 4}, // odd head dimension
 		{PoolingType: 9},
+		{TiedEmbeddings: true, Script: []string{"a piece"}},
 	} {
 		if err := Write(&bytes.Buffer{}, o); err == nil {
 			t.Errorf("Write(%+v) succeeded, want error", o)

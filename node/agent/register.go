@@ -25,8 +25,9 @@ const DefaultRegisterInterval = 15 * time.Second
 // names a model that neither the catalog nor the cluster's registry knows,
 // and the model is on this node's disk (it was there, or an operator
 // pulled it), the registrar reads its figures from the local Ollama
-// (/api/show model_info through models.FromShow, the file size from
-// /api/tags) and registers them with the cluster (state.RegisterModel).
+// (/api/show model_info through models.FromShow, whether the embeddings
+// are tied from /api/show's tensor list, the file size from /api/tags)
+// and registers them with the cluster (state.RegisterModel).
 // The scheduler then sizes and places the deployment.
 //
 // Every node that has the model may do so at about the same time: the
@@ -211,6 +212,7 @@ func (r *ModelRegistrar) register(ctx context.Context, key string, listed api.Li
 	if err != nil {
 		return err
 	}
+	m.TiedEmbeddings = tiedEmbeddings(show.Tensors)
 	m.Source = "Ollama /api/show on node " + r.NodeID
 	spec := state.SpecOf(m)
 	// The key makes retries of this write safe; the index in it lets a
@@ -229,6 +231,25 @@ func (r *ModelRegistrar) register(ctx context.Context, key string, listed api.Li
 		zap.Uint64("parameters", m.Parameters), zap.Uint64("file_size", m.FileSize), zap.Int("layers", m.Layers),
 		zap.Int("context_length", m.ContextLength))
 	return nil
+}
+
+// tiedEmbeddings says whether a model's output projection is its token
+// embedding, which model_info does not say: /api/show lists a GGUF's
+// tensors, and one that ties them has token_embd.weight and no
+// output.weight (llama.cpp then uses the embedding for both, and Ollama
+// counts it once, as the output layer). Without a tensor list the model
+// counts as untied.
+func tiedEmbeddings(tensors []api.Tensor) bool {
+	var embd, out bool
+	for _, x := range tensors {
+		switch x.Name {
+		case "token_embd.weight":
+			embd = true
+		case "output.weight":
+			out = true
+		}
+	}
+	return embd && !out
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -3,7 +3,9 @@ package agent_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/models"
 	"github.com/sovra/sovra/node/agent"
 	"github.com/sovra/sovra/node/backend/ollama"
@@ -83,9 +86,17 @@ type regHarness struct {
 var coderOnDisk = ollamasim.ModelConfig{Name: "acme/coder:7b", Family: "qwen2", ParameterSize: "7.6B", Quantization: "Q4_K_M",
 	Size: 4_683_073_184, ContextLength: 32768, EmbeddingLength: 3584, Layers: 28, Heads: 28, KVHeads: 4}
 
+// markerOnDisk is another unknown model, always on the simulated disk,
+// whose name sorts after every other the tests deploy (see settle).
+var markerOnDisk = func() ollamasim.ModelConfig {
+	m := coderOnDisk
+	m.Name = "zz/marker:7b"
+	return m
+}()
+
 func newRegHarness(t *testing.T, onDisk ...ollamasim.ModelConfig) *regHarness {
 	t.Helper()
-	sim := ollamasim.StartTest(t, ollamasim.Config{Models: append([]ollamasim.ModelConfig{}, onDisk...), Registry: []ollamasim.ModelConfig{coderOnDisk}})
+	sim := ollamasim.StartTest(t, ollamasim.Config{Models: append([]ollamasim.ModelConfig{markerOnDisk}, onDisk...), Registry: []ollamasim.ModelConfig{coderOnDisk}})
 	tr := ollama.NewTransport()
 	t.Cleanup(tr.CloseIdleConnections)
 	be, err := ollama.New(sim.URL(), &http.Client{Transport: tr})
@@ -117,26 +128,52 @@ func (h *regHarness) deploy(name, model string) {
 	h.c.do(h.t, state.TypePutDeployment, state.PutDeployment{Deployment: state.Deployment{Name: name, Model: model, Replicas: 1}})
 }
 
-// regWait polls cond until it holds or the wait times out.
+// regWait waits until cond holds.
 func regWait(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.For(t, 20*time.Second, what, cond)
 }
 
-// regQuiet checks that cond keeps holding for a while.
-func regQuiet(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if !cond() {
-			t.Fatalf("%s", what)
+// settle deploys the marker model and waits until it is registered. The
+// registrar's passes run one after another and register in name order, so
+// by then every pass that began before the marker was deployed has ended,
+// and the pass that registered the marker, which saw every deployment made
+// before it, has registered whatever else it would. A test that then finds
+// a model unregistered knows that the registrar looked at it and left it.
+func (h *regHarness) settle() {
+	h.t.Helper()
+	h.deploy("zz-marker", markerOnDisk.Name)
+	regWait(h.t, "the marker model registered", func() bool { return h.c.registered(markerOnDisk.Name) != nil })
+}
+
+// registrations returns the idempotency keys of the registrations asked
+// for, one per request.
+func (c *regCluster) registrations() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.keys)
+}
+
+// countPrefix counts the keys that start with prefix.
+func countPrefix(keys []string, prefix string) int {
+	n := 0
+	for _, k := range keys {
+		if strings.HasPrefix(k, prefix) {
+			n++
 		}
 	}
+	return n
+}
+
+// pending returns the durations of the timers not yet fired.
+func (c *fakeClock) pending() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]time.Duration, 0, len(c.waiters))
+	for _, w := range c.waiters {
+		out = append(out, w.at.Sub(c.now))
+	}
+	return out
 }
 
 func TestRegistrarReadsFiguresFromOllama(t *testing.T) {
@@ -154,10 +191,12 @@ func TestRegistrarReadsFiguresFromOllama(t *testing.T) {
 	if *got != want {
 		t.Fatalf("registered\n %+v\nwant\n %+v", *got, want)
 	}
-	// Once registered, nothing more is asked of the cluster.
-	regQuiet(t, "registered more than once", func() bool { return h.c.registerCount() == 1 })
-	if key := h.c.keys[0]; !strings.HasPrefix(key, "model:acme/coder:7b@") {
-		t.Fatalf("idempotency key %q", key)
+	// Once registered, nothing more is asked of the cluster: the passes
+	// up to the marker's registration left the model alone.
+	h.settle()
+	keys := h.c.registrations()
+	if len(keys) != 2 || countPrefix(keys, "model:acme/coder:7b@") != 1 || countPrefix(keys, "model:zz/marker:7b@") != 1 {
+		t.Fatalf("registrations %q, want acme/coder:7b's then the marker's, once each", keys)
 	}
 }
 
@@ -210,22 +249,33 @@ func TestRegistrarLeavesKnownModelsAlone(t *testing.T) {
 			tc.setup(h)
 			before := h.c.registerCount()
 			h.run()
-			regQuiet(t, "a known model was registered", func() bool { return h.c.registerCount() == before })
+			h.settle()
+			if got := h.c.registerCount(); got != before+1 {
+				t.Fatalf("%d registrations besides the marker's: a known model was registered (keys %q)", got-before-1, h.c.registrations())
+			}
 		})
 	}
 }
 
 func TestRegistrarWaitsUntilTheModelIsOnDisk(t *testing.T) {
 	h := newRegHarness(t)
-	h.run()
+	clk := newFakeClock()
+	h.reg.Clock, h.reg.Interval = clk, time.Hour
 	h.deploy("coder", "acme/coder:7b")
-	regQuiet(t, "a model not on disk was registered", func() bool { return h.c.registerCount() == 0 })
+	h.run()
+	// The registrar listed Ollama, did not find the model, and set its
+	// timer to look again in an interval.
+	clk.await(t, time.Hour)
+	if n := h.c.registerCount(); n != 0 {
+		t.Fatalf("%d registrations of a model not on disk", n)
+	}
 	// An operator pulls it on this node: the next look at Ollama finds it.
 	stream := false
 	if err := h.sim.Client().Pull(context.Background(), &api.PullRequest{Model: "acme/coder:7b", Stream: &stream},
 		func(api.ProgressResponse) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
+	clk.Advance(time.Hour)
 	regWait(t, "the pulled model registered", func() bool { return h.c.registered("acme/coder:7b") != nil })
 }
 
@@ -235,8 +285,8 @@ func TestRegistrarBacksOffFiguresOllamaCannotGive(t *testing.T) {
 	bad := coderOnDisk
 	bad.Heads, bad.KVHeads = 3, 2
 	h := newRegHarness(t, bad)
-	h.run()
-	h.deploy("coder", "acme/coder:7b")
+	clk := newFakeClock()
+	h.reg.Clock, h.reg.Interval = clk, time.Hour
 	shows := func() int {
 		n := 0
 		for _, r := range h.sim.Requests() {
@@ -246,23 +296,74 @@ func TestRegistrarBacksOffFiguresOllamaCannotGive(t *testing.T) {
 		}
 		return n
 	}
-	regWait(t, "two attempts", func() bool { return shows() >= 2 })
-	time.Sleep(300 * time.Millisecond)
-	if n := shows(); n > 8 {
-		t.Fatalf("%d attempts in about 300ms: no backoff", n)
+	h.deploy("coder", "acme/coder:7b")
+	h.run()
+	// RetryMin 20ms doubling up to RetryMax 100ms: each failed attempt
+	// sets the registrar's timer to the next delay, and only that timer
+	// starts another attempt.
+	for i, d := range []time.Duration{20, 40, 80, 100, 100} {
+		d *= time.Millisecond
+		clk.await(t, d)
+		if n := shows(); n != i+1 {
+			t.Fatalf("after %d failed attempts, %d calls to /api/show", i+1, n)
+		}
+		clk.Advance(d)
 	}
 	if h.c.registerCount() != 0 || h.c.registered("acme/coder:7b") != nil {
 		t.Fatal("figures FromShow refuses were registered")
 	}
 }
 
+// barrier holds registrations until two have arrived, then lets them
+// through one at a time, so that two registrars race for real. first is
+// closed when the first arrives.
+type barrier struct {
+	agent.Reporter
+	mu         sync.Mutex
+	arrived    int
+	first, all chan struct{}
+}
+
+func (b *barrier) Apply(ctx context.Context, cmd state.Command) (state.Outcome, error) {
+	if cmd.Type == state.TypeRegisterModel {
+		b.mu.Lock()
+		switch b.arrived++; b.arrived {
+		case 1:
+			close(b.first)
+		case 2:
+			close(b.all)
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.all:
+		case <-ctx.Done():
+			return state.Outcome{}, ctx.Err()
+		}
+	}
+	return b.Reporter.Apply(ctx, cmd)
+}
+
 func TestRegistrarTakesAnotherNodesRegistration(t *testing.T) {
-	// Two nodes with the model register it at about the same time: one
-	// write wins, the other finds it registered and is done too.
+	// Two nodes with the model register it at the same time: one write
+	// wins, the other finds it registered (state.ErrExists) and is done
+	// too, with no retry.
 	h := newRegHarness(t, coderOnDisk)
+	clk := newFakeClock()
+	gate := &barrier{Reporter: h.c, first: make(chan struct{}), all: make(chan struct{})}
+	h.reg.Clock, h.reg.Interval, h.reg.Proposer = clk, time.Hour, gate
 	other := *h.reg
 	other.NodeID = "n2"
+	h.deploy("coder", "acme/coder:7b")
 	h.run()
+	select {
+	case <-gate.first:
+	case <-time.After(20 * time.Second):
+		t.Fatal("n1 never asked to register the model")
+	}
+	// n2 reads a later state than n1, so its write has another
+	// idempotency key: the state machine refuses it as a duplicate
+	// model, rather than answering it as a retry of n1's.
+	h.deploy("filler", "llama3.2:1b")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- other.Run(ctx) }()
@@ -272,9 +373,19 @@ func TestRegistrarTakesAnotherNodesRegistration(t *testing.T) {
 			t.Errorf("Run returned %v", err)
 		}
 	}()
-	h.deploy("coder", "acme/coder:7b")
 	regWait(t, "the model registered", func() bool { return h.c.registered("acme/coder:7b") != nil })
-	regQuiet(t, "more than two registrations", func() bool { return h.c.registerCount() <= 2 })
+	// Each registrar ends its pass by setting its timer: the interval
+	// when the model is done, a retry when it is not.
+	testwait.Until(t, 20*time.Second, func() bool { return len(clk.pending()) == 2 },
+		func() string { return fmt.Sprintf("both registrars to end their pass (timers %v)", clk.pending()) })
+	for _, d := range clk.pending() {
+		if d != time.Hour {
+			t.Fatalf("timers %v: a registrar will try again, want both done (1h, the interval)", clk.pending())
+		}
+	}
+	if keys := h.c.registrations(); len(keys) != 2 || keys[0] == keys[1] {
+		t.Fatalf("registrations %q, want one from each node, with different keys", keys)
+	}
 }
 
 func TestRegistrarNeedsItsFields(t *testing.T) {

@@ -196,10 +196,18 @@ func TestClientHangupCancelsBackend(t *testing.T) {
 	}
 }
 
+// hangupBound bounds the time from a client's hang-up to the cancellation
+// of its backend call. The backends of these tests block until cancelled,
+// so nothing but the hang-up watch (a failed write, or the socket looked
+// at every hangupPoll) can end them: a bound of many polls still proves
+// the watch did it, without failing when a loaded machine delays the
+// poll's goroutine.
+const hangupBound = 30 * hangupPoll
+
 // hangUpCancels posts a chat on conn as raw HTTP/1.1, waits for started
 // when it is not nil, and when streamed for the stream's first byte, then
-// closes conn and checks that the backend call was cancelled within a
-// second; how says what the client did, for the failure message.
+// closes conn and checks that the backend call was cancelled within
+// hangupBound; how says what the client did, for the failure message.
 func hangUpCancels(t *testing.T, conn net.Conn, streamed bool, started <-chan struct{}, cancelled <-chan time.Time, how string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"model":"m","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, streamed)
@@ -218,10 +226,10 @@ func hangUpCancels(t *testing.T, conn net.Conn, streamed bool, started <-chan st
 	conn.Close()
 	select {
 	case at := <-cancelled:
-		if d := at.Sub(hungUp); d > time.Second {
-			t.Fatalf("backend cancelled %v after the hang-up, want within 1s", d)
+		if d := at.Sub(hungUp); d > hangupBound {
+			t.Fatalf("backend cancelled %v after the hang-up, want within %v", d, hangupBound)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(20 * time.Second):
 		t.Fatalf("the backend call was not cancelled after %s", how)
 	}
 }

@@ -144,24 +144,19 @@ func TestRequestWakesIdleDeployment(t *testing.T) {
 			results <- result{by, err}
 		}()
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for l.count(state.TypeSetDeploymentIdle) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 5*time.Second, "a wake proposed", func() bool { return l.count(state.TypeSetDeploymentIdle) > 0 })
 	if n := l.count(state.TypeSetDeploymentIdle); n != 1 {
 		t.Fatalf("%d wakes proposed while the first was in flight, want 1", n)
 	}
 	close(l.gate)
-	for time.Now().Before(deadline) && l.deployment("chat").Idle {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if l.deployment("chat").Idle {
-		t.Fatal("the deployment was not woken")
-	}
+	testwait.For(t, 5*time.Second, "the deployment woken", func() bool { return !l.deployment("chat").Idle })
+	// Woken, the deployment still has no replica: no request may have
+	// finished. (One that did too early would also fail the checks of
+	// the answers below, which all come from the replica made ready.)
 	select {
 	case res := <-results:
 		t.Fatalf("a request finished before any replica was ready: %+v", res)
-	case <-time.After(50 * time.Millisecond):
+	default:
 	}
 	// What the scheduler and node b's agent would do.
 	l.do(state.TypeSetPlacements, state.SetPlacements{Deployments: map[string][]string{"chat": {"b"}}})
@@ -175,6 +170,11 @@ func TestRequestWakesIdleDeployment(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("a request still waits with a ready replica")
 		}
+	}
+	// Every caller waited through the one wake: none proposed its own,
+	// then or later.
+	if n := l.count(state.TypeSetDeploymentIdle); n != 1 {
+		t.Fatalf("%d wakes proposed for %d callers, want 1", n, callers)
 	}
 }
 

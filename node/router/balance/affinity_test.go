@@ -70,6 +70,10 @@ func TestAffinityIsBoundedByLoad(t *testing.T) {
 		{"full but within 1.25x of average", 3, 3, true}, // 4 <= ceil(1.25*10/3)=5
 		{"beyond 1.25x of average", 6, 1, false},         // 7 > ceil(1.25*9/3)=4
 		{"full while the others idle", 2, 0, false},      // 3 > ceil(1.25*3/3)=2
+		// The edge: one more request takes b exactly to the bound, or
+		// one past it.
+		{"exactly at the bound", 6, 4, true}, // 7 <= ceil(1.25*15/3)=7
+		{"one over the bound", 7, 4, false},  // 8 > ceil(1.25*16/3)=7
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cands := []Candidate{cand("a", m, tc.othersB, 0), cand("b", m, min(tc.bBusy, 2), max(0, tc.bBusy-2)), cand("c", m, tc.othersB, 0)}

@@ -35,31 +35,66 @@ func TestParsePolicy(t *testing.T) {
 func TestTimeToFinish(t *testing.T) {
 	slow := model(1, 200, 25, 100) // 4.2 s per request
 	fast := model(4, 50, 100, 100) // 1.05 s per request
+	// Long answers: 100 s on the slow replica, about 1 s on the fast one;
+	// the fast one has 20 requests queued (about 21.7 s to finish).
+	longSlow, longFast := model(1, 10, 10, 1000), model(1, 10, 1000, 1000)
+	// Short answers of one token: 0.11 s on the slow replica, 11 ms on
+	// the fast one (0.24 s behind its queue).
+	shortSlow, shortFast := model(1, 10, 10, 1), model(1, 10, 1000, 1)
 	for _, tc := range []struct {
-		name  string
-		cands []Candidate
-		want  string
+		name      string
+		maxTokens int
+		cands     []Candidate
+		want      string
 	}{
-		{"fast node with a short queue beats an idle slow one",
+		{"fast node with a short queue beats an idle slow one", 0,
 			[]Candidate{cand("slow", slow, 0, 0), cand("fast", fast, 4, 2)}, "fast"},
-		{"idle slow beats a long queue on the fast node",
+		{"idle slow beats a long queue on the fast node", 0,
 			[]Candidate{cand("slow", slow, 0, 0), cand("fast", fast, 4, 20)}, "slow"},
-		{"free slot beats a full equal replica",
+		{"free slot beats a full equal replica", 0,
 			[]Candidate{cand("a", fast, 4, 0), cand("b", fast, 3, 0)}, "b"},
-		{"pending requests count as load",
+		{"pending requests count as load", 0,
 			[]Candidate{{Node: "a", Load: load.Load{Model: fast, Pending: 5}}, cand("b", fast, 1, 0)}, "b"},
-		{"a stale report costs more than a fresh one",
+		{"a stale report costs more than a fresh one", 0,
 			[]Candidate{{Node: "a", Load: load.Load{Model: fast, Health: load.Unknown}}, cand("b", fast, 1, 0)}, "b"},
-		{"max tokens shortens the service of a slow replica",
-			[]Candidate{cand("slow", model(1, 10, 10, 1000), 0, 0), cand("fast", model(1, 10, 1000, 1000), 1, 0)}, "fast"},
+		{"without max tokens long answers favour the fast replica's queue", 0,
+			[]Candidate{cand("slow", longSlow, 0, 0), cand("fast", longFast, 1, 20)}, "fast"},
+		// Capped at one token, the slow replica serves in 0.11 s, before
+		// the fast one's queue (0.24 s) drains.
+		{"max tokens shortens the service of a slow replica", 1,
+			[]Candidate{cand("slow", longSlow, 0, 0), cand("fast", longFast, 1, 20)}, "slow"},
+		// A bound above the usual answer length does not lengthen it.
+		{"max tokens above the measured answers changes nothing", 1000,
+			[]Candidate{cand("slow", shortSlow, 0, 0), cand("fast", shortFast, 1, 20)}, "slow"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := New(Config{Rand: seeded()})
-			i, why := b.Pick(Request{Model: "m"}, tc.cands)
+			i, why := b.Pick(Request{Model: "m", MaxTokens: tc.maxTokens}, tc.cands)
 			if got := tc.cands[i].Node; got != tc.want || why != ReasonTTF {
 				t.Fatalf("picked %s (%s), want %s (ttf)", got, why, tc.want)
 			}
 		})
+	}
+}
+
+// TestHopCostBreaksTies checks that of equal replicas this node's own
+// wins, every time, and that the forward's cost is only a tie break: a
+// remote replica with a free slot beats a local one whose slots are full.
+func TestHopCostBreaksTies(t *testing.T) {
+	b := New(Config{Rand: seeded()})
+	m := model(4, 50, 100, 100)
+	local, remote := cand("local", m, 1, 0), cand("remote", m, 1, 0)
+	remote.Hop = true
+	for _, cands := range [][]Candidate{{local, remote}, {remote, local}} {
+		for range 100 {
+			if i, _ := b.Pick(Request{Model: "m"}, cands); cands[i].Node != "local" {
+				t.Fatalf("an equal remote replica won over the local one")
+			}
+		}
+	}
+	full := cand("local", m, 4, 0)
+	if i, _ := b.Pick(Request{Model: "m"}, []Candidate{full, remote}); i != 1 {
+		t.Fatalf("a local replica with no free slot beat a remote one with room")
 	}
 }
 
