@@ -218,7 +218,7 @@ func holderBut(t *testing.T, f *fleet, leader string) string {
 // removes it, as an operator retiring a host would.
 func joinAndLeave(t *testing.T, f *fleet, log *faultLog) {
 	t.Helper()
-	extra := fmt.Sprintf("x%d", len(f.procs)+1)
+	extra := fmt.Sprintf("x%d", f.count()+1)
 	f.addNode(extra)
 	log.add("a node joins, then is drained and removed")
 	leader := f.leader(f.alive())
@@ -262,7 +262,7 @@ func freezeNode(t *testing.T, f *fleet, log *faultLog) {
 	t.Helper()
 	leader := f.leader(f.alive())
 	victim := holderBut(t, f, leader)
-	p := f.procs[victim]
+	p := f.proc(victim)
 	p.mu.Lock()
 	proc := p.cmd.Process
 	p.mu.Unlock()
@@ -308,7 +308,7 @@ func waitStatus(t *testing.T, f *fleet, from, id, status string) {
 // while under traffic, then heals it.
 func backendFaults(t *testing.T, f *fleet, log *faultLog) {
 	t.Helper()
-	sim := f.procs[f.ids[1]].sim
+	sim := f.proc(f.ids[1]).sim
 	hold := 2 * time.Second
 	for _, fault := range []struct {
 		kind string
@@ -328,8 +328,10 @@ func backendFaults(t *testing.T, f *fleet, log *faultLog) {
 		if err := sim.ClearFaults(); err != nil {
 			t.Fatal(err)
 		}
-		log.during(from, time.Now())
+		// The fault's window lasts until the cluster is healthy again:
+		// requests may fail clearly while it recovers.
 		f.waitHealthy(60*time.Second, deployment, replicas)
+		log.during(from, time.Now())
 	}
 }
 
@@ -350,7 +352,7 @@ func restartAll(t *testing.T, f *fleet, log *faultLog) {
 func checkBackendsIdle(t *testing.T, f *fleet) {
 	t.Helper()
 	for _, id := range f.ids {
-		sim := f.procs[id].sim
+		sim := f.proc(id).sim
 		testwait.For(t, 30*time.Second, id+"'s Ollama idle", func() bool { return sim.Stats().InFlight == 0 })
 	}
 }
@@ -431,7 +433,7 @@ func report(t *testing.T, f *fleet, log *faultLog, inf *inference, adm *admin, t
 		if r.outcome == outOK {
 			ok++
 		} else if len(examples) < 20 {
-			examples = append(examples, fmt.Sprintf("%s: %s stream=%v native=%v status=%d %.200q", r.outcome, r.entry, r.stream, r.native, r.status, r.detail))
+			examples = append(examples, fmt.Sprintf("%s %s: %s stream=%v native=%v status=%d %.200q", r.start.Format("15:04:05.000"), r.outcome, r.entry, r.stream, r.native, r.status, r.detail))
 		}
 	}
 	rate := float64(ok) / float64(max(counted, 1))
@@ -453,6 +455,11 @@ func report(t *testing.T, f *fleet, log *faultLog, inf *inference, adm *admin, t
 	fmt.Fprintf(&b, "  a dead node's replica ready elsewhere after: %v (target < %v)\n", log.replaced, maxReplace)
 	if len(examples) > 0 {
 		fmt.Fprintf(&b, "  some requests that did not succeed: %q\n", examples)
+		log.mu.Lock()
+		for _, w := range log.windows {
+			fmt.Fprintf(&b, "  fault window %s - %s\n", w.from.Format("15:04:05.000"), w.to.Format("15:04:05.000"))
+		}
+		log.mu.Unlock()
 	}
 	t.Log(b.String())
 	if lost > 0 {

@@ -80,7 +80,7 @@ func startFleet(t testing.TB, n int) *fleet {
 		id := fmt.Sprintf("n%d", i)
 		f.ids = append(f.ids, id)
 		sim := ollamasim.StartTest(t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
-		f.procs[id] = &proc{id: id, http: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}}
+		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}})
 	}
 	for _, id := range f.ids {
 		f.start(id)
@@ -93,13 +93,33 @@ func startFleet(t testing.TB, n int) *fleet {
 	return f
 }
 
+// proc is a node's process; procs may be added while clients run.
+func (f *fleet) proc(id string) *proc {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	return f.procs[id]
+}
+
+// count is how many nodes were ever started.
+func (f *fleet) count() int {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	return len(f.procs)
+}
+
+func (f *fleet) setProc(p *proc) {
+	f.smu.Lock()
+	defer f.smu.Unlock()
+	f.procs[p.id] = p
+}
+
 // args are a node's flags: every start the same, so a restart keeps its
 // place.
 func (f *fleet) args(p *proc) []string {
 	var join []string
 	for _, id := range f.ids {
 		if id != p.id {
-			join = append(join, f.procs[id].http)
+			join = append(join, f.proc(id).http)
 		}
 	}
 	form := []string{"--bootstrap-expect", fmt.Sprint(len(f.ids)), "--join", strings.Join(join, ",")}
@@ -121,13 +141,13 @@ func (f *fleet) args(p *proc) []string {
 func (f *fleet) addNode(id string) {
 	f.t.Helper()
 	sim := ollamasim.StartTest(f.t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
-	f.procs[id] = &proc{id: id, http: freeAddr(f.t), raft: freeAddr(f.t), dir: filepath.Join(f.t.TempDir(), id), sim: sim, logs: &bytes.Buffer{}}
+	f.setProc(&proc{id: id, http: freeAddr(f.t), raft: freeAddr(f.t), dir: filepath.Join(f.t.TempDir(), id), sim: sim, logs: &bytes.Buffer{}})
 	f.start(id)
 	f.t.Cleanup(func() { f.kill(id) })
 }
 
 func (f *fleet) start(id string) {
-	p := f.procs[id]
+	p := f.proc(id)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cmd := exec.Command(f.bin, f.args(p)...)
@@ -156,7 +176,7 @@ func (w *lockedWriter) Write(b []byte) (int, error) {
 
 // kill sends SIGKILL and waits for the process to end.
 func (f *fleet) kill(id string) time.Time {
-	p := f.procs[id]
+	p := f.proc(id)
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
 	p.mu.Unlock()
@@ -177,11 +197,14 @@ func (f *fleet) kill(id string) time.Time {
 }
 
 func (f *fleet) restart(id string) {
-	f.procs[id].restartedCount++
+	p := f.proc(id)
+	p.mu.Lock()
+	p.restartedCount++
+	p.mu.Unlock()
 	f.start(id)
 }
 
-func (f *fleet) url(id string) string { return "http://" + f.procs[id].http }
+func (f *fleet) url(id string) string { return "http://" + f.proc(id).http }
 
 func (f *fleet) client(id string) *client.Client {
 	return client.New(f.url(id), client.WithToken(token), client.WithTimeout(5*time.Second),
@@ -192,7 +215,7 @@ func (f *fleet) client(id string) *client.Client {
 func (f *fleet) alive() []string {
 	var out []string
 	for _, id := range f.ids {
-		p := f.procs[id]
+		p := f.proc(id)
 		p.mu.Lock()
 		if p.cmd != nil {
 			out = append(out, id)
@@ -303,7 +326,7 @@ func (f *fleet) dumpLogs() {
 		return
 	}
 	for _, id := range f.ids {
-		p := f.procs[id]
+		p := f.proc(id)
 		p.logMu.Lock()
 		logs := p.logs.String()
 		p.logMu.Unlock()
@@ -373,7 +396,7 @@ func readyz(ctx context.Context, url string) error {
 // killedDuring reports whether the request's entry node was killed (or
 // frozen) while it ran, or was killed just before it was sent.
 func (f *fleet) killedDuring(r request) bool {
-	p := f.procs[r.entry]
+	p := f.proc(r.entry)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, k := range p.killedAt {

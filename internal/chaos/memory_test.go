@@ -35,7 +35,7 @@ func BenchmarkNodeMemory(b *testing.B) {
 			b.Fatal(err)
 		}
 		f.waitHealthy(60*time.Second, deployment, 1)
-		pid := f.procs["n1"].cmd.Process.Pid
+		pid := f.proc("n1").cmd.Process.Pid
 		idle := settledRSS(b, pid)
 		peak := underStreams(b, f, pid, 100, 10*time.Second)
 		slope, first, last := soakSlope(b, f, pid, soak)
