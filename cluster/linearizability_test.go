@@ -15,50 +15,8 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/linreg"
 )
-
-// regInput and regOutput describe one operation on a per-deployment
-// register (the deployment's replica count; 0 while absent).
-type regInput struct {
-	key   string
-	write bool
-	value int
-}
-
-type regOutput struct {
-	value   int
-	unknown bool // a write whose outcome is unknown
-}
-
-var registerModel = porcupine.Model{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range h {
-			k := op.Input.(regInput).key
-			byKey[k] = append(byKey[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, ops := range byKey {
-			out = append(out, ops)
-		}
-		return out
-	},
-	Init: func() any { return 0 },
-	Step: func(st, in, out any) (bool, any) {
-		i, o := in.(regInput), out.(regOutput)
-		if i.write {
-			return true, i.value
-		}
-		return o.value == st.(int), st
-	},
-	DescribeOperation: func(in, out any) string {
-		i, o := in.(regInput), out.(regOutput)
-		if i.write {
-			return fmt.Sprintf("put(%s, %d) unknown=%v", i.key, i.value, o.unknown)
-		}
-		return fmt.Sprintf("get(%s) -> %d", i.key, o.value)
-	},
-}
 
 // history records operations for porcupine and the writes that were
 // acknowledged, and counts what became of every operation tried.
@@ -112,7 +70,7 @@ func (h *history) write(tc *tcluster, client int, n *tnode, key string, value in
 	call := h.now()
 	out, err := n.c.Apply(ctx, putCmd(key, value, idem))
 	ret := h.now()
-	op := porcupine.Operation{ClientId: client, Input: regInput{key: key, write: true, value: value}, Call: call, Return: ret, Output: regOutput{}}
+	op := porcupine.Operation{ClientId: client, Input: linreg.Input{Key: key, Write: true, Value: value}, Call: call, Return: ret, Output: linreg.Output{}}
 	switch {
 	case err == nil:
 		h.count(func(t *tally) { t.writes++; t.writesDone++ })
@@ -123,7 +81,7 @@ func (h *history) write(tc *tcluster, client int, n *tnode, key string, value in
 		}
 	case errors.Is(err, ErrIndeterminate):
 		h.count(func(t *tally) { t.writes++; t.unknown++ })
-		op.Output, op.Return = regOutput{unknown: true}, math.MaxInt64
+		op.Output, op.Return = linreg.Output{Unknown: true}, math.MaxInt64
 	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrClosed), errors.Is(err, context.DeadlineExceeded):
 		h.count(func(t *tally) { t.writes++; t.writesFailed++ })
 		return
@@ -150,7 +108,7 @@ func (h *history) read(client int, n *tnode, key string) {
 		return // a failed read observed nothing
 	}
 	h.count(func(t *tally) { t.reads++; t.readsDone++ })
-	h.add(porcupine.Operation{ClientId: client, Input: regInput{key: key}, Call: call, Output: regOutput{value: got}, Return: h.now()})
+	h.add(porcupine.Operation{ClientId: client, Input: linreg.Input{Key: key}, Call: call, Output: linreg.Output{Value: got}, Return: h.now()})
 }
 
 // chaos injects one fault for a while, then heals: the leader or a
@@ -240,7 +198,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 		}
 	}
 	checkStart := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(registerModel, h.ops, time.Minute)
+	res, info := porcupine.CheckOperationsVerbose(linreg.Model, h.ops, time.Minute)
 	took := time.Since(checkStart)
 	t.Logf("operations %s; porcupine checked %d of them in %v: %s", h.tally, len(h.ops), took.Round(time.Millisecond), res)
 	switch res {
@@ -248,7 +206,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	case porcupine.Illegal:
 		// Kept after the test (t.TempDir would be removed with it).
 		if dir, err := os.MkdirTemp("", "sovra-linearizability-"); err == nil {
-			if err := porcupine.VisualizePath(registerModel, info, filepath.Join(dir, "history.html")); err == nil {
+			if err := porcupine.VisualizePath(linreg.Model, info, filepath.Join(dir, "history.html")); err == nil {
 				t.Logf("visualisation written to %s", filepath.Join(dir, "history.html"))
 			}
 		}

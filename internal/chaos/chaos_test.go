@@ -14,6 +14,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/sovra/sovra/client"
+	"github.com/sovra/sovra/internal/linreg"
 	"github.com/sovra/sovra/internal/testwait"
 )
 
@@ -387,7 +388,7 @@ func checkAdmin(t *testing.T, f *fleet, adm *admin, keys []string) {
 	ops := append([]porcupine.Operation(nil), adm.ops...)
 	acked := adm.acked
 	adm.mu.Unlock()
-	res, _ := porcupine.CheckOperationsVerbose(registerModel, ops, time.Minute)
+	res, _ := porcupine.CheckOperationsVerbose(linreg.Model, ops, time.Minute)
 	if res != porcupine.Ok {
 		t.Errorf("the admin history of %d operations is not linearizable (%v)", len(ops), res)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/sovra/sovra/client"
+	"github.com/sovra/sovra/internal/linreg"
 )
 
 // Outcomes of an inference request.
@@ -164,48 +165,6 @@ func transportOutcome(ctx context.Context, err error, otherwise string) string {
 	return otherwise
 }
 
-// register operations for porcupine: the name of an API key, as a number.
-type regInput struct {
-	key   string
-	write bool
-	value int
-}
-
-type regOutput struct {
-	value   int
-	unknown bool
-}
-
-var registerModel = porcupine.Model{
-	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range h {
-			k := op.Input.(regInput).key
-			byKey[k] = append(byKey[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, ops := range byKey {
-			out = append(out, ops)
-		}
-		return out
-	},
-	Init: func() any { return 0 },
-	Step: func(st, in, out any) (bool, any) {
-		i, o := in.(regInput), out.(regOutput)
-		if i.write {
-			return true, i.value
-		}
-		return o.value == st.(int), st
-	},
-	DescribeOperation: func(in, out any) string {
-		i, o := in.(regInput), out.(regOutput)
-		if i.write {
-			return fmt.Sprintf("set(%s, %d) unknown=%v", i.key, i.value, o.unknown)
-		}
-		return fmt.Sprintf("get(%s) -> %d", i.key, o.value)
-	},
-}
-
 // admin writes and reads the names of API keys through running nodes,
 // and keeps the history.
 type admin struct {
@@ -249,7 +208,7 @@ func (a *admin) write(rnd *rand.Rand, client_ int, key string, v int) {
 	idem := fmt.Sprintf("chaos-%s-%d", key, v)
 	name := strconv.Itoa(v)
 	call := a.now()
-	op := porcupine.Operation{ClientId: client_, Input: regInput{key: key, write: true, value: v}, Call: call}
+	op := porcupine.Operation{ClientId: client_, Input: linreg.Input{Key: key, Write: true, Value: v}, Call: call}
 	for attempt := 0; attempt < 5; attempt++ {
 		cl := a.pick(rnd)
 		if cl == nil {
@@ -260,14 +219,14 @@ func (a *admin) write(rnd *rand.Rand, client_ int, key string, v int) {
 		cancel()
 		switch {
 		case err == nil:
-			op.Return, op.Output = a.now(), regOutput{}
+			op.Return, op.Output = a.now(), linreg.Output{}
 			a.record(op, func() { a.acked[key], a.writes = v, a.writes+1 })
 			return
 		case definiteFailure(err) && attempt == 0:
 			return // refused before it reached raft: no effect, nothing to record
 		}
 	}
-	op.Return, op.Output = math.MaxInt64, regOutput{unknown: true}
+	op.Return, op.Output = math.MaxInt64, linreg.Output{Unknown: true}
 	a.record(op, func() { a.writes, a.unknown = a.writes+1, a.unknown+1 })
 }
 
@@ -291,7 +250,7 @@ func (a *admin) read(rnd *rand.Rand, client_ int, key string) {
 		return
 	}
 	v, _ := strconv.Atoi(k.Name)
-	op := porcupine.Operation{ClientId: client_, Input: regInput{key: key}, Call: call, Output: regOutput{value: v}, Return: a.now()}
+	op := porcupine.Operation{ClientId: client_, Input: linreg.Input{Key: key}, Call: call, Output: linreg.Output{Value: v}, Return: a.now()}
 	a.record(op, func() { a.reads++ })
 }
 
