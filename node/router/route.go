@@ -109,7 +109,9 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 		if err == nil || p.began() || ctx.Err() != nil || !retryable(err) {
 			return err
 		}
-		if n >= r.cfg.Retries || time.Since(start) > r.cfg.RetryBudget || !r.budget.spend() {
+		// An unreachable replica (a dead peer, a stopped Ollama) costs
+		// nothing to retry away from: only other retries spend the budget.
+		if n >= r.cfg.Retries || time.Since(start) > r.cfg.RetryBudget || (!unreachable(err) && !r.budget.spend()) {
 			return err
 		}
 		tried[node] = true
@@ -303,6 +305,10 @@ func retryable(err error) bool {
 	return turnedAway(err) || errors.Is(err, backend.ErrUnavailable) || errors.Is(err, backend.ErrFailed) ||
 		errors.Is(err, backend.ErrTruncated) || errors.Is(err, backend.ErrModelNotFound)
 }
+
+// unreachable says the replica could not be reached at all, so the
+// attempt put no load on it.
+func unreachable(err error) bool { return errors.Is(err, backend.ErrUnavailable) }
 
 // turnedAway says whether a replica refused a request for its load: its
 // admission queue (here or, over a forward, busy or rate-limited answers)

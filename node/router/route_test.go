@@ -173,13 +173,31 @@ func TestRetriesAreBounded(t *testing.T) {
 func TestRetryBudgetRunsOut(t *testing.T) {
 	reps := fresh()
 	for _, r := range reps {
-		r.err = backend.ErrUnavailable
+		r.err = backend.ErrFailed
 	}
 	g := newRig(t, "a", Config{}, reps)
 	g.r.budget = retryBudget{} // no tokens earned yet beyond one request's
 	_, d, err := g.chat(context.Background(), Meta{})
 	if err == nil || d.Attempts != 1 {
 		t.Fatalf("with an empty budget: %d attempts, err %v; want 1", d.Attempts, err)
+	}
+}
+
+// TestUnreachableReplicaRetriedWithoutBudget: a replica that cannot be
+// reached (its node just died) is left for another even when the retry
+// budget is spent, since the attempt loaded nothing.
+func TestUnreachableReplicaRetriedWithoutBudget(t *testing.T) {
+	reps := fresh()
+	for id, r := range reps {
+		if id != "b" {
+			r.err = backend.ErrUnavailable
+		}
+	}
+	g := newRig(t, "a", Config{Retries: 2}, reps)
+	g.r.budget = retryBudget{}
+	by, d, err := g.chat(context.Background(), Meta{})
+	if err != nil || by != "b" {
+		t.Fatalf("served by %q after %d attempts, err %v; want b", by, d.Attempts, err)
 	}
 }
 
