@@ -104,6 +104,32 @@ func embedOptions(r *api.EmbedRequest) map[string]any       { return r.Options }
 
 // checkChat checks a translated chat: a model and at least one message
 // (Ollama takes a chat of none for a request to load the model).
+// chatTranslator is a request that becomes an Ollama chat.
+type chatTranslator interface {
+	toOllama(limit int) (*api.ChatRequest, error)
+}
+
+// fuzzChatTranslation decodes body as a request of type R, translates it
+// and checks the answer: a clean client error, or a valid chat.
+func fuzzChatTranslation[R any, P interface {
+	*R
+	chatTranslator
+}](t *testing.T, body []byte, model func(P) string) {
+	if len(body) > maxFuzzBody {
+		return
+	}
+	req := P(new(R))
+	if !decodeFuzzed(t, body, req) {
+		return
+	}
+	out, err := req.toOllama(fuzzTokenLimit)
+	if err != nil {
+		checkClientError(t, body, err)
+		return
+	}
+	checkChat(t, body, model(req), out)
+}
+
 func checkChat(t *testing.T, body []byte, model string, out *api.ChatRequest) {
 	t.Helper()
 	if out == nil || out.Model != model || model == "" {
@@ -142,19 +168,7 @@ func FuzzChatRequest(f *testing.F) {
 		`{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":1e308,"max_tokens":-1,"n":9}`,
 	)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if len(body) > maxFuzzBody {
-			return
-		}
-		var req chatRequest
-		if !decodeFuzzed(t, body, &req) {
-			return
-		}
-		out, err := req.toOllama(fuzzTokenLimit)
-		if err != nil {
-			checkClientError(t, body, err)
-			return
-		}
-		checkChat(t, body, req.Model, out)
+		fuzzChatTranslation(t, body, func(r *chatRequest) string { return r.Model })
 	})
 }
 
@@ -239,19 +253,7 @@ func FuzzResponsesRequest(f *testing.F) {
 		`{"model":"m","input":[{"type":"evil"}]}`,
 	)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if len(body) > maxFuzzBody {
-			return
-		}
-		var req responsesRequest
-		if !decodeFuzzed(t, body, &req) {
-			return
-		}
-		out, err := req.toOllama(fuzzTokenLimit)
-		if err != nil {
-			checkClientError(t, body, err)
-			return
-		}
-		checkChat(t, body, req.Model, out)
+		fuzzChatTranslation(t, body, func(r *responsesRequest) string { return r.Model })
 	})
 }
 
