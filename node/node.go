@@ -64,6 +64,10 @@ type Config struct {
 	// deployment waits for a ready replica before it is answered 503 with
 	// the loading progress; zero answers at once.
 	WakeWait time.Duration
+	// Clock is the wall clock this node records uses of deployments with
+	// (time.Now); tests skew it to show a node's clock cannot unload a
+	// busy deployment.
+	Clock func() time.Time
 	// ServeUndeployed lets clients use models that no deployment names,
 	// from the local Ollama; otherwise they are refused (404). A node
 	// without a cluster has no deployments, so it serves nothing without
@@ -305,7 +309,7 @@ func (n *Node) Start() error {
 		cl = n.cluster
 		n.peerHC, n.peerScheme = n.peerClient(n.keys)
 		n.router = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
-			WithConfig(rcfg).WithWake(router.WakeConfig{Proposer: n.cluster, Wait: n.cfg.WakeWait, OnError: n.wakeFailed})
+			WithConfig(rcfg).WithWake(router.WakeConfig{Proposer: n.cluster, Wait: n.cfg.WakeWait, Now: n.cfg.Clock, OnError: n.wakeFailed})
 	} else {
 		n.router = router.New(n.cfg.NodeID, n.be, nil, nil).WithConfig(rcfg)
 	}

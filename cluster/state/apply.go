@@ -298,7 +298,7 @@ func (s *State) putDeployment(index uint64, c *PutDeployment) Outcome {
 	}
 	// Idleness is the cluster's to decide, not the writer's: a write keeps
 	// it and counts as a use.
-	d.CreatedIndex, d.Version, d.Idle, d.LastUsed = index, 1, false, c.Time
+	d.CreatedIndex, d.Version, d.Idle, d.LastUsed, d.UsedIndex = index, 1, false, c.Time, index
 	if exists {
 		d.CreatedIndex, d.Version = old.CreatedIndex, old.Version+1
 		d.Idle, d.LastUsed = old.Idle, max(old.LastUsed, c.Time)
@@ -378,22 +378,22 @@ func (s *State) reportPlacement(index uint64, c *ReportPlacement) Outcome {
 	return value(*p)
 }
 
-func (s *State) touchDeployment(_ uint64, c *TouchDeployment) Outcome {
+func (s *State) touchDeployment(index uint64, c *TouchDeployment) Outcome {
 	d, ok := s.Deployments[c.Name]
 	if !ok {
 		return fail("not_found", "deployment %q does not exist", c.Name)
 	}
-	d.LastUsed = max(d.LastUsed, c.Time)
+	d.LastUsed, d.UsedIndex = max(d.LastUsed, c.Time), index
 	return Outcome{}
 }
 
-func (s *State) setDeploymentIdle(_ uint64, c *SetDeploymentIdle) Outcome {
+func (s *State) setDeploymentIdle(index uint64, c *SetDeploymentIdle) Outcome {
 	d, ok := s.Deployments[c.Name]
 	if !ok {
 		return fail("not_found", "deployment %q does not exist", c.Name)
 	}
 	if !c.Idle {
-		d.Idle, d.LastUsed = false, max(d.LastUsed, c.Time)
+		d.Idle, d.LastUsed, d.UsedIndex = false, max(d.LastUsed, c.Time), index
 		return value(*d)
 	}
 	switch {
@@ -401,6 +401,8 @@ func (s *State) setDeploymentIdle(_ uint64, c *SetDeploymentIdle) Outcome {
 		return fail("conflict", "deployment %q has no idle timeout", c.Name)
 	case d.LastUsed > c.UnusedSince:
 		return fail("conflict", "deployment %q was used after %d", c.Name, c.UnusedSince)
+	case c.UnusedSinceIndex != 0 && d.UsedIndex > c.UnusedSinceIndex:
+		return fail("conflict", "deployment %q was used after index %d", c.Name, c.UnusedSinceIndex)
 	}
 	d.Idle = true
 	return value(*d)

@@ -158,6 +158,10 @@ type (
 		// UnusedSince, when marking idle, is the LastUsed the proposer
 		// saw; a later use makes the command fail.
 		UnusedSince int64 `json:"unused_since,omitempty"`
+		// UnusedSinceIndex, when marking idle, is the UsedIndex the
+		// proposer saw; a use recorded after it makes the command fail,
+		// whatever the clock of the node that recorded it.
+		UnusedSinceIndex uint64 `json:"unused_since_index,omitempty"`
 	}
 )
 

@@ -73,6 +73,10 @@ type Deployment struct {
 	// LastUsed is the proposer's clock (Unix ms) of the last recorded use:
 	// a request, a wake, or a write of the deployment.
 	LastUsed int64 `json:"last_used,omitempty"`
+	// UsedIndex is the log index of the last recorded use. The leader
+	// times idleness from when it saw this change, on its own clock, so a
+	// node whose clock is off cannot make a busy deployment look unused.
+	UsedIndex uint64 `json:"used_index,omitempty"`
 	// Version counts changes; a write may be conditioned on it.
 	Version       uint64 `json:"version"`
 	CreatedIndex  uint64 `json:"created_index"`

@@ -101,7 +101,7 @@ func (in *inference) one(ctx context.Context, r *request, hangUp bool) {
 	r.status = resp.StatusCode
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		r.outcome, r.detail = outError, string(b)
+		r.outcome, r.detail = outError, routeHeaders(resp)+string(b)
 		if !strings.Contains(string(b), "error") {
 			r.outcome = outLost // an error status without an error body is not clear
 		}
@@ -153,6 +153,18 @@ func (in *inference) readStream(ctx context.Context, r *request, body io.Reader,
 		return
 	}
 	r.outcome = outLost
+}
+
+// routeHeaders are the routing decision's headers of an answer, for
+// telling where a failed request went.
+func routeHeaders(resp *http.Response) string {
+	var b strings.Builder
+	for _, h := range []string{"Sovra-Node", "Sovra-Replica", "Sovra-Route", "Sovra-Attempts"} {
+		if v := resp.Header.Get(h); v != "" {
+			fmt.Fprintf(&b, "%s=%s ", h, v)
+		}
+	}
+	return b.String()
 }
 
 func transportOutcome(ctx context.Context, err error, otherwise string) string {
