@@ -326,6 +326,7 @@ const forwardPath = "/internal/v1/forward"
 // requests and load exchanges): mutual TLS with the cluster certificate.
 func (n *Node) peerClient(keys *pki.Keyring) (*http.Client, string) {
 	t := ollama.NewTransport()
+	t.DialContext = peerDialer().DialContext
 	t.TLSClientConfig = keys.ClientConfig(cluster.ServerName)
 	return &http.Client{Transport: peerHeaders{base: t}}, "https"
 }

@@ -52,6 +52,10 @@ type fleet struct {
 	// they last started (as a load balancer would by /readyz).
 	smu     sync.Mutex
 	serving map[string]bool
+	// parts cuts nodes off from each other; nil where this machine
+	// cannot (noParts says why).
+	parts   *partitioner
+	noParts string
 }
 
 func freeAddr(t testing.TB) string {
@@ -75,6 +79,9 @@ func startFleet(t testing.TB, n int) *fleet {
 	}
 	if err := os.WriteFile(f.admin, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if f.parts, f.noParts = newPartitioner(); f.parts != nil {
+		t.Cleanup(f.parts.close) // after the processes are killed
 	}
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
@@ -154,6 +161,11 @@ func (f *fleet) start(id string) {
 	cmd.Stdout, cmd.Stderr = &lockedWriter{buf: p.logs, mu: &p.logMu}, &lockedWriter{buf: p.logs, mu: &p.logMu}
 	if err := cmd.Start(); err != nil {
 		f.t.Fatalf("start %s: %v", id, err)
+	}
+	if f.parts != nil {
+		if err := f.parts.place(id, cmd.Process.Pid); err != nil {
+			f.t.Fatalf("cgroup of %s: %v", id, err)
+		}
 	}
 	p.cmd, p.exited = cmd, make(chan struct{})
 	go func(exited chan struct{}) {
