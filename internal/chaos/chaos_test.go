@@ -3,6 +3,8 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -42,6 +44,9 @@ type faultLog struct {
 	injected  map[string]int
 	elections []time.Duration
 	replaced  []time.Duration
+	// replacedPhases: when the dead node was seen down, and when its
+	// replica was placed elsewhere.
+	replacedPhases []string
 	// partitionElections: from cutting the leader off to a new leader on
 	// the majority side (election timeouts must run out first).
 	partitionElections []time.Duration
@@ -97,6 +102,12 @@ func TestChaos(t *testing.T) {
 		go func(i int, k string) { defer wg.Done(); adm.writer(wctx, i, k) }(i, k)
 	}
 
+	// The goroutine check at the end looks for request frames: they must
+	// show while requests run, or it would pass by matching nothing.
+	testwait.Until(t, 20*time.Second, func() bool {
+		return requestGoroutines(t, f.proc(f.ids[0]).debug) != ""
+	}, func() string { return "a request running on " + f.ids[0] + " in its goroutine dump" })
+
 	soak, _ := time.ParseDuration(os.Getenv("SOVRA_CHAOS_SOAK"))
 	began := time.Now()
 	for round := 1; round == 1 || time.Since(began) < soak; round++ {
@@ -106,6 +117,7 @@ func TestChaos(t *testing.T) {
 	wg.Wait()
 
 	checkBackendsIdle(t, f)
+	checkNoRequestsLeft(t, f)
 	checkStateConverges(t, f)
 	checkAdmin(t, f, adm, keys)
 	report(t, f, log, inf, adm, time.Since(began))
@@ -192,22 +204,32 @@ func killFollower(t *testing.T, f *fleet, log *faultLog) {
 	log.kill(at)
 	log.add("kill -9 a follower")
 	cl := f.client(leader)
+	// The phases: marked down, a replacement placed, the replacement ready.
+	var down, placed time.Duration
 	testwait.For(t, 60*time.Second, "the replica of "+victim+" ready elsewhere", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		d, err := cl.Deployment(ctx, deployment)
-		if err != nil || d.ReadyReplicas != replicas {
-			return false
-		}
-		for _, p := range d.Placements {
-			if p.Node == victim {
-				return false
+		if down == 0 {
+			if n, err := cl.Node(ctx, victim); err == nil && n.Status == client.NodeDown {
+				down = time.Since(at)
 			}
 		}
-		return true
+		d, err := cl.Deployment(ctx, deployment)
+		if err != nil {
+			return false
+		}
+		on := false
+		for _, p := range d.Placements {
+			on = on || p.Node == victim
+		}
+		if !on && placed == 0 && len(d.Placements) == replicas {
+			placed = time.Since(at)
+		}
+		return !on && d.ReadyReplicas == replicas
 	})
 	log.mu.Lock()
 	log.replaced = append(log.replaced, time.Since(at))
+	log.replacedPhases = append(log.replacedPhases, fmt.Sprintf("down %v, placed %v", down.Round(time.Millisecond), placed.Round(time.Millisecond)))
 	log.mu.Unlock()
 	f.restart(victim)
 	f.waitHealthy(60*time.Second, deployment, replicas)
@@ -374,6 +396,48 @@ func checkBackendsIdle(t *testing.T, f *fleet) {
 	}
 }
 
+// requestFrames are functions on the stack of every inference request a
+// node serves or forwards.
+var requestFrames = []string{"sovra/node/router.(*Router).route(", "sovra/node/backend/ollama.(*Client).streamNDJSON("}
+
+// checkNoRequestsLeft: once the clients stopped, no node still runs a
+// request (a goroutine of a request whose client left, or stuck on a
+// peer), as its profiler's goroutine dump shows.
+func checkNoRequestsLeft(t *testing.T, f *fleet) {
+	t.Helper()
+	for _, id := range f.ids {
+		var left string
+		testwait.Until(t, 30*time.Second, func() bool {
+			left = requestGoroutines(t, f.proc(id).debug)
+			return left == ""
+		}, func() string { return id + " to run no request; still running:\n" + left })
+	}
+}
+
+// requestGoroutines are the goroutine stacks at debug that run a request.
+func requestGoroutines(t *testing.T, debug string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + debug + "/debug/pprof/goroutine?debug=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, g := range strings.Split(string(b), "\n\n") {
+		for _, fr := range requestFrames {
+			if strings.Contains(g, fr) {
+				left = append(left, g)
+				break
+			}
+		}
+	}
+	return strings.Join(left, "\n\n")
+}
+
 // checkStateConverges: every node ends with the same state.
 func checkStateConverges(t *testing.T, f *fleet) {
 	t.Helper()
@@ -471,7 +535,7 @@ func report(t *testing.T, f *fleet, log *faultLog, inf *inference, adm *admin, t
 		adm.writes, adm.unknown, adm.reads, adm.readFails, len(adm.ops))
 	fmt.Fprintf(&b, "  leader elections after kill -9: %v (target < %v)\n", log.elections, maxElection)
 	fmt.Fprintf(&b, "  new leader after cutting the leader off: %v\n", log.partitionElections)
-	fmt.Fprintf(&b, "  a dead node's replica ready elsewhere after: %v (target < %v)\n", log.replaced, maxReplace)
+	fmt.Fprintf(&b, "  a dead node's replica ready elsewhere after: %v (target < %v; %q)\n", log.replaced, maxReplace, log.replacedPhases)
 	if len(examples) > 0 {
 		fmt.Fprintf(&b, "  some requests that did not succeed: %q\n", examples)
 		log.mu.Lock()

@@ -29,6 +29,7 @@ const token = "chaos-management-token-0123456789"
 type proc struct {
 	id             string
 	http, raft     string
+	debug          string // the profiler's address (loopback)
 	dir            string
 	sim            *ollamasim.Server
 	mu             sync.Mutex
@@ -87,7 +88,7 @@ func startFleet(t testing.TB, n int) *fleet {
 		id := fmt.Sprintf("n%d", i)
 		f.ids = append(f.ids, id)
 		sim := ollamasim.StartTest(t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
-		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}})
+		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), debug: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}})
 	}
 	for _, id := range f.ids {
 		f.start(id)
@@ -136,7 +137,7 @@ func (f *fleet) args(p *proc) []string {
 	case len(f.ids) == 1:
 		form = []string{"--bootstrap"}
 	}
-	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft},
+	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft, "--debug-addr", p.debug},
 		append(form, "--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
 			"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
 			"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
@@ -148,7 +149,7 @@ func (f *fleet) args(p *proc) []string {
 func (f *fleet) addNode(id string) {
 	f.t.Helper()
 	sim := ollamasim.StartTest(f.t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
-	f.setProc(&proc{id: id, http: freeAddr(f.t), raft: freeAddr(f.t), dir: filepath.Join(f.t.TempDir(), id), sim: sim, logs: &bytes.Buffer{}})
+	f.setProc(&proc{id: id, http: freeAddr(f.t), raft: freeAddr(f.t), debug: freeAddr(f.t), dir: filepath.Join(f.t.TempDir(), id), sim: sim, logs: &bytes.Buffer{}})
 	f.start(id)
 	f.t.Cleanup(func() { f.kill(id) })
 }
