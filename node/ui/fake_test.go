@@ -93,7 +93,7 @@ func (f *fakeAdmin) app() *fiber.App {
 				{Node: "n2", Verdict: "rejected", Filter: "ready", Reason: "node is down"}}})
 	})
 	a.Get("/routing", func(c *fiber.Ctx) error {
-		return c.JSON(client.RoutingView{Policy: "ttf", Replicas: []client.ReplicaView{{Deployment: "chat", Node: "n1", Health: "healthy", Slots: 4, TokensPerSec: 42}}})
+		return c.JSON(client.RoutingView{Policy: "ttf", Replicas: []client.ReplicaView{{Deployment: "chat", Node: "n1", Health: "fresh", Slots: 4, TokensPerSec: 42}}})
 	})
 	a.Get("/keys", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"keys": f.read().keys}) })
 	a.Get("/usage", func(c *fiber.Ctx) error { return c.JSON(client.UsageReport{Rows: f.read().usage}) })

@@ -97,12 +97,12 @@ func stampText(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 
 // tone classes a status for its colour; the text always says it too.
 func tone(status string) string {
 	switch status {
-	case client.NodeReady, client.StatusOK, "holds", "placed", "healthy", "closed":
+	case client.NodeReady, client.StatusOK, "holds", "placed", "fresh", "closed":
 		return "ok"
 	case client.StatusIdle, client.PlacementPending, "feasible", "":
 		return "muted"
 	case client.NodeCordoned, client.NodeDraining, client.StatusPartial, client.StatusDegraded,
-		client.PlacementPulling, client.PlacementLoading, "joining", "half-open", "drain", "remove":
+		client.PlacementPulling, client.PlacementLoading, "joining", "unknown", "half-open", "drain", "remove":
 		return "warn"
 	}
 	return "bad"

@@ -166,15 +166,16 @@ func (u *UI) Close() {
 
 // headers sets what every dashboard response carries: a strict content
 // security policy (the embedded script and stylesheet only, no inline
-// code), no framing, no sniffing, no referrer, and no caching unless a
-// handler says otherwise.
+// code), no framing, no sniffing, a referrer for its own pages only (with
+// "no-referrer", browsers send "Origin: null" with its forms), and no
+// caching unless a handler says otherwise.
 func (u *UI) headers(c *fiber.Ctx) error {
 	h := &c.Response().Header
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "+
 		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
