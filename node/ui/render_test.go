@@ -134,19 +134,34 @@ func TestStream(t *testing.T) {
 		r.ui.stream(w, func() bool { v := <-alive; alive <- v; return v })
 		pw.Close()
 	}()
-	events := bufio.NewReader(pr)
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		events := bufio.NewReader(pr)
+		for {
+			line, err := events.ReadString('\n')
+			if err != nil {
+				return
+			}
+			lines <- line
+		}
+	}()
 	next := func() string {
 		t.Helper()
 		var ev []string
 		for {
-			line, err := events.ReadString('\n')
-			if err != nil {
-				t.Fatalf("stream ended: %v", err)
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatal("the stream ended")
+				}
+				if line == "\n" {
+					return strings.Join(ev, " ")
+				}
+				ev = append(ev, strings.TrimSpace(line))
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no event within 10s (so far %q)", ev)
 			}
-			if line == "\n" {
-				return strings.Join(ev, " ")
-			}
-			ev = append(ev, strings.TrimSpace(line))
 		}
 	}
 	if got := next(); got != "retry: 2000 event: hello data: 40" {
