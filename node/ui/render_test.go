@@ -3,12 +3,11 @@ package ui
 import (
 	"bufio"
 	"io"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/sovra/sovra/client"
 )
 
 // Hostile text in the cluster's data (labels, key names, reasons, audit
@@ -215,5 +214,34 @@ func TestChart(t *testing.T) {
 			t.Errorf("niceCeil(%d) = %d, want %d", n, got, want)
 		}
 	}
-	_ = client.Key{}
+}
+
+// A live stream over HTTP: it needs a session, sends its first event at
+// once, and ends when the dashboard closes (so that a node's graceful
+// stop does not wait for it).
+func TestEventsOverHTTPEndOnClose(t *testing.T) {
+	r := newRig(t)
+	b := r.browser()
+	b.signin(adminToken)
+	req, err := http.NewRequest(http.MethodGet, r.url+"/ui/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.AddCookie(b.cookies[sessionCookie])
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %d %v", resp.StatusCode, resp.Header)
+	}
+	events := bufio.NewReader(resp.Body)
+	if line, err := events.ReadString('\n'); err != nil || line != "retry: 2000\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	r.ui.Close()
+	if _, err := io.ReadAll(events); err != nil {
+		t.Fatalf("the stream did not end cleanly: %v", err)
+	}
 }
