@@ -215,7 +215,23 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	b.do("deployment on the overview", chromedp.WaitVisible(chromedp.CSS(`#deployments tr[data-deployment="chat"][data-status="ok"]`)))
 	b.checkNotReloaded("overview")
+
+	// One that no node can take is listed first, as a problem, and its
+	// page opens the scheduler's explanation.
+	if _, err := admin.CreateDeployment(ctx, client.DeploymentRequest{Name: "big", Model: "llama3.2:1b", Replicas: &one,
+		Constraints: []string{"gpu=h100"}}); err != nil {
+		t.Fatal(err)
+	}
+	b.do("unplaceable deployment first", chromedp.WaitVisible(chromedp.CSS(`#health ul.problems a[href="/ui/deployments/big"]`)))
+	if first := eval[string](b, `document.querySelector("#deployments tbody tr").dataset.deployment`); first != "big" {
+		t.Fatalf("the first deployment listed is %q", first)
+	}
 	b.shot("overview")
+	b.do("unplaceable deployment's page", load(chromedp.Click(chromedp.CSS(`#deployments a[href="/ui/deployments/big"]`))),
+		chromedp.WaitVisible(chromedp.CSS(`#explain-details[open] tr[data-verdict="rejected"]`)))
+	b.shot("unplaceable")
+	b.do("back to the overview", load(chromedp.Click(chromedp.CSS(`nav a[href="/ui/"]`))),
+		chromedp.WaitVisible(chromedp.CSS(`#deployments tr[data-deployment="chat"]`)))
 
 	followsAReplica(t, b, admin)
 	useTheModel(t, c, tenant.Secret)

@@ -3,6 +3,8 @@ package ui
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -20,6 +22,11 @@ import (
 // that follow it, before it sends one event for all.
 const coalesce = 150 * time.Millisecond
 
+// writeWait bounds each write of a stream: a client that stops reading
+// is cut off (it replaces the server's write deadline, which would end a
+// healthy stream too).
+const writeWait = 30 * time.Second
+
 func (u *UI) events(r *req) error {
 	if !u.openStream() {
 		return r.c.Status(fiber.StatusServiceUnavailable).SendString("too many live streams")
@@ -32,11 +39,11 @@ func (u *UI) events(r *req) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	c.Set("X-Accel-Buffering", "no")
-	id, ss := r.id, r.s
+	id, ss, conn := r.id, r.s, c.Context().Conn()
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer u.closeStream()
 		defer u.sessions.closeStream(ss)
-		u.stream(w, func() bool { return u.sessions.alive(id, ss) })
+		u.stream(deadlineWriter{w: w, conn: conn}, func() bool { return u.sessions.alive(id, ss) })
 	})
 	return nil
 }
@@ -44,7 +51,7 @@ func (u *UI) events(r *req) error {
 // stream writes events to w until the client goes, the session ends
 // (alive turns false), the stream has lived StreamLife or the dashboard
 // closes.
-func (u *UI) stream(w *bufio.Writer, alive func() bool) {
+func (u *UI) stream(w flusher, alive func() bool) {
 	life := time.NewTimer(u.cfg.StreamLife)
 	defer life.Stop()
 	tick := time.NewTicker(u.cfg.Refresh)
@@ -97,8 +104,27 @@ func (u *UI) settle() bool {
 	}
 }
 
+// flusher is a buffered writer of a stream.
+type flusher interface {
+	io.Writer
+	Flush() error
+}
+
+// deadlineWriter gives each flush of a stream writeWait.
+type deadlineWriter struct {
+	w    *bufio.Writer
+	conn net.Conn
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) { return d.w.Write(p) }
+
+func (d deadlineWriter) Flush() error {
+	_ = d.conn.SetWriteDeadline(time.Now().Add(writeWait))
+	return d.w.Flush()
+}
+
 // send writes one event and flushes it; false: the client is gone.
-func send(w *bufio.Writer, format string, args ...any) bool {
+func send(w flusher, format string, args ...any) bool {
 	if _, err := fmt.Fprintf(w, format, args...); err != nil {
 		return false
 	}
