@@ -194,7 +194,7 @@ func TestCSRF(t *testing.T) {
 		t.Fatalf("admin API asked %v", got)
 	}
 	// The admin call carries the browser's address, for the audit log.
-	for _, s := range r.fake.sources {
+	for _, s := range r.fake.callers() {
 		if !strings.HasPrefix(s, "127.0.0.1:") {
 			t.Fatalf("admin call from %q", s)
 		}

@@ -3,8 +3,6 @@ package ui_test
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/internal/testcluster"
-	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 )
 
@@ -377,7 +374,3 @@ func (b *tab) checkNotReloaded(page string) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-var _ = errors.New
-var _ = fmt.Sprint
-var _ = testwait.For

@@ -159,6 +159,13 @@ func (f *fakeAdmin) nodeStatus(c *fiber.Ctx) error {
 	return c.JSON(client.Node{ID: c.Params("id"), Status: "cordoned"})
 }
 
+// callers are the remote addresses of the calls made so far.
+func (f *fakeAdmin) callers() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.sources...)
+}
+
 func (f *fakeAdmin) done() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

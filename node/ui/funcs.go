@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/sovra/sovra/client"
 )
 
@@ -142,5 +140,3 @@ func countText(n int64) string {
 	}
 	return b.String()
 }
-
-func zapErr(err error) zap.Field { return zap.Error(err) }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/client"
 )
@@ -167,7 +168,7 @@ func (u *UI) pageError(r *req, err error) error {
 	case errors.As(err, &ce):
 		return u.writeError(r, fiber.StatusServiceUnavailable, "The cluster did not answer", ce.Message)
 	}
-	u.cfg.Log.Warn("dashboard page failed", zapErr(err))
+	u.cfg.Log.Warn("dashboard page failed", zap.Error(err))
 	return u.writeError(r, fiber.StatusServiceUnavailable, "The cluster did not answer", "The node could not gather this page's data just now; it will try again when the state changes.")
 }
 
