@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sovra/sovra/client"
+	"github.com/sovra/sovra/internal/ollamasim"
 	"github.com/sovra/sovra/internal/testcluster"
 	"github.com/sovra/sovra/node"
 )
@@ -184,7 +185,10 @@ func (b *tab) signin(cred string) {
 
 func TestDashboardInChromium(t *testing.T) {
 	findChromium(t)
-	c := testcluster.Start(t, []testcluster.Spec{{ID: "n1"}, {ID: "n2", Labels: "gpu=a100"}, {ID: "n3"}},
+	// Models not on a node's disk take a while to pull, so that the page
+	// can show the pull.
+	sim := ollamasim.Config{PullDuration: 4 * time.Second}
+	c := testcluster.Start(t, []testcluster.Spec{{ID: "n1", Sim: sim}, {ID: "n2", Labels: "gpu=a100", Sim: sim}, {ID: "n3", Sim: sim}},
 		func(cfg *node.Config) { cfg.Usage.Flush = 200 * time.Millisecond })
 	ctx := context.Background()
 	admin := c.Client("n1")
@@ -297,6 +301,19 @@ func followsAReplica(t *testing.T, b *tab, admin *client.Client) {
 		t.Fatalf("ready count %q", got)
 	}
 	b.shot("deployment")
+
+	// A model no node has is pulled: the page shows the pull, then the
+	// replica turns ready, without a reload.
+	one := 1
+	if _, err := admin.CreateDeployment(context.Background(), client.DeploymentRequest{Name: "fresh", Model: "llama3.1:8b", Replicas: &one}); err != nil {
+		t.Fatal(err)
+	}
+	b.do("open the new deployment", chromedp.Navigate(b.base+"/deployments/fresh"),
+		chromedp.WaitVisible(chromedp.CSS(`#replicas tr[data-state="pulling"]`)))
+	b.markPage()
+	b.shot("pulling")
+	b.do("the pulled replica turns ready", chromedp.WaitVisible(chromedp.CSS(`#replicas tr[data-state="ready"]`)))
+	b.checkNotReloaded("pulling deployment")
 }
 
 // useTheModel sends a few chats with the tenant's key, for the usage

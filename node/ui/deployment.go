@@ -61,6 +61,18 @@ func (u *UI) deployment(r *req) (view, error) {
 	return view{name: "deployment", title: "Deployment " + d.Name, nav: "overview", tick: true, data: v}, nil
 }
 
+// Note is what the replica's row says beside its figures: why it is in
+// its state, and the pull's progress text unless the Pull column shows it.
+func (r replicaRow) Note() string {
+	if r.ProgressPercent != nil || r.BytesTotal > 0 || r.Progress == "" {
+		return r.Reason
+	}
+	if r.Reason == "" {
+		return r.Progress
+	}
+	return r.Progress + "; " + r.Reason
+}
+
 func deploymentLink(name string) string { return Path + "/deployments/" + url.PathEscape(name) }
 
 func nodeLink(id string) string { return Path + "/nodes/" + url.PathEscape(id) }
