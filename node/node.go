@@ -27,6 +27,7 @@ import (
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/balance"
 	"github.com/sovra/sovra/node/router/load"
+	"github.com/sovra/sovra/node/ui"
 	"github.com/sovra/sovra/node/usage"
 )
 
@@ -251,6 +252,8 @@ type Node struct {
 	// quota enforces the keys' limits cluster-wide (quota.go).
 	quota *quota.Limiter
 	usage *usage.Recorder
+	// dashboard is the web dashboard (nil outside a cluster).
+	dashboard *ui.UI
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -315,7 +318,13 @@ func (n *Node) Start() error {
 	}
 	apiCfg := n.apiConfig(isLoopback(ln.Addr()))
 	apiCfg.Registry = reg
+	if n.cluster != nil {
+		apiCfg.DashboardPath = ui.Path
+	}
 	n.api = api.New(apiCfg, n.router, cl, n.log.Named("http"))
+	if n.cluster != nil {
+		n.mountDashboard()
+	}
 	go func() { n.done <- n.api.Serve(ln) }()
 	if n.cluster != nil {
 		n.runCluster()
@@ -474,6 +483,7 @@ func (n *Node) stop(ctx context.Context) error {
 	defer cancel()
 	n.log.Info("shutting down", zap.Duration("grace", n.cfg.ShutdownGrace))
 	n.stopWatch()
+	n.closeDashboard()
 	err := n.api.Shutdown(ctx)
 	if serr := <-n.done; serr != nil && err == nil {
 		err = serr

@@ -100,6 +100,10 @@ type Config struct {
 	// Usage, when set, sums each inference request's usage for the
 	// state (on the node the client reached).
 	Usage *nodeusage.Recorder
+	// DashboardPath, when set, is the path under which the web dashboard
+	// (package ui) is mounted: it checks its requests' Origin itself
+	// (its own origin only), so AllowedOrigins does not apply there.
+	DashboardPath string
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.
@@ -251,8 +255,24 @@ func (s *Server) routes() {
 	a.Get("/", func(c *fiber.Ctx) error { return c.SendString("sovra is running") })
 }
 
-// App exposes the Fiber app (for tests that use app.Test).
+// App exposes the Fiber app (for tests that use app.Test, and to mount
+// the dashboard).
 func (s *Server) App() *fiber.App { return s.app }
+
+// inProcessKey marks a request made inside the node (InProcess).
+type inProcessKey struct{}
+
+// InProcess serves requests made inside the node, such as the dashboard's
+// admin calls on behalf of its signed-in operator: the whole app, with its
+// authentication, but logged at debug level, since the request that made
+// them is logged itself.
+func (s *Server) InProcess() fasthttp.RequestHandler {
+	h := s.app.Handler()
+	return func(ctx *fasthttp.RequestCtx) {
+		ctx.SetUserValue(inProcessKey{}, true)
+		h(ctx)
+	}
+}
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
