@@ -50,6 +50,9 @@ type Deployment struct {
 	Placements    []Placement `json:"placements"`
 	Idle          bool        `json:"idle"`
 	LastUsed      int64       `json:"last_used"`
+	// UsedIndex is the log index of the last recorded use; the leader
+	// times idleness from when it saw it change.
+	UsedIndex uint64 `json:"used_index,omitempty"`
 }
 
 // Placement states.
