@@ -11,20 +11,21 @@ import (
 )
 
 // Most lines of a chat answer are one token: model, time, the message's
-// role and content (or thinking), done false. encoding/json spends about
-// 2.3 µs and 14 allocations on each (api.Message has its own
-// UnmarshalJSON, which decodes twice); chatToken reads that shape with a
-// pooled fastjson parser instead, in about a fifth of the time. Any other
-// shape (the final line with its metrics, tool calls, images, an error,
-// unknown or oddly cased keys, nulls, invalid UTF-8) is left to
+// role and content (or thinking), done false; the last adds why it ended
+// and the metrics (and, for a non-streamed answer, holds the whole text).
+// encoding/json spends about 2.3 µs and 14 allocations on a token line
+// (api.Message has its own UnmarshalJSON, which decodes twice); chatLine
+// reads these shapes with a pooled fastjson parser instead, in about a
+// fifth of the time. Any other shape (tool calls, images, logprobs, an
+// error, unknown or oddly cased keys, nulls, invalid UTF-8) is left to
 // encoding/json, so what a line means never depends on the path: the
-// fuzz test FuzzChatToken holds the two to the same result.
+// fuzz test FuzzChatLine holds the two to the same result.
 
 var lineParsers fastjson.ParserPool
 
-// chatToken decodes a token line of a chat answer; ok is false when the
-// line is not of that shape and must be decoded in full.
-func chatToken(b []byte) (r api.ChatResponse, ok bool) {
+// chatLine decodes a token line or the final line of a chat answer; ok
+// is false when the line is not of that shape and must be decoded in full.
+func chatLine(b []byte) (r api.ChatResponse, ok bool) {
 	if !strict(b) {
 		return r, false
 	}
@@ -40,7 +41,7 @@ func chatToken(b []byte) (r api.ChatResponse, ok bool) {
 			ok = chatField(&r, string(k), f)
 		}
 	})
-	return r, ok && !r.Done
+	return r, ok
 }
 
 // chatField sets one top-level field of a token line.
@@ -66,8 +67,41 @@ func chatField(r *api.ChatResponse, key string, f *fastjson.Value) bool {
 		return true
 	case "message":
 		return f.Type() == fastjson.TypeObject && messageFields(&r.Message, f.GetObject())
+	case "done_reason":
+		s, ok := text(f)
+		r.DoneReason = s
+		return ok
 	}
-	return false
+	return metricField(&r.Metrics, key, f)
+}
+
+// metricField sets one of the final line's metrics: integers, the
+// durations in nanoseconds.
+func metricField(m *api.Metrics, key string, f *fastjson.Value) bool {
+	if f.Type() != fastjson.TypeNumber || !jsonInt(f.MarshalTo(nil)) {
+		return false
+	}
+	n, err := f.Int64()
+	if err != nil {
+		return false
+	}
+	switch key {
+	case "total_duration":
+		m.TotalDuration = time.Duration(n)
+	case "load_duration":
+		m.LoadDuration = time.Duration(n)
+	case "prompt_eval_duration":
+		m.PromptEvalDuration = time.Duration(n)
+	case "eval_duration":
+		m.EvalDuration = time.Duration(n)
+	case "prompt_eval_count":
+		m.PromptEvalCount = int(n)
+	case "eval_count":
+		m.EvalCount = int(n)
+	default:
+		return false
+	}
+	return true
 }
 
 // messageFields sets the role, content and thinking of a token line's
@@ -125,6 +159,22 @@ func strict(b []byte) bool {
 	return true
 }
 
+// jsonInt says whether b is an integer as JSON writes one: no leading
+// zeros (which fastjson takes and encoding/json refuses), no fraction or
+// exponent.
+func jsonInt(b []byte) bool {
+	b = bytes.TrimPrefix(b, []byte("-"))
+	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 func hex4(b []byte) bool {
 	for _, c := range b {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
@@ -144,13 +194,10 @@ func text(f *fastjson.Value) (string, bool) {
 	return string(b), utf8.Valid(b)
 }
 
-// decodeChatLine decodes one line of a chat answer: a token line on the
-// fast path, anything else in full.
+// decodeChatLine decodes one line of a chat answer: token and final
+// lines on the fast path, anything else in full.
 func decodeChatLine(b []byte) (api.ChatResponse, error) {
-	if bytes.Contains(b, []byte(`"done":true`)) { // the final line: metrics
-		return decodeLine[api.ChatResponse](b)
-	}
-	if r, ok := chatToken(b); ok {
+	if r, ok := chatLine(b); ok {
 		return r, nil
 	}
 	return decodeLine[api.ChatResponse](b)

@@ -7,9 +7,9 @@ import (
 	"github.com/ollama/ollama/api"
 )
 
-// FuzzChatToken holds the fast path to encoding/json: whenever it takes
+// FuzzChatLine holds the fast path to encoding/json: whenever it takes
 // a line, encoding/json reads the same line the same way.
-func FuzzChatToken(f *testing.F) {
+func FuzzChatLine(f *testing.F) {
 	for _, s := range []string{
 		string(tokenLine), string(finalLine),
 		`{"model":"m","created_at":"2026-12-03T22:15:15Z","message":{"role":"assistant","thinking":"hm"},"done":false}`,
@@ -19,6 +19,8 @@ func FuzzChatToken(f *testing.F) {
 		`{"model":"m","message":{"content":"x","tool_calls":[]}}`,
 		`{"model":"m","message":null}`,
 		`{"model":"m","created_at":"yesterday"}`,
+		`{"model":"m","done":true,"done_reason":"length","eval_count":99999999999999999999}`,
+		`{"done":true,"eval_duration":-5,"prompt_eval_count":0}`,
 		`{"message":{"content":"\xff"}}`,
 		`{"error":"boom"}`,
 		`[1]`, `"x"`, `{`,
@@ -26,7 +28,7 @@ func FuzzChatToken(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, ok := chatToken(b)
+		fast, ok := chatLine(b)
 		if !ok {
 			return
 		}
@@ -40,23 +42,25 @@ func FuzzChatToken(f *testing.F) {
 	})
 }
 
-// TestChatTokenTakesTokenLines: the lines the fast path exists for take
+// TestChatLineTakesItsLines: the lines the fast path exists for take
 // it, and the ones it must leave do.
-func TestChatTokenTakesTokenLines(t *testing.T) {
+func TestChatLineTakesItsLines(t *testing.T) {
 	for _, tc := range []struct {
 		line string
 		fast bool
 	}{
 		{string(tokenLine), true},
 		{`{"model":"m","created_at":"2026-12-03T22:15:15Z","message":{"role":"assistant","thinking":"hm"},"done":false}`, true},
-		{string(finalLine), false},
+		{string(finalLine), true},
+		{`{"model":"m","done":true,"eval_count":1.5}`, false},
+		{`{"model":"m","done":true,"eval_duration":"5"}`, false},
 		{`{"model":"m","message":{"content":"x","tool_calls":[{"function":{"name":"f"}}]},"done":false}`, false},
 		{`{"Model":"m","message":{"content":"x"}}`, false},
 		{`{"message":{"content":"\xff"}}`, false},
 		{`{"error":"boom"}`, false},
 	} {
-		if _, ok := chatToken([]byte(tc.line)); ok != tc.fast {
-			t.Errorf("chatToken(%s) took the fast path: %v, want %v", tc.line, ok, tc.fast)
+		if _, ok := chatLine([]byte(tc.line)); ok != tc.fast {
+			t.Errorf("chatLine(%s) took the fast path: %v, want %v", tc.line, ok, tc.fast)
 		}
 		r, err := decodeChatLine([]byte(tc.line))
 		want, werr := decodeLine[api.ChatResponse]([]byte(tc.line))
