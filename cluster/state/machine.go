@@ -9,6 +9,8 @@ type Machine struct {
 	// applied is closed and replaced after each Apply, so readers can wait
 	// for an index.
 	applied chan struct{}
+	// halt is the entry that stopped the machine (see Halted).
+	halt *UnknownTypeError
 }
 
 // NewMachine returns a machine over an empty state.
@@ -17,20 +19,48 @@ func NewMachine() *Machine {
 }
 
 // Apply applies one committed log entry. An entry that cannot be applied
-// is skipped and recorded (see State.ApplyOrReject).
+// is skipped and recorded (see State.ApplyOrReject). An entry of a
+// command type this version does not know and may not skip halts the
+// machine: from then on Apply changes nothing and answers ErrUnknownType
+// (see Halted), so the state stays a true prefix of the cluster's.
 func (m *Machine) Apply(index uint64, entry []byte) Outcome {
 	out, ch := m.apply(index, entry)
-	close(ch)
+	if ch != nil {
+		close(ch)
+	}
 	return out
 }
 
 func (m *Machine) apply(index uint64, entry []byte) (Outcome, chan struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := m.s.ApplyOrReject(index, entry)
+	if m.halt != nil {
+		return halted(index, m.halt), nil
+	}
+	out, err := m.s.ApplyOrReject(index, entry)
+	if err != nil {
+		m.halt = err.(*UnknownTypeError)
+		return halted(index, m.halt), nil
+	}
 	ch := m.applied
 	m.applied = make(chan struct{})
 	return out, ch
+}
+
+// halted is the outcome of an entry a halted machine did not apply.
+func halted(index uint64, why *UnknownTypeError) Outcome {
+	return Outcome{Index: index, ErrCode: "unknown_type", ErrMsg: "not applied: " + why.Error()}
+}
+
+// Halted returns the *UnknownTypeError of the entry that stopped the
+// machine, or nil while it applies.
+func (m *Machine) Halted() error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.halt == nil {
+		return nil
+	}
+	return m.halt
 }
 
 // Read calls fn with the state under a read lock; fn must not keep it.
@@ -61,10 +91,14 @@ func (m *Machine) Snapshot() *State {
 	return m.s.Clone()
 }
 
-// Restore replaces the state whole.
+// Restore replaces the state whole. A halted machine goes on only when
+// the new state is past the entry that stopped it.
 func (m *Machine) Restore(s *State) {
 	m.mu.Lock()
 	m.s = s
+	if m.halt != nil && s.Index >= m.halt.Index {
+		m.halt = nil
+	}
 	ch := m.applied
 	m.applied = make(chan struct{})
 	m.mu.Unlock()
