@@ -250,6 +250,7 @@ var errByCode = map[string]error{
 	"closed":             ErrClosed,
 	"invalid":            ErrInvalid,
 	"retry":              errRetry,
+	"upgrade_required":   ErrUpgradeRequired,
 }
 
 func codeOf(err error) (string, int) {
@@ -260,6 +261,7 @@ func codeOf(err error) (string, int) {
 		{"bad_token", http.StatusForbidden},
 		{"not_peer", http.StatusForbidden},
 		{"member_exists", http.StatusConflict},
+		{"upgrade_required", http.StatusConflict},
 		{"invalid", http.StatusBadRequest},
 		{"restore_not_forced", http.StatusConflict},
 		{"not_member", http.StatusGone},

@@ -59,6 +59,11 @@ var (
 	// ErrExpired means the caller's deadline had passed before the work
 	// reached raft: nothing was proposed, and nothing will be.
 	ErrExpired = errors.New("cluster: the caller's deadline passed before the work was proposed")
+	// ErrUpgradeRequired means a node's version is too old for what was
+	// asked (versions.go): the leader refuses a command type, a restore or
+	// a join until every member knows it, and a node that meets an
+	// unknown command type in its log stops with it.
+	ErrUpgradeRequired = errors.New("cluster: upgrade required")
 )
 
 // RaftTimings tune raft. A zero field keeps raft's default, given after each.
@@ -229,7 +234,7 @@ func Open(cfg Config) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), machine: state.NewMachine(), changed: make(chan struct{}),
 		keys: cfg.Keyring, joinStop: make(chan struct{})}
-	c.fsm = &fsm{m: c.machine, log: c.log}
+	c.fsm = &fsm{m: c.machine, log: c.log, halt: c.halt}
 	if err := c.loadCreds(); err != nil {
 		return nil, err
 	}
@@ -471,11 +476,12 @@ func (c *Cluster) Close() error {
 func (c *Cluster) Machine() *state.Machine { return c.machine }
 
 // SetNode changes what this node registers (labels, GPUs, version, models
-// on disk...); ID and addresses are kept. Heartbeats own the registration:
+// on disk...); ID, addresses and command level are this node's own. Heartbeats own the registration:
 // the next one re-registers the node when it differs from the state, so
 // other code should call this rather than apply RegisterNode for this node.
 func (c *Cluster) SetNode(n state.Node) {
 	n.ID, n.HTTPAddr, n.RaftAddr = c.cfg.NodeID, c.cfg.HTTPAddr, c.RaftAddr()
+	n.CommandLevel = state.Level() // what this build applies, whatever the caller said
 	c.nodeMu.Lock()
 	defer c.nodeMu.Unlock()
 	c.self = n

@@ -256,3 +256,34 @@ func TestLevelOf(t *testing.T) {
 		t.Fatalf("Level() %d below LegacyLevel %d", Level(), LegacyLevel)
 	}
 }
+
+// TestNeedsLevel: what the leader's version gate asks of the members for
+// an entry.
+func TestNeedsLevel(t *testing.T) {
+	rec := &AuditRecord{Actor: "admin", Action: "x"}
+	cases := []struct {
+		name string
+		cmd  Command
+		want Type
+	}{
+		{name: "plain", cmd: Command{Type: 30, Body: 1}, want: 30},
+		{name: "ignorable", cmd: Command{Type: 30, Flags: FlagIgnorable, Body: 1}, want: 0},
+		{name: "ignorable with a key", cmd: Command{Type: 30, Flags: FlagIgnorable, Key: "k", Body: 1}, want: 30},
+		{name: "ignorable with an audit record", cmd: Command{Type: 30, Flags: FlagIgnorable, Audit: rec, Body: 1}, want: 30},
+		{name: "old type", cmd: Command{Type: TypeRemoveNode, Body: RemoveNode{ID: "n"}}, want: TypeRemoveNode},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := Encode(tc.cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := NeedsLevel(e); err != nil || got != tc.want {
+				t.Fatalf("NeedsLevel = %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := NeedsLevel([]byte{1}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("NeedsLevel(corrupt) = %v", err)
+	}
+}

@@ -69,3 +69,19 @@ func (e *UnknownTypeError) Unwrap() error { return ErrUnknownType }
 // ErrNewerVersion means a snapshot was written by a version newer than
 // this one, in a form this one cannot read without losing part of it.
 var ErrNewerVersion = errors.New("written by a newer version of sovra")
+
+// NeedsLevel is the command level every member must have before the entry
+// may be committed: its type, unless older versions may skip it without
+// differing (FlagIgnorable, and neither an idempotency key nor an audit
+// record, whose remembered outcome would read "skipped" there); 0 when
+// any version may take it.
+func NeedsLevel(entry []byte) (Type, error) {
+	d, err := decode(entry)
+	if err != nil {
+		return 0, err
+	}
+	if d.flags&FlagIgnorable != 0 && d.key == "" && d.audit == nil {
+		return 0, nil
+	}
+	return d.typ, nil
+}

@@ -38,6 +38,7 @@ type proc struct {
 	logs           *bytes.Buffer
 	killedAt       []time.Time
 	restartedCount int
+	bin            string // the binary it runs; empty: the fleet's
 }
 
 // fleet is the cluster of processes.
@@ -67,6 +68,22 @@ func freeAddr(t testing.TB) string {
 // startFleet starts n nodes that form a cluster together.
 func startFleet(t testing.TB, n int) *fleet {
 	t.Helper()
+	return startFleetWith(t, n, fleetOptions{})
+}
+
+// fleetOptions change how startFleetWith starts the nodes.
+type fleetOptions struct {
+	// bins are the binaries some nodes run, by id (others run the suite's
+	// build), for mixed versions.
+	bins map[string]string
+	// prepare, when set, is called with each node's data directory
+	// before the node first starts (to mount a file system there).
+	prepare func(id, dir string)
+}
+
+// startFleetWith is startFleet with options.
+func startFleetWith(t testing.TB, n int, opts fleetOptions) *fleet {
+	t.Helper()
 	dir := t.TempDir()
 	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{},
 		secret: filepath.Join(dir, "cluster-token"), admin: filepath.Join(dir, "admin-token")}
@@ -80,7 +97,10 @@ func startFleet(t testing.TB, n int) *fleet {
 		id := fmt.Sprintf("n%d", i)
 		f.ids = append(f.ids, id)
 		sim := ollamasim.StartTest(t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
-		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}})
+		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}, bin: opts.bins[id]})
+		if opts.prepare != nil {
+			opts.prepare(id, filepath.Join(dir, id))
+		}
 	}
 	for _, id := range f.ids {
 		f.start(id)
@@ -150,7 +170,11 @@ func (f *fleet) start(id string) {
 	p := f.proc(id)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cmd := exec.Command(f.bin, f.args(p)...)
+	bin := f.bin
+	if p.bin != "" {
+		bin = p.bin
+	}
+	cmd := exec.Command(bin, f.args(p)...)
 	cmd.Stdout, cmd.Stderr = &lockedWriter{buf: p.logs, mu: &p.logMu}, &lockedWriter{buf: p.logs, mu: &p.logMu}
 	if err := cmd.Start(); err != nil {
 		f.t.Fatalf("start %s: %v", id, err)

@@ -1,0 +1,64 @@
+package cluster
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sovra/sovra/cluster/state"
+)
+
+// TestUnknownTypeStopsTheNode commits, past the version gate, an entry of
+// a type no node knows and that may not be skipped (as a node downgraded
+// after the gate let it through would meet it): each node stops applying
+// before it, so that its state never differs from what a version that
+// knows the type holds; it reports why, takes no snapshot at an index
+// its state never reached, and stops again at a restart.
+func TestUnknownTypeStopsTheNode(t *testing.T) {
+	tc := newCluster(t, testOpts{n: 3})
+	tc.put(tc.leader(), "before", 1)
+	f := tc.leader().c.raft.Apply([]byte{250, 0, '{', '}'}, 5*time.Second)
+	if err := f.Error(); err != nil {
+		t.Fatal(err)
+	}
+	index := f.Index()
+	for _, n := range tc.nodes {
+		waitHalted(t, n, index)
+		if got := n.c.Machine().Index(); got >= index {
+			t.Fatalf("%s applied up to %d, past the entry at %d", n.id, got, index)
+		}
+		if _, err := n.c.fsm.Snapshot(); err == nil {
+			t.Fatalf("%s takes snapshots while stopped", n.id)
+		}
+		if err := n.c.Ready(); !errors.Is(err, ErrUpgradeRequired) {
+			t.Fatalf("%s Ready() = %v", n.id, err)
+		}
+		if tc.replicasOf(n, "before") != 1 {
+			t.Fatalf("%s lost the write before the entry", n.id)
+		}
+	}
+	n := tc.nodes[0]
+	tc.restart(n)
+	waitHalted(t, n, index)
+}
+
+// waitHalted waits until a node stops at the entry at index, saying why.
+func waitHalted(t *testing.T, n *tnode, index uint64) {
+	t.Helper()
+	select {
+	case <-n.c.JoinFailed():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not stop at the unknown type", n.id)
+	}
+	err := n.c.JoinError()
+	var u *state.UnknownTypeError
+	if !errors.Is(err, ErrUpgradeRequired) || !errors.As(err, &u) || u.Index != index || u.Type != 250 {
+		t.Fatalf("%s: %v; want ErrUpgradeRequired at entry %d of type 250", n.id, err, index)
+	}
+	for _, want := range []string{"stopped applying the replicated log", "command type 250", "Upgrade this node"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %q does not say %q", n.id, err, want)
+		}
+	}
+}
