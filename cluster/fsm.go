@@ -100,7 +100,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	s, err := state.Decode(rc)
 	if errors.Is(err, state.ErrNewerVersion) {
-		f.stop(fmt.Errorf("the snapshot it was sent cannot be read: %w", err))
+		f.stop(fmt.Errorf("a snapshot cannot be read: %w", err))
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)

@@ -301,6 +301,9 @@ func (c *Cluster) openRaft() error {
 		trans.Close()
 		layer.closeAll()
 		c.closeStores(wal)
+		if why := c.JoinError(); why != nil {
+			return why // a snapshot of a newer version: say so, not raft's summary
+		}
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
 	c.raft, c.wal, c.trans, c.stream = r, wal, trans, layer

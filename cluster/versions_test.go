@@ -2,9 +2,14 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/sovra/sovra/cluster/state"
 )
@@ -60,5 +65,43 @@ func waitHalted(t *testing.T, n *tnode, index uint64) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %q does not say %q", n.id, err, want)
 		}
+	}
+}
+
+// TestNewerSnapshotOnDisk: a node started on an older binary over a data
+// directory whose raft snapshot a newer version wrote does not start, and
+// says why (not raft's "failed to load any existing snapshots").
+func TestNewerSnapshotOnDisk(t *testing.T) {
+	tc := newCluster(t, testOpts{n: 1})
+	n := tc.nodes[0]
+	conf, err := n.c.configuration()
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := n.c.raft.LastIndex()
+	tc.stop(n)
+	snaps, err := raft.NewFileSnapshotStore(filepath.Join(n.cfg.DataDir, "raft"), 2, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("")
+	defer trans.Close()
+	sink, err := snaps.Create(raft.SnapshotVersionMax, index, 1, conf, 1, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Fprintf(sink, `{"version":1,"state":{"index":%d,"command_level":250}}`, index); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(n.cfg)
+	if err == nil {
+		c.Close()
+		t.Fatal("opened over a snapshot of a newer version")
+	}
+	if !errors.Is(err, ErrUpgradeRequired) || !errors.Is(err, state.ErrNewerVersion) || !strings.Contains(err.Error(), "command level") {
+		t.Fatalf("Open: %v; want ErrUpgradeRequired and ErrNewerVersion", err)
 	}
 }
