@@ -95,12 +95,16 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 // Restore replaces the state whole. A snapshot of a newer version stops
-// the node as an unknown command type does.
+// the node as an unknown command type does (a leader of a newer version
+// sent it, or an older binary started over a newer data directory),
+// instead of failing the same restore again at every retry.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	s, err := state.Decode(rc)
 	if errors.Is(err, state.ErrNewerVersion) {
-		f.stop(fmt.Errorf("a snapshot cannot be read: %w", err))
+		why := fmt.Errorf("a snapshot cannot be read: %w", err)
+		f.m.Stop(why)
+		f.stop(why)
 	}
 	if err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -75,6 +76,9 @@ type RaftTimings struct {
 	SnapshotInterval   time.Duration // 120s: how often raft checks whether to snapshot
 	SnapshotThreshold  uint64        // 8192: new entries since the last snapshot before one is taken
 	TrailingLogs       uint64        // 10240: entries kept after a snapshot for followers that lag
+	// LogSegmentSize is the size of each raft log file (64 MiB, which
+	// raft-wal preallocates); tests make it small to rotate often.
+	LogSegmentSize int
 }
 
 // Config configures one node's cluster membership.
@@ -264,7 +268,8 @@ func (c *Cluster) openRaft() error {
 	// The WAL does not close a meta store it opened itself, so it gets one
 	// that Close can close.
 	c.meta = &metadb.BoltMetaDB{}
-	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithLogger(hl.Named("wal")), raftwal.WithMetaStore(c.meta))
+	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithLogger(hl.Named("wal")), raftwal.WithMetaStore(c.meta),
+		raftwal.WithSegmentSize(cmp.Or(c.cfg.Raft.LogSegmentSize, raftwal.DefaultSegmentSize)))
 	if err != nil {
 		c.meta.Close()
 		return fmt.Errorf("cluster: open raft log: %w", err)
@@ -302,7 +307,7 @@ func (c *Cluster) openRaft() error {
 		layer.closeAll()
 		c.closeStores(wal)
 		if why := c.JoinError(); why != nil {
-			return why // a snapshot of a newer version: say so, not raft's summary
+			return why // say why, not raft's summary
 		}
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}

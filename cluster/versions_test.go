@@ -105,3 +105,35 @@ func TestNewerSnapshotOnDisk(t *testing.T) {
 		t.Fatalf("Open: %v; want ErrUpgradeRequired and ErrNewerVersion", err)
 	}
 }
+
+// TestNewerSnapshotFromLeader: a follower sent a snapshot whose state it
+// cannot hold (as an old node behind a leader of a newer version would
+// be) stops with the reason, instead of failing the install at every
+// retry of the leader; the others go on.
+func TestNewerSnapshotFromLeader(t *testing.T) {
+	timings := fastTimings()
+	timings.TrailingLogs, timings.SnapshotThreshold = 2, 1<<20
+	tc := newCluster(t, testOpts{n: 3, timings: &timings})
+	leader := tc.leader()
+	behind := tc.followers()[0]
+	tc.stop(behind)
+	s := leader.c.machine.Snapshot()
+	s.CommandLevel = 250 // what a newer version's state says of itself
+	leader.c.machine.Restore(s)
+	for i := range 5 {
+		tc.put(leader, fmt.Sprintf("while-away-%d", i), 1)
+	}
+	if err := leader.c.raft.Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	tc.start(behind)
+	select {
+	case <-behind.c.JoinFailed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the follower did not stop at a snapshot it cannot hold")
+	}
+	if err := behind.c.JoinError(); !errors.Is(err, ErrUpgradeRequired) || !errors.Is(err, state.ErrNewerVersion) {
+		t.Fatalf("JoinError() = %v", err)
+	}
+	tc.put(leader, "after", 1)
+}

@@ -1,6 +1,9 @@
 package state
 
-import "sync"
+import (
+	"math"
+	"sync"
+)
 
 // Machine guards a State for one writer (the raft FSM) and many readers.
 type Machine struct {
@@ -9,8 +12,10 @@ type Machine struct {
 	// applied is closed and replaced after each Apply, so readers can wait
 	// for an index.
 	applied chan struct{}
-	// halt is the entry that stopped the machine (see Halted).
-	halt *UnknownTypeError
+	// halt is why the machine stopped (see Halted); a restored state at
+	// or past haltAt lets it go on.
+	halt   error
+	haltAt uint64 // MaxUint64 after Stop: any restored state will do
 }
 
 // NewMachine returns a machine over an empty state.
@@ -39,7 +44,7 @@ func (m *Machine) apply(index uint64, entry []byte) (Outcome, chan struct{}) {
 	}
 	out, err := m.s.ApplyOrReject(index, entry)
 	if err != nil {
-		m.halt = err.(*UnknownTypeError)
+		m.halt, m.haltAt = err, index
 		return halted(index, m.halt), nil
 	}
 	ch := m.applied
@@ -48,19 +53,27 @@ func (m *Machine) apply(index uint64, entry []byte) (Outcome, chan struct{}) {
 }
 
 // halted is the outcome of an entry a halted machine did not apply.
-func halted(index uint64, why *UnknownTypeError) Outcome {
+func halted(index uint64, why error) Outcome {
 	return Outcome{Index: index, ErrCode: "unknown_type", ErrMsg: "not applied: " + why.Error()}
 }
 
-// Halted returns the *UnknownTypeError of the entry that stopped the
-// machine, or nil while it applies.
+// Halted returns why the machine stopped (the *UnknownTypeError of the
+// entry it stopped at, or what Stop was given), or nil while it applies.
 func (m *Machine) Halted() error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.halt == nil {
-		return nil
-	}
 	return m.halt
+}
+
+// Stop halts the machine for a reason of its owner's (a snapshot this
+// version cannot read): Apply changes nothing from then on, until a
+// state is restored.
+func (m *Machine) Stop(why error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.halt == nil {
+		m.halt, m.haltAt = why, math.MaxUint64
+	}
 }
 
 // Read calls fn with the state under a read lock; fn must not keep it.
@@ -96,7 +109,7 @@ func (m *Machine) Snapshot() *State {
 func (m *Machine) Restore(s *State) {
 	m.mu.Lock()
 	m.s = s
-	if m.halt != nil && s.Index >= m.halt.Index {
+	if m.halt != nil && (m.haltAt == math.MaxUint64 || s.Index >= m.haltAt) {
 		m.halt = nil
 	}
 	ch := m.applied

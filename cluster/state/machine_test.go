@@ -295,3 +295,22 @@ func TestMachineHaltsOnUnknownType(t *testing.T) {
 		t.Fatalf("after the restore: %+v at %d", out, m.Index())
 	}
 }
+
+// TestMachineStop: a machine its owner stopped applies nothing until a
+// state is restored.
+func TestMachineStop(t *testing.T) {
+	m := NewMachine()
+	m.Apply(1, entry(t, TypeNoop, nil))
+	why := fmt.Errorf("a snapshot cannot be read: %w", ErrNewerVersion)
+	m.Stop(why)
+	if out := m.Apply(2, entry(t, TypeRegisterNode, RegisterNode{Node: Node{ID: "n1"}})); !errors.Is(out.Err(), ErrUnknownType) || m.Index() != 1 {
+		t.Fatalf("a stopped machine applied: %+v, index %d", out, m.Index())
+	}
+	if !errors.Is(m.Halted(), ErrNewerVersion) {
+		t.Fatalf("Halted() = %v", m.Halted())
+	}
+	m.Restore(New())
+	if m.Halted() != nil {
+		t.Fatal("a restored state did not let the machine go on")
+	}
+}

@@ -48,6 +48,7 @@ type fleet struct {
 	secret string // path of the cluster-token file
 	admin  string // path of the admin-token file
 	ids    []string
+	extra  []string // more flags for every node
 	procs  map[string]*proc
 	// serving are the nodes clients use: running, and seen healthy since
 	// they last started (as a load balancer would by /readyz).
@@ -79,13 +80,15 @@ type fleetOptions struct {
 	// prepare, when set, is called with each node's data directory
 	// before the node first starts (to mount a file system there).
 	prepare func(id, dir string)
+	// args are more flags for every node.
+	args []string
 }
 
 // startFleetWith is startFleet with options.
 func startFleetWith(t testing.TB, n int, opts fleetOptions) *fleet {
 	t.Helper()
 	dir := t.TempDir()
-	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{},
+	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{}, extra: opts.args,
 		secret: filepath.Join(dir, "cluster-token"), admin: filepath.Join(dir, "admin-token")}
 	if err := os.WriteFile(f.secret, []byte("chaos-cluster-secret-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -149,11 +152,11 @@ func (f *fleet) args(p *proc) []string {
 	case len(f.ids) == 1:
 		form = []string{"--bootstrap"}
 	}
-	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft},
+	return append(append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft},
 		append(form, "--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
 			"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
 			"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
-			"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...)
+			"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...), f.extra...)
 }
 
 // addNode starts one more node that joins the cluster; it is not one of
