@@ -143,6 +143,9 @@ func (c *Cluster) Read(ctx context.Context, stale bool, fn func(*state.State)) e
 		if err != nil {
 			return err
 		}
+		if err := c.disk.stalled(); err != nil && c.machine.Index() < idx {
+			return err // it cannot catch up: say so now, not at the deadline
+		}
 		if err := c.waitApplied(ctx, idx); err != nil {
 			return err
 		}

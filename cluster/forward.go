@@ -131,6 +131,13 @@ func raftErr(err error) error {
 		return fmt.Errorf("%w: %w", errRetry, err)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %w", ErrIndeterminate, err)
+	case errors.Is(err, errDiskFull):
+		// The leader had no room to append it: nothing was written or
+		// sent, and it stepped down; the next leader takes it.
+		return fmt.Errorf("%w: %w", errRetry, err)
+	case errors.Is(err, errDiskWrite):
+		// The append failed, perhaps after the bytes were written.
+		return fmt.Errorf("%w: %w", ErrIndeterminate, err)
 	}
 	return err
 }

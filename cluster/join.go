@@ -322,6 +322,9 @@ func (c *Cluster) Ready() error {
 	if err := c.JoinError(); err != nil {
 		return err
 	}
+	if err := c.disk.err(); err != nil {
+		return err
+	}
 	if !c.isMember() {
 		return fmt.Errorf("%w: not joined yet", ErrNotMember)
 	}

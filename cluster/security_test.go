@@ -50,7 +50,7 @@ func TestRawRaftRefused(t *testing.T) {
 	// attacker's.
 	for i := last + 1; i <= l.c.raft.LastIndex(); i++ {
 		var e raft.Log
-		if err := l.c.wal.GetLog(i, &e); err == nil && (e.Term > term || len(e.Data) > 0 && e.Data[0] == 250) {
+		if err := l.c.store.GetLog(i, &e); err == nil && (e.Term > term || len(e.Data) > 0 && e.Data[0] == 250) {
 			t.Fatalf("entry %d came from the attacker (term %d)", i, e.Term)
 		}
 	}
