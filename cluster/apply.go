@@ -24,10 +24,14 @@ type applyRequest struct {
 // applied but refused (errors.Is(err, state.ErrConflict) and so on), or
 // ErrIndeterminate when the command may or may not have been applied, or
 // the reason nothing was applied (ErrNoLeader when the context ran out
-// without a leader). A command with an idempotency key (cmd.Key) is retried
+// without a leader; ErrStorage at once while this node cannot write its
+// data directory). A command with an idempotency key (cmd.Key) is retried
 // across leader changes even when an attempt's outcome was lost; the state
 // machine applies a key once.
 func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (state.Outcome, error) {
+	if err := c.disk.stalled(); err != nil {
+		return state.Outcome{}, err // its raft may wait for the disk: send the write elsewhere
+	}
 	entry, err := state.Encode(cmd)
 	if err != nil {
 		return state.Outcome{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -139,12 +143,14 @@ type readIndexResponse struct {
 // once. fn must not keep the state.
 func (c *Cluster) Read(ctx context.Context, stale bool, fn func(*state.State)) error {
 	if !stale {
+		// A node that cannot write cannot catch up (and its raft may wait
+		// for the disk): say so now, not at the deadline.
+		if err := c.disk.stalled(); err != nil {
+			return err
+		}
 		idx, err := c.readIndex(ctx)
 		if err != nil {
 			return err
-		}
-		if err := c.disk.stalled(); err != nil && c.machine.Index() < idx {
-			return err // it cannot catch up: say so now, not at the deadline
 		}
 		if err := c.waitApplied(ctx, idx); err != nil {
 			return err

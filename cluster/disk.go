@@ -148,11 +148,11 @@ func (c *Cluster) probeLoop(ctx context.Context) {
 		c.disk.wrote(kindProbe, err)
 		if err == nil && c.disk.failing(kindSnapshot) && time.Since(lastSnap) > 10*time.Second {
 			lastSnap = time.Now()
-			c.retrySnapshot()
+			c.retrySnapshot(ctx)
 		}
 		if c.disk.err() != nil && c.IsLeader() && time.Since(lastHandOver) > 5*time.Second {
 			lastHandOver = time.Now()
-			c.handOverSick()
+			c.handOverSick(ctx)
 		}
 	}
 }
@@ -160,8 +160,10 @@ func (c *Cluster) probeLoop(ctx context.Context) {
 // handOverSick hands the leadership to another voter: a leader that
 // cannot write its data directory steps down at its next failed append,
 // and until then the cluster's writes hang on its disk.
-func (c *Cluster) handOverSick() {
-	err := c.raft.LeadershipTransfer().Error()
+func (c *Cluster) handOverSick(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := waitFuture(ctx, c.raft.LeadershipTransfer())
 	c.log.Warn("handing the leadership over: this node cannot write its data directory", zap.Error(err))
 }
 
@@ -180,9 +182,12 @@ func probe(dir string) error {
 }
 
 // retrySnapshot takes a snapshot now; one that has nothing new to hold
-// means none is needed, which clears an earlier failure.
-func (c *Cluster) retrySnapshot() {
-	err := c.raft.Snapshot().Error()
+// means none is needed, which clears an earlier failure. It waits at most
+// 10s (raft may itself wait for the disk).
+func (c *Cluster) retrySnapshot(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := waitFuture(ctx, c.raft.Snapshot())
 	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		c.disk.recovered(kindSnapshot)
 	}
