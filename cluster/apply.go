@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/version"
 )
 
 // enqueueTimeout bounds handing an entry to raft; past it nothing was
@@ -23,10 +24,14 @@ type applyRequest struct {
 // applied but refused (errors.Is(err, state.ErrConflict) and so on), or
 // ErrIndeterminate when the command may or may not have been applied, or
 // the reason nothing was applied (ErrNoLeader when the context ran out
-// without a leader). A command with an idempotency key (cmd.Key) is retried
+// without a leader; ErrStorage at once while this node cannot write its
+// data directory). A command with an idempotency key (cmd.Key) is retried
 // across leader changes even when an attempt's outcome was lost; the state
 // machine applies a key once.
 func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (state.Outcome, error) {
+	if err := c.disk.stalled(); err != nil {
+		return state.Outcome{}, err // its raft may wait for the disk: send the write elsewhere
+	}
 	entry, err := state.Encode(cmd)
 	if err != nil {
 		return state.Outcome{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -39,7 +44,7 @@ func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (state.Outcome, 
 }
 
 func (c *Cluster) applyEntry(ctx context.Context, entry []byte, keyed bool) (state.Outcome, error) {
-	if err := validEntry(entry); err != nil {
+	if err := c.validEntry(entry); err != nil {
 		return state.Outcome{}, err
 	}
 	var out state.Outcome
@@ -56,11 +61,14 @@ func (c *Cluster) applyEntry(ctx context.Context, entry []byte, keyed bool) (sta
 // applyLocal commits an entry on this node, which must lead. Once raft has
 // the entry, only its result or ErrIndeterminate comes back.
 func (c *Cluster) applyLocal(ctx context.Context, entry []byte) (state.Outcome, error) {
-	if err := validEntry(entry); err != nil {
+	if err := c.validEntry(entry); err != nil {
 		return state.Outcome{}, err
 	}
 	if !c.IsLeader() {
 		return state.Outcome{}, ErrNotLeader
+	}
+	if err := c.gate(entry); err != nil {
+		return state.Outcome{}, err
 	}
 	if err := live(ctx); err != nil {
 		return state.Outcome{}, err
@@ -108,10 +116,15 @@ func enqueueWithin(ctx context.Context) time.Duration {
 
 // validEntry checks that an entry decodes before it enters the log: the
 // state machine panics on a malformed entry, on every node, by design.
-// It runs the real decoder on a scratch state.
-func validEntry(entry []byte) (err error) {
+// It runs the real decoder on a scratch state. A type this node does not
+// know is ErrUpgradeRequired: a newer node proposed it.
+func (c *Cluster) validEntry(entry []byte) (err error) {
 	defer func() {
-		if r := recover(); r != nil {
+		r := recover()
+		if u, ok := r.(*state.UnknownTypeError); ok {
+			err = fmt.Errorf("%w: node %s runs sovra %s, which does not know command type %d: upgrade it",
+				ErrUpgradeRequired, c.cfg.NodeID, version.Version, byte(u.Type))
+		} else if r != nil {
 			err = fmt.Errorf("%w: command does not decode: %v", ErrInvalid, r)
 		}
 	}()
@@ -130,6 +143,11 @@ type readIndexResponse struct {
 // once. fn must not keep the state.
 func (c *Cluster) Read(ctx context.Context, stale bool, fn func(*state.State)) error {
 	if !stale {
+		// A node that cannot write cannot catch up (and its raft may wait
+		// for the disk): say so now, not at the deadline.
+		if err := c.disk.stalled(); err != nil {
+			return err
+		}
 		idx, err := c.readIndex(ctx)
 		if err != nil {
 			return err

@@ -131,6 +131,13 @@ func raftErr(err error) error {
 		return fmt.Errorf("%w: %w", errRetry, err)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %w", ErrIndeterminate, err)
+	case errors.Is(err, errDiskFull):
+		// The leader had no room to append it: nothing was written or
+		// sent, and it stepped down; the next leader takes it.
+		return fmt.Errorf("%w: %w", errRetry, err)
+	case errors.Is(err, errDiskWrite):
+		// The append failed, perhaps after the bytes were written.
+		return fmt.Errorf("%w: %w", ErrIndeterminate, err)
 	}
 	return err
 }
@@ -250,6 +257,7 @@ var errByCode = map[string]error{
 	"closed":             ErrClosed,
 	"invalid":            ErrInvalid,
 	"retry":              errRetry,
+	"upgrade_required":   ErrUpgradeRequired,
 }
 
 func codeOf(err error) (string, int) {
@@ -260,6 +268,7 @@ func codeOf(err error) (string, int) {
 		{"bad_token", http.StatusForbidden},
 		{"not_peer", http.StatusForbidden},
 		{"member_exists", http.StatusConflict},
+		{"upgrade_required", http.StatusConflict},
 		{"invalid", http.StatusBadRequest},
 		{"restore_not_forced", http.StatusConflict},
 		{"not_member", http.StatusGone},

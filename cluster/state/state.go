@@ -39,6 +39,10 @@ type State struct {
 	// is a secret: never show it outside the state and its snapshots.
 	ClusterCA     *ClusterCA `json:"cluster_ca,omitempty"`
 	RejectedTotal uint64     `json:"rejected_total,omitempty"`
+	// CommandLevel is the highest type of a command applied that older
+	// versions may not skip: a version whose level (Level) is below it
+	// cannot hold this state and refuses its snapshots.
+	CommandLevel Type `json:"command_level,omitempty"`
 }
 
 // ClusterCA is the cluster CA in PEM.

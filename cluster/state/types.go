@@ -41,6 +41,9 @@ type Node struct {
 	GPUs           []GPU             `json:"gpus,omitempty"`
 	Status         NodeStatus        `json:"status"`
 	Version        string            `json:"version,omitempty"`
+	// CommandLevel is the highest command type the node's build applies
+	// (see Level); 0 from a version before levels (LegacyLevel).
+	CommandLevel Type `json:"command_level,omitempty"`
 	// StatusReason says why the status last changed.
 	StatusReason string `json:"status_reason,omitempty"`
 	// StatusSince is the proposer's clock (Unix ms) when the status changed.

@@ -223,6 +223,7 @@ func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
 	fs.StringToStringVar(&c.Labels, "label", def.Labels, "node labels, e.g. jurisdiction=EU,country=FR")
 	fs.StringVar(&c.GPUs, "gpu", def.GPUs, `GPU inventory instead of nvidia-smi discovery, e.g. 8xH800:80GiB or "none"`)
 	s.registerScheduling(fs)
+	s.registerRaftTuning(fs)
 }
 
 // registerScheduling adds the flags of the leader's scheduler; every node

@@ -39,6 +39,7 @@ type proc struct {
 	logs           *bytes.Buffer
 	killedAt       []time.Time
 	restartedCount int
+	bin            string // the binary it runs; empty: the fleet's
 }
 
 // fleet is the cluster of processes.
@@ -48,6 +49,7 @@ type fleet struct {
 	secret string // path of the cluster-token file
 	admin  string // path of the admin-token file
 	ids    []string
+	extra  []string // more flags for every node
 	procs  map[string]*proc
 	// serving are the nodes clients use: running, and seen healthy since
 	// they last started (as a load balancer would by /readyz).
@@ -72,8 +74,26 @@ func freeAddr(t testing.TB) string {
 // startFleet starts n nodes that form a cluster together.
 func startFleet(t testing.TB, n int) *fleet {
 	t.Helper()
+	return startFleetWith(t, n, fleetOptions{})
+}
+
+// fleetOptions change how startFleetWith starts the nodes.
+type fleetOptions struct {
+	// bins are the binaries some nodes run, by id (others run the suite's
+	// build), for mixed versions.
+	bins map[string]string
+	// prepare, when set, is called with each node's data directory
+	// before the node first starts (to mount a file system there).
+	prepare func(id, dir string)
+	// args are more flags for every node.
+	args []string
+}
+
+// startFleetWith is startFleet with options.
+func startFleetWith(t testing.TB, n int, opts fleetOptions) *fleet {
+	t.Helper()
 	dir := t.TempDir()
-	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{},
+	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{}, extra: opts.args,
 		secret: filepath.Join(dir, "cluster-token"), admin: filepath.Join(dir, "admin-token")}
 	if err := os.WriteFile(f.secret, []byte("chaos-cluster-secret-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -88,7 +108,10 @@ func startFleet(t testing.TB, n int) *fleet {
 		id := fmt.Sprintf("n%d", i)
 		f.ids = append(f.ids, id)
 		sim := ollamasim.StartTest(t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
-		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), debug: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}})
+		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), debug: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}, bin: opts.bins[id]})
+		if opts.prepare != nil {
+			opts.prepare(id, filepath.Join(dir, id))
+		}
 	}
 	for _, id := range f.ids {
 		f.start(id)
@@ -137,11 +160,11 @@ func (f *fleet) args(p *proc) []string {
 	case len(f.ids) == 1:
 		form = []string{"--bootstrap"}
 	}
-	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft, "--debug-addr", p.debug},
+	return append(append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft, "--debug-addr", p.debug},
 		append(form, "--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
 			"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
 			"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
-			"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...)
+			"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...), f.extra...)
 }
 
 // addNode starts one more node that joins the cluster; it is not one of
@@ -158,7 +181,11 @@ func (f *fleet) start(id string) {
 	p := f.proc(id)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cmd := exec.Command(f.bin, f.args(p)...)
+	bin := f.bin
+	if p.bin != "" {
+		bin = p.bin
+	}
+	cmd := exec.Command(bin, f.args(p)...)
 	cmd.Stdout, cmd.Stderr = &lockedWriter{buf: p.logs, mu: &p.logMu}, &lockedWriter{buf: p.logs, mu: &p.logMu}
 	if err := cmd.Start(); err != nil {
 		f.t.Fatalf("start %s: %v", id, err)
