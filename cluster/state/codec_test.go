@@ -43,7 +43,7 @@ func TestTypeString(t *testing.T) {
 		TypeTouchDeployment: "touch-deployment", TypeSetDeploymentIdle: "set-deployment-idle", TypeSetClusterCA: "set-cluster-ca", TypeSetNodeLabels: "set-node-labels",
 		TypePutAPIKey: "put-api-key", TypeUpdateAPIKey: "update-api-key", TypeRotateAPIKey: "rotate-api-key",
 		TypeDeleteAPIKey: "delete-api-key", TypeTouchAPIKeys: "touch-api-keys", TypeAppendAudit: "append-audit",
-		TypeTrimAudit: "trim-audit", TypeRecordUsage: "record-usage", TypeRollupUsage: "rollup-usage", Type(23): "type-23", Type(255): "type-255",
+		TypeTrimAudit: "trim-audit", TypeRecordUsage: "record-usage", TypeRollupUsage: "rollup-usage", TypeRecordEnergy: "record-energy", Type(24): "type-24", Type(255): "type-255",
 	}
 	for typ, name := range want {
 		if got := typ.String(); got != name {
@@ -60,10 +60,10 @@ func TestUnknownIgnorableCommandIsSkipped(t *testing.T) {
 		key   string
 		body  any
 	}{
-		{name: "next type", typ: 23, flags: FlagIgnorable, body: map[string]string{"x": "y"}},
+		{name: "next type", typ: 24, flags: FlagIgnorable, body: map[string]string{"x": "y"}},
 		{name: "last type", typ: 255, flags: FlagIgnorable, body: nil},
 		{name: "other flags set too", typ: 42, flags: 0xff, body: []int{1, 2}},
-		{name: "with a key", typ: 24, flags: FlagIgnorable, key: "k-new", body: "anything"},
+		{name: "with a key", typ: 25, flags: FlagIgnorable, key: "k-new", body: "anything"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,10 +122,10 @@ func TestUnknownCommandPanics(t *testing.T) {
 		flags Flags
 		key   string
 	}{
-		{name: "no flags", typ: 23},
+		{name: "no flags", typ: 24},
 		{name: "last type", typ: 255},
-		{name: "another flag, not ignorable", typ: 23, flags: 0xfe},
-		{name: "with a new key", typ: 23, key: "k-new"},
+		{name: "another flag, not ignorable", typ: 24, flags: 0xfe},
+		{name: "with a new key", typ: 24, key: "k-new"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

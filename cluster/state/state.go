@@ -39,6 +39,11 @@ type State struct {
 	// is a secret: never show it outside the state and its snapshots.
 	ClusterCA     *ClusterCA `json:"cluster_ca,omitempty"`
 	RejectedTotal uint64     `json:"rejected_total,omitempty"`
+
+	// Energy holds the energy buckets (EnergyTotal) by EnergyKey, and
+	// EnergyBatches the last energy batch applied per node (energy.go).
+	Energy        map[string]*EnergyTotal `json:"energy,omitempty"`
+	EnergyBatches map[string]uint64       `json:"energy_batches,omitempty"`
 }
 
 // ClusterCA is the cluster CA in PEM.
