@@ -22,6 +22,7 @@ import (
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/energy"
 	"github.com/sovra/sovra/node/modelshare"
 	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
@@ -96,6 +97,8 @@ type Config struct {
 	Audit AuditConfig
 	// Usage configures usage accounting (quota.go).
 	Usage UsageConfig
+	// Energy configures energy accounting (energy.go).
+	Energy EnergyConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -249,8 +252,9 @@ type Node struct {
 	// a cluster).
 	stateKeys *auth.StateKeys
 	// quota enforces the keys' limits cluster-wide (quota.go).
-	quota *quota.Limiter
-	usage *usage.Recorder
+	quota  *quota.Limiter
+	usage  *usage.Recorder
+	energy *energy.Sampler
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -308,7 +312,7 @@ func (n *Node) Start() error {
 		}
 		cl = n.cluster
 		n.peerHC, n.peerScheme = n.peerClient(n.keys)
-		n.router = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
+		n.router = router.New(n.cfg.NodeID, n.localBackend(reg), n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
 			WithConfig(rcfg).WithWake(router.WakeConfig{Proposer: n.cluster, Wait: n.cfg.WakeWait, Now: n.cfg.Clock, OnError: n.wakeFailed})
 	} else {
 		n.router = router.New(n.cfg.NodeID, n.be, nil, nil).WithConfig(rcfg)
@@ -434,6 +438,7 @@ func (n *Node) runCluster() {
 	}()
 	n.runKeys(ctx)
 	n.runUsage(ctx)
+	n.runEnergy(ctx)
 }
 
 // Addr is the address the API listens on (useful with port 0).
