@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/ratelog"
 	"github.com/sovra/sovra/internal/ticker"
 	"github.com/sovra/sovra/node/agent"
 	"github.com/sovra/sovra/node/backend"
@@ -46,11 +47,21 @@ func (n *Node) localBackend(reg prometheus.Registerer) backend.Backend {
 	}
 	n.energy = energy.New(energy.Config{Node: n.cfg.NodeID, Runner: ec.Runner, Interval: ec.Interval, Window: ec.Window, Ticks: ec.Ticks,
 		GPUNames: n.gpuNames, Layout: n.energyLayout,
-		OnError: func(err error) {
-			n.log.Warn("could not read the GPUs' power; the interval is counted with the next", zap.Error(err))
-		}})
+		OnError: n.energyFailed()})
 	reg.MustRegister(n.energy.Collector())
 	return energy.Counting(n.be, n.energy.AddTokens)
+}
+
+// energyFailed logs failed readings of the GPUs, at most one line per
+// ten minutes, so that a broken driver does not log every interval.
+func (n *Node) energyFailed() func(error) {
+	limit := &ratelog.Limiter{Every: 10 * time.Minute}
+	return func(err error) {
+		if ok, more := limit.Allow("read"); ok {
+			n.log.Warn("could not read the GPUs' power; the interval is counted with the next", zap.Error(err),
+				zap.Int("failures_not_logged", more))
+		}
+	}
 }
 
 // runEnergy samples the GPUs and writes the energy buckets with the usage.

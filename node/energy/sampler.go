@@ -112,7 +112,8 @@ func (s *Sampler) AddTokens(model string, n int64) {
 
 // Sample reads the GPUs once and books the energy since the last
 // reading. On an error nothing is booked and the interval's tokens wait
-// for the next sample, whose energy covers both intervals.
+// for the next sample, whose energy covers both intervals. Calls must not
+// overlap (Run makes them one after the other).
 func (s *Sampler) Sample(ctx context.Context) error {
 	readings, err := agent.ReadPower(ctx, s.cfg.Runner)
 	if err != nil {
