@@ -252,8 +252,10 @@ type Node struct {
 	// a cluster).
 	stateKeys *auth.StateKeys
 	// quota enforces the keys' limits cluster-wide (quota.go).
-	quota  *quota.Limiter
-	usage  *usage.Recorder
+	quota *quota.Limiter
+	usage *usage.Recorder
+	// energy measures joules per output token (energy.go; nil outside
+	// a cluster or when turned off).
 	energy *energy.Sampler
 }
 
