@@ -227,6 +227,9 @@ type Node struct {
 	api     *api.Server
 	cluster *cluster.Cluster
 	router  *router.Router
+	// energy measures joules per output token (energy.go; nil outside
+	// a cluster or when turned off).
+	energy *energy.Sampler
 	// peerHC and peerScheme reach other nodes (forwards, load exchanges).
 	peerHC     *http.Client
 	peerScheme string
@@ -254,9 +257,6 @@ type Node struct {
 	// quota enforces the keys' limits cluster-wide (quota.go).
 	quota *quota.Limiter
 	usage *usage.Recorder
-	// energy measures joules per output token (energy.go; nil outside
-	// a cluster or when turned off).
-	energy *energy.Sampler
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
