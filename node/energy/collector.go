@@ -44,30 +44,41 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	s := c.s
+	for _, m := range c.s.metrics() {
+		ch <- m
+	}
+}
+
+// metrics are the sampler's metrics now, made under its lock and sent
+// after it, so that a slow scrape does not hold up AddTokens.
+func (s *Sampler) metrics() []prometheus.Metric {
 	node := s.cfg.Node
+	var out []prometheus.Metric
+	add := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+		out = append(out, prometheus.MustNewConstMetric(d, t, v, labels...))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, j := range s.led.joules {
-		ch <- prometheus.MustNewConstMetric(descJoules, prometheus.CounterValue, j, k.model, node, string(k.source))
+		add(descJoules, prometheus.CounterValue, j, k.model, node, string(k.source))
 	}
 	for m, n := range s.led.measured {
-		ch <- prometheus.MustNewConstMetric(descMeasured, prometheus.CounterValue, float64(n), m, node)
+		add(descMeasured, prometheus.CounterValue, float64(n), m, node)
 	}
 	for m, n := range s.led.output {
-		ch <- prometheus.MustNewConstMetric(descOutput, prometheus.CounterValue, float64(n), m, node)
+		add(descOutput, prometheus.CounterValue, float64(n), m, node)
 	}
 	for k, j := range s.led.idle {
-		ch <- prometheus.MustNewConstMetric(descIdle, prometheus.CounterValue, j, node, gpuLabel(k.gpu), string(k.source))
+		add(descIdle, prometheus.CounterValue, j, node, gpuLabel(k.gpu), string(k.source))
 	}
 	for k, j := range s.led.gpu {
-		ch <- prometheus.MustNewConstMetric(descGPU, prometheus.CounterValue, j, node, gpuLabel(k.gpu), string(k.source))
+		add(descGPU, prometheus.CounterValue, j, node, gpuLabel(k.gpu), string(k.source))
 	}
 	for m, e := range s.led.efficiency() {
-		if e.Tokens == 0 {
-			continue
+		if e.Tokens > 0 {
+			add(descPer1k, prometheus.GaugeValue, e.JoulesPer1k(), m, node)
+			add(descEstimated, prometheus.GaugeValue, e.EstimatedShare(), m, node)
 		}
-		ch <- prometheus.MustNewConstMetric(descPer1k, prometheus.GaugeValue, e.JoulesPer1k(), m, node)
-		ch <- prometheus.MustNewConstMetric(descEstimated, prometheus.GaugeValue, e.EstimatedShare(), m, node)
 	}
+	return out
 }
