@@ -22,6 +22,7 @@ import (
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/energy"
 	"github.com/sovra/sovra/node/modelshare"
 	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
@@ -97,6 +98,8 @@ type Config struct {
 	Audit AuditConfig
 	// Usage configures usage accounting (quota.go).
 	Usage UsageConfig
+	// Energy configures energy accounting (energy.go).
+	Energy EnergyConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -225,6 +228,9 @@ type Node struct {
 	api     *api.Server
 	cluster *cluster.Cluster
 	router  *router.Router
+	// energy measures joules per output token (energy.go; nil outside
+	// a cluster or when turned off).
+	energy *energy.Sampler
 	// peerHC and peerScheme reach other nodes (forwards, load exchanges).
 	peerHC     *http.Client
 	peerScheme string
@@ -311,7 +317,7 @@ func (n *Node) Start() error {
 		}
 		cl = n.cluster
 		n.peerHC, n.peerScheme = n.peerClient(n.keys)
-		n.router = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
+		n.router = router.New(n.cfg.NodeID, n.localBackend(reg), n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
 			WithConfig(rcfg).WithWake(router.WakeConfig{Proposer: n.cluster, Wait: n.cfg.WakeWait, Now: n.cfg.Clock, OnError: n.wakeFailed})
 	} else {
 		n.router = router.New(n.cfg.NodeID, n.be, nil, nil).WithConfig(rcfg)
@@ -443,6 +449,7 @@ func (n *Node) runCluster() {
 	}()
 	n.runKeys(ctx)
 	n.runUsage(ctx)
+	n.runEnergy(ctx)
 }
 
 // Addr is the address the API listens on (useful with port 0).

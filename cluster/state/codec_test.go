@@ -45,7 +45,7 @@ func TestTypeString(t *testing.T) {
 		TypeTouchDeployment: "touch-deployment", TypeSetDeploymentIdle: "set-deployment-idle", TypeSetClusterCA: "set-cluster-ca", TypeSetNodeLabels: "set-node-labels",
 		TypePutAPIKey: "put-api-key", TypeUpdateAPIKey: "update-api-key", TypeRotateAPIKey: "rotate-api-key",
 		TypeDeleteAPIKey: "delete-api-key", TypeTouchAPIKeys: "touch-api-keys", TypeAppendAudit: "append-audit",
-		TypeTrimAudit: "trim-audit", TypeRecordUsage: "record-usage", TypeRollupUsage: "rollup-usage", Type(23): "type-23", Type(255): "type-255",
+		TypeTrimAudit: "trim-audit", TypeRecordUsage: "record-usage", TypeRollupUsage: "rollup-usage", TypeRecordEnergy: "record-energy", Type(24): "type-24", Type(255): "type-255",
 	}
 	for typ, name := range want {
 		if got := typ.String(); got != name {

@@ -257,6 +257,8 @@ func (t Type) String() string {
 		return "record-usage"
 	case TypeRollupUsage:
 		return "rollup-usage"
+	case TypeRecordEnergy:
+		return "record-energy"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }

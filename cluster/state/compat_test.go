@@ -66,6 +66,9 @@ func compatEntries(t testing.TB) [][]byte {
 		{Type: TypeRecordUsage, Flags: FlagIgnorable, Body: RecordUsage{Node: "n1", Batch: 7, Buckets: []UsageTotal{
 			{Start: 3600, Hours: 1, Key: "k1", Model: "chat", Node: "n1", Requests: 3, Errors: 1, PromptTokens: 30, CompletionTokens: 60, TTFTMs: 90, TTFTCount: 3},
 			{Start: 7200, Hours: 1, Key: "k1", Model: "chat", Node: "n1", Requests: 1, PromptTokens: 5, CompletionTokens: 5}}}},
+		{Type: TypeRecordEnergy, Flags: FlagIgnorable, Body: RecordEnergy{Node: "n1", Batch: 3, Buckets: []EnergyTotal{
+			{Start: 0, Hours: 1, Model: "llama3.2:1b", Node: "n1", MilliJoules: 9000000, EstimatedMilliJoules: 1000000, OutputTokens: 1500},
+			{Start: 7200, Hours: 1, Model: "llama3.2:1b", Node: "n1", MilliJoules: 2000, OutputTokens: 4}}}},
 		{Type: TypeRollupUsage, Body: RollupUsage{Before: 7200}},
 		{Type: TypeRemoveNode, Key: "remove-1", Body: RemoveNode{ID: "n9"}},
 	}

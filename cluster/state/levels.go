@@ -21,7 +21,7 @@ const LegacyLevel = TypeRollupUsage
 
 // builtinLevel is the highest command type of this version's code. Raise
 // it with every new type.
-const builtinLevel = TypeRollupUsage
+const builtinLevel = TypeRecordEnergy
 
 // Level is this build's command level: the highest command type it
 // applies.

@@ -53,6 +53,7 @@ func (s *State) Clone() *State {
 		AuditAnchor:   s.AuditAnchor,
 		KeysIndex:     s.KeysIndex,
 	}
+	c.Energy, c.EnergyBatches = cloneMap(s.Energy), maps.Clone(s.EnergyBatches)
 	if s.APIKeys == nil {
 		c.APIKeys = nil
 	}
@@ -228,6 +229,11 @@ func (s *State) check() error {
 	for k, v := range s.Usage {
 		if v == nil {
 			return fmt.Errorf("usage %q is null", k)
+		}
+	}
+	for k, v := range s.Energy {
+		if v == nil {
+			return fmt.Errorf("energy %q is null", k)
 		}
 	}
 	for k, m := range s.Models {

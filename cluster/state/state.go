@@ -17,7 +17,12 @@ type State struct {
 	// UsageBatches is the last usage batch applied per node (a retried
 	// batch at or below it is not counted again).
 	UsageBatches map[string]uint64 `json:"usage_batches,omitempty"`
-	Audit        []AuditEntry      `json:"audit"`
+	// Energy holds the energy buckets (EnergyTotal) by EnergyKey, and
+	// EnergyBatches the last energy batch applied per node (energy.go).
+	Energy        map[string]*EnergyTotal `json:"energy,omitempty"`
+	EnergyBatches map[string]uint64       `json:"energy_batches,omitempty"`
+
+	Audit []AuditEntry `json:"audit"`
 	// AuditAnchor stands for the entries trimmed from the head of Audit.
 	AuditAnchor AuditAnchor `json:"audit_anchor"`
 	// KeysIndex is the index of the last change to the set of keys or

@@ -66,6 +66,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	s.registerRouting(fs, def.Routing)
 	s.registerLimits(fs, def)
 	s.registerAudit(fs, def)
+	s.registerEnergy(fs)
 	s.registerBackendPolicy(fs, def)
 	fs.StringVar(&s.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this host:port; off when empty")
 	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")
