@@ -57,10 +57,28 @@ func fillAllBut(t *testing.T, dir string, leave int64) string {
 }
 
 // TestLogGoesOnAfterAFailedRotation: when the disk has room to seal a
-// segment but not to start the next, raft-wal's rotation fails and it
-// refuses every later append ("segment is sealed") even once space is
-// freed; the store reopens it then, and keeps every entry.
+// segment but not to start the next, raft-wal's rotation fails; it then
+// refuses every later append ("segment is sealed"), and every truncation
+// ("file exists": the file it could not preallocate stays), even once
+// space is freed. The store reopens it, and keeps every entry.
 func TestLogGoesOnAfterAFailedRotation(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after func(t *testing.T, s *walStore, next uint64) uint64 // what raft does next; returns the next index
+	}{
+		{name: "raft appends", after: func(t *testing.T, s *walStore, next uint64) uint64 { return next }},
+		{name: "raft installs a snapshot: empties the log, appends after it", after: func(t *testing.T, s *walStore, next uint64) uint64 {
+			if err := s.DeleteRange(1, next-1); err != nil {
+				t.Fatalf("empty the log once space is free: %v", err)
+			}
+			return next + 1000
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { rotationFails(t, tc.after) })
+	}
+}
+
+func rotationFails(t *testing.T, after func(*testing.T, *walStore, uint64) uint64) {
 	const segment = 256 << 10
 	dir := mountTmpfs(t, 4<<20)
 	health := newDiskHealth(dir, zap.NewNop())
@@ -87,12 +105,16 @@ func TestLogGoesOnAfterAFailedRotation(t *testing.T) {
 	for i := 0; i < 2*segment/1000 && failed == nil; i++ {
 		failed = put()
 	}
-	if !errors.Is(failed, errDiskWrite) || !health.failing(kindLog) {
+	if !errors.Is(failed, errDiskFull) || !health.failing(kindLog) {
 		t.Fatalf("the append that found no room for a new segment: %v (health %v)", failed, health.err())
 	}
-	t.Logf("append %d on a full disk: %v", next, failed)
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
+	}
+	next = after(t, s, next)
+	first := uint64(1) // every entry is kept, or none before next
+	if l, _ := s.LastIndex(); l == 0 {
+		first = next
 	}
 	for range 3 {
 		if err := put(); err != nil {
@@ -102,7 +124,7 @@ func TestLogGoesOnAfterAFailedRotation(t *testing.T) {
 	if health.failing(kindLog) {
 		t.Fatalf("still failing: %v", health.err())
 	}
-	for i := uint64(1); i < next; i++ {
+	for i := first; i < next; i++ {
 		var l raft.Log
 		if err := s.GetLog(i, &l); err != nil || len(l.Data) != 1000 {
 			t.Fatalf("entry %d: %v", i, err)
