@@ -212,16 +212,21 @@ func (c *Cluster) barrier(ctx context.Context, term uint64) (uint64, error) {
 }
 
 // waitApplied waits until the local state has applied index.
+// It gives up at once when the disk stops the node from catching up.
 func (c *Cluster) waitApplied(ctx context.Context, index uint64) error {
 	for {
-		ch := c.machine.Changed()
+		ch, sick := c.machine.Changed(), c.disk.changed()
 		if c.machine.Index() >= index {
 			return nil
+		}
+		if err := c.disk.stalled(); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: waiting for index %d (at %d): %w", index, c.machine.Index(), ctx.Err())
 		case <-ch:
+		case <-sick:
 		}
 	}
 }

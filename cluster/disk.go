@@ -41,6 +41,8 @@ type diskHealth struct {
 	mu  sync.Mutex
 	bad map[string]*diskFault
 	now func() time.Time
+	// change is closed and replaced when a kind starts failing.
+	change chan struct{}
 }
 
 type diskFault struct {
@@ -50,7 +52,7 @@ type diskFault struct {
 }
 
 func newDiskHealth(dir string, log *zap.Logger) *diskHealth {
-	return &diskHealth{dir: dir, log: log, bad: map[string]*diskFault{}, now: time.Now}
+	return &diskHealth{dir: dir, log: log, bad: map[string]*diskFault{}, now: time.Now, change: make(chan struct{})}
 }
 
 // wrote records the outcome of a write of kind.
@@ -64,6 +66,8 @@ func (h *diskHealth) wrote(kind string, err error) {
 	if f == nil {
 		f = &diskFault{since: h.now()}
 		h.bad[kind] = f
+		close(h.change)
+		h.change = make(chan struct{})
 	}
 	f.err = err
 	f.count++
@@ -86,6 +90,13 @@ func (h *diskHealth) recovered(kind string) {
 	h.lim.Reset(kind)
 	h.log.Warn("the data directory takes writes again", zap.String("dir", h.dir), zap.String("write", kind),
 		zap.Duration("failed_for", h.now().Sub(f.since).Round(time.Millisecond)), zap.Int("failures", f.count))
+}
+
+// changed returns a channel closed when a kind of write starts failing.
+func (h *diskHealth) changed() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.change
 }
 
 // failing reports whether writes of kind fail.

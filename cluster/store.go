@@ -94,31 +94,48 @@ func (s *walStore) Close() error {
 	return errors.Join(s.wal.Close(), s.meta.Close())
 }
 
-// StoreLogs appends entries, reopening the WAL once when a failed
-// rotation left it sealed and a new segment fits.
+// StoreLogs appends entries.
 func (s *walStore) StoreLogs(logs []*raft.Log) error {
-	err := s.storeLogs(logs)
-	if errors.Is(err, types.ErrSealed) {
-		if err = s.reopen(); err == nil {
-			err = s.storeLogs(logs)
-		}
-	}
-	s.health.wrote(kindLog, err)
-	return diskErr("append to the raft log", err)
-}
-
-func (s *walStore) storeLogs(logs []*raft.Log) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.wal.StoreLogs(logs)
+	return s.write("append to the raft log", func(w *raftwal.WAL) error { return w.StoreLogs(logs) })
 }
 
 // StoreLog appends one entry.
 func (s *walStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
 
-// reopen closes and opens the WAL again, so that it starts the segment
-// its failed rotation could not; it does nothing while the next segment
-// would not fit, and says so.
+// DeleteRange removes entries (compaction, a conflicting suffix, or the
+// whole log after a snapshot is installed).
+func (s *walStore) DeleteRange(min, max uint64) error {
+	return s.write("delete from the raft log", func(w *raftwal.WAL) error { return w.DeleteRange(min, max) })
+}
+
+// write runs a change of the log; when it fails while the log's next file
+// would fit, it reopens the WAL and runs it once more. A rotation that
+// failed for want of space leaves raft-wal sealed (every append fails) and
+// a file it never removes (every later rotation, and the truncation
+// after a snapshot install, fails with "file exists"); reopening recovers
+// from both.
+func (s *walStore) write(what string, op func(*raftwal.WAL) error) error {
+	err := s.run(op)
+	if err != nil {
+		if rerr := s.reopen(); rerr == nil {
+			err = s.run(op)
+		} else if errors.Is(err, types.ErrSealed) {
+			err = rerr // the reason it stays sealed
+		}
+	}
+	s.health.wrote(kindLog, err)
+	return diskErr(what, err)
+}
+
+func (s *walStore) run(op func(*raftwal.WAL) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return op(s.wal)
+}
+
+// reopen closes and opens the WAL again, so that it recovers from a
+// failed rotation; it does nothing while the next segment would not fit,
+// and says so.
 func (s *walStore) reopen() error {
 	if err := fits(filepath.Join(s.dir, ".segment-probe"), s.segment); err != nil {
 		return fmt.Errorf("the raft log needs %d bytes for its next file: %w", s.segment, err)
@@ -132,7 +149,7 @@ func (s *walStore) reopen() error {
 	for attempt := 0; ; attempt++ {
 		err := s.open()
 		if err == nil {
-			s.logger.Warn("reopened the raft log after a failed rotation: appends go on")
+			s.logger.Warn("reopened the raft log after a failed write")
 			return nil
 		}
 		// The space found a moment ago was taken: raft cannot go on
@@ -156,15 +173,6 @@ func fits(path string, size int) error {
 	defer os.Remove(path)
 	err = fileutil.Preallocate(f, int64(size), true)
 	return errors.Join(err, f.Close())
-}
-
-// DeleteRange removes entries (compaction or a conflicting suffix).
-func (s *walStore) DeleteRange(min, max uint64) error {
-	s.mu.RLock()
-	err := s.wal.DeleteRange(min, max)
-	s.mu.RUnlock()
-	s.health.wrote(kindLog, err)
-	return diskErr("delete from the raft log", err)
 }
 
 func (s *walStore) FirstIndex() (uint64, error) {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package chaos
 
 import (
@@ -44,6 +46,9 @@ func TestDiskUnwritable(t *testing.T) {
 	})
 	detected := time.Since(from)
 	newTerm(t, f)
+	testwait.For(t, 30*time.Second, sick+" to fail to save the new term", func() bool {
+		return strings.Contains(statusWarning(t, f, sick), "raft term and vote failing")
+	})
 	start := inferMark(w.inf)
 	base := appliedOf(t, f, healthyLeader(t, f))
 	var applied uint64

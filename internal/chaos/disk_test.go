@@ -1,3 +1,5 @@
+//go:build linux
+
 package chaos
 
 import (
@@ -28,8 +30,9 @@ var diskFlags = []string{"--raft-segment-size", "262144", "--raft-snapshot-thres
 const sick = "n3"
 
 // TestDiskFull puts n3's data directory on a small tmpfs and fills it
-// under inference and admin writes, first while n3 follows, then while
-// it leads, and frees it each time. n3 must say it cannot write (logs,
+// under inference and admin writes: nearly (room for small writes but
+// not for the raft log's next file) and wholly while n3 follows, then
+// wholly while it leads, and frees it each time. n3 must say it cannot write (logs,
 // /readyz, sovra status), go on serving inference, and catch up once
 // space is free; the others go on committing; no acknowledged write is
 // lost; its log stays readable (it restarts at the end).
@@ -45,6 +48,9 @@ func TestDiskFull(t *testing.T) {
 
 	leaderNot(t, f, sick)
 	f.waitHealthy(60*time.Second, deployment, 3) // every node serves again
+	// Nearly full: room for small writes, not for the raft log's next
+	// file (256 KiB here).
+	nearly := sickWhile(t, f, w, "nearly full, following", func() { disk.fill(t); disk.shrink(t, 128<<10) }, func() { disk.free(t) })
 	full := sickWhile(t, f, w, "full, following", func() { disk.fill(t) }, func() { disk.free(t) })
 
 	makeLeader(t, f, sick)
@@ -62,7 +68,7 @@ func TestDiskFull(t *testing.T) {
 	f.waitHealthy(60*time.Second, deployment, 3)
 	checkStateConverges(t, f)
 	t.Logf("%s restarted on its log and caught up", sick)
-	w.report(t, f, full, fullLead)
+	w.report(t, f, nearly, full, fullLead)
 }
 
 // leftovers fails the test when a failed snapshot left its temporary
@@ -122,6 +128,18 @@ func (fs *tmpfs) fill(t testing.TB) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// shrink frees about n bytes of the filler.
+func (fs *tmpfs) shrink(t testing.TB, n int64) {
+	t.Helper()
+	st, err := os.Stat(fs.filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(fs.filler, max(st.Size()-n, 0)); err != nil {
+		t.Fatal(err)
 	}
 }
 
