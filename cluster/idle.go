@@ -68,9 +68,15 @@ func (c *Cluster) markIdle(ctx context.Context, seen map[string]useSeen) (next i
 	now := c.cfg.Scheduling.Now().UnixMilli()
 	var due []*state.Deployment
 	c.machine.Read(func(s *state.State) { due, next = idleDue(s, now, seen) })
+	// A member of an older version would ignore UnusedSinceIndex: it is
+	// sent only when every member honours it.
+	byIndex := len(due) > 0 && c.requireLevel(state.LevelIdleByIndex, "") == nil
 	for _, d := range due {
-		entry, err := state.Encode(state.Command{Type: state.TypeSetDeploymentIdle, Flags: state.FlagIgnorable,
-			Body: state.SetDeploymentIdle{Name: d.Name, Idle: true, Time: now, UnusedSince: d.LastUsed, UnusedSinceIndex: d.UsedIndex}})
+		mark := state.SetDeploymentIdle{Name: d.Name, Idle: true, Time: now, UnusedSince: d.LastUsed}
+		if byIndex {
+			mark.UnusedSinceIndex = d.UsedIndex
+		}
+		entry, err := state.Encode(state.Command{Type: state.TypeSetDeploymentIdle, Flags: state.FlagIgnorable, Body: mark})
 		if err != nil {
 			c.log.Error("encode idle mark", zap.Error(err))
 			continue

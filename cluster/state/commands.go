@@ -160,7 +160,9 @@ type (
 		UnusedSince int64 `json:"unused_since,omitempty"`
 		// UnusedSinceIndex, when marking idle, is the UsedIndex the
 		// proposer saw; a use recorded after it makes the command fail,
-		// whatever the clock of the node that recorded it.
+		// whatever the clock of the node that recorded it. Versions below
+		// LevelIdleByIndex ignore it, so the leader sends it only when
+		// every member is at that level (or they would diverge).
 		UnusedSinceIndex uint64 `json:"unused_since_index,omitempty"`
 	}
 )

@@ -23,6 +23,10 @@ const LegacyLevel = TypeRollupUsage
 // it with every new type.
 const builtinLevel = TypeRecordEnergy
 
+// LevelIdleByIndex is the first command level whose SetDeploymentIdle
+// honours UnusedSinceIndex (the version that brought record-energy).
+const LevelIdleByIndex = TypeRecordEnergy
+
 // Level is this build's command level: the highest command type it
 // applies.
 func Level() Type {
