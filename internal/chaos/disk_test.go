@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -175,8 +176,8 @@ func sickWhile(t *testing.T, f *fleet, w *diskWorkload, name string, breakIt, re
 	})
 	e.detected = time.Since(from)
 	e.statusText = statusWarning(t, f, sick)
-	if !strings.Contains(e.statusText, "cannot write the data directory") {
-		t.Errorf("%s: sovra status of %s does not say its disk fails: %q", name, sick, e.statusText)
+	if cli := sovraStatus(t, f, sick); !strings.Contains(cli, "! cluster: cannot write the data directory") {
+		t.Errorf("%s: sovra status on %s does not say its disk fails:\n%s", name, sick, cli)
 	}
 	start := inferMark(w.inf)
 	base := appliedOf(t, f, healthyLeader(t, f))
@@ -211,6 +212,18 @@ func sickWhile(t *testing.T, f *fleet, w *diskWorkload, name string, breakIt, re
 	t.Logf("%s: detected after %v; the others committed %d entries meanwhile, %s fell %d behind and served %d requests whole (%d not); caught up %v after the repair; status said %q",
 		name, e.detected.Round(time.Millisecond), e.committed, sick, e.behind, e.served, e.failed, e.caughtUp.Round(time.Millisecond), e.statusText)
 	return e
+}
+
+// sovraStatus runs `sovra status` against a node, as an operator would.
+func sovraStatus(t *testing.T, f *fleet, id string) string {
+	t.Helper()
+	cmd := exec.Command(f.bin, "status", "--addr", f.url(id), "--token-file", f.admin)
+	cmd.Env = append(os.Environ(), "SOVRA_CONFIG=", "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("sovra status on %s: %v\n%s", id, err, out)
+	}
+	return string(out)
 }
 
 // healthyLeader is the leader as a node other than n3 sees it.
