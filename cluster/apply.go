@@ -29,9 +29,6 @@ type applyRequest struct {
 // across leader changes even when an attempt's outcome was lost; the state
 // machine applies a key once.
 func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (state.Outcome, error) {
-	if err := c.disk.stalled(); err != nil {
-		return state.Outcome{}, err // its raft may wait for the disk: send the write elsewhere
-	}
 	entry, err := state.Encode(cmd)
 	if err != nil {
 		return state.Outcome{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -49,7 +46,7 @@ func (c *Cluster) applyEntry(ctx context.Context, entry []byte, keyed bool) (sta
 	}
 	var out state.Outcome
 	err := c.onLeader(ctx, leaderOp{
-		route: "apply", in: applyRequest{Entry: entry}, out: &out, idempotent: keyed,
+		route: "apply", in: applyRequest{Entry: entry}, out: &out, idempotent: keyed, abort: c.disk.stalled,
 		local: func(ctx context.Context) (err error) {
 			out, err = c.applyLocal(ctx, entry)
 			return err
@@ -143,11 +140,8 @@ type readIndexResponse struct {
 // once. fn must not keep the state.
 func (c *Cluster) Read(ctx context.Context, stale bool, fn func(*state.State)) error {
 	if !stale {
-		// A node that cannot write cannot catch up (and its raft may wait
-		// for the disk): say so now, not at the deadline.
-		if err := c.disk.stalled(); err != nil {
-			return err
-		}
+		// A node that cannot write cannot catch up, and its raft may
+		// wait for the disk: both waits give up when its disk fails.
 		idx, err := c.readIndex(ctx)
 		if err != nil {
 			return err
@@ -163,7 +157,7 @@ func (c *Cluster) Read(ctx context.Context, stale bool, fn func(*state.State)) e
 func (c *Cluster) readIndex(ctx context.Context) (uint64, error) {
 	var resp readIndexResponse
 	err := c.onLeader(ctx, leaderOp{
-		route: "read-index", in: struct{}{}, out: &resp, idempotent: true, readOnly: true,
+		route: "read-index", in: struct{}{}, out: &resp, idempotent: true, readOnly: true, abort: c.disk.stalled,
 		local: func(ctx context.Context) (err error) {
 			resp.Index, err = c.readIndexLocal(ctx)
 			return err

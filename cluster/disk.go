@@ -142,9 +142,11 @@ func (h *diskHealth) err() error {
 const probeInterval = 2 * time.Second
 
 // probeLoop writes a small file into the data directory every
-// probeInterval until ctx ends. After a failed snapshot, once a write
-// succeeds again, it asks raft for a snapshot (at most every 10s), so the
-// node does not wait for raft's own interval (2 minutes) to know.
+// probeInterval until ctx ends. While a write fails, a leader hands its
+// leadership over (at once, then at most every 5s). After a failed
+// snapshot, once a write succeeds again, it asks raft for a snapshot (at
+// most every 10s), so the node does not wait for raft's own interval (2
+// minutes) to know.
 func (c *Cluster) probeLoop(ctx context.Context) {
 	t := time.NewTicker(probeInterval)
 	defer t.Stop()
@@ -154,6 +156,7 @@ func (c *Cluster) probeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-c.disk.changed(): // a write failed: hand over at once
 		}
 		err := probe(filepath.Join(c.cfg.DataDir, "raft"))
 		c.disk.wrote(kindProbe, err)

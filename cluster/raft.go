@@ -420,6 +420,7 @@ func (c *Cluster) Close() error {
 		c.trans.Close()
 		c.stream.closeAll()
 		c.stable.shut()
+		c.store.abort() // raft may be waiting in a reopen of its log
 		err := shutdown.Error()
 		if werr := c.closeStores(); err == nil {
 			err = werr

@@ -49,9 +49,10 @@ type walStore struct {
 	logger  hclog.Logger
 	health  *diskHealth
 	mu      sync.RWMutex // write-held while reopening
-	wal     *raftwal.WAL
+	wal     *raftwal.WAL // nil only after a reopen given up at Close
 	meta    *metadb.BoltMetaDB
 	closing chan struct{}
+	once    sync.Once
 }
 
 var (
@@ -67,8 +68,12 @@ func (s *walStore) IsMonotonic() bool { return true }
 
 func openWALStore(dir string, segment int, logger hclog.Logger, health *diskHealth) (*walStore, error) {
 	s := &walStore{dir: dir, segment: segment, logger: logger, health: health, closing: make(chan struct{})}
+	_ = os.Remove(s.probePath()) // left by a process that died while probing
 	return s, s.open()
 }
+
+// probePath is where reopen checks that a new segment fits.
+func (s *walStore) probePath() string { return filepath.Join(s.dir, ".segment-probe") }
 
 // open opens the WAL with a meta store of its own: raft-wal does not
 // close a meta store it opened itself.
@@ -83,9 +88,13 @@ func (s *walStore) open() error {
 	return nil
 }
 
-// Close closes the WAL and its meta store; a reopen under way gives up.
+// abort makes a reopen under way give up (Close calls it before it waits
+// for raft, which may be the one reopening).
+func (s *walStore) abort() { s.once.Do(func() { close(s.closing) }) }
+
+// Close closes the WAL and its meta store.
 func (s *walStore) Close() error {
-	close(s.closing)
+	s.abort()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.wal == nil {
@@ -130,6 +139,9 @@ func (s *walStore) write(what string, op func(*raftwal.WAL) error) error {
 func (s *walStore) run(op func(*raftwal.WAL) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.wal == nil {
+		return ErrClosed
+	}
 	return op(s.wal)
 }
 
@@ -137,7 +149,7 @@ func (s *walStore) run(op func(*raftwal.WAL) error) error {
 // failed rotation; it does nothing while the next segment would not fit,
 // and says so.
 func (s *walStore) reopen() error {
-	if err := fits(filepath.Join(s.dir, ".segment-probe"), s.segment); err != nil {
+	if err := fits(s.probePath(), s.segment); err != nil {
 		return fmt.Errorf("the raft log needs %d bytes for its next file: %w", s.segment, err)
 	}
 	s.mu.Lock()
@@ -175,16 +187,24 @@ func fits(path string, size int) error {
 	return errors.Join(err, f.Close())
 }
 
-func (s *walStore) FirstIndex() (uint64, error) {
+// read runs fn on the open WAL; ErrClosed after a reopen given up at
+// Close.
+func read[T any](s *walStore, fn func(*raftwal.WAL) (T, error)) (T, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.wal.FirstIndex()
+	if s.wal == nil {
+		var zero T
+		return zero, ErrClosed
+	}
+	return fn(s.wal)
+}
+
+func (s *walStore) FirstIndex() (uint64, error) {
+	return read(s, func(w *raftwal.WAL) (uint64, error) { return w.FirstIndex() })
 }
 
 func (s *walStore) LastIndex() (uint64, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.wal.LastIndex()
+	return read(s, func(w *raftwal.WAL) (uint64, error) { return w.LastIndex() })
 }
 
 // GetLog makes entries before the first index unreadable. raft-wal keeps
@@ -192,40 +212,33 @@ func (s *walStore) LastIndex() (uint64, error) {
 // far-behind follower would be fed entries raft considers gone instead
 // of the snapshot.
 func (s *walStore) GetLog(index uint64, out *raft.Log) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if first, err := s.wal.FirstIndex(); err == nil && index < first {
-		return raft.ErrLogNotFound
-	}
-	return s.wal.GetLog(index, out)
+	_, err := read(s, func(w *raftwal.WAL) (struct{}, error) {
+		if first, err := w.FirstIndex(); err == nil && index < first {
+			return struct{}{}, raft.ErrLogNotFound
+		}
+		return struct{}{}, w.GetLog(index, out)
+	})
+	return err
 }
 
 func (s *walStore) Set(key, val []byte) error {
-	s.mu.RLock()
-	err := s.wal.Set(key, val)
-	s.mu.RUnlock()
+	err := s.run(func(w *raftwal.WAL) error { return w.Set(key, val) })
 	s.health.wrote(kindStable, err)
 	return diskErr("save raft's term and vote", err)
 }
 
 func (s *walStore) SetUint64(key []byte, val uint64) error {
-	s.mu.RLock()
-	err := s.wal.SetUint64(key, val)
-	s.mu.RUnlock()
+	err := s.run(func(w *raftwal.WAL) error { return w.SetUint64(key, val) })
 	s.health.wrote(kindStable, err)
 	return diskErr("save raft's term and vote", err)
 }
 
 func (s *walStore) Get(key []byte) ([]byte, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.wal.Get(key)
+	return read(s, func(w *raftwal.WAL) ([]byte, error) { return w.Get(key) })
 }
 
 func (s *walStore) GetUint64(key []byte) (uint64, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.wal.GetUint64(key)
+	return read(s, func(w *raftwal.WAL) (uint64, error) { return w.GetUint64(key) })
 }
 
 // closingStable is the stable store raft gets. raft panics on any failed

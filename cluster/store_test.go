@@ -2,6 +2,10 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -72,5 +76,20 @@ func TestDiskErrorsOfAWrite(t *testing.T) {
 		if err := raftErr(diskErr("append to the raft log", e)); !errors.Is(err, ErrIndeterminate) || errors.Is(err, errRetry) {
 			t.Fatalf("%v: %v", e, err)
 		}
+	}
+}
+
+// TestStorageErrorOverTheWire: a leader that cannot write its data
+// directory answers a forwarded call with "storage"; the forwarding node
+// tries again (the sick leader hands its leadership over) instead of
+// passing the leader's disk trouble on to its own client.
+func TestStorageErrorOverTheWire(t *testing.T) {
+	code, status := codeOf(fmt.Errorf("%w /data: raft log failing", ErrStorage))
+	if code != "storage" || status != 503 {
+		t.Fatalf("codeOf = %s %d", code, status)
+	}
+	if err := decodeError(&http.Response{StatusCode: status, Status: "503",
+		Body: io.NopCloser(strings.NewReader(`{"code":"storage","error":"cannot write"}`))}); !retriable(err) {
+		t.Fatalf("a peer's storage error: %v, not retried", err)
 	}
 }

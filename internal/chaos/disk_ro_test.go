@@ -65,8 +65,8 @@ func TestDiskUnwritable(t *testing.T) {
 		t.Fatalf("%s died of its read-only disk", sick)
 	}
 	status := statusWarning(t, f, sick)
-	if !strings.Contains(status, "cannot write the data directory") {
-		t.Errorf("sovra status of %s does not say its disk fails: %q", sick, status)
+	if cli := sovraStatus(t, f, sick); !strings.Contains(cli, "cluster: cannot write the data directory") {
+		t.Errorf("sovra status on %s does not say its disk fails:\n%s", sick, cli)
 	}
 
 	took := stopGently(t, f, sick)
