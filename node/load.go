@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -20,14 +21,32 @@ import (
 // shareLoad keeps this node's view of its peers' load fed: it asks each
 // ready peer for its load exchange every LoadInterval until ctx ends.
 func (n *Node) shareLoad(ctx context.Context) {
-	f := &loadFetcher{hc: n.peerHC, scheme: n.peerScheme, router: n.router, quota: n.quota, after: map[string]uint64{}}
+	runLoadExchange(ctx, loadDeps{hc: n.peerHC, scheme: n.peerScheme, router: n.router, quota: n.quota,
+		peers: n.loadPeers, interval: n.cfg.Routing.LoadInterval, log: n.log})
+}
+
+// loadDeps are what the load exchange needs of a node; the exchange
+// benchmark builds them for nodes that are not whole Nodes.
+type loadDeps struct {
+	hc       *http.Client
+	scheme   string
+	router   *router.Router
+	quota    *quota.Limiter // nil: no quotas
+	peers    func() []load.Peer
+	interval time.Duration
+	log      *zap.Logger
+}
+
+// runLoadExchange runs the load exchange of one node until ctx ends.
+func runLoadExchange(ctx context.Context, d loadDeps) {
+	f := &loadFetcher{hc: d.hc, scheme: d.scheme, router: d.router, quota: d.quota, after: map[string]uint64{}}
 	load.NewPoller(load.PollerConfig{
-		View:     n.router.View(),
-		Interval: n.cfg.Routing.LoadInterval,
-		Peers:    n.loadPeers,
+		View:     d.router.View(),
+		Interval: d.interval,
+		Peers:    d.peers,
 		Fetch:    f.fetch,
 		OnError: func(p load.Peer, err error) {
-			n.log.Warn("cannot fetch a peer's load", zap.String("peer", p.ID), zap.Error(err))
+			d.log.Warn("cannot fetch a peer's load", zap.String("peer", p.ID), zap.Error(err))
 		},
 	}).Run(ctx)
 }
