@@ -58,6 +58,7 @@ func BenchmarkLoadExchange(b *testing.B) {
 var (
 	exchangeWindow     = flag.Duration("exchange.window", 5*time.Second, "measuring window of each BenchmarkLoadExchange point")
 	exchangeRate       = flag.Float64("exchange.rate", 4, "requests a second each busy node starts in BenchmarkLoadExchange")
+	exchangeLog        = flag.Bool("exchange.log", false, "log the exchange's warnings (to standard error)")
 	exchangePerProcess = flag.Int("exchange.per-process", 40, "most nodes one BenchmarkLoadExchange worker process runs")
 )
 
@@ -125,7 +126,7 @@ func startExchangeWorkers(tb testing.TB, n int, busy bool) *exchangeWorkers {
 	per := max(*exchangePerProcess, 1)
 	addrs := map[string]string{}
 	for first := 0; first < n; first += per {
-		cfg := workerConfig{CADir: caDir, First: first, Count: min(per, n-first), Busy: busy, Rate: *exchangeRate}
+		cfg := workerConfig{CADir: caDir, First: first, Count: min(per, n-first), Busy: busy, Rate: *exchangeRate, Log: *exchangeLog}
 		p := ws.spawn(cfg)
 		maps.Copy(addrs, p.reply().Addrs)
 	}

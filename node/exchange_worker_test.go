@@ -42,6 +42,7 @@ type workerConfig struct {
 	Count int     `json:"count"`
 	Busy  bool    `json:"busy"`
 	Rate  float64 `json:"rate"`
+	Log   bool    `json:"log"`
 }
 
 // TestLoadExchangeWorker is one worker process of BenchmarkLoadExchange;
@@ -112,6 +113,7 @@ type exchangeNode struct {
 	id     string
 	addr   string
 	router *router.Router
+	feed   *load.Feed
 	api    *api.Server
 	hc     *http.Client
 	meter  *byteMeter
@@ -131,7 +133,8 @@ func startExchangeNode(tb testing.TB, ca *pki.CA, id string) *exchangeNode {
 	keys := benchKeyring(tb, ca, id)
 	nd := &exchangeNode{id: id, meter: &byteMeter{}}
 	nd.router = router.New(id, holdBackend{}, nil, nil).WithConfig(router.Config{Slots: 4, ServeUndeployed: true})
-	nd.api = api.New(api.Config{PeerID: keys.ConnPeerID, MaxHeaderBytes: 8 << 10}, nd.router, nil, zap.NewNop())
+	nd.feed = load.NewFeed(load.FeedConfig{Build: loadSource{router: nd.router}.build})
+	nd.api = api.New(api.Config{PeerID: keys.ConnPeerID, MaxHeaderBytes: 8 << 10, LoadFeed: nd.feed}, nd.router, nil, zap.NewNop())
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -167,8 +170,12 @@ func (c *exchangeCluster) setPeers(addrs map[string]string) {
 
 // deps are what runLoadExchange needs of nd.
 func (c *exchangeCluster) deps(nd *exchangeNode) loadDeps {
-	return loadDeps{hc: nd.hc, scheme: "https", router: nd.router, peers: func() []load.Peer { return nd.peers },
-		interval: load.DefaultInterval, log: zap.NewNop()}
+	log := zap.NewNop()
+	if c.cfg.Log {
+		log = zap.Must(zap.NewDevelopment()).Named(nd.id)
+	}
+	return loadDeps{hc: nd.hc, scheme: "https", router: nd.router, feed: nd.feed, peers: func() []load.Peer { return nd.peers },
+		interval: load.DefaultInterval, log: log}
 }
 
 // exchangeModels are the models the benchmark's nodes serve.

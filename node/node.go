@@ -247,6 +247,8 @@ type Node struct {
 	// quota enforces the keys' limits cluster-wide (quota.go).
 	quota *quota.Limiter
 	usage *usage.Recorder
+	// feed publishes this node's load to its peers (load.go).
+	feed *load.Feed
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -311,6 +313,9 @@ func (n *Node) Start() error {
 	}
 	apiCfg := n.apiConfig(isLoopback(ln.Addr()))
 	apiCfg.Registry = reg
+	if n.cluster != nil {
+		n.loadFeed(&apiCfg)
+	}
 	n.api = api.New(apiCfg, n.router, cl, n.log.Named("http"))
 	go func() { n.done <- n.api.Serve(ln) }()
 	if n.cluster != nil {

@@ -100,6 +100,9 @@ type Config struct {
 	// Usage, when set, sums each inference request's usage for the
 	// state (on the node the client reached).
 	Usage *nodeusage.Recorder
+	// LoadFeed, when set, streams this node's load to peers that watch
+	// it (GET /internal/v1/load?watch=1, peer channel only).
+	LoadFeed LoadFeed
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.
@@ -175,6 +178,10 @@ type Server struct {
 	failed     failedAuth
 	background sync.WaitGroup
 	now        func() time.Time
+	// closing ends when Shutdown starts: streams that never end by
+	// themselves (load feeds) stop then.
+	closing     context.Context
+	stopClosing context.CancelFunc
 }
 
 // New builds the API over be. cl may be nil for a node outside any cluster:
@@ -184,6 +191,7 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	base, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry),
 		auth: auth.New(cfg.AdminToken, cfg.Keys), now: time.Now}
+	s.closing, s.stopClosing = context.WithCancel(base)
 	s.metrics.labeler, _ = be.(labeler)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
@@ -262,6 +270,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for in-flight requests and
 // streams to finish until ctx ends; then it cancels what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopClosing()
 	done := make(chan error, 1)
 	go func() { done <- s.app.ShutdownWithContext(ctx) }()
 	err := s.drain(done)
