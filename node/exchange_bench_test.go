@@ -58,6 +58,8 @@ func BenchmarkLoadExchange(b *testing.B) {
 var (
 	exchangeWindow     = flag.Duration("exchange.window", 5*time.Second, "measuring window of each BenchmarkLoadExchange point")
 	exchangeRate       = flag.Float64("exchange.rate", 4, "requests a second each busy node starts in BenchmarkLoadExchange")
+	exchangeProfile    = flag.String("exchange.cpuprofile", "", "have each worker write a CPU profile of the exchange to this path, suffixed with its first node's number")
+	exchangeSpread     = flag.Duration("exchange.spread", 200*time.Millisecond, "time between two nodes' starts of their exchange")
 	exchangeLog        = flag.Bool("exchange.log", false, "log the exchange's warnings (to standard error)")
 	exchangePerProcess = flag.Int("exchange.per-process", 40, "most nodes one BenchmarkLoadExchange worker process runs")
 )
@@ -66,13 +68,15 @@ func benchExchange(b *testing.B, n int, busy bool) {
 	ws := startExchangeWorkers(b, n, busy)
 	defer ws.stop()
 	base := ws.measure(*exchangeWindow)
-	ws.all(workerCommand{Cmd: "start"})
+	spread := time.Duration(n) * *exchangeSpread
+	ws.all(workerCommand{Cmd: "start", Spread: spread, Nodes: n})
 	// A design that cannot keep up never gets every view fresh: measure
 	// it all the same (fresh says how far it got).
-	if !ws.waitFresh(time.Minute) {
-		b.Logf("after a minute, %.0f%% of the %d nodes' views of their peers were fresh", 100*ws.fresh(), n)
+	if limit := spread + time.Minute; !ws.waitFresh(limit) {
+		b.Logf("after %v, %.0f%% of the %d nodes' views of their peers were fresh", limit, 100*ws.fresh(), n)
 	}
 	time.Sleep(2 * time.Second) // let the connections' start-up end
+	ws.all(workerCommand{Cmd: "profile"})
 	got := ws.measure(*exchangeWindow)
 
 	perNode := func(v float64, w window) float64 { return v / float64(n) / w.wall.Seconds() }
@@ -87,9 +91,14 @@ func benchExchange(b *testing.B, n int, busy bool) {
 // its standard input.
 type workerCommand struct {
 	// Cmd: "peers" (Peers holds every node's address), "sample",
-	// "start" (the exchange) or "stop".
+	// "start" (the exchange), "profile" (from now on, when configured)
+	// or "stop".
 	Cmd   string            `json:"cmd"`
 	Peers map[string]string `json:"peers,omitempty"`
+	// Spread: node i of Nodes starts its exchange i*Spread/Nodes after
+	// "start".
+	Spread time.Duration `json:"spread,omitempty"`
+	Nodes  int           `json:"nodes,omitempty"`
 }
 
 // workerReply is a worker's answer, one JSON line on its standard output.
@@ -126,7 +135,7 @@ func startExchangeWorkers(tb testing.TB, n int, busy bool) *exchangeWorkers {
 	per := max(*exchangePerProcess, 1)
 	addrs := map[string]string{}
 	for first := 0; first < n; first += per {
-		cfg := workerConfig{CADir: caDir, First: first, Count: min(per, n-first), Busy: busy, Rate: *exchangeRate, Log: *exchangeLog}
+		cfg := workerConfig{CADir: caDir, First: first, Count: min(per, n-first), Busy: busy, Rate: *exchangeRate, Log: *exchangeLog, Profile: *exchangeProfile}
 		p := ws.spawn(cfg)
 		maps.Copy(addrs, p.reply().Addrs)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,9 @@ type workerConfig struct {
 	Busy  bool    `json:"busy"`
 	Rate  float64 `json:"rate"`
 	Log   bool    `json:"log"`
+	// Profile, when set, is where the worker writes a CPU profile of
+	// the time the exchange runs.
+	Profile string `json:"profile,omitempty"`
 }
 
 // TestLoadExchangeWorker is one worker process of BenchmarkLoadExchange;
@@ -88,14 +92,52 @@ func (c *exchangeCluster) serve(in *bufio.Scanner, out *json.Encoder) {
 			if c.cfg.Busy {
 				stopLoad = c.drive(c.cfg.Rate)
 			}
+		case "profile":
+			if c.cfg.Profile != "" {
+				stopProfile := c.profile()
+				defer stopProfile()
+			}
 		case "start":
-			for _, nd := range c.nodes {
-				exchanges.Go(func() { runLoadExchange(ctx, c.deps(nd)) })
+			// Spread the starts: a node opens a feed to each peer, and
+			// hundreds of nodes on two cores cannot do every TLS
+			// handshake of the mesh at once.
+			for i, nd := range c.nodes {
+				exchanges.Go(func() {
+					if !sleepCtx(ctx, cmd.Spread*time.Duration(c.cfg.First+i)/time.Duration(cmd.Nodes)) {
+						return
+					}
+					runLoadExchange(ctx, c.deps(nd))
+				})
 			}
 		case "stop":
 			return
 		}
 		_ = out.Encode(c.sample())
+	}
+}
+
+// profile writes a CPU profile until the returned func is called.
+func (c *exchangeCluster) profile() (stop func()) {
+	f, err := os.Create(fmt.Sprintf("%s.%d", c.cfg.Profile, c.cfg.First))
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		c.tb.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// sleepCtx sleeps d, or less when ctx ends first; it reports whether it
+// slept all of d.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

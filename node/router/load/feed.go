@@ -11,11 +11,20 @@ import (
 // ErrFeedClosed is what Watch returns once the Feed has stopped.
 var ErrFeedClosed = errors.New("load: the feed has stopped")
 
-// DefaultKeepalive is how long a Feed stays silent when nothing changes:
-// it then sends its unchanged report again, so that a watcher can tell a
-// quiet peer from a gone one. Below DefaultStaleAfter with room for one
-// Interval and a round trip.
-const DefaultKeepalive = 500 * time.Millisecond
+// Feed defaults.
+const (
+	// DefaultKeepalive is how long a Feed stays silent when nothing
+	// changes: it then sends its unchanged report again, so that a
+	// watcher can tell a quiet peer from a gone one. Half of
+	// DefaultStaleAfter: one keepalive may come late, not two.
+	DefaultKeepalive = time.Second
+	// DefaultFrameBudget is how many frames a second a node should take
+	// in from all its peers together: a Feed watched by n peers sends at
+	// most one frame every n/DefaultFrameBudget seconds (never more often
+	// than Interval, always within Keepalive). Up to 20 peers, that is
+	// every Interval; at 200, every second.
+	DefaultFrameBudget = 200
+)
 
 // Frame is one message of a Feed: the node's report and what rides with
 // it, encoded once for every watcher.
@@ -43,6 +52,8 @@ type FeedConfig struct {
 	// Keepalive: an unchanged report is sent again after this long
 	// (0: DefaultKeepalive).
 	Keepalive time.Duration
+	// FrameBudget paces the Feed by its watchers (0: DefaultFrameBudget).
+	FrameBudget float64
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -75,6 +86,9 @@ func NewFeed(cfg FeedConfig) *Feed {
 	if cfg.Keepalive <= 0 {
 		cfg.Keepalive = DefaultKeepalive
 	}
+	if cfg.FrameBudget <= 0 {
+		cfg.FrameBudget = DefaultFrameBudget
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -97,15 +111,18 @@ func (f *Feed) Run(ctx context.Context) {
 	}
 }
 
-// Tick builds the current frame and publishes it when it differs from
-// the last one published, or that one is Keepalive old. It reports
-// whether it published.
+// Tick publishes the current frame when it differs from the last one
+// published and the pace allows, or the last one is Keepalive old. It
+// reports whether it published.
 func (f *Feed) Tick() bool {
 	f.mu.Lock()
-	after, last, sent := f.cur.Next, f.cur.Same, f.sent
+	after, last, sent, pace := f.cur.Next, f.cur.Same, f.sent, f.pace()
 	f.mu.Unlock()
-	fr := f.cfg.Build(after)
 	now := f.cfg.Now()
+	if last != nil && now.Sub(sent) < pace {
+		return false
+	}
+	fr := f.cfg.Build(after)
 	if last != nil && bytes.Equal(fr.Same, last) && now.Sub(sent) < f.cfg.Keepalive {
 		return false
 	}
@@ -115,6 +132,14 @@ func (f *Feed) Tick() bool {
 	close(f.changed)
 	f.changed = make(chan struct{})
 	return true
+}
+
+// pace is the least time between two frames: Interval, or longer when so
+// many peers watch that each would take in more than FrameBudget frames
+// a second, but never beyond Keepalive. f.mu is held.
+func (f *Feed) pace() time.Duration {
+	d := time.Duration(float64(len(f.watchers)) / f.cfg.FrameBudget * float64(time.Second))
+	return min(max(d, f.cfg.Interval), f.cfg.Keepalive)
 }
 
 // Watch sends peer this node's frames through send until ctx ends, send

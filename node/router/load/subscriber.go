@@ -29,6 +29,9 @@ const (
 	// DefaultMaxBackoff bounds the wait before a failed feed is opened
 	// again.
 	DefaultMaxBackoff = time.Second
+	// DefaultOpenTimeout bounds opening a feed: the connection, its TLS
+	// handshake and the answer's headers.
+	DefaultOpenTimeout = 10 * time.Second
 )
 
 // Peer is one node to watch.
@@ -52,6 +55,8 @@ type SubscriberConfig struct {
 	// opened again (0: the View's DownAfter). It must exceed the
 	// publisher's keepalive.
 	Silence time.Duration
+	// OpenTimeout bounds opening a feed (0: DefaultOpenTimeout).
+	OpenTimeout time.Duration
 	// MaxFrame bounds one frame in bytes (0: DefaultMaxFrame).
 	MaxFrame int
 	// Open opens a peer's feed: a stream of frames, one per line.
@@ -92,6 +97,9 @@ func NewSubscriber(cfg SubscriberConfig) *Subscriber {
 	}
 	if cfg.Silence <= 0 {
 		cfg.Silence = cfg.View.downAfter
+	}
+	if cfg.OpenTimeout <= 0 {
+		cfg.OpenTimeout = DefaultOpenTimeout
 	}
 	if cfg.MaxFrame <= 0 {
 		cfg.MaxFrame = DefaultMaxFrame
@@ -184,13 +192,15 @@ func (s *Subscriber) watch(ctx context.Context, fs *feedState) {
 func (s *Subscriber) follow(ctx context.Context, fs *feedState) (got bool, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	quiet := time.AfterFunc(s.cfg.Silence, func() { cancel(ErrSilent) })
-	defer quiet.Stop()
+	opening := time.AfterFunc(s.cfg.OpenTimeout, func() { cancel(errOpenTimeout) })
 	body, err := s.cfg.Open(ctx, fs.peer)
+	opening.Stop()
 	if err != nil {
 		return false, causeOr(ctx, err)
 	}
 	defer body.Close()
+	quiet := time.AfterFunc(s.cfg.Silence, func() { cancel(ErrSilent) })
+	defer quiet.Stop()
 	r := newFrameReader(body, s.cfg.MaxFrame)
 	for {
 		frame, err := r.next()
@@ -221,6 +231,9 @@ func (s *Subscriber) take(fs *feedState, frame []byte) error {
 	}
 	return nil
 }
+
+// errOpenTimeout: a feed that took longer than OpenTimeout to open.
+var errOpenTimeout = errors.New("load: opening the peer's feed timed out")
 
 // causeOr is why ctx ended (a silent feed), or else err.
 func causeOr(ctx context.Context, err error) error {
