@@ -169,6 +169,7 @@ func (s *Subscriber) watch(ctx context.Context, fs *feedState) {
 		if ctx.Err() != nil {
 			return
 		}
+		s.lost(fs)
 		if got {
 			wait = s.cfg.Interval // it worked for a while: start over
 		}
@@ -234,6 +235,16 @@ func (s *Subscriber) take(fs *feedState, frame []byte) error {
 
 // errOpenTimeout: a feed that took longer than OpenTimeout to open.
 var errOpenTimeout = errors.New("load: opening the peer's feed timed out")
+
+// lost marks fs's peer's report Unknown in the View, unless the peer was
+// dropped meanwhile.
+func (s *Subscriber) lost(fs *feedState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current[fs.peer.ID] == fs {
+		s.cfg.View.Lost(fs.peer.ID)
+	}
+}
 
 // causeOr is why ctx ended (a silent feed), or else err.
 func causeOr(ctx context.Context, err error) error {
