@@ -234,8 +234,13 @@ func TestFeedNewerWatchReplacesOlder(t *testing.T) {
 	go func() { done <- f.Watch(ctx, "p", first.send) }()
 	first.waitFrames(t, 1)
 	go func() { _ = f.Watch(ctx, "p", second.send) }()
-	if err := <-done; !errors.Is(err, errReplaced) {
-		t.Fatalf("the older watch ended with %v, want errReplaced", err)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errReplaced) {
+			t.Fatalf("the older watch ended with %v, want errReplaced", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the older watch still runs after a newer one by the same peer")
 	}
 	second.waitFrames(t, 1)
 	if n := f.Watchers(); n != 1 {

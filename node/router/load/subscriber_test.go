@@ -272,6 +272,24 @@ func TestSubscriberReopensASilentFeed(t *testing.T) {
 	waitRunning(t, v, "a", 2)
 }
 
+func TestSubscriberKeepsAFeedThatSpeaks(t *testing.T) {
+	v := NewView(ViewConfig{})
+	f := newFakeFeeds("a")
+	const silence = time.Second
+	startSubscriber(t, v, f, silence)
+	w := f.stream(t, "a", 1)
+	// Frames far more often than the silence bound, for longer than it:
+	// the feed stays open.
+	start := time.Now()
+	for seq := uint64(1); time.Since(start) < 2*silence+silence/2; seq++ {
+		send(t, w, reportJSON("a", seq, 1))
+		time.Sleep(silence / 50)
+	}
+	if n := f.Opens("a"); n != 1 {
+		t.Fatalf("a feed sending every %v was opened %d times with a silence bound of %v", silence/50, n, silence)
+	}
+}
+
 func TestSubscriberReportsAFailingPeerOnce(t *testing.T) {
 	v := NewView(ViewConfig{})
 	f := newFakeFeeds("a")
