@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ var (
 	exchangeWindow     = flag.Duration("exchange.window", 5*time.Second, "measuring window of each BenchmarkLoadExchange point")
 	exchangeRate       = flag.Float64("exchange.rate", 4, "requests a second each busy node starts in BenchmarkLoadExchange")
 	exchangeProfile    = flag.String("exchange.cpuprofile", "", "have each worker write a CPU profile of the exchange to this path, suffixed with its first node's number")
-	exchangeSpread     = flag.Duration("exchange.spread", 200*time.Millisecond, "time between two nodes' starts of their exchange")
+	exchangeStartLimit = flag.Duration("exchange.start-limit", 5*time.Second, "time each node may take, on average, to see its peers once it starts watching them")
 	exchangeLog        = flag.Bool("exchange.log", false, "log the exchange's warnings (to standard error)")
 	exchangePerProcess = flag.Int("exchange.per-process", 40, "most nodes one BenchmarkLoadExchange worker process runs")
 )
@@ -68,12 +69,11 @@ func benchExchange(b *testing.B, n int, busy bool) {
 	ws := startExchangeWorkers(b, n, busy)
 	defer ws.stop()
 	base := ws.measure(*exchangeWindow)
-	spread := time.Duration(n) * *exchangeSpread
-	ws.all(workerCommand{Cmd: "start", Spread: spread, Nodes: n})
+	ws.all(workerCommand{Cmd: "start"})
 	// A design that cannot keep up never gets every view fresh: measure
 	// it all the same (fresh says how far it got).
-	if limit := spread + time.Minute; !ws.waitFresh(limit) {
-		b.Logf("after %v, %.0f%% of the %d nodes' views of their peers were fresh", limit, 100*ws.fresh(), n)
+	if !ws.bringUp(n, time.Duration(n)**exchangeStartLimit) {
+		b.Logf("%.0f%% of the %d nodes' views of their peers were fresh", 100*ws.fresh(), n)
 	}
 	time.Sleep(2 * time.Second) // let the connections' start-up end
 	ws.all(workerCommand{Cmd: "profile"})
@@ -91,14 +91,12 @@ func benchExchange(b *testing.B, n int, busy bool) {
 // its standard input.
 type workerCommand struct {
 	// Cmd: "peers" (Peers holds every node's address), "sample",
-	// "start" (the exchange), "profile" (from now on, when configured)
-	// or "stop".
+	// "start" (the feeds), "watch" (Node watches its peers' feeds),
+	// "profile" (from now on, when configured) or "stop".
 	Cmd   string            `json:"cmd"`
 	Peers map[string]string `json:"peers,omitempty"`
-	// Spread: node i of Nodes starts its exchange i*Spread/Nodes after
-	// "start".
-	Spread time.Duration `json:"spread,omitempty"`
-	Nodes  int           `json:"nodes,omitempty"`
+	// Node is the node that is to watch its peers ("watch").
+	Node string `json:"node,omitempty"`
 }
 
 // workerReply is a worker's answer, one JSON line on its standard output.
@@ -112,13 +110,17 @@ type workerReply struct {
 	Recv  int64   `json:"recv"`
 	Fresh int     `json:"fresh"`
 	Pairs int     `json:"pairs"`
-	Err   string  `json:"err,omitempty"`
+	// Watching counts, by node, the peers it sees Fresh.
+	Watching map[string]int `json:"watching,omitempty"`
+	Err      string         `json:"err,omitempty"`
 }
 
 // exchangeWorkers are the worker processes of one benchmark point.
 type exchangeWorkers struct {
 	tb    testing.TB
 	procs []*workerProc
+	owner map[string]*workerProc // the worker of each node
+	ids   []string
 }
 
 type workerProc struct {
@@ -134,10 +136,16 @@ func startExchangeWorkers(tb testing.TB, n int, busy bool) *exchangeWorkers {
 	ws := &exchangeWorkers{tb: tb}
 	per := max(*exchangePerProcess, 1)
 	addrs := map[string]string{}
+	ws.owner = map[string]*workerProc{}
 	for first := 0; first < n; first += per {
 		cfg := workerConfig{CADir: caDir, First: first, Count: min(per, n-first), Busy: busy, Rate: *exchangeRate, Log: *exchangeLog, Profile: *exchangeProfile}
 		p := ws.spawn(cfg)
-		maps.Copy(addrs, p.reply().Addrs)
+		r := p.reply()
+		maps.Copy(addrs, r.Addrs)
+		for id := range r.Addrs {
+			ws.owner[id] = p
+			ws.ids = append(ws.ids, id)
+		}
 	}
 	ws.all(workerCommand{Cmd: "peers", Peers: addrs})
 	return ws
@@ -207,8 +215,43 @@ func (ws *exchangeWorkers) sample() (sum workerReply) {
 		sum.Recv += r.Recv
 		sum.Fresh += r.Fresh
 		sum.Pairs += r.Pairs
+		if sum.Watching == nil {
+			sum.Watching = map[string]int{}
+		}
+		maps.Copy(sum.Watching, r.Watching)
 	}
 	return sum
+}
+
+// bringUp has the nodes start watching their peers a few at a time, each
+// once fewer than four are still opening their feeds, and reports
+// whether every view got fresh within limit.
+func (ws *exchangeWorkers) bringUp(n int, limit time.Duration) bool {
+	const opening = 4
+	end := time.Now().Add(limit)
+	slices.Sort(ws.ids)
+	started := 0
+	for time.Now().Before(end) {
+		s := ws.sample()
+		if s.Fresh == s.Pairs {
+			return true
+		}
+		waiting := 0
+		for _, id := range ws.ids[:started] {
+			if s.Watching[id] < n-1 {
+				waiting++
+			}
+		}
+		for ; waiting < opening && started < len(ws.ids); started, waiting = started+1, waiting+1 {
+			p := ws.owner[ws.ids[started]]
+			if err := p.in.Encode(workerCommand{Cmd: "watch", Node: ws.ids[started]}); err != nil {
+				ws.tb.Fatal(err)
+			}
+			p.reply()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 func (ws *exchangeWorkers) fresh() float64 {

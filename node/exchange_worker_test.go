@@ -98,16 +98,17 @@ func (c *exchangeCluster) serve(in *bufio.Scanner, out *json.Encoder) {
 				defer stopProfile()
 			}
 		case "start":
-			// Spread the starts: a node opens a feed to each peer, and
-			// hundreds of nodes on two cores cannot do every TLS
-			// handshake of the mesh at once.
-			for i, nd := range c.nodes {
-				exchanges.Go(func() {
-					if !sleepCtx(ctx, cmd.Spread*time.Duration(c.cfg.First+i)/time.Duration(cmd.Nodes)) {
-						return
-					}
-					runLoadExchange(ctx, c.deps(nd))
-				})
+			// The feeds publish from now on; each node watches its
+			// peers once told to ("watch"): hundreds of nodes on two
+			// cores cannot do every TLS handshake of the mesh at once.
+			for _, nd := range c.nodes {
+				exchanges.Go(func() { nd.feed.Run(ctx) })
+			}
+		case "watch":
+			for _, nd := range c.nodes {
+				if nd.id == cmd.Node {
+					exchanges.Go(func() { watchLoad(ctx, c.deps(nd)) })
+				}
 			}
 		case "stop":
 			return
@@ -126,19 +127,6 @@ func (c *exchangeCluster) profile() (stop func()) {
 		c.tb.Fatal(err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }
-}
-
-// sleepCtx sleeps d, or less when ctx ends first; it reports whether it
-// slept all of d.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // exchangeCluster is one worker's nodes.
@@ -272,7 +260,7 @@ func (c *exchangeCluster) drive(rate float64) (stop func()) {
 
 // sample is the worker's totals now.
 func (c *exchangeCluster) sample() workerReply {
-	r := workerReply{CPU: processCPU().Seconds()}
+	r := workerReply{CPU: processCPU().Seconds(), Watching: map[string]int{}}
 	for _, nd := range c.nodes {
 		r.Sent += nd.meter.sent.Load()
 		r.Recv += nd.meter.recv.Load()
@@ -281,6 +269,7 @@ func (c *exchangeCluster) sample() workerReply {
 			r.Pairs++
 			if v.Health(p.ID) == load.Fresh {
 				r.Fresh++
+				r.Watching[nd.id]++
 			}
 		}
 	}

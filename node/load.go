@@ -61,8 +61,20 @@ type loadDeps struct {
 // runLoadExchange runs one node's feed and its watches of its peers'
 // feeds until ctx ends.
 func runLoadExchange(ctx context.Context, d loadDeps) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.feed.Run(ctx)
+	}()
+	watchLoad(ctx, d)
+	<-done
+}
+
+// watchLoad keeps the node's view of its peers' load fed from their
+// feeds until ctx ends.
+func watchLoad(ctx context.Context, d loadDeps) {
 	sink := &loadSink{hc: d.hc, scheme: d.scheme, router: d.router, quota: d.quota}
-	sub := load.NewSubscriber(load.SubscriberConfig{
+	load.NewSubscriber(load.SubscriberConfig{
 		View:     d.router.View(),
 		Peers:    d.peers,
 		Interval: d.interval,
@@ -71,14 +83,7 @@ func runLoadExchange(ctx context.Context, d loadDeps) {
 		OnError: func(p load.Peer, err error) {
 			d.log.Warn("cannot watch a peer's load", zap.String("peer", p.ID), zap.Error(err))
 		},
-	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.feed.Run(ctx)
-	}()
-	sub.Run(ctx)
-	<-done
+	}).Run(ctx)
 }
 
 // loadPeers are the other members that are not down.
