@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sovra/sovra/internal/pki"
+	"github.com/sovra/sovra/node/router/load"
 )
 
 // BenchmarkLoadExchange measures what the load exchange costs one node.
@@ -25,7 +26,11 @@ import (
 // with cluster certificates. The nodes live in worker processes of at
 // most -exchange.per-process nodes each (a full mesh of 200 nodes holds
 // 80,000 sockets, past one process's file limit here); this process only
-// steers them. It reports per node:
+// steers them. Past -exchange.measured nodes (20), only that many are
+// measured, each with every other node as its peer, while the others
+// exchange only with them, paced as in the full cluster (see
+// startExchangeWorkers): a full mesh of 200 costs more than two cores.
+// It reports per measured node:
 //
 //   - cpu%/node: the workers' CPU time with the exchange running, less
 //     that of the same nodes and load without it, per node, in percent
@@ -62,6 +67,7 @@ var (
 	exchangeProfile    = flag.String("exchange.cpuprofile", "", "have each worker write a CPU profile of the exchange to this path, suffixed with its first node's number")
 	exchangeStartLimit = flag.Duration("exchange.start-limit", 5*time.Second, "time each node may take, on average, to see its peers once it starts watching them")
 	exchangeLog        = flag.Bool("exchange.log", false, "log the exchange's warnings (to standard error)")
+	exchangeMeasured   = flag.Int("exchange.measured", 20, "above this many nodes, measure only this many, each with every other node as a peer; the others exchange only with them (0: measure all)")
 	exchangePerProcess = flag.Int("exchange.per-process", 40, "most nodes one BenchmarkLoadExchange worker process runs")
 )
 
@@ -72,14 +78,14 @@ func benchExchange(b *testing.B, n int, busy bool) {
 	ws.all(workerCommand{Cmd: "start"})
 	// A design that cannot keep up never gets every view fresh: measure
 	// it all the same (fresh says how far it got).
-	if !ws.bringUp(n, time.Duration(n)**exchangeStartLimit) {
+	if !ws.bringUp(time.Duration(n) * *exchangeStartLimit) {
 		b.Logf("%.0f%% of the %d nodes' views of their peers were fresh", 100*ws.fresh(), n)
 	}
 	time.Sleep(2 * time.Second) // let the connections' start-up end
 	ws.all(workerCommand{Cmd: "profile"})
 	got := ws.measure(*exchangeWindow)
 
-	perNode := func(v float64, w window) float64 { return v / float64(n) / w.wall.Seconds() }
+	perNode := func(v float64, w window) float64 { return v / float64(ws.m) / w.wall.Seconds() }
 	b.ReportMetric(100*perNode(max(got.cpu-base.cpu*got.wall.Seconds()/base.wall.Seconds(), 0), got), "cpu%/node")
 	b.ReportMetric(100*perNode(base.cpu, base), "base-cpu%/node")
 	b.ReportMetric(perNode(float64(got.sent)-float64(base.sent)*got.wall.Seconds()/base.wall.Seconds(), got), "sentB/s/node")
@@ -110,17 +116,20 @@ type workerReply struct {
 	Recv  int64   `json:"recv"`
 	Fresh int     `json:"fresh"`
 	Pairs int     `json:"pairs"`
-	// Watching counts, by node, the peers it sees Fresh.
+	// Watching counts, by node, the peers it sees Fresh, of Peers.
 	Watching map[string]int `json:"watching,omitempty"`
+	Peers    map[string]int `json:"peers,omitempty"`
 	Err      string         `json:"err,omitempty"`
 }
 
 // exchangeWorkers are the worker processes of one benchmark point.
 type exchangeWorkers struct {
-	tb    testing.TB
-	procs []*workerProc
-	owner map[string]*workerProc // the worker of each node
-	ids   []string
+	tb       testing.TB
+	procs    []*workerProc
+	measured []*workerProc          // the workers of the measured nodes
+	owner    map[string]*workerProc // the worker of each node
+	ids      []string
+	m        int // nodes measured
 }
 
 type workerProc struct {
@@ -131,21 +140,48 @@ type workerProc struct {
 
 // startExchangeWorkers starts workers for n nodes, tells them every
 // node's address and waits until they have warmed up.
+//
+// Past -exchange.measured nodes, a mesh of n nodes on two cores costs
+// more than the machine has, so only the first m nodes, in worker
+// processes of their own, are measured: each has all n-1 others as
+// peers, as in the real cluster. The others stand for the rest of the
+// cluster: they exchange with the measured nodes only, and their feeds
+// are paced as if all n-1 peers watched them, so that each measured node
+// takes in and sends what it would in a cluster of n.
 func startExchangeWorkers(tb testing.TB, n int, busy bool) *exchangeWorkers {
 	caDir := writeBenchCA(tb)
-	ws := &exchangeWorkers{tb: tb}
+	m := *exchangeMeasured
+	if m <= 0 || m >= n {
+		m = n
+	}
+	ws := &exchangeWorkers{tb: tb, owner: map[string]*workerProc{}, m: m}
 	per := max(*exchangePerProcess, 1)
 	addrs := map[string]string{}
-	ws.owner = map[string]*workerProc{}
-	for first := 0; first < n; first += per {
-		cfg := workerConfig{CADir: caDir, First: first, Count: min(per, n-first), Busy: busy, Rate: *exchangeRate, Log: *exchangeLog, Profile: *exchangeProfile}
+	spawn := func(first, count int, measured bool) {
+		cfg := workerConfig{CADir: caDir, First: first, Count: count, Busy: busy, Rate: *exchangeRate,
+			Log: *exchangeLog, Measured: m}
+		if measured {
+			cfg.Profile = *exchangeProfile
+		} else {
+			// Paced as if n-1 peers watched, though m do.
+			cfg.FrameBudget = load.DefaultFrameBudget * float64(m) / float64(n-1)
+		}
 		p := ws.spawn(cfg)
+		if measured {
+			ws.measured = append(ws.measured, p)
+		}
 		r := p.reply()
 		maps.Copy(addrs, r.Addrs)
 		for id := range r.Addrs {
 			ws.owner[id] = p
 			ws.ids = append(ws.ids, id)
 		}
+	}
+	for first := 0; first < m; first += per {
+		spawn(first, min(per, m-first), true)
+	}
+	for first := m; first < n; first += per {
+		spawn(first, min(per, n-first), false)
 	}
 	ws.all(workerCommand{Cmd: "peers", Peers: addrs})
 	return ws
@@ -207,18 +243,25 @@ func (ws *exchangeWorkers) all(cmd workerCommand) []workerReply {
 	return out
 }
 
-// sample is the workers' totals now.
-func (ws *exchangeWorkers) sample() (sum workerReply) {
-	for _, r := range ws.all(workerCommand{Cmd: "sample"}) {
+// sample is the measured workers' totals now.
+func (ws *exchangeWorkers) sample() workerReply {
+	return ws.sum(ws.all(workerCommand{Cmd: "sample"}), ws.measured)
+}
+
+// sum adds up the replies of the workers in of.
+func (ws *exchangeWorkers) sum(replies []workerReply, of []*workerProc) (sum workerReply) {
+	sum.Watching, sum.Peers = map[string]int{}, map[string]int{}
+	for i, r := range replies {
+		maps.Copy(sum.Watching, r.Watching)
+		maps.Copy(sum.Peers, r.Peers)
+		if !slices.Contains(of, ws.procs[i]) {
+			continue
+		}
 		sum.CPU += r.CPU
 		sum.Sent += r.Sent
 		sum.Recv += r.Recv
 		sum.Fresh += r.Fresh
 		sum.Pairs += r.Pairs
-		if sum.Watching == nil {
-			sum.Watching = map[string]int{}
-		}
-		maps.Copy(sum.Watching, r.Watching)
 	}
 	return sum
 }
@@ -226,21 +269,21 @@ func (ws *exchangeWorkers) sample() (sum workerReply) {
 // bringUp has the nodes start watching their peers a few at a time, each
 // once fewer than four are still opening their feeds, and reports
 // whether every view got fresh within limit.
-func (ws *exchangeWorkers) bringUp(n int, limit time.Duration) bool {
+func (ws *exchangeWorkers) bringUp(limit time.Duration) bool {
 	const opening = 4
 	end := time.Now().Add(limit)
 	slices.Sort(ws.ids)
 	started := 0
 	for time.Now().Before(end) {
-		s := ws.sample()
-		if s.Fresh == s.Pairs {
-			return true
-		}
+		s := ws.sum(ws.all(workerCommand{Cmd: "sample"}), ws.procs)
 		waiting := 0
 		for _, id := range ws.ids[:started] {
-			if s.Watching[id] < n-1 {
+			if s.Watching[id] < s.Peers[id] {
 				waiting++
 			}
+		}
+		if waiting == 0 && started == len(ws.ids) {
+			return true
 		}
 		for ; waiting < opening && started < len(ws.ids); started, waiting = started+1, waiting+1 {
 			p := ws.owner[ws.ids[started]]

@@ -44,6 +44,11 @@ type workerConfig struct {
 	Busy  bool    `json:"busy"`
 	Rate  float64 `json:"rate"`
 	Log   bool    `json:"log"`
+	// Measured: nodes n000 up to this one, excluded, watch every node;
+	// the others watch only them.
+	Measured int `json:"measured"`
+	// FrameBudget paces the worker's feeds (0: the default).
+	FrameBudget float64 `json:"frame_budget,omitempty"`
 	// Profile, when set, is where the worker writes a CPU profile of
 	// the time the exchange runs.
 	Profile string `json:"profile,omitempty"`
@@ -154,16 +159,19 @@ func startExchangeCluster(tb testing.TB, cfg workerConfig) *exchangeCluster {
 	ca := loadBenchCA(tb, cfg.CADir)
 	c := &exchangeCluster{tb: tb, cfg: cfg}
 	for i := range cfg.Count {
-		c.nodes = append(c.nodes, startExchangeNode(tb, ca, fmt.Sprintf("n%03d", cfg.First+i)))
+		c.nodes = append(c.nodes, startExchangeNode(tb, ca, cfg, exchangeNodeID(cfg.First+i)))
 	}
 	return c
 }
 
-func startExchangeNode(tb testing.TB, ca *pki.CA, id string) *exchangeNode {
+// exchangeNodeID names the benchmark's node i.
+func exchangeNodeID(i int) string { return fmt.Sprintf("n%03d", i) }
+
+func startExchangeNode(tb testing.TB, ca *pki.CA, cfg workerConfig, id string) *exchangeNode {
 	keys := benchKeyring(tb, ca, id)
 	nd := &exchangeNode{id: id, meter: &byteMeter{}}
 	nd.router = router.New(id, holdBackend{}, nil, nil).WithConfig(router.Config{Slots: 4, ServeUndeployed: true})
-	nd.feed = load.NewFeed(load.FeedConfig{Build: loadSource{router: nd.router}.build})
+	nd.feed = load.NewFeed(load.FeedConfig{Build: loadSource{router: nd.router}.build, FrameBudget: cfg.FrameBudget})
 	nd.api = api.New(api.Config{PeerID: keys.ConnPeerID, MaxHeaderBytes: 8 << 10, LoadFeed: nd.feed}, nd.router, nil, zap.NewNop())
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -187,11 +195,13 @@ func startExchangeNode(tb testing.TB, ca *pki.CA, id string) *exchangeNode {
 	return nd
 }
 
-// setPeers gives every node the others as its peers.
+// setPeers gives every measured node the others as its peers, and every
+// other node the measured ones.
 func (c *exchangeCluster) setPeers(addrs map[string]string) {
+	measured := func(id string) bool { return id < exchangeNodeID(c.cfg.Measured) }
 	for _, nd := range c.nodes {
 		for id, addr := range addrs {
-			if id != nd.id {
+			if id != nd.id && (measured(nd.id) || measured(id)) {
 				nd.peers = append(nd.peers, load.Peer{ID: id, Addr: addr})
 			}
 		}
@@ -260,8 +270,9 @@ func (c *exchangeCluster) drive(rate float64) (stop func()) {
 
 // sample is the worker's totals now.
 func (c *exchangeCluster) sample() workerReply {
-	r := workerReply{CPU: processCPU().Seconds(), Watching: map[string]int{}}
+	r := workerReply{CPU: processCPU().Seconds(), Watching: map[string]int{}, Peers: map[string]int{}}
 	for _, nd := range c.nodes {
+		r.Peers[nd.id] = len(nd.peers)
 		r.Sent += nd.meter.sent.Load()
 		r.Recv += nd.meter.recv.Load()
 		v := nd.router.View()
