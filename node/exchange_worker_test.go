@@ -183,6 +183,10 @@ func startExchangeNode(tb testing.TB, ca *pki.CA, cfg workerConfig, id string) *
 
 	t := ollama.NewTransport()
 	t.TLSClientConfig = keys.ClientConfig(cluster.ServerName)
+	// A feed holds its connection for good; without keep-alives, a dial
+	// that outlived its cancelled request (the mesh's start-up on two
+	// cores) closes rather than idling past the worker's end.
+	t.DisableKeepAlives = true
 	dial := t.DialContext
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := dial(ctx, network, addr)

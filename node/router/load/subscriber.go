@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 )
@@ -77,6 +78,9 @@ type SubscriberConfig struct {
 type Subscriber struct {
 	cfg SubscriberConfig
 
+	// listed is what Peers returned last (only Run's goroutine uses it).
+	listed []Peer
+
 	mu      sync.Mutex
 	current map[string]*feedState // the peers listed last, by ID
 }
@@ -126,9 +130,14 @@ func (s *Subscriber) Run(ctx context.Context) {
 // sync tracks the listed peers in the View, starts a watch of each new
 // one (or one whose address changed) and ends those of peers gone.
 func (s *Subscriber) sync(ctx context.Context, wg *sync.WaitGroup) {
+	peers := s.cfg.Peers()
+	if slices.Equal(peers, s.listed) && ctx.Err() == nil {
+		return // nothing to do, the common case: spare the maps
+	}
+	s.listed = peers
 	listed := map[string]Peer{}
 	var ids []string
-	for _, p := range s.cfg.Peers() {
+	for _, p := range peers {
 		if _, dup := listed[p.ID]; p.ID == "" || dup {
 			continue
 		}
