@@ -346,7 +346,8 @@ func TestRoutingAcrossNodes(t *testing.T) {
 		defer cancel()
 		done := make(chan error, 1)
 		go func() {
-			_, err := call{url: c.url("c"), shape: chatShapes[0], body: chatShapes[0].body("long", "push", 4)}.do(ctx)
+			// No token bound: 400 tokens at 40 a second, cut below.
+			_, err := call{url: c.url("c"), shape: openAIChatStream, body: openAIChatStream.body("long", "push", 0)}.do(ctx)
 			done <- err
 		}()
 		for _, id := range []string{"a", "b"} {
