@@ -230,6 +230,8 @@ func TestRoutingAcrossNodes(t *testing.T) {
 			{"show without a certificate", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, "none", http.StatusForbidden},
 			{"load without a certificate", "GET", "/internal/v1/load", "", "none", http.StatusForbidden},
 			{"load with another CA's certificate", "GET", "/internal/v1/load", "", "stranger", http.StatusForbidden},
+			{"load feed without a certificate", "GET", "/internal/v1/load?watch=1", "", "none", http.StatusForbidden},
+			{"load feed with another CA's certificate", "GET", "/internal/v1/load?watch=1", "", "stranger", http.StatusForbidden},
 			{"chat from a peer", "POST", "/internal/v1/forward/api/chat", chatBody, "peer", http.StatusOK},
 			{"show from a peer", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, "peer", http.StatusOK},
 			{"load from a peer", "GET", "/internal/v1/load", "", "peer", http.StatusOK},
