@@ -260,6 +260,8 @@ type Node struct {
 	usage *usage.Recorder
 	// dashboard is the web dashboard (nil outside a cluster).
 	dashboard *ui.UI
+	// feed publishes this node's load to its peers (load.go).
+	feed *load.Feed
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -326,6 +328,7 @@ func (n *Node) Start() error {
 	apiCfg.Registry = reg
 	if n.cluster != nil {
 		apiCfg.DashboardPath = ui.Path
+		n.loadFeed(&apiCfg)
 	}
 	n.api = api.New(apiCfg, n.router, cl, n.log.Named("http"))
 	if n.cluster != nil {

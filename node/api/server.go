@@ -104,6 +104,9 @@ type Config struct {
 	// (package ui) is mounted: it checks its requests' Origin itself
 	// (its own origin only), so AllowedOrigins does not apply there.
 	DashboardPath string
+	// LoadFeed, when set, streams this node's load to peers that watch
+	// it (GET /internal/v1/load?watch=1, peer channel only).
+	LoadFeed LoadFeed
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.
@@ -179,6 +182,10 @@ type Server struct {
 	failed     failedAuth
 	background sync.WaitGroup
 	now        func() time.Time
+	// closing ends when Shutdown starts: streams that never end by
+	// themselves (load feeds) stop then.
+	closing     context.Context
+	stopClosing context.CancelFunc
 }
 
 // New builds the API over be. cl may be nil for a node outside any cluster:
@@ -188,6 +195,7 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	base, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry),
 		auth: auth.New(cfg.AdminToken, cfg.Keys), now: time.Now}
+	s.closing, s.stopClosing = context.WithCancel(base)
 	s.metrics.labeler, _ = be.(labeler)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
@@ -282,6 +290,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for in-flight requests and
 // streams to finish until ctx ends; then it cancels what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopClosing()
 	done := make(chan error, 1)
 	go func() { done <- s.app.ShutdownWithContext(ctx) }()
 	err := s.drain(done)
