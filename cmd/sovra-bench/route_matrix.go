@@ -63,8 +63,11 @@ type matrixFlags struct {
 	warmup        time.Duration // unmeasured start of each run
 	clusterWarmup time.Duration // unique streamed load after a cluster starts
 	entryNode     int           // 1-based node the "one" entry pattern uses
+	rounds        int           // interleaved rounds the window is split into
 
 	targets matrixTargets
+	// dump, when set, is a directory that receives every run's samples.
+	dump string
 }
 
 // matrixTargets are what a sovra run is held to at Load percent.
@@ -145,10 +148,12 @@ func parseMatrixFlags(args []string) (*matrixFlags, error) {
 	equal := fs.String("equal-speeds", "1,1,1,1", "node speeds of the equal backend set")
 	skewed := fs.String("skewed-speeds", "1,1,2,4", "node speeds of the skewed backend set")
 	fs.IntVar(&m.slots, "slots", 1, "slots of every backend (and sovra's --slots)")
-	fs.DurationVar(&m.duration, "cell-duration", 20*time.Second, "measured window of each policy's run of a cell")
+	fs.DurationVar(&m.duration, "cell-duration", 20*time.Second, "measured time of each policy in a cell, over all its rounds")
 	fs.DurationVar(&m.warmup, "cell-warmup", 3*time.Second, "unmeasured load at the cell's rate before the window")
 	fs.DurationVar(&m.clusterWarmup, "cluster-warmup", 5*time.Second, "unique streamed load at 50% after a sovra cluster starts, so that it learns the speeds")
+	fs.IntVar(&m.rounds, "rounds", 2, "rounds each cell's window is split into, the policies taking turns round by round, so that a burst of load from elsewhere on the machine does not fall on one policy alone")
 	fs.IntVar(&m.entryNode, "entry-node", 1, "the node (from 1) that the one-entry pattern sends to")
+	fs.StringVar(&m.dump, "dump", "", "write every run's samples as JSON into this directory")
 	fs.Var(repeated{&f.sovraExtra}, "sovra-arg", "extra flags for every `sovra serve` (repeatable, split on spaces), e.g. \"--affinity-factor 0\"")
 
 	fs.DurationVar(&f.ttft, "ttft", 40*time.Millisecond, "base time to first token at speed 1")
@@ -189,6 +194,7 @@ func parseMatrixFlags(args []string) (*matrixFlags, error) {
 	if f.quick {
 		applyQuick(fs, map[string]func(){
 			"cell-duration":  func() { m.duration = 3 * time.Second },
+			"rounds":         func() { m.rounds = 1 },
 			"cell-warmup":    func() { m.warmup = time.Second },
 			"cluster-warmup": func() { m.clusterWarmup = 2 * time.Second },
 			"timeout":        func() { f.timeout = 12 * time.Second },
@@ -232,6 +238,8 @@ func (m *matrixFlags) finish(loads, equal, skewed string) error {
 		return usageError{errors.New("--slots must be in [1, 64]")}
 	case m.entryNode < 1 || m.entryNode > len(m.speeds[backendsEqual]):
 		return usageError{errors.New("--entry-node must name one of the nodes (from 1)")}
+	case m.rounds < 1 || m.rounds > 100:
+		return usageError{errors.New("--rounds must be in [1, 100]")}
 	case m.duration <= 0 || m.warmup < 0 || m.clusterWarmup < 0 || f.timeout <= 0 || f.settle < 0 || f.think < 0:
 		return usageError{errors.New("--cell-duration and --timeout must be positive, the other durations not negative")}
 	case f.ttft < 0 || f.promptCost < 0 || f.cachedCost < 0 || f.tokenRate <= 0 || f.answerTokens < 1:
@@ -290,7 +298,7 @@ func runRouteMatrix(ctx context.Context, args []string) error {
 // set by backend set.
 func measureMatrix(ctx context.Context, m *matrixFlags) (*matrixReport, error) {
 	rep := &matrixReport{Targets: m.targets, Settings: map[string]string{
-		"cell_duration": m.duration.String(), "cell_warmup": m.warmup.String(), "seed": strconv.FormatUint(m.base.seed, 10),
+		"cell_duration": m.duration.String(), "cell_warmup": m.warmup.String(), "rounds": strconv.Itoa(m.rounds), "seed": strconv.FormatUint(m.base.seed, 10),
 		"cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(), "sovra_args": strings.Join(m.base.sovraExtra, " "),
 	}}
 	if _, text, err := bench.LoadAverage(); err == nil {

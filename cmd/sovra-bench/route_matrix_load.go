@@ -201,6 +201,7 @@ type matrixWork struct {
 	c      *matrixCell
 	d      dispatcher
 	salt   string
+	seed   uint64
 	stream bool
 	// span is how long arrivals go on; from is where the measured
 	// window starts within it.
@@ -212,7 +213,7 @@ type matrixWork struct {
 // singles sends a Poisson stream of single requests over the span.
 func (w *matrixWork) singles(ctx context.Context) []bench.RouteSample {
 	f := &w.x.m.base
-	offsets := bench.Poisson{Rate: w.c.Rate, Duration: w.span, MaxArrivals: f.maxRequests, Seed: w.c.seed}.Offsets()
+	offsets := bench.Poisson{Rate: w.c.Rate, Duration: w.span, MaxArrivals: f.maxRequests, Seed: w.seed}.Offsets()
 	samples := make([]bench.RouteSample, len(offsets))
 	var system []chatMessage
 	if w.c.Prompts == mixShared {
@@ -251,7 +252,7 @@ func (w *matrixWork) singles(ctx context.Context) []bench.RouteSample {
 // span.
 func (w *matrixWork) conversations(ctx context.Context) []bench.RouteSample {
 	f := &w.x.m.base
-	offsets := bench.Poisson{Rate: w.c.ConvRate, Duration: w.span, MaxArrivals: f.maxRequests, Seed: w.c.seed}.Offsets()
+	offsets := bench.Poisson{Rate: w.c.ConvRate, Duration: w.span, MaxArrivals: f.maxRequests, Seed: w.seed}.Offsets()
 	system := chatMessage{Role: "system", Content: words(f.systemWords, w.salt, 0)}
 	convs := make([][]bench.RouteSample, len(offsets))
 	w.began = time.Now().Add(time.Millisecond)
@@ -280,7 +281,7 @@ func (w *matrixWork) conversations(ctx context.Context) []bench.RouteSample {
 // conversation runs conversation c's turns until the last one or stopAt.
 func (w *matrixWork) conversation(ctx context.Context, c int, system chatMessage, stopAt time.Time) []bench.RouteSample {
 	f := &w.x.m.base
-	rng := rand.New(rand.NewPCG(w.c.seed, uint64(c)))
+	rng := rand.New(rand.NewPCG(w.seed, uint64(c)))
 	history := []chatMessage{system}
 	var out []bench.RouteSample
 	for k := range f.turns {

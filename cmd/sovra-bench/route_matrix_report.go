@@ -36,11 +36,19 @@ type matrixRun struct {
 	Figures bench.RouteFigures `json:"figures"`
 	Sim     matrixSim          `json:"sim"`
 	MaxLag  time.Duration      `json:"max_lag_ns"`
+	// Misrouted is the share of requests another node would have
+	// finished a tenth sooner, judged afterwards; Regret the mean time
+	// the best node would have saved (see bench.Misroutes).
+	Misrouted float64       `json:"misrouted"`
+	Regret    time.Duration `json:"regret_ns"`
 	// Ratios are the run's figures over the oracle's and
 	// least-connections' (0: not measured); Misses the targets missed.
 	Ratios  matrixRatios `json:"ratios"`
 	Misses  []string     `json:"misses,omitempty"`
 	Checked bool         `json:"checked"`
+	// Learned is the service time, in milliseconds, that the first sovra
+	// node estimates for each replica after the run.
+	Learned map[string]float64 `json:"learned_service_ms,omitempty"`
 	samples []bench.RouteSample
 }
 
@@ -98,6 +106,40 @@ func (r *matrixRun) logSummary() {
 	f := r.Figures
 	progress("  %d sent, %d ok, %d failed; latency mean %s p99 %s; TTFT mean %s p99 %s; sim-queued %d%s",
 		f.Sent, f.OK, f.Errors, fmtDur(f.Latency.Mean), fmtDur(f.Latency.P99), fmtDur(f.TTFT.Mean), fmtDur(f.TTFT.P99), r.Sim.Queued, firstErr(f))
+	if len(r.Learned) > 0 {
+		var parts []string
+		for _, n := range slices.Sorted(maps.Keys(r.Learned)) {
+			parts = append(parts, fmt.Sprintf("%s %.0fms", n, r.Learned[n]))
+		}
+		progress("  learned service times: %s", strings.Join(parts, ", "))
+	}
+}
+
+// pool adds another round's run of the same policy: its samples, its
+// simulator figures, and its misroutes weighted by requests.
+func (r *matrixRun) pool(o *matrixRun) {
+	n, m := float64(len(r.samples)), float64(len(o.samples))
+	if n+m > 0 {
+		r.Misrouted = (r.Misrouted*n + o.Misrouted*m) / (n + m)
+		r.Regret = time.Duration((float64(r.Regret)*n + float64(o.Regret)*m) / (n + m))
+	}
+	r.samples = append(r.samples, o.samples...)
+	r.Figures = bench.SummarizeRoute(r.samples)
+	r.MaxLag = max(r.MaxLag, o.MaxLag)
+	r.Learned = o.Learned
+	r.Sim.pool(o.Sim)
+}
+
+func (s *matrixSim) pool(o matrixSim) {
+	for n, v := range o.Requests {
+		s.Requests[n] += v
+	}
+	if f := s.FollowUps + o.FollowUps; f > 0 {
+		s.Saved = (s.Saved*time.Duration(s.FollowUps) + o.Saved*time.Duration(o.FollowUps)) / time.Duration(f)
+	}
+	s.Queued += o.Queued
+	s.FollowUps += o.FollowUps
+	s.Hits += o.Hits
 }
 
 // ratiosOver are a run's figures over a baseline's (zero where b is nil
@@ -208,7 +250,7 @@ func matrixHeader(stream bool) string {
 	if stream {
 		h += "\tttft mean\tttft p99\t/o mean\t/o p99\t/lc mean\t/lc p99"
 	}
-	return h + "\thit\tsaved\taff\tnodes\ttarget\t"
+	return h + "\tmis\tregret\thit\tsaved\taff\tnodes\ttarget\t"
 }
 
 func matrixRow(c *matrixCell, r *matrixRun) string {
@@ -236,7 +278,7 @@ func matrixRow(c *matrixCell, r *matrixRun) string {
 	if f.OK > 0 && r.Policy != policyOracle && r.Policy != policyLCProxy {
 		aff = pct(f.Routes["affinity"], f.OK)
 	}
-	return row + fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t", hit, saved, aff, nodeShares(f), verdict(r))
+	return row + fmt.Sprintf("\t%.0f%%\t%s\t%s\t%s\t%s\t%s\t%s\t", 100*r.Misrouted, fmtDur(r.Regret), hit, saved, aff, nodeShares(f), verdict(r))
 }
 
 // nodeShares prints each node's share of the successful requests.

@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/internal/bench"
 )
 
@@ -88,21 +93,43 @@ func (x *matrixRunner) cells() []*matrixCell {
 	return out
 }
 
+// nominal is each node's service time of a request of mix, its usual
+// prefix cached (the system prompt, a conversation's history).
+func (x *matrixRunner) nominal(mix string) map[string]time.Duration {
+	s := x.setup
+	out := map[string]time.Duration{}
+	for _, n := range s.Nodes {
+		switch mix {
+		case mixShared:
+			out[n.ID] = n.service(s.AnswerTokens, s.SystemTokens+s.PromptTokens, s.SystemTokens)
+		case mixSame:
+			out[n.ID] = n.service(s.AnswerTokens, s.SystemTokens, s.SystemTokens)
+		case mixMultiTurn:
+			out[n.ID] = n.MTService
+		default:
+			out[n.ID] = n.Service
+		}
+	}
+	return out
+}
+
+func (x *matrixRunner) slotsByID() map[string]int {
+	out := map[string]int{}
+	for _, n := range x.setup.Nodes {
+		out[n.ID] = n.Slots
+	}
+	return out
+}
+
 // rate is the arrival rate of requests at load percent of the mix's
 // capacity, and for multiturn the rate of conversations.
 func (x *matrixRunner) rate(mix string, load float64) (reqs, convs float64) {
 	s := x.setup
 	switch mix {
-	case mixShared:
+	case mixShared, mixSame:
 		capacity := 0.0
-		for _, n := range s.Nodes {
-			capacity += float64(n.Slots) / n.service(s.AnswerTokens, s.SystemTokens+s.PromptTokens, s.SystemTokens).Seconds()
-		}
-		return load / 100 * capacity, 0
-	case mixSame:
-		capacity := 0.0
-		for _, n := range s.Nodes {
-			capacity += float64(n.Slots) / n.service(s.AnswerTokens, s.SystemTokens, s.SystemTokens).Seconds()
+		for id, svc := range x.nominal(mix) {
+			capacity += float64(x.slotsByID()[id]) / svc.Seconds()
 		}
 		return load / 100 * capacity, 0
 	case mixMultiTurn:
@@ -128,7 +155,7 @@ func (x *matrixRunner) withCluster(ctx context.Context, policy string, fn func()
 		progress("%-9s warm-up: unique streamed chats at 50%% for %s, round-robin over the nodes", policy, w)
 		warm := &matrixCell{Backends: x.set, Request: reqStream, Prompts: mixUnique, Load: 50, seed: x.m.base.seed + 999}
 		warm.Rate, _ = x.rate(mixUnique, 50)
-		if _, err := x.run(ctx, warm, policy, entryRR, w); err != nil {
+		if _, err := x.run(ctx, warm, policy, entryRR, w, warm.seed); err != nil {
 			return err
 		}
 	}
@@ -144,32 +171,59 @@ func (x *matrixRunner) runAll(ctx context.Context, cells []*matrixCell, baseline
 		}
 	}
 	for _, c := range cells {
-		for _, pol := range baselines {
-			if err := x.runInto(ctx, c, pol, ""); err != nil {
-				return err
+		for round := range x.m.rounds {
+			for _, pol := range baselines {
+				if err := x.runInto(ctx, c, pol, "", round); err != nil {
+					return err
+				}
 			}
-		}
-		if sovra == "" {
-			continue
-		}
-		for _, e := range x.m.entries {
-			if err := x.runInto(ctx, c, sovra, e); err != nil {
-				return err
+			if sovra == "" {
+				continue
+			}
+			for _, e := range x.m.entries {
+				if err := x.runInto(ctx, c, sovra, e, round); err != nil {
+					return err
+				}
 			}
 		}
 	}
 	return nil
 }
 
-func (x *matrixRunner) runInto(ctx context.Context, c *matrixCell, policy, entry string) error {
-	progress("%s: %s%s", c.label(), policy, entryLabel(entry))
-	r, err := x.run(ctx, c, policy, entry, x.m.warmup+x.m.duration)
+// runInto runs one round of a policy in cell c and pools it with the
+// policy's earlier rounds there.
+func (x *matrixRunner) runInto(ctx context.Context, c *matrixCell, policy, entry string, round int) error {
+	progress("%s: %s%s, round %d of %d", c.label(), policy, entryLabel(entry), round+1, x.m.rounds)
+	span := x.m.warmup + x.m.duration/time.Duration(x.m.rounds)
+	r, err := x.run(ctx, c, policy, entry, span, c.seed+uint64(round)*7919)
 	if err != nil {
 		return err
 	}
 	r.logSummary()
+	if err := x.dump(c, r); err != nil {
+		return err
+	}
+	for _, old := range c.Runs {
+		if old.Policy == policy && old.Entry == entry {
+			old.pool(r)
+			return nil
+		}
+	}
 	c.Runs = append(c.Runs, r)
 	return nil
+}
+
+// dump writes the run's samples into the --dump directory, if any.
+func (x *matrixRunner) dump(c *matrixCell, r *matrixRun) error {
+	if x.m.dump == "" {
+		return nil
+	}
+	name := strings.NewReplacer(" ", "-", "%", "").Replace(fmt.Sprintf("%s-%s-%s-%s.json", c.label(), r.Policy, r.Entry, x.rig.nextSalt()))
+	b, err := json.Marshal(r.samples)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(x.m.dump, name), b, 0o644)
 }
 
 func entryLabel(entry string) string {
@@ -182,7 +236,7 @@ func entryLabel(entry string) string {
 // run sends one policy's load of cell c for span (the warm-up and the
 // window), waits for every answer and reads the simulators' logs. Only
 // what arrives after the warm-up and within the window is measured.
-func (x *matrixRunner) run(ctx context.Context, c *matrixCell, policy, entry string, span time.Duration) (*matrixRun, error) {
+func (x *matrixRunner) run(ctx context.Context, c *matrixCell, policy, entry string, span time.Duration, seed uint64) (*matrixRun, error) {
 	if err := x.rig.waitIdle(ctx); err != nil {
 		return nil, err
 	}
@@ -193,7 +247,7 @@ func (x *matrixRunner) run(ctx context.Context, c *matrixCell, policy, entry str
 	if err != nil {
 		return nil, err
 	}
-	w := &matrixWork{x: x, c: c, d: d, salt: x.rig.nextSalt(), span: span,
+	w := &matrixWork{x: x, c: c, d: d, salt: x.rig.nextSalt(), span: span, seed: seed,
 		from: min(x.m.warmup, span/2), stream: c.Request == reqStream}
 	var samples []bench.RouteSample
 	if c.Prompts == mixMultiTurn {
@@ -207,10 +261,33 @@ func (x *matrixRunner) run(ctx context.Context, c *matrixCell, policy, entry str
 	run := &matrixRun{Policy: policy, Entry: entry, MaxLag: w.maxLag}
 	run.samples = measured(samples, w.from, span)
 	run.Figures = bench.SummarizeRoute(run.samples)
+	run.Misrouted, run.Regret = bench.Misroutes(run.samples, x.nominal(c.Prompts), x.slotsByID())
 	if run.Sim, err = x.simFigures(ctx, c, w.began.Add(w.from), w.began.Add(span)); err != nil {
 		return nil, err
 	}
+	if entry != "" {
+		run.Learned = x.learned(ctx)
+	}
 	return run, x.rig.checkAlive()
+}
+
+// learned is what the first sovra node estimates of each replica's
+// service time after a run, in milliseconds, by node: its measured time
+// to first token plus the answer's decode time.
+func (x *matrixRunner) learned(ctx context.Context) map[string]float64 {
+	var v client.RoutingView
+	if st, _, err := x.rig.adminCall(ctx, http.MethodGet, x.entries[0].addr, "/admin/v1/routing", nil, &v); err != nil || st != http.StatusOK {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, r := range v.Replicas {
+		svc := r.TTFTMs
+		if r.TokensPerSec > 0 {
+			svc += r.OutTokens / r.TokensPerSec * 1000
+		}
+		out[r.Node] = svc
+	}
+	return out
 }
 
 // measured are the samples that started within [from, to).
