@@ -64,6 +64,8 @@ type matrixFlags struct {
 	clusterWarmup time.Duration // unique streamed load after a cluster starts
 	entryNode     int           // 1-based node the "one" entry pattern uses
 	rounds        int           // interleaved rounds the window is split into
+	maxLag        time.Duration // a round whose generator lagged more is run again
+	redo          int           // how many times at most
 
 	targets matrixTargets
 	// dump, when set, is a directory that receives every run's samples.
@@ -152,6 +154,8 @@ func parseMatrixFlags(args []string) (*matrixFlags, error) {
 	fs.DurationVar(&m.warmup, "cell-warmup", 3*time.Second, "unmeasured load at the cell's rate before the window")
 	fs.DurationVar(&m.clusterWarmup, "cluster-warmup", 5*time.Second, "unique streamed load at 50% after a sovra cluster starts, so that it learns the speeds")
 	fs.IntVar(&m.rounds, "rounds", 2, "rounds each cell's window is split into, the policies taking turns round by round, so that a burst of load from elsewhere on the machine does not fall on one policy alone")
+	fs.DurationVar(&m.maxLag, "max-lag", maxLag, "a round in which the load generator started a request later than this (the machine was short of CPU) is run again")
+	fs.IntVar(&m.redo, "redo", 3, "how many times at most a round is run again for --max-lag")
 	fs.IntVar(&m.entryNode, "entry-node", 1, "the node (from 1) that the one-entry pattern sends to")
 	fs.StringVar(&m.dump, "dump", "", "write every run's samples as JSON into this directory")
 	fs.Var(repeated{&f.sovraExtra}, "sovra-arg", "extra flags for every `sovra serve` (repeatable, split on spaces), e.g. \"--affinity-factor 0\"")
@@ -297,8 +301,8 @@ func runRouteMatrix(ctx context.Context, args []string) error {
 // measureMatrix builds the binaries once and measures every cell, backend
 // set by backend set.
 func measureMatrix(ctx context.Context, m *matrixFlags) (*matrixReport, error) {
-	rep := &matrixReport{Targets: m.targets, Settings: map[string]string{
-		"cell_duration": m.duration.String(), "cell_warmup": m.warmup.String(), "rounds": strconv.Itoa(m.rounds), "seed": strconv.FormatUint(m.base.seed, 10),
+	rep := &matrixReport{Targets: m.targets, lagLimit: m.maxLag, Settings: map[string]string{
+		"cell_duration": m.duration.String(), "cell_warmup": m.warmup.String(), "rounds": strconv.Itoa(m.rounds), "max_lag": m.maxLag.String(), "seed": strconv.FormatUint(m.base.seed, 10),
 		"cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(), "sovra_args": strings.Join(m.base.sovraExtra, " "),
 	}}
 	if _, text, err := bench.LoadAverage(); err == nil {

@@ -195,11 +195,19 @@ func (x *matrixRunner) runAll(ctx context.Context, cells []*matrixCell, baseline
 func (x *matrixRunner) runInto(ctx context.Context, c *matrixCell, policy, entry string, round int) error {
 	progress("%s: %s%s, round %d of %d", c.label(), policy, entryLabel(entry), round+1, x.m.rounds)
 	span := x.m.warmup + x.m.duration/time.Duration(x.m.rounds)
-	r, err := x.run(ctx, c, policy, entry, span, c.seed+uint64(round)*7919)
-	if err != nil {
-		return err
+	var r *matrixRun
+	for try := 0; ; try++ {
+		var err error
+		if r, err = x.run(ctx, c, policy, entry, span, c.seed+uint64(round)*7919); err != nil {
+			return err
+		}
+		r.logSummary()
+		if r.MaxLag <= x.m.maxLag || try >= x.m.redo {
+			break
+		}
+		progress("  discarded: the load generator started a request %s late (the machine was short of CPU); again", fmtDur(r.MaxLag))
+		r.Redone++
 	}
-	r.logSummary()
 	if err := x.dump(c, r); err != nil {
 		return err
 	}

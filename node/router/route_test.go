@@ -526,7 +526,8 @@ func TestLocalFailuresAskForARecheck(t *testing.T) {
 func TestGeneratePrefixKeysFollowThePrompt(t *testing.T) {
 	long := strings.Repeat("few-shot example. ", 100) // 1800 bytes
 	keys := func(system, prompt string) []uint64 {
-		return generatePrefix(&api.GenerateRequest{System: system, Prompt: prompt})
+		k, _, _ := generatePrefix(&api.GenerateRequest{System: system, Prompt: prompt})
+		return k
 	}
 	base := keys("be brief", long)
 	if want := (len("be brief") + 1 + len(long)) / promptChunk; len(base) != want {

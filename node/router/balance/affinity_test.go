@@ -102,20 +102,20 @@ func TestAffinityBoundWeighsCapacity(t *testing.T) {
 func TestPublishedKeysReachPeers(t *testing.T) {
 	a, peer := NewAffinity(16), NewAffinity(16)
 	keys := PrefixKeys("m", chatOf(1))
-	a.Publish(keys[1], "node-a")
+	a.Publish(keys[1:2], "node-a")
 	got, next := a.Recent(0)
 	if len(got) != 1 || got[0] != keys[1] || next != 1 {
 		t.Fatalf("recent %v next %d", got, next)
 	}
 	peer.Merge("node-a", got)
-	if n, matched, ok := peer.Lookup(PrefixKeys("m", chatOf(2))); !ok || n != "node-a" || matched != 2 {
-		t.Fatalf("peer lookup %q %d %v", n, matched, ok)
+	if held := peer.HeldBy(PrefixKeys("m", chatOf(2)), "node-a"); held != 2 {
+		t.Fatalf("peer finds node-a holding %d keys, want 2", held)
 	}
 	if more, _ := a.Recent(next); len(more) != 0 {
 		t.Fatalf("nothing new, got %v", more)
 	}
 	for i := range recentKeys + 10 {
-		a.Publish(uint64(i), "node-a")
+		a.Publish([]uint64{uint64(i)}, "node-a")
 	}
 	all, next2 := a.Recent(next)
 	if len(all) != recentKeys || next2 != recentKeys+11 || all[len(all)-1] != recentKeys+9 {
