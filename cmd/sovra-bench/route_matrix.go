@@ -147,7 +147,7 @@ func parseMatrixFlags(args []string) (*matrixFlags, error) {
 	fs.Var(listFlag{&m.backends, allBackends, "backend set"}, "backends", "backend speed sets: equal, skewed")
 	fs.Var(listFlag{&m.policies, matrixPolicies, "policy"}, "policies", "policies of every cell: oracle, lc (the benchmark's least-connections proxy), and sovra's ttf, round-robin, least-connections (one cluster each)")
 	loads := fs.String("loads", "50,80,95", "offered loads, percent of capacity")
-	equal := fs.String("equal-speeds", "1,1,1,1", "node speeds of the equal backend set")
+	equal := fs.String("equal-speeds", "2,2,2,2", "node speeds of the equal backend set (by default as much capacity in all as the skewed set)")
 	skewed := fs.String("skewed-speeds", "1,1,2,4", "node speeds of the skewed backend set")
 	fs.IntVar(&m.slots, "slots", 1, "slots of every backend (and sovra's --slots)")
 	fs.DurationVar(&m.duration, "cell-duration", 20*time.Second, "measured time of each policy in a cell, over all its rounds")

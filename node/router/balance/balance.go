@@ -17,11 +17,9 @@ package balance
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/sovra/sovra/node/router/load"
 )
@@ -110,17 +108,16 @@ func (r Request) heldBytes(keys int) int {
 // Config configures a Balancer.
 type Config struct {
 	Policy Policy
-	// Factor bounds the share of conversations a replica may start
-	// (DefaultFactor when 0); below 1 turns prefix affinity off: the
-	// estimate then ignores what replicas' caches hold.
+	// Factor below 1 turns prefix affinity off: the estimate then
+	// ignores what replicas' caches hold (0: DefaultFactor, on). Other
+	// values bound nothing any more: the prefill a cache saves is weighed
+	// in time against the wait.
 	Factor float64
 	// Affinity is how many prompt prefixes the table remembers
 	// (DefaultAffinity when 0).
 	Affinity int
 	// Rand, when set, replaces the random source of tie breaks (tests).
 	Rand *rand.Rand
-	// Now is the clock of the conversation share meter (time.Now).
-	Now func() time.Time
 }
 
 // Defaults.
@@ -134,7 +131,6 @@ type Balancer struct {
 	policy Policy
 	factor float64
 	aff    *Affinity
-	shares *shares
 
 	mu  sync.Mutex // guards rnd
 	rnd *rand.Rand
@@ -158,11 +154,8 @@ func New(cfg Config) *Balancer {
 	if rnd == nil {
 		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	return &Balancer{policy: cfg.Policy, factor: cfg.Factor, aff: NewAffinity(cfg.Affinity), rnd: rnd,
-		rr: map[string]*atomic.Uint64{}, shares: newShares(cfg.Now)}
+		rr: map[string]*atomic.Uint64{}}
 }
 
 // Policy is the balancer's policy.
@@ -195,29 +188,28 @@ func (b *Balancer) Pick(req Request, cands []Candidate) (int, Reason) {
 // what each one's cache holds of its prompt.
 func (b *Balancer) timeToFinish(req Request, cands []Candidate) (int, Reason) {
 	est := newEstimator(cands, req.MaxTokens)
-	eligible := b.eligible(req, cands, est)
 	whole := float64(req.promptBytes()) / 1024
 	held := b.held(req)
 	score, plain := make([]float64, len(cands)), make([]float64, len(cands))
+	bytes := make([]int, len(cands))
 	for i, c := range cands {
-		score[i], plain[i] = math.Inf(1), math.Inf(1)
-		if eligible.has(c.Node) {
-			score[i] = est.finish(c, whole-float64(req.heldBytes(held[c.Node]))/1024)
-			plain[i] = est.finish(c, whole)
-		}
+		bytes[i] = req.heldBytes(held[c.Node])
+		score[i] = est.finish(c, whole-float64(bytes[i])/1024)
+		plain[i] = est.finish(c, whole)
 	}
 	i := b.argmin(score)
-	if cacheDecided(i, score, plain) {
+	if cacheDecided(i, score, plain, bytes) {
 		return i, ReasonAffinity
 	}
 	return i, ReasonTTF
 }
 
-// cacheDecided says whether what the caches hold made candidate i win:
-// without it, another candidate would have done at least as well.
-func cacheDecided(i int, score, plain []float64) bool {
+// cacheDecided says whether what candidate i's cache holds made it win:
+// another candidate holding less would, were no cache to hold anything,
+// have done at least as well.
+func cacheDecided(i int, score, plain []float64, held []int) bool {
 	for j := range plain {
-		if j != i && plain[j] <= plain[i]*(1+1e-9) && score[i] < score[j] {
+		if j != i && held[i] > held[j] && plain[j] <= plain[i]*(1+1e-9) && score[i] < score[j] {
 			return true
 		}
 	}
@@ -233,49 +225,11 @@ func (b *Balancer) held(req Request) map[string]int {
 	return b.aff.Held(req.Prefix)
 }
 
-// allowed are the nodes a request may go to; nil allows every candidate.
-type allowed map[string]bool
-
-func (a allowed) has(node string) bool { return a == nil || a[node] }
-
-// conversation says whether a request is part of a conversation whose
-// later turns will follow it: it carries more than one message (a system
-// prompt, or earlier turns).
-func conversation(req Request) bool { return len(req.Prefix) > 1 }
-
-// eligible are the candidates a request may go to. A conversation may not
-// go to a node that already took more than Factor times its share of
-// capacity of this balancer's recent conversation requests, while another
-// has room; other requests may go anywhere (nil).
-func (b *Balancer) eligible(req Request, cands []Candidate, est estimator) allowed {
-	if !conversation(req) || b.factor < 1 {
-		return nil
-	}
-	capacity := make([]float64, len(cands))
-	for i, c := range cands {
-		capacity[i] = est.capacity(c.Load.Model)
-	}
-	over := b.shares.over(cands, capacity, b.factor)
-	ok := make(allowed, len(cands))
-	for i, c := range cands {
-		ok[c.Node] = !over[i]
-	}
-	for _, room := range ok {
-		if room {
-			return ok
-		}
-	}
-	return nil // every node is over its share: none is preferred
-}
-
 // Served records that node serves req: its cache will hold every prefix
 // of req's prompt.
 func (b *Balancer) Served(req Request, node string) {
 	if len(req.Prefix) > 0 && b.factor >= 1 {
 		b.aff.Record(req.Prefix, node)
-	}
-	if conversation(req) && b.policy == TimeToFinish {
-		b.shares.add(node)
 	}
 }
 

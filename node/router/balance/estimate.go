@@ -144,15 +144,6 @@ func (e estimator) busy(c Candidate, svc float64) float64 {
 	return max(float64(l.Outstanding), b-done+c.OthersRate*age/1000)
 }
 
-// capacity is a replica's relative throughput: slots times decode speed.
-func (e estimator) capacity(m load.Model) float64 {
-	c := float64(max(1, m.Slots))
-	if tps := or(m.TokensPerSec, e.tps); tps > 0 {
-		c *= tps
-	}
-	return c
-}
-
 func or(v, fallback float64) float64 {
 	if v > 0 {
 		return v
