@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -70,6 +71,8 @@ type matrixFlags struct {
 	targets matrixTargets
 	// dump, when set, is a directory that receives every run's samples.
 	dump string
+	// from, when set, is a JSON report to print instead of measuring.
+	from string
 }
 
 // matrixTargets are what a sovra run is held to at Load percent.
@@ -157,6 +160,7 @@ func parseMatrixFlags(args []string) (*matrixFlags, error) {
 	fs.DurationVar(&m.maxLag, "max-lag", maxLag, "a round in which the load generator started a request later than this (the machine was short of CPU) is run again")
 	fs.IntVar(&m.redo, "redo", 3, "how many times at most a round is run again for --max-lag")
 	fs.IntVar(&m.entryNode, "entry-node", 1, "the node (from 1) that the one-entry pattern sends to")
+	fs.StringVar(&m.from, "report", "", "print the tables of this JSON report (from --json) instead of measuring")
 	fs.StringVar(&m.dump, "dump", "", "write every run's samples as JSON into this directory")
 	fs.Var(repeated{&f.sovraExtra}, "sovra-arg", "extra flags for every `sovra serve` (repeatable, split on spaces), e.g. \"--affinity-factor 0\"")
 
@@ -291,11 +295,44 @@ func runRouteMatrix(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if m.from != "" {
+		return printSaved(m)
+	}
 	rep, err := measureMatrix(ctx, m)
 	if err != nil {
 		return err
 	}
 	return printReport(rep, m.base.json, m.base.strict, func() {})
+}
+
+// printSaved prints a report saved with --json, evaluated again against
+// the targets given now.
+func printSaved(m *matrixFlags) error {
+	var rep matrixReport
+	if err := readSaved(m, &rep); err != nil {
+		return err
+	}
+	return printReport(&rep, m.base.json, m.base.strict, func() {})
+}
+
+// readSaved reads the report of --report into rep and evaluates it.
+func readSaved(m *matrixFlags, rep *matrixReport) error {
+	b, err := os.ReadFile(m.from)
+	if err != nil {
+		return err
+	}
+	*rep = matrixReport{}
+	if err := json.Unmarshal(b, rep); err != nil {
+		return fmt.Errorf("%s: %w", m.from, err)
+	}
+	rep.Targets, rep.Notes, rep.lagLimit = m.targets, nil, m.maxLag
+	for _, c := range rep.Cells {
+		for _, r := range c.Runs {
+			r.Misses, r.Checked = nil, false
+		}
+	}
+	rep.evaluate()
+	return nil
 }
 
 // measureMatrix builds the binaries once and measures every cell, backend

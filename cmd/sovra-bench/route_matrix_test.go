@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -227,5 +229,36 @@ func TestRouteMatrixQuick(t *testing.T) {
 	}
 	if testing.Verbose() {
 		_, _ = os.Stdout.Write(out.Bytes())
+	}
+}
+
+// TestSavedReportIsEvaluatedAgain checks --report: a report saved as JSON
+// is read back and held to the targets given now.
+func TestSavedReportIsEvaluatedAgain(t *testing.T) {
+	c := &matrixCell{Backends: backendsSkewed, Request: reqUnary, Prompts: mixSame, Load: 80}
+	c.Runs = []*matrixRun{matrixRunOf(policyOracle, "", 100, 100), matrixRunOf(policyTTF, entryOne, 120, 120)}
+	b, err := json.Marshal(&matrixReport{Cells: []*matrixCell{c}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "report.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var saved matrixReport
+	for _, tc := range []struct {
+		mean string
+		pass bool
+	}{{"1.1", false}, {"1.25", true}} {
+		m, err := parseMatrixFlags([]string{"--matrix", "--report", path, "--target-mean", tc.mean, "--target-p99", "2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := readSaved(m, &saved); err != nil {
+			t.Fatal(err)
+		}
+		if saved.Passed() != tc.pass || len(saved.Cells) != 1 || saved.Cells[0].Runs[1].Ratios.Oracle.Mean != 1.2 {
+			t.Fatalf("target %s: passed %v, cells %+v", tc.mean, saved.Passed(), saved.Cells)
+		}
 	}
 }
