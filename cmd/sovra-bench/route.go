@@ -61,6 +61,10 @@ type routeFlags struct {
 
 	targets routeTargets
 
+	// sovraExtra are flags added to every `sovra serve` (the matrix's
+	// --sovra-arg).
+	sovraExtra []string
+
 	quick    bool
 	json     bool
 	strict   bool
@@ -263,6 +267,9 @@ func parsePolicies(name, s string, known []string) ([]string, error) {
 
 // runRouteBench runs `sovra-bench route`.
 func runRouteBench(ctx context.Context, args []string) error {
+	if wantsMatrix(args) {
+		return runRouteMatrix(ctx, args)
+	}
 	f, err := parseRouteFlags(args)
 	if err != nil {
 		return err

@@ -203,7 +203,7 @@ func (r *routeRig) sovraArgs(i int, httpAddr, raftAddr, join, dataDir, policy st
 	if ft.QueueTimeout && r.f.queueTimeout > 0 {
 		args = append(args, "--queue-timeout", r.f.queueTimeout.String())
 	}
-	return args
+	return append(args, r.f.sovraExtra...)
 }
 
 // startCluster starts one sovra node beside each simulator, forms a
@@ -402,6 +402,7 @@ type simRecord struct {
 	CachedTokens int           `json:"cached_tokens"`
 	FirstChunk   time.Duration `json:"first_chunk"`
 	DoneReason   string        `json:"done_reason"`
+	Start        time.Time     `json:"start"`
 }
 
 // simRecords reads the chat requests simulator i logged since its last

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"time"
+
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/node/router/load"
 )
@@ -23,12 +25,14 @@ func (r *Router) Report() load.Report {
 // queue and those ready here.
 func (r *Router) models() map[string]load.Model {
 	models := map[string]load.Model{}
+	now := time.Now()
 	for name, st := range r.queues.Stats() {
 		if name == "" {
 			continue
 		}
 		m := r.tracker.Get(name)
 		m.Running, m.Queued, m.Slots = st.Running, st.Queued, st.Slots
+		m.ArrivalsPerSec = r.arrivals.rate(name, now)
 		models[name] = m
 	}
 	for _, tag := range r.readyHere() {

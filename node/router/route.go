@@ -21,6 +21,19 @@ type request struct {
 	model     string
 	maxTokens int
 	prefix    []uint64
+	// prefixBytes are the bytes each prefix key covers; promptBytes the
+	// whole prompt's length when it is more than the last of them.
+	prefixBytes []int
+	promptBytes int
+	// held is how many prefix keys the replica it is sent to holds in
+	// its cache, when the routing node knew (heldKnown).
+	held      int
+	heldKnown bool
+}
+
+// balanced is the request as the balancer sees it.
+func (q request) balanced(key string) balance.Request {
+	return balance.Request{Model: key, MaxTokens: q.maxTokens, Prefix: q.prefix, PrefixBytes: q.prefixBytes, PromptBytes: q.promptBytes}
 }
 
 // target is where one attempt runs: the backend, the Ollama tag to ask it
@@ -35,21 +48,27 @@ type target struct {
 type attempt func(ctx context.Context, to target, p *progress) error
 
 // progress is how far one attempt got: whether its first chunk reached
-// the caller (after which it is never retried) and its final metrics.
+// the caller (after which it is never retried), whether that chunk was
+// already the last (an answer that is not streamed), and its final
+// metrics.
 type progress struct {
-	mu      sync.Mutex
-	started bool
-	first   time.Time
-	metrics api.Metrics
-	touch   func()
+	mu        sync.Mutex
+	started   bool
+	first     time.Time
+	firstDone bool
+	last      time.Time
+	metrics   api.Metrics
+	touch     func()
 }
 
 // chunk records one chunk of the answer before it is passed on.
 func (p *progress) chunk(done bool, m api.Metrics) {
 	p.mu.Lock()
+	now := time.Now()
 	if !p.started {
-		p.started, p.first = true, time.Now()
+		p.started, p.first, p.firstDone = true, now, done
 	}
+	p.last = now
 	if done {
 		p.metrics = m
 	}
@@ -87,7 +106,7 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 		DecisionOf(ctx).chose(r.self, pl.key+"@"+r.self, balance.ReasonOnly)
 		return r.serveHere(ctx, q, pl.tag, call, &progress{touch: touch})
 	}
-	breq := balance.Request{Model: pl.key, MaxTokens: q.maxTokens, Prefix: q.prefix}
+	breq := q.balanced(pl.key)
 	tried := map[string]bool{}
 	start := time.Now()
 	var last error
@@ -101,6 +120,7 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 		}
 		i, why := r.bal.Pick(breq, cands)
 		node := cands[i].Node
+		q.held, q.heldKnown = r.bal.Affinity().HeldBy(q.prefix, node), true
 		r.bal.Served(breq, node)
 		r.met.decided(pl.key, why)
 		DecisionOf(ctx).chose(node, pl.key+"@"+node, why)
@@ -208,8 +228,7 @@ func (r *Router) candidates(pl plan, tried map[string]bool) (cands []balance.Can
 		if n.ID == r.self {
 			c.Load = r.localLoad(tag)
 		} else {
-			c.Load = r.cfg.View.Load(n.ID, tag)
-			c.Hop = true
+			c = r.peerCandidate(n.ID, tag, time.Now())
 		}
 		switch {
 		case !r.breakers.closedOrProbing(n.ID, tag):
@@ -227,6 +246,16 @@ func (r *Router) candidates(pl plan, tried map[string]bool) (cands []balance.Can
 		return unhealthy, false
 	}
 	return rest, len(rest) > 0
+}
+
+// peerCandidate is node's replica of model as this node best knows it
+// now: the peer's last report less this node's requests it counted that
+// have ended since, and the rate at which other nodes send it requests
+// that this node does not see.
+func (r *Router) peerCandidate(node, model string, now time.Time) balance.Candidate {
+	l := r.ledger.correct(node, model, r.cfg.View.Load(node, model), now)
+	others := max(0, l.ArrivalsPerSec-r.ledger.sendRate(node, model, now))
+	return balance.Candidate{Node: node, Load: l, Hop: true, OthersRate: others}
 }
 
 // dispatch runs one attempt on node n, through its breaker; a resting
@@ -257,6 +286,7 @@ func (r *Router) forward(ctx context.Context, n state.Node, pl plan, call attemp
 	}
 	sent := r.cfg.View.Sent(n.ID, pl.key)
 	defer sent()
+	defer r.ledger.sent(n.ID, pl.key)()
 	r.met.forwarded(pl.key, n.ID)
 	return call(ctx, target{be: be, tag: pl.tag}, p)
 }
@@ -265,6 +295,7 @@ func (r *Router) forward(ctx context.Context, n state.Node, pl plan, call attemp
 // admission queue gives it a slot, and learns the model's speed from it.
 func (r *Router) serveHere(ctx context.Context, q request, tag string, call attempt, p *progress) error {
 	name := r.label(tag)
+	r.arrivals.add(name, time.Now())
 	t, err := r.queue(name).Acquire(ctx, metaOf(ctx).Key)
 	if err != nil {
 		r.met.rejected(name, err)
@@ -273,8 +304,9 @@ func (r *Router) serveHere(ctx context.Context, q request, tag string, call atte
 	defer t.Release()
 	DecisionOf(ctx).SetQueueWait(t.Waited())
 	r.met.waited(name, t.Waited())
+	uncached := r.uncachedHere(q)
 	if len(q.prefix) > 0 {
-		r.bal.Affinity().Publish(q.prefix[len(q.prefix)-1], r.self)
+		r.bal.Affinity().Publish(q.prefix, r.self)
 	}
 	begin := time.Now()
 	err = call(ctx, target{be: r.local, tag: tag, keepAlive: r.keepAliveFor(tag)}, p)
@@ -282,12 +314,44 @@ func (r *Router) serveHere(ctx context.Context, q request, tag string, call atte
 		r.cfg.LocalFailed()
 	}
 	if err == nil && p.began() {
-		p.mu.Lock()
-		s := load.Sample{TTFT: p.first.Sub(begin), OutTokens: p.metrics.EvalCount, DecodeTime: p.metrics.EvalDuration}
-		p.mu.Unlock()
-		r.tracker.Observe(name, s)
+		r.tracker.Observe(name, p.sample(begin, uncached))
 	}
 	return err
+}
+
+// uncachedHere is how many bytes of q's prompt the local Ollama's cache
+// does not hold, as far as this node knows: what the routing node found,
+// or else this node's own table.
+func (r *Router) uncachedHere(q request) int {
+	held := q.held
+	if !q.heldKnown {
+		held = r.bal.Affinity().HeldBy(q.prefix, r.self)
+	}
+	total := q.promptBytes
+	if n := len(q.prefixBytes); n > 0 {
+		total = max(total, q.prefixBytes[n-1])
+	}
+	if held > 0 && held <= len(q.prefixBytes) {
+		total -= q.prefixBytes[held-1]
+	}
+	return max(total, 1)
+}
+
+// sample is what a finished attempt measured: its time to first token
+// (for an answer that came whole, the time until it came less the decode
+// time Ollama reports), its answer, decode and prompt evaluation.
+func (p *progress) sample(begin time.Time, uncached int) load.Sample {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := load.Sample{TTFT: p.first.Sub(begin), OutTokens: p.metrics.EvalCount, DecodeTime: p.metrics.EvalDuration,
+		PromptBytes: uncached, PromptTime: p.metrics.PromptEvalDuration}
+	if p.firstDone {
+		s.TTFT = 0 // not measured
+		if p.metrics.EvalDuration > 0 {
+			s.TTFT = max(0, p.last.Sub(begin)-p.metrics.EvalDuration)
+		}
+	}
+	return s
 }
 
 // queue is the admission queue of a label.

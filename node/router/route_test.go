@@ -53,7 +53,18 @@ func (r *replica) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Ch
 	if r.late != nil {
 		return r.late
 	}
-	return fn(api.ChatResponse{Done: true, Metrics: api.Metrics{EvalCount: 10, EvalDuration: 100 * time.Millisecond}})
+	return fn(api.ChatResponse{Done: true, Metrics: api.Metrics{EvalCount: 10, EvalDuration: 100 * time.Millisecond,
+		PromptEvalDuration: promptTime(req)}})
+}
+
+// promptTime is what the fake replicas take to evaluate a prompt: 5 ms,
+// and 20 ms a KiB.
+func promptTime(req *api.ChatRequest) time.Duration {
+	n := 0
+	for _, m := range req.Messages {
+		n += len(m.Role) + len(m.Content)
+	}
+	return 5*time.Millisecond + time.Duration(n)*20*time.Millisecond/1024
 }
 
 func (r *replica) List(context.Context) (*api.ListResponse, error) {
@@ -65,7 +76,8 @@ func (r *replica) List(context.Context) (*api.ListResponse, error) {
 }
 
 func (r *replica) Generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
-	return r.Chat(ctx, &api.ChatRequest{Model: req.Model}, func(c api.ChatResponse) error {
+	asChat := &api.ChatRequest{Model: req.Model, Messages: []api.Message{{Content: req.System + "\x00" + req.Prompt}}}
+	return r.Chat(ctx, asChat, func(c api.ChatResponse) error {
 		return fn(api.GenerateResponse{Response: c.Message.Content, Done: c.Done, Metrics: c.Metrics})
 	})
 }
@@ -553,7 +565,8 @@ func TestLocalFailuresAskForARecheck(t *testing.T) {
 func TestGeneratePrefixKeysFollowThePrompt(t *testing.T) {
 	long := strings.Repeat("few-shot example. ", 100) // 1800 bytes
 	keys := func(system, prompt string) []uint64 {
-		return generatePrefix(&api.GenerateRequest{System: system, Prompt: prompt})
+		k, _, _ := generatePrefix(&api.GenerateRequest{System: system, Prompt: prompt})
+		return k
 	}
 	base := keys("be brief", long)
 	if want := (len("be brief") + 1 + len(long)) / promptChunk; len(base) != want {
@@ -571,26 +584,34 @@ func TestGeneratePrefixKeysFollowThePrompt(t *testing.T) {
 	}
 }
 
-// TestCompletionFollowUpStaysOnItsReplica checks that a completion whose
-// prompt extends an earlier one goes where the earlier one went, for
-// affinity (with a factor that no load here reaches).
-func TestCompletionFollowUpStaysOnItsReplica(t *testing.T) {
-	g := newRig(t, "a", Config{AffinityFactor: 100}, fresh())
-	generate := func(prompt string) DecisionView {
-		t.Helper()
-		ctx, d := WithDecision(WithMeta(context.Background(), Meta{}))
-		err := g.r.Generate(ctx, &api.GenerateRequest{Model: "chat", Prompt: prompt}, func(api.GenerateResponse) error { return nil })
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.View()
+// TestCompletionFollowUpGoesToItsReplica checks that a completion whose
+// prompt extends one a peer served goes to that peer, for the prefill it
+// saves there, though the local replica is as idle and costs no hop: the
+// completion's prefix keys and the bytes they cover reach the balancer,
+// and this node's measured prefill cost prices what the peer's cache
+// holds.
+func TestCompletionFollowUpGoesToItsReplica(t *testing.T) {
+	g := newRig(t, "a", Config{}, fresh())
+	for _, n := range []string{"b", "c"} {
+		g.r.cfg.View.Update(load.Report{Node: n, Seq: 1, Models: map[string]load.Model{"m:1": {Slots: 1}}})
+	}
+	// This node has measured 30 ms to the first token, 25 ms of it for
+	// a KiB of prompt.
+	for range 5 {
+		g.r.tracker.Observe("m:1", load.Sample{TTFT: 30 * time.Millisecond, OutTokens: 10, DecodeTime: 100 * time.Millisecond,
+			PromptBytes: 1024, PromptTime: 25 * time.Millisecond})
 	}
 	for i := range 20 {
 		prompt := fmt.Sprintf("conversation %d: %s", i, strings.Repeat("earlier turns. ", 80))
-		first := generate(prompt)
-		next := generate(prompt + " and the next turn")
-		if next.Node != first.Node || next.Reason != balance.ReasonAffinity {
-			t.Fatalf("conversation %d: follow-up on %s (%s), first turn on %s", i, next.Node, next.Reason, first.Node)
+		keys, covered, total := generatePrefix(&api.GenerateRequest{Prompt: prompt})
+		g.r.bal.Served(balance.Request{Model: "m:1", Prefix: keys, PrefixBytes: covered, PromptBytes: total}, "b")
+		ctx, d := WithDecision(WithMeta(context.Background(), Meta{}))
+		err := g.r.Generate(ctx, &api.GenerateRequest{Model: "chat", Prompt: prompt + " and the next turn"}, func(api.GenerateResponse) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := d.View(); v.Node != "b" || v.Reason != balance.ReasonAffinity {
+			t.Fatalf("conversation %d: follow-up on %s (%s), want b (affinity)", i, v.Node, v.Reason)
 		}
 	}
 }

@@ -68,7 +68,9 @@ type Router struct {
 	breakers *breakers
 	met      *metrics
 	budget   retryBudget
-	seq      atomic.Uint64 // load report sequence
+	ledger   ledger         // this node's recent requests to peers
+	arrivals meters[string] // requests reaching the admission queues, by model
+	seq      atomic.Uint64  // load report sequence
 }
 
 type peer struct {
@@ -217,7 +219,8 @@ func (r *Router) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Cha
 	}
 	r.budget.earn()
 	asked := req.Model
-	q := request{model: req.Model, maxTokens: numPredict(opts), prefix: chatPrefix(req)}
+	q := request{model: req.Model, maxTokens: numPredict(opts)}
+	q.prefix, q.prefixBytes = chatPrefix(req)
 	return r.route(ctx, q, func(ctx context.Context, to target, p *progress) error {
 		out := *req
 		out.Model, out.Options, out.KeepAlive = to.tag, opts, to.keepAlive
@@ -238,7 +241,8 @@ func (r *Router) Generate(ctx context.Context, req *api.GenerateRequest, fn func
 	}
 	r.budget.earn()
 	asked := req.Model
-	q := request{model: req.Model, maxTokens: numPredict(opts), prefix: generatePrefix(req)}
+	q := request{model: req.Model, maxTokens: numPredict(opts)}
+	q.prefix, q.prefixBytes, q.promptBytes = generatePrefix(req)
 	return r.route(ctx, q, func(ctx context.Context, to target, p *progress) error {
 		out := *req
 		out.Model, out.Options, out.KeepAlive = to.tag, opts, to.keepAlive
@@ -395,27 +399,31 @@ func numPredict(opts map[string]any) int {
 const promptChunk = 512
 
 // generatePrefix are a completion's prefix keys: one for each whole
-// promptChunk of its system prompt and prompt, chained as a chat's are.
-// A prompt that extends an earlier one (a conversation kept as text, a
-// long shared preamble) shares the earlier one's keys up to its last whole
-// chunk, so it finds the replica whose cache holds them; a prompt shorter
-// than a chunk has none.
-func generatePrefix(req *api.GenerateRequest) []uint64 {
+// promptChunk of its system prompt and prompt, chained as a chat's are,
+// with the bytes each covers and the whole prompt's length. A prompt that
+// extends an earlier one (a conversation kept as text, a long shared
+// preamble) shares the earlier one's keys up to its last whole chunk, so
+// it finds the replica whose cache holds them; a prompt shorter than a
+// chunk has none.
+func generatePrefix(req *api.GenerateRequest) (keys []uint64, covered []int, total int) {
 	text := req.System + "\x00" + req.Prompt
 	chunks := make([]balance.Message, len(text)/promptChunk)
+	covered = make([]int, len(chunks))
 	for i := range chunks {
 		chunks[i] = balance.Message{Content: text[i*promptChunk : (i+1)*promptChunk]}
+		covered[i] = (i + 1) * promptChunk
 	}
-	return balance.PrefixKeys("", chunks)
+	return balance.PrefixKeys("", chunks), covered, len(text)
 }
 
 // chatPrefix are a chat's conversation prefix keys (see
-// balance.PrefixKeys). They leave the model out: the node that asks by a
-// deployment's name and the node that serves its tag must agree.
-func chatPrefix(req *api.ChatRequest) []uint64 {
+// balance.PrefixKeys) and the bytes each covers. They leave the model
+// out: the node that asks by a deployment's name and the node that serves
+// its tag must agree.
+func chatPrefix(req *api.ChatRequest) ([]uint64, []int) {
 	msgs := make([]balance.Message, len(req.Messages))
 	for i, m := range req.Messages {
 		msgs[i] = balance.Message{Role: m.Role, Content: m.Content}
 	}
-	return balance.PrefixKeys("", msgs)
+	return balance.PrefixKeys("", msgs), balance.PrefixBytes(msgs)
 }

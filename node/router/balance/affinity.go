@@ -2,57 +2,83 @@ package balance
 
 import (
 	"hash/fnv"
-	"math"
+	"slices"
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-
-	"github.com/sovra/sovra/node/router/load"
 )
 
-// Affinity remembers which replica served a conversation prefix. Each
-// node records the requests it dispatches and the ones its own Ollama
-// serves; the latter it also publishes (Recent) so that peers learn them
-// through the load exchange and a follow-up finds its replica whichever
-// node it enters by.
+// Affinity remembers which replicas hold a prompt prefix in their cache:
+// Ollama keeps the prompts it served, so a replica that served a request
+// holds every prefix of it. Each node records the requests it dispatches
+// and the ones its own Ollama serves; the latter it also publishes
+// (Recent) so that peers learn them through the load exchange and a
+// follow-up finds its replica whichever node it enters by. A prefix
+// shared by many requests (a common system prompt) is soon held by many
+// replicas, and then draws a request to none of them in particular.
 type Affinity struct {
-	table *lru.Cache[uint64, string]
+	mu    sync.Mutex // serializes read-modify-write of a key's holders
+	table *lru.Cache[uint64, []string]
 
-	mu     sync.Mutex
+	rmu    sync.Mutex
 	recent []uint64 // ring of keys served here, newest at (seq-1)%len
 	seq    uint64
 }
 
-// recentKeys bounds the keys a node publishes at once: more than a load
-// interval's worth of requests on any realistic node.
-const recentKeys = 1024
+const (
+	// recentKeys bounds the keys a node publishes at once: more than a
+	// load interval's worth of requests on any realistic node.
+	recentKeys = 4096
+	// maxHolders bounds the replicas remembered per key, newest first.
+	maxHolders = 16
+)
 
 // NewAffinity returns a table of size prefixes.
 func NewAffinity(size int) *Affinity {
-	t, err := lru.New[uint64, string](size)
+	t, err := lru.New[uint64, []string](size)
 	if err != nil {
 		panic(err) // size > 0 by construction
 	}
 	return &Affinity{table: t, recent: make([]uint64, recentKeys)}
 }
 
-// Record notes that node served (or is serving) the prefix key.
-func (a *Affinity) Record(key uint64, node string) { a.table.Add(key, node) }
-
-// Publish records key as served by node self and offers it to peers.
-func (a *Affinity) Publish(key uint64, self string) {
-	a.Record(key, self)
+// Record notes that node holds (or is about to hold) the prefixes keys.
+func (a *Affinity) Record(keys []uint64, node string) {
 	a.mu.Lock()
-	a.recent[a.seq%recentKeys] = key
-	a.seq++
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	for _, k := range keys {
+		old, _ := a.table.Peek(k)
+		if len(old) > 0 && old[0] == node {
+			a.table.Get(k) // refresh its recency
+			continue
+		}
+		hs := make([]string, 0, min(len(old)+1, maxHolders))
+		hs = append(hs, node)
+		for _, h := range old {
+			if h != node && len(hs) < maxHolders {
+				hs = append(hs, h)
+			}
+		}
+		a.table.Add(k, hs)
+	}
+}
+
+// Publish records keys as held by node self and offers them to peers.
+func (a *Affinity) Publish(keys []uint64, self string) {
+	a.Record(keys, self)
+	a.rmu.Lock()
+	defer a.rmu.Unlock()
+	for _, k := range keys {
+		a.recent[a.seq%recentKeys] = k
+		a.seq++
+	}
 }
 
 // Recent returns the keys published after sequence number after (at most
 // the last recentKeys) and the sequence number to ask after next time.
 func (a *Affinity) Recent(after uint64) ([]uint64, uint64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.rmu.Lock()
+	defer a.rmu.Unlock()
 	if after > a.seq {
 		after = 0 // the publisher restarted
 	}
@@ -65,57 +91,34 @@ func (a *Affinity) Recent(after uint64) ([]uint64, uint64) {
 }
 
 // Merge records keys a peer served.
-func (a *Affinity) Merge(node string, keys []uint64) {
-	for _, k := range keys {
-		a.table.Add(k, node)
-	}
-}
+func (a *Affinity) Merge(node string, keys []uint64) { a.Record(keys, node) }
 
-// Lookup returns the replica that served the longest recorded prefix of
-// the conversation, and how many of its keys matched.
-func (a *Affinity) Lookup(prefix []uint64) (string, int, bool) {
+// Held returns how many leading keys of prefix each node holds (nodes
+// holding none are left out).
+func (a *Affinity) Held(prefix []uint64) map[string]int {
+	out := map[string]int{}
 	for i := len(prefix) - 1; i >= 0; i-- {
-		if node, ok := a.table.Get(prefix[i]); ok {
-			return node, i + 1, true
+		hs, ok := a.table.Get(prefix[i])
+		if !ok {
+			continue
+		}
+		for _, h := range hs {
+			if _, seen := out[h]; !seen {
+				out[h] = i + 1
+			}
 		}
 	}
-	return "", 0, false
+	return out
 }
 
-// affine returns the candidate that holds the request's conversation
-// prefix, when there is one and its load is within the bound.
-func (b *Balancer) affine(req Request, cands []Candidate, eligible allowed, est estimator) (int, bool) {
-	if len(req.Prefix) == 0 || b.factor < 1 {
-		return 0, false
-	}
-	node, _, ok := b.aff.Lookup(req.Prefix)
-	if !ok {
-		return 0, false
-	}
-	for i, c := range cands {
-		if c.Node == node {
-			return i, eligible.has(node) && b.withinBound(cands, i, est)
+// HeldBy returns how many leading keys of prefix node holds.
+func (a *Affinity) HeldBy(prefix []uint64, node string) int {
+	for i := len(prefix) - 1; i >= 0; i-- {
+		if hs, ok := a.table.Get(prefix[i]); ok && slices.Contains(hs, node) {
+			return i + 1
 		}
 	}
-	return 0, false
-}
-
-// withinBound says whether candidate i may take one more request under
-// bounded-load affinity: it has a free slot, or its load after taking it
-// stays within Factor times its share of the cluster's load by capacity
-// (consistent hashing with bounded loads, weighted by capacity).
-func (b *Balancer) withinBound(cands []Candidate, i int, est estimator) bool {
-	l := cands[i].Load
-	if l.Busy() < max(1, l.Slots) && l.Health == load.Fresh {
-		return true
-	}
-	var busy, capTotal float64
-	for _, c := range cands {
-		busy += float64(c.Load.Busy())
-		capTotal += est.capacity(c.Load.Model)
-	}
-	allowed := math.Ceil(b.factor * (busy + 1) * est.capacity(l.Model) / capTotal)
-	return float64(l.Busy()+1) <= allowed
+	return 0
 }
 
 // PrefixKeys returns the chained hashes of a conversation: key i covers
@@ -137,6 +140,22 @@ func PrefixKeys(model string, msgs []Message) []uint64 {
 		keys[i] = h.Sum64()
 	}
 	return keys
+}
+
+// PrefixBytes returns, for each message, the prompt's length in bytes up
+// to and including it (role and content): the lengths PrefixKeys' keys
+// cover.
+func PrefixBytes(msgs []Message) []int {
+	if len(msgs) == 0 {
+		return nil
+	}
+	out := make([]int, len(msgs))
+	total := 0
+	for i, m := range msgs {
+		total += len(m.Role) + len(m.Content)
+		out[i] = total
+	}
+	return out
 }
 
 // Message is the part of a chat message that identifies a prefix.

@@ -5,20 +5,21 @@
 // The default policy, "ttf", estimates when the request would finish on
 // each candidate (time waiting for a slot plus time to first token plus
 // decode time, from the replica's queue, slots and measured speed) and
-// picks the earliest. A conversation's follow-up turn prefers the replica
-// that served its earlier turns, where the prefix is in Ollama's KV cache,
-// unless that replica is loaded beyond Factor times the cluster average
-// (bounded-load affinity). "round-robin" and "least-connections" exist to
-// compare against.
+// picks the earliest. The time to first token depends on how much of the
+// prompt the replica's cache already holds: a replica that served the
+// earlier turns of a conversation evaluates only the new turn, the others
+// the whole history, at the replica's measured cost per KiB. So a
+// follow-up stays with its replica exactly while the prefill it saves
+// there outweighs the extra wait, and a prefix that many replicas hold (a
+// system prompt that every client sends) favours none of them.
+// "round-robin" and "least-connections" exist to compare against.
 package balance
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/sovra/sovra/node/router/load"
 )
@@ -66,6 +67,9 @@ type Candidate struct {
 	// Hop is set for a replica on another node: reaching it costs a
 	// forward, so on a tie this node's own replica wins.
 	Hop bool
+	// OthersRate is the rate, per second, at which other nodes send the
+	// replica requests: those sent since its load report are not in it.
+	OthersRate float64
 }
 
 // Request is what the policy knows of a request.
@@ -74,26 +78,46 @@ type Request struct {
 	Model string
 	// MaxTokens is the answer's bound when the client set one (0: none).
 	MaxTokens int
-	// Prefix are the conversation's chained prefix hashes (see
-	// PrefixKeys); nil for requests without a conversation.
+	// Prefix are the prompt's chained prefix hashes (see PrefixKeys); nil
+	// for requests without one.
 	Prefix []uint64
+	// PrefixBytes are the prompt's length in bytes up to and including
+	// each prefix key (see PrefixBytes); nil when unknown.
+	PrefixBytes []int
+	// PromptBytes is the whole prompt's length in bytes (0: the last of
+	// PrefixBytes).
+	PromptBytes int
+}
+
+// promptBytes is the whole prompt's length in bytes, as far as known.
+func (r Request) promptBytes() int {
+	if n := len(r.PrefixBytes); n > 0 {
+		return max(r.PromptBytes, r.PrefixBytes[n-1])
+	}
+	return r.PromptBytes
+}
+
+// heldBytes is how many bytes of the prompt the first keys cover.
+func (r Request) heldBytes(keys int) int {
+	if keys <= 0 || keys > len(r.PrefixBytes) {
+		return 0
+	}
+	return r.PrefixBytes[keys-1]
 }
 
 // Config configures a Balancer.
 type Config struct {
 	Policy Policy
-	// Factor bounds affinity: a follow-up goes to the replica holding its
-	// prefix only while that replica's load relative to its capacity is at
-	// most Factor times the average (DefaultFactor when 0; below 1 turns
-	// affinity off).
+	// Factor below 1 turns prefix affinity off: the estimate then
+	// ignores what replicas' caches hold (0: DefaultFactor, on). Other
+	// values bound nothing any more: the prefill a cache saves is weighed
+	// in time against the wait.
 	Factor float64
-	// Affinity is how many conversation prefixes the table remembers
+	// Affinity is how many prompt prefixes the table remembers
 	// (DefaultAffinity when 0).
 	Affinity int
 	// Rand, when set, replaces the random source of tie breaks (tests).
 	Rand *rand.Rand
-	// Now is the clock of the conversation share meter (time.Now).
-	Now func() time.Time
 }
 
 // Defaults.
@@ -107,7 +131,6 @@ type Balancer struct {
 	policy Policy
 	factor float64
 	aff    *Affinity
-	shares *shares
 
 	mu  sync.Mutex // guards rnd
 	rnd *rand.Rand
@@ -131,11 +154,8 @@ func New(cfg Config) *Balancer {
 	if rnd == nil {
 		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	return &Balancer{policy: cfg.Policy, factor: cfg.Factor, aff: NewAffinity(cfg.Affinity), rnd: rnd,
-		rr: map[string]*atomic.Uint64{}, shares: newShares(cfg.Now)}
+		rr: map[string]*atomic.Uint64{}}
 }
 
 // Policy is the balancer's policy.
@@ -155,63 +175,61 @@ func (b *Balancer) Pick(req Request, cands []Candidate) (int, Reason) {
 	case RoundRobin:
 		return b.roundRobin(req.Model, len(cands)), ReasonRoundRobin
 	case LeastConnections:
-		return b.argmin(cands, func(c Candidate) float64 { return float64(c.Load.Busy()) }), ReasonLeastConns
+		busy := make([]float64, len(cands))
+		for i, c := range cands {
+			busy[i] = float64(c.Load.Busy())
+		}
+		return b.argmin(busy), ReasonLeastConns
 	}
+	return b.timeToFinish(req, cands)
+}
+
+// timeToFinish picks the candidate expected to finish req first, given
+// what each one's cache holds of its prompt.
+func (b *Balancer) timeToFinish(req Request, cands []Candidate) (int, Reason) {
 	est := newEstimator(cands, req.MaxTokens)
-	eligible := b.eligible(req, cands, est)
-	if i, ok := b.affine(req, cands, eligible, est); ok {
+	whole := float64(req.promptBytes()) / 1024
+	held := b.held(req)
+	score, plain := make([]float64, len(cands)), make([]float64, len(cands))
+	bytes := make([]int, len(cands))
+	for i, c := range cands {
+		bytes[i] = req.heldBytes(held[c.Node])
+		score[i] = est.finish(c, whole-float64(bytes[i])/1024)
+		plain[i] = est.finish(c, whole)
+	}
+	i := b.argmin(score)
+	if cacheDecided(i, score, plain, bytes) {
 		return i, ReasonAffinity
 	}
-	return b.argmin(cands, func(c Candidate) float64 {
-		if !eligible.has(c.Node) {
-			return math.Inf(1)
-		}
-		return est.finish(c)
-	}), ReasonTTF
+	return i, ReasonTTF
 }
 
-// allowed are the nodes a request may go to; nil allows every candidate.
-type allowed map[string]bool
+// cacheDecided says whether what candidate i's cache holds made it win:
+// another candidate holding less would, were no cache to hold anything,
+// have done at least as well.
+func cacheDecided(i int, score, plain []float64, held []int) bool {
+	for j := range plain {
+		if j != i && held[i] > held[j] && plain[j] <= plain[i]*(1+1e-9) && score[i] < score[j] {
+			return true
+		}
+	}
+	return false
+}
 
-func (a allowed) has(node string) bool { return a == nil || a[node] }
-
-// conversation says whether a request is part of a conversation whose
-// later turns will follow it: it carries more than one message (a system
-// prompt, or earlier turns).
-func conversation(req Request) bool { return len(req.Prefix) > 1 }
-
-// eligible are the candidates a request may go to. A conversation may not
-// go to a node that already took more than Factor times its share of
-// capacity of this balancer's recent conversation requests, while another
-// has room; other requests may go anywhere (nil).
-func (b *Balancer) eligible(req Request, cands []Candidate, est estimator) allowed {
-	if !conversation(req) || b.factor < 1 {
+// held is how many leading prefix keys of req each node holds; nil when
+// affinity is off.
+func (b *Balancer) held(req Request) map[string]int {
+	if b.factor < 1 || len(req.Prefix) == 0 {
 		return nil
 	}
-	capacity := make([]float64, len(cands))
-	for i, c := range cands {
-		capacity[i] = est.capacity(c.Load.Model)
-	}
-	over := b.shares.over(cands, capacity, b.factor)
-	ok := make(allowed, len(cands))
-	for i, c := range cands {
-		ok[c.Node] = !over[i]
-	}
-	for _, room := range ok {
-		if room {
-			return ok
-		}
-	}
-	return nil // every node is over its share: none is preferred
+	return b.aff.Held(req.Prefix)
 }
 
-// Served records that node serves req, so its follow-ups prefer it.
+// Served records that node serves req: its cache will hold every prefix
+// of req's prompt.
 func (b *Balancer) Served(req Request, node string) {
 	if len(req.Prefix) > 0 && b.factor >= 1 {
-		b.aff.Record(req.Prefix[len(req.Prefix)-1], node)
-	}
-	if conversation(req) && b.policy == TimeToFinish {
-		b.shares.add(node)
+		b.aff.Record(req.Prefix, node)
 	}
 }
 
@@ -226,15 +244,14 @@ func (b *Balancer) roundRobin(model string, n int) int {
 	return int((c.Add(1) - 1) % uint64(n))
 }
 
-// argmin returns the candidate with the lowest score, breaking ties at
-// random so equal replicas share the load.
-func (b *Balancer) argmin(cands []Candidate, score func(Candidate) float64) int {
+// argmin returns the index of the lowest score, breaking ties at random
+// so equal replicas share the load.
+func (b *Balancer) argmin(scores []float64) int {
 	best, ties := -1, 0
 	var bestScore float64
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for i, c := range cands {
-		s := score(c)
+	for i, s := range scores {
 		switch {
 		case best < 0 || s < bestScore:
 			best, bestScore, ties = i, s, 1

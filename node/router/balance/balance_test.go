@@ -1,8 +1,10 @@
 package balance
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/sovra/sovra/node/router/load"
 )
@@ -95,6 +97,51 @@ func TestHopCostBreaksTies(t *testing.T) {
 	full := cand("local", m, 4, 0)
 	if i, _ := b.Pick(Request{Model: "m"}, []Candidate{full, remote}); i != 1 {
 		t.Fatalf("a local replica with no free slot beat a remote one with room")
+	}
+}
+
+// TestStalePeerLoadIsAged checks how a peer's report ages: the other
+// nodes' requests it counted finish at the replica's pace (100 ms each
+// here), other nodes keep sending at OthersRate, and this node's own
+// requests there count whole until they end.
+func TestStalePeerLoadIsAged(t *testing.T) {
+	m := model(1, 20, 100, 8) // 100 ms a request
+	local := cand("local", m, 1, 0)
+	peer := func(running, queued, outstanding int, othersRate float64) Candidate {
+		c := cand("peer", m, running, queued)
+		c.Load.Outstanding, c.Load.Age, c.Hop, c.OthersRate = outstanding, 200*time.Millisecond, true, othersRate
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		peer Candidate
+		want string
+	}{
+		{"two others' requests 200 ms ago have ended", peer(1, 1, 0, 0), "peer"},
+		{"others kept sending since", peer(1, 1, 0, 20), "local"},
+		{"this node's own requests still run", peer(1, 1, 2, 0), "local"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New(Config{Rand: seeded()})
+			cands := []Candidate{local, tc.peer}
+			if i, _ := b.Pick(Request{Model: "m"}, cands); cands[i].Node != tc.want {
+				t.Fatalf("picked %s, want %s", cands[i].Node, tc.want)
+			}
+		})
+	}
+}
+
+// TestWaitRampsWithExpectedLoad checks the wait behind an expected,
+// fractional number of requests: none while a slot is surely free, half
+// a service behind one running request on one slot, continuous between.
+func TestWaitRampsWithExpectedLoad(t *testing.T) {
+	for _, tc := range []struct{ busy, slots, want float64 }{
+		{0, 1, 0}, {0.5, 1, 25}, {1, 1, 50}, {2, 1, 150},
+		{1, 2, 0}, {1.5, 2, 50.0 / 3}, {2, 2, 100.0 / 3}, {3, 2, 50 + 100.0/3},
+	} {
+		if got := wait(tc.busy, tc.slots, 100); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("wait(%g busy, %g slots) = %.3f, want %.3f", tc.busy, tc.slots, got, tc.want)
+		}
 	}
 }
 

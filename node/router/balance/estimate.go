@@ -13,12 +13,17 @@ const (
 // stale: its queue may be longer than it looks.
 const unknownPenalty = 1.5
 
+// minPrefillShare bounds how far a prompt the cache holds can shorten the
+// time to first token below the replica's average: what remains is the
+// part every request pays (scheduling, the first token).
+const minPrefillShare = 0.1
+
 // estimator estimates when a request would finish on a replica. A
 // replica that has not measured something yet borrows the candidates'
 // average, so a new replica is neither shunned nor flooded.
 type estimator struct {
-	ttftMs, tps, out float64
-	maxTokens        int
+	ttftMs, tps, out, perKiB, promptKiB float64
+	maxTokens                           int
 }
 
 // hopCostMs is what a forward to another node adds, in milliseconds.
@@ -26,25 +31,22 @@ const hopCostMs = 0.5
 
 func newEstimator(cands []Candidate, maxTokens int) estimator {
 	e := estimator{maxTokens: maxTokens}
-	var nT, nS, nO int
+	var sum [5]float64
+	var n [5]int
 	for _, c := range cands {
 		m := c.Load.Model
-		if m.TTFTMs > 0 {
-			e.ttftMs += m.TTFTMs
-			nT++
-		}
-		if m.TokensPerSec > 0 {
-			e.tps += m.TokensPerSec
-			nS++
-		}
-		if m.OutTokens > 0 {
-			e.out += m.OutTokens
-			nO++
+		for i, v := range [5]float64{m.TTFTMs, m.TokensPerSec, m.OutTokens, m.PrefillMsPerKiB, m.PromptKiB} {
+			if v > 0 {
+				sum[i] += v
+				n[i]++
+			}
 		}
 	}
-	e.ttftMs = mean(e.ttftMs, nT, fallbackTTFTMs)
-	e.tps = mean(e.tps, nS, 0)
-	e.out = mean(e.out, nO, fallbackOut)
+	e.ttftMs = mean(sum[0], n[0], fallbackTTFTMs)
+	e.tps = mean(sum[1], n[1], 0)
+	e.out = mean(sum[2], n[2], fallbackOut)
+	e.perKiB = mean(sum[3], n[3], 0)
+	e.promptKiB = mean(sum[4], n[4], 0)
 	return e
 }
 
@@ -55,36 +57,51 @@ func mean(sum float64, n int, fallback float64) float64 {
 	return sum / float64(n)
 }
 
-// service is the time, in milliseconds, one request takes on the replica
-// once it has a slot.
+// service is the time, in milliseconds, an average request takes on the
+// replica once it has a slot.
 func (e estimator) service(m load.Model) float64 {
-	maxTokens := e.maxTokens
-	ttft, tps, out := or(m.TTFTMs, e.ttftMs), or(m.TokensPerSec, e.tps), or(m.OutTokens, e.out)
-	if maxTokens > 0 && float64(maxTokens) < out {
-		out = float64(maxTokens)
+	return or(m.TTFTMs, e.ttftMs) + e.decode(m)
+}
+
+// decode is the time, in milliseconds, the replica takes to generate the
+// answer after its first token.
+func (e estimator) decode(m load.Model) float64 {
+	tps, out := or(m.TokensPerSec, e.tps), or(m.OutTokens, e.out)
+	if e.maxTokens > 0 && float64(e.maxTokens) < out {
+		out = float64(e.maxTokens)
 	}
 	if tps <= 0 {
-		return ttft
+		return 0
 	}
-	return ttft + out/tps*1000
+	return out / tps * 1000
+}
+
+// prefill is how much longer, in milliseconds, this request's prompt
+// takes to evaluate on the replica than the replica's average request
+// does, when uncachedKiB of it are not in the replica's cache (negative
+// when it takes less). It is 0 until the replica, or another candidate,
+// has measured what a KiB costs.
+func (e estimator) prefill(m load.Model, uncachedKiB float64) float64 {
+	perKiB := or(m.PrefillMsPerKiB, e.perKiB)
+	if perKiB <= 0 {
+		return 0
+	}
+	ttft := or(m.TTFTMs, e.ttftMs)
+	d := perKiB * (uncachedKiB - or(m.PromptKiB, e.promptKiB))
+	return max(d, -(1-minPrefillShare)*ttft)
 }
 
 // finish is the estimated time, in milliseconds, until the request would
-// be answered on a replica with load l: the wait for a slot, then its
-// service. With every slot taken, the first frees after about
-// service/(slots+1) (the soonest of slots running requests) and each
-// request queued ahead holds one slot's share of a service time.
-func (e estimator) finish(c Candidate) float64 {
+// be answered on candidate c, whose cache lacks uncachedKiB of its
+// prompt: the wait for a slot, then its service.
+func (e estimator) finish(c Candidate, uncachedKiB float64) float64 {
 	l := c.Load
 	svc := e.service(l.Model)
-	slots := max(1, l.Slots)
-	busy := l.Busy()
+	slots := float64(max(1, l.Slots))
+	busy := e.busy(c, svc)
 	// Among replicas with a free slot, prefer the emptier: a tiny term
 	// that breaks what would otherwise be a tie.
-	est := svc * (1 + 1e-3*float64(busy)/float64(slots))
-	if busy >= slots {
-		est += float64(busy-slots)*svc/float64(slots) + svc/float64(slots+1)
-	}
+	est := svc*(1+1e-3*busy/slots) + e.prefill(l.Model, uncachedKiB) + wait(busy, slots, svc)
 	if l.Health != load.Fresh {
 		est *= unknownPenalty
 	}
@@ -94,13 +111,37 @@ func (e estimator) finish(c Candidate) float64 {
 	return est
 }
 
-// capacity is a replica's relative throughput: slots times decode speed.
-func (e estimator) capacity(m load.Model) float64 {
-	c := float64(max(1, m.Slots))
-	if tps := or(m.TokensPerSec, e.tps); tps > 0 {
-		c *= tps
+// wait is how long a request waits for one of slots slots behind busy
+// requests of service svc: nothing while a slot is free; with every slot
+// taken, the first frees after about svc/(slots+1) (the soonest of slots
+// running requests) and each request queued ahead holds one slot's share
+// of a service time. An expected, fractional busy between slots-1 and
+// slots ramps the wait up from nothing.
+func wait(busy, slots, svc float64) float64 {
+	switch {
+	case busy <= slots-1:
+		return 0
+	case busy < slots:
+		return (busy - (slots - 1)) * svc / (slots + 1)
 	}
-	return c
+	return (busy-slots)*svc/slots + svc/(slots+1)
+}
+
+// busy is how many requests candidate c is expected to hold now. A
+// peer's report is Age old: since, the others' requests it counted (all
+// but this node's) have been finishing at the replica's pace, and other
+// nodes have been sending more at OthersRate. This node's own requests
+// it knows exactly.
+func (e estimator) busy(c Candidate, svc float64) float64 {
+	l := c.Load
+	b := float64(l.Busy())
+	if l.Age <= 0 || svc <= 0 {
+		return b
+	}
+	age := min(l.Age, load.DefaultStaleAfter).Seconds() * 1000
+	others := float64(max(0, l.Running+l.Queued-max(0, l.Outstanding-l.Pending)))
+	done := min(others, age*float64(max(1, l.Slots))/svc)
+	return max(float64(l.Outstanding), b-done+c.OthersRate*age/1000)
 }
 
 func or(v, fallback float64) float64 {

@@ -67,6 +67,17 @@ type Model struct {
 	// OutTokens is the moving average of completion tokens per request
 	// (0: nothing measured).
 	OutTokens float64 `json:"out_tokens,omitempty"`
+	// PrefillMsPerKiB is what one more KiB of prompt that the replica's
+	// cache does not hold adds to the time to first token, in
+	// milliseconds (0: nothing measured).
+	PrefillMsPerKiB float64 `json:"prefill_ms_per_kib,omitempty"`
+	// PromptKiB is the moving average of the prompt per request that the
+	// cache did not hold, in KiB: the prompt behind TTFTMs (0: nothing
+	// measured).
+	PromptKiB float64 `json:"prompt_kib,omitempty"`
+	// ArrivalsPerSec is the recent rate of requests for the model that
+	// reached the node's admission queue, from every node (0: none).
+	ArrivalsPerSec float64 `json:"arrivals_per_sec,omitempty"`
 }
 
 // Report is what a node tells its peers of its load. Models are keyed by

@@ -22,12 +22,23 @@ type Sample struct {
 	// DecodeTime is the time spent generating OutTokens (< 1ms: no speed
 	// sample).
 	DecodeTime time.Duration
+	// PromptBytes is the part of the prompt, in bytes, that the replica's
+	// cache did not hold (an estimate; <= 0: not measured), and
+	// PromptTime the time Ollama spent evaluating the prompt. Below
+	// minPromptBytes, or without a time, there is no prefill sample.
+	PromptBytes int
+	PromptTime  time.Duration
 }
 
+// minPromptBytes is the least uncached prompt that yields a prefill
+// sample: a prompt that the cache held almost whole says nothing of the
+// cost per byte.
+const minPromptBytes = 256
+
 // Tracker keeps exponential moving averages of this node's own
-// measurements per model: time to first token, decode speed and answer
-// length. It is safe for concurrent use; Observe and Get take one short
-// lock.
+// measurements per model: time to first token, decode speed, answer
+// length, and what a KiB of prompt the cache does not hold costs. It is
+// safe for concurrent use; Observe and Get take one short lock.
 type Tracker struct {
 	alpha float64
 
@@ -39,6 +50,19 @@ type Tracker struct {
 // measured yet (every valid sample is > 0).
 type averages struct {
 	ttftMs, tokensPerSec, outTokens float64
+	// promptKiB averages the uncached prompt of the requests behind
+	// ttftMs; prefill those of the prefill samples.
+	promptKiB float64
+	prefill   moments
+}
+
+// moments are moving averages of the uncached prompt x (KiB), the prompt
+// evaluation time y (ms) and their products, from which the cost of one
+// more KiB is the slope of y over x: the regression separates it from a
+// fixed cost that every prompt pays.
+type moments struct {
+	n            int
+	x, y, xx, xy float64
 }
 
 // NewTracker returns a Tracker whose averages give a new sample the weight
@@ -63,7 +87,8 @@ func (t *Tracker) Observe(model string, s Sample) {
 	if haveTPS {
 		tps = out / s.DecodeTime.Seconds()
 	}
-	if !haveTTFT && !haveOut {
+	haveFill := s.PromptBytes >= minPromptBytes && s.PromptTime > 0
+	if !haveTTFT && !haveOut && !haveFill {
 		return
 	}
 
@@ -76,6 +101,9 @@ func (t *Tracker) Observe(model string, s Sample) {
 	}
 	if haveTTFT {
 		a.ttftMs = t.fold(a.ttftMs, ttft)
+		if s.PromptBytes > 0 {
+			a.promptKiB = t.fold(a.promptKiB, float64(s.PromptBytes)/1024)
+		}
 	}
 	if haveOut {
 		a.outTokens = t.fold(a.outTokens, out)
@@ -83,6 +111,37 @@ func (t *Tracker) Observe(model string, s Sample) {
 	if haveTPS {
 		a.tokensPerSec = t.fold(a.tokensPerSec, tps)
 	}
+	if haveFill {
+		a.prefill.add(t.alpha, float64(s.PromptBytes)/1024, float64(s.PromptTime)/float64(time.Millisecond))
+	}
+}
+
+// add folds the sample (x, y) in with weight alpha; the first sample sets
+// the moments.
+func (m *moments) add(alpha, x, y float64) {
+	if m.n == 0 {
+		alpha = 1
+	}
+	m.n++
+	m.x += alpha * (x - m.x)
+	m.y += alpha * (y - m.y)
+	m.xx += alpha * (x*x - m.xx)
+	m.xy += alpha * (x*y - m.xy)
+}
+
+// perKiB is the cost of one more KiB: the regression slope when the
+// prompts vary enough for it (a spread of a tenth of their mean), bounded
+// by the mean time per KiB, which it falls back to otherwise.
+func (m moments) perKiB() float64 {
+	if m.n == 0 || m.x <= 0 {
+		return 0
+	}
+	mean := m.y / m.x
+	v := m.xx - m.x*m.x
+	if m.n < 3 || v < 0.01*m.x*m.x {
+		return mean
+	}
+	return max(0, min(mean, (m.xy-m.x*m.y)/v))
 }
 
 // fold returns the average avg moved toward sample; the first sample
@@ -118,5 +177,6 @@ func (a *averages) model() Model {
 	if a == nil {
 		return Model{}
 	}
-	return Model{TTFTMs: a.ttftMs, TokensPerSec: a.tokensPerSec, OutTokens: a.outTokens}
+	return Model{TTFTMs: a.ttftMs, TokensPerSec: a.tokensPerSec, OutTokens: a.outTokens,
+		PrefillMsPerKiB: a.prefill.perKiB(), PromptKiB: a.promptKiB}
 }

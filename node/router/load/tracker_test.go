@@ -1,6 +1,7 @@
 package load
 
 import (
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -132,5 +133,39 @@ func TestTrackerConcurrent(t *testing.T) {
 	// Every sample is the same, so every average is that sample.
 	if got, want := tr.Get("m"), (Model{TTFTMs: 40, OutTokens: 8, TokensPerSec: 4}); got != want {
 		t.Errorf("Get = %+v, want %+v", got, want)
+	}
+}
+
+// TestTrackerPrefillCost checks the cost of an uncached KiB of prompt:
+// the slope of prompt time over uncached bytes, which leaves out the
+// fixed cost every prompt pays, once the prompts vary; the mean time per
+// KiB while they do not; nothing from prompts the cache held almost whole.
+func TestTrackerPrefillCost(t *testing.T) {
+	ms := func(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+	// Ollama's prompt time here: 40 ms, plus 10 ms a KiB.
+	promptTime := func(kib float64) time.Duration { return ms(40 + 10*kib) }
+	varied := NewTracker(0.2)
+	for i := range 40 {
+		kib := []float64{1, 4, 2, 8}[i%4]
+		varied.Observe("m", Sample{TTFT: promptTime(kib), PromptBytes: int(kib * 1024), PromptTime: promptTime(kib)})
+	}
+	if got := varied.Get("m").PrefillMsPerKiB; math.Abs(got-10) > 0.01 {
+		t.Fatalf("cost per KiB over varied prompts %.3f ms, want the slope, 10", got)
+	}
+	same := NewTracker(0.2)
+	for range 10 {
+		same.Observe("m", Sample{TTFT: promptTime(2), PromptBytes: 2048, PromptTime: promptTime(2)})
+	}
+	if got := same.Get("m"); math.Abs(got.PrefillMsPerKiB-30) > 0.01 || math.Abs(got.PromptKiB-2) > 1e-9 {
+		t.Fatalf("prompts of one size: %+v, want the mean 60 ms / 2 KiB = 30 ms a KiB, 2 KiB a request", got)
+	}
+	// A prompt the cache held but for a few bytes takes the average
+	// uncached prompt down, and is no sample of the cost per KiB.
+	same.Observe("m", Sample{TTFT: ms(41), PromptBytes: 100, PromptTime: ms(41)})
+	if got := same.Get("m"); math.Abs(got.PrefillMsPerKiB-30) > 0.01 || got.PromptKiB >= 2 {
+		t.Fatalf("after a cached prompt: %+v", got)
+	}
+	if got := NewTracker(0).Get("m"); got.PrefillMsPerKiB != 0 || got.PromptKiB != 0 {
+		t.Fatalf("nothing measured: %+v", got)
 	}
 }

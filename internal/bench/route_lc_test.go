@@ -1,0 +1,71 @@
+package bench
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"testing"
+)
+
+// TestLeastConnProxy checks the baseline's rule: each request goes to the
+// backend with the fewest requests in flight through the proxy, ties in
+// turn, and the answer names it and passes the body through.
+func TestLeastConnProxy(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan string, 8)
+	var urls []*url.URL
+	for _, name := range []string{"a", "b"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			entered <- name
+			if r.URL.Path == "/hold" {
+				<-release
+			}
+			_, _ = io.WriteString(w, "from "+name)
+		}))
+		defer srv.Close()
+		u, _ := url.Parse(srv.URL)
+		urls = append(urls, u)
+	}
+	p := NewLeastConnProxy("Backend", []string{"a", "b"}, urls)
+	front := httptest.NewServer(p)
+	defer front.Close()
+
+	get := func(path string) (string, string) {
+		resp, err := http.Get(front.URL + path)
+		if err != nil {
+			t.Error(err)
+			return "", ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.Header.Get("Backend"), string(b)
+	}
+	held := make(chan string, 1)
+	go func() { name, _ := get("/hold"); held <- name }()
+	first := <-entered
+	if !slices.Equal(p.Active(), []int{1, 0}) && !slices.Equal(p.Active(), []int{0, 1}) {
+		t.Fatalf("active %v with one request held", p.Active())
+	}
+	// While one backend holds a request, every other goes to the other.
+	for range 3 {
+		name, body := get("/")
+		<-entered
+		if name == first || body != "from "+name {
+			t.Fatalf("a request went to %q (%q) while %s held one", name, body, first)
+		}
+	}
+	close(release)
+	if name := <-held; name != first {
+		t.Fatalf("the held request was answered by %q, entered %q", name, first)
+	}
+	// Idle, ties rotate.
+	a, _ := get("/")
+	b, _ := get("/")
+	<-entered
+	<-entered
+	if a == b || !slices.Equal(p.Active(), []int{0, 0}) {
+		t.Fatalf("idle backends did not take turns: %q then %q (active %v)", a, b, p.Active())
+	}
+}
