@@ -164,3 +164,18 @@ type modelRequest struct {
 	ModelSpec
 	Replace bool `json:"replace,omitempty"`
 }
+
+// Rank orders deployments for people, troubled ones first: 0 for one that
+// cannot run as asked (unplaceable, invalid, unavailable), 1 partly
+// placed or degraded, 3 ok, 4 idle.
+func (d Deployment) Rank() int {
+	switch d.Status {
+	case StatusOK:
+		return 3
+	case StatusIdle:
+		return 4
+	case StatusPartial, StatusDegraded:
+		return 1
+	}
+	return 0
+}

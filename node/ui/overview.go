@@ -147,21 +147,9 @@ func membersFirstBad(ms []client.Member) []client.Member {
 func deploymentsFirstBad(ds []client.Deployment) []client.Deployment {
 	out := slices.Clone(ds)
 	slices.SortStableFunc(out, func(a, b client.Deployment) int {
-		return cmp.Or(cmp.Compare(deploymentRank(a), deploymentRank(b)), strings.Compare(a.Name, b.Name))
+		return cmp.Or(cmp.Compare(a.Rank(), b.Rank()), strings.Compare(a.Name, b.Name))
 	})
 	return out
-}
-
-func deploymentRank(d client.Deployment) int {
-	switch d.Status {
-	case client.StatusOK:
-		return 3
-	case client.StatusIdle:
-		return 4
-	case client.StatusPartial, client.StatusDegraded:
-		return 1
-	}
-	return 0
 }
 
 // problems lists what needs an operator's eye, the worst first.
@@ -189,7 +177,7 @@ func problems(st *client.ClusterStatus, nodes []client.Node, deps []client.Deplo
 		}
 	}
 	for _, d := range deps {
-		if deploymentRank(d) >= 3 {
+		if d.Rank() >= 3 {
 			continue
 		}
 		text := "Deployment " + d.Name + " is " + d.Status

@@ -196,7 +196,7 @@ func (g *globals) statusTable(t *table, v *StatusView) {
 	fmt.Fprintln(w)
 	t.head("DEPLOYMENT", "MODEL", "READY", "STATUS", "+REASON")
 	deps := slices.Clone(v.Deployments)
-	slices.SortStableFunc(deps, func(a, b client.Deployment) int { return deploymentRank(a) - deploymentRank(b) })
+	slices.SortStableFunc(deps, func(a, b client.Deployment) int { return a.Rank() - b.Rank() })
 	for _, d := range deps {
 		t.row(d.Name, d.Model, fmt.Sprintf("%d/%d", d.ReadyReplicas, d.Replicas), orDash(d.Status), d.Reason)
 	}
@@ -219,19 +219,6 @@ func membersFirstBad(ms []client.Member) []client.Member {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out
-}
-
-// deploymentRank puts troubled deployments first.
-func deploymentRank(d client.Deployment) int {
-	switch d.Status {
-	case client.StatusOK:
-		return 3
-	case client.StatusIdle:
-		return 4
-	case client.StatusPartial, client.StatusDegraded:
-		return 1
-	}
-	return 0
 }
 
 func gpuText(gpus []client.GPU) string {
