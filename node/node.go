@@ -118,7 +118,8 @@ type RoutingConfig struct {
 	// conversation while that replica's load is at most this times the
 	// average (by capacity); below 1 turns affinity off.
 	AffinityFactor float64
-	// LoadInterval is how often the node asks each peer for its load.
+	// LoadInterval is how often the node looks for a change in its own
+	// load to push to its peers (at most one frame per interval).
 	LoadInterval time.Duration
 }
 
