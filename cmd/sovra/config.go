@@ -242,5 +242,5 @@ func (s *settings) registerRouting(fs *pflag.FlagSet, def node.RoutingConfig) {
 	fs.IntVar(&r.MaxQueue, "queue-max", def.MaxQueue, "requests that may wait for a slot, per model; more are answered 429/503 with Retry-After")
 	fs.DurationVar(&r.QueueTimeout, "queue-timeout", def.QueueTimeout, "longest wait for a slot before a 503 with Retry-After")
 	fs.Float64Var(&r.AffinityFactor, "affinity-factor", def.AffinityFactor, "a follow-up turn stays on its conversation's replica while that replica's load is at most this times the average (below 1: off)")
-	fs.DurationVar(&r.LoadInterval, "load-interval", def.LoadInterval, "how often a node asks each peer for its load")
+	fs.DurationVar(&r.LoadInterval, "load-interval", def.LoadInterval, "how often a node looks for a change in its own load to push to its peers (paced down to one frame a second at 200 nodes)")
 }
