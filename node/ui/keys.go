@@ -3,6 +3,7 @@ package ui
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -41,6 +42,23 @@ type usageTotal struct {
 	Key, KeyName, Model          string
 	Requests, Errors             int64
 	PromptTokens, CompletionToks int64
+	// EnergyJoules is what the GPUs spent on the output tokens (0: not
+	// measured); Estimated says part of it is an estimate.
+	EnergyJoules float64
+	Estimated    bool
+}
+
+// EnergyText is the energy per 1,000 output tokens, "~" before a figure
+// that is partly estimated, "–" where nothing was measured.
+func (t usageTotal) EnergyText() string {
+	if t.EnergyJoules <= 0 || t.CompletionToks <= 0 {
+		return "–"
+	}
+	v := fmt.Sprintf("%.0f J", t.EnergyJoules*1000/float64(t.CompletionToks))
+	if t.Estimated {
+		v = "~" + v
+	}
+	return v
 }
 
 func (u *UI) keys(r *req) (view, error) {
@@ -113,6 +131,8 @@ func (u *UI) usage(r *req, ctx context.Context, rg usageRange) ([]bucket, []usag
 			t.Errors += row.Errors
 			t.PromptTokens += row.PromptTokens
 			t.CompletionToks += row.CompletionTokens
+			t.EnergyJoules += row.EnergyJoules
+			t.Estimated = t.Estimated || row.EnergyEstimated
 		}
 	}
 	totals := make([]usageTotal, 0, len(sums))

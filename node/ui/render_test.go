@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sovra/sovra/client"
 )
 
 // Hostile text in the cluster's data (labels, key names, reasons, audit
@@ -243,5 +245,35 @@ func TestEventsOverHTTPEndOnClose(t *testing.T) {
 	r.ui.Close()
 	if _, err := io.ReadAll(events); err != nil {
 		t.Fatalf("the stream did not end cleanly: %v", err)
+	}
+}
+
+// The keys and usage page shows the energy the GPUs spent per 1,000
+// output tokens, marked when partly estimated, and a dash where nothing
+// was measured.
+func TestUsageShowsEnergyPerToken(t *testing.T) {
+	r := newRig(t)
+	r.fake.edit(func(d *fakeData) {
+		d.usage[0].EnergyJoules, d.usage[0].EnergyEstimated = 120, true // 60 completion tokens
+		d.usage = append(d.usage, client.UsageRow{Key: "key-1", Model: "mistral:7b", Requests: 1, CompletionTokens: 5})
+	})
+	b := r.browser()
+	b.signin(adminToken)
+	resp, body := b.get("/ui/keys")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/ui/keys: %d", resp.StatusCode)
+	}
+	row := func(model string) string {
+		i := strings.Index(body, "<td>"+model+"</td>")
+		if i < 0 {
+			t.Fatalf("no totals row for %s:\n%s", model, body)
+		}
+		return body[i : i+strings.Index(body[i:], "</tr>")]
+	}
+	if got := row("llama3.2:1b"); !strings.Contains(got, "~2000 J") {
+		t.Errorf("llama3.2:1b row %q, want ~2000 J per 1k output tokens", got)
+	}
+	if got := row("mistral:7b"); !strings.Contains(got, "–") {
+		t.Errorf("mistral:7b row %q, want a dash (no energy measured)", got)
 	}
 }
