@@ -209,6 +209,9 @@ func setUp(ctx context.Context, f *proxyFlags) (*rig, error) {
 		if r.debug, err = freeAddr(); err != nil {
 			return r, err
 		}
+		if err := os.MkdirAll(f.profile, 0o755); err != nil {
+			return r, err
+		}
 		r.profiles = f.profile
 		sovraArgs = append(sovraArgs, "--debug-addr", r.debug)
 	}
