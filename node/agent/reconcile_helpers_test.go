@@ -17,6 +17,7 @@ import (
 
 	"github.com/sovra/sovra/cluster/state"
 	"github.com/sovra/sovra/internal/ollamasim"
+	"github.com/sovra/sovra/internal/synchttp"
 	"github.com/sovra/sovra/node/agent"
 	"github.com/sovra/sovra/node/backend/ollama"
 )
@@ -78,7 +79,7 @@ func (f *fakeCluster) reportsOf(dep string) []state.ReportPlacement {
 type harness struct {
 	t      *testing.T
 	sim    *ollamasim.Server
-	tr     *http.Transport
+	tr     *synchttp.Transport
 	ollama *api.Client // straight to the simulated Ollama, for the test's own calls
 	fc     *fakeCluster
 	rec    *agent.Reconciler

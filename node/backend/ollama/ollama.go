@@ -14,10 +14,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/ollama/ollama/api"
 
+	"github.com/sovra/sovra/internal/synchttp"
 	"github.com/sovra/sovra/node/backend"
 )
 
@@ -48,17 +48,14 @@ func New(base string, hc *http.Client) (*Client, error) {
 	return &Client{c: api.NewClient(u, hc), hc: hc, base: strings.TrimSuffix(u.String(), "/")}, nil
 }
 
-// NewTransport is the HTTP transport sovra uses toward Ollama.
-func NewTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: 0,
-		DisableCompression:    true,
-	}
+// NewTransport is the HTTP transport sovra uses toward Ollama and its
+// peers: many idle connections to one host, a short dial timeout, no
+// overall timeout (generations can be long; callers bound them with ctx).
+// It runs each exchange on the caller's goroutine (see synchttp): net/http's
+// transport hands every request between three goroutines, which cost
+// sovra about a third of its CPU per proxied request.
+func NewTransport() *synchttp.Transport {
+	return synchttp.New()
 }
 
 // Chat runs a chat request; fn sees every partial response. Ollama accepts
