@@ -36,7 +36,7 @@ func (s *Server) adminDeadline(c *fiber.Ctx) error {
 	ctx, cancel := context.WithTimeout(c.UserContext(), d)
 	defer cancel()
 	defer context.AfterFunc(s.base, cancel)()
-	defer watchHangup(ctx, c.Context().Conn(), cancel)()
+	defer s.hangups.watch(ctx, c.Context().Conn(), cancel)()
 	c.SetUserContext(ctx)
 	return deadlineErr(c.Next(), d)
 }

@@ -171,6 +171,8 @@ type Server struct {
 	cancel context.CancelFunc
 	fresh  *freshConns
 	conns  *connLimits
+	// hangups cancels requests whose client hung up.
+	hangups hangups
 	// streams counts the stream writers still running.
 	streams sync.WaitGroup
 	// metrics are served on /metrics.

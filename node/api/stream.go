@@ -38,7 +38,7 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 		return err
 	}
 	fctx := c.Context()
-	cancel = withHangup(ctx, fctx.Conn(), cancel)
+	cancel = s.hangups.withHangup(ctx, fctx.Conn(), cancel)
 
 	frames := make(chan []byte, framesBuffered)
 	result := make(chan error, 1)
@@ -192,7 +192,7 @@ func (s *Server) requestContext(c *fiber.Ctx) (context.Context, context.CancelFu
 	if err != nil {
 		return nil, nil, err
 	}
-	return ctx, withHangup(ctx, c.Context().Conn(), cancel), nil
+	return ctx, s.hangups.withHangup(ctx, c.Context().Conn(), cancel), nil
 }
 
 // callContext is the context of one backend call: it ends when the server
