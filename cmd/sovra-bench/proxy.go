@@ -73,7 +73,7 @@ func parseProxyFlags(args []string) (*proxyFlags, error) {
 	fs.IntVar(&f.unaryTokens, "unary-tokens", 200, "tokens of each non-streamed answer")
 	fs.Float64Var(&f.tokenRate, "token-rate", 1000, "tokens per second within one stream (0: no pacing)")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "warm-up load before measuring, spread over the targets")
-	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of sovra for each of its phases to this directory (sovra runs with --debug-addr on loopback)")
+	fs.StringVar(&f.profile, "profile", "", "write a CPU profile and the allocations of sovra for each of its phases to this directory (sovra runs with --debug-addr on loopback)")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "limit for one request or stream")
 	fs.BoolVar(&f.json, "json", false, "print the report as JSON instead of tables")
 	fs.BoolVar(&f.strict, "strict", false, "exit with status 3 when a target is missed")
@@ -468,22 +468,27 @@ func (r *rig) profilePhase(target string, stream bool, load bench.Load) func() e
 		return func() error { return nil }
 	}
 	secs := max(1, int(load.Duration.Seconds()))
-	name := fmt.Sprintf("%s-%s-%g.pprof", strings.NewReplacer(" ", "", "/", "_").Replace(target), kindLabel(stream), load.Rate)
-	done := make(chan error, 1)
-	go func() {
-		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", r.debug, secs))
-		if err != nil {
+	base := fmt.Sprintf("%s-%s-%g", strings.NewReplacer(" ", "", "/", "_").Replace(target), kindLabel(stream), load.Rate)
+	// The CPU profile and the allocations made during the phase (a delta
+	// of the allocation profile), side by side.
+	kinds := map[string]string{"profile": base + ".pprof", "allocs": base + ".allocs.pprof"}
+	done := make(chan error, len(kinds))
+	for kind, name := range kinds {
+		go func() {
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", r.debug, kind, secs))
+			if err != nil {
+				done <- err
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(r.profiles, name), b, 0o644)
+			}
 			done <- err
-			return
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err == nil {
-			err = os.WriteFile(filepath.Join(r.profiles, name), b, 0o644)
-		}
-		done <- err
-	}()
-	return func() error { return <-done }
+		}()
+	}
+	return func() error { return errors.Join(<-done, <-done) }
 }
 
 func kindLabel(stream bool) string {

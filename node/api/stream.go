@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"time"
 
@@ -77,73 +78,113 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
 	fam := familyOf(c.Path())
-	start := info.start
-	// fasthttp runs the writer on a goroutine of its own, which may still
-	// be writing after the connection is gone and fctx was recycled: keep
-	// the connection, not fctx.
-	conn := fctx.Conn()
+	fctx.Response.SetBodyStream(&frameReader{
+		s: s, conn: fctx.Conn(), st: &st, info: info, fam: fam, start: info.start,
+		pending: first, n: 1, frames: frames, result: result, cancel: cancel,
+	}, -1)
 	s.streams.Add(1)
-	fctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer s.streams.Done()
-		defer cancel()
-		var werr error
-		info.frames, werr = s.pump(conn, w, first, frames)
-		if werr != nil {
-			cancel() // the client is gone: stop the backend
-		}
-		for range frames { // let run finish
-		}
-		err := <-result
-		status := fiber.StatusOK
-		switch {
-		case werr != nil:
-			status = StatusClientClosed
-		case err != nil:
-			ae := toAPIError(err)
-			status = ae.Status
-			if ae.Status == StatusClientClosed {
-				break
-			}
-			s.write(conn, w, st.fail(&Error{Status: ae.Status, Type: ae.Type, Code: ae.Code, Message: ae.Message}))
-		}
-		s.logRequest(info, fam, status, time.Since(start), err)
-	})
 	return nil
 }
 
-// pump copies frames to the client, flushing once per burst so a fast
-// backend does not cost one syscall per token. It returns how many frames
-// it wrote.
-func (s *Server) pump(conn net.Conn, w *bufio.Writer, first []byte, frames <-chan []byte) (int, error) {
-	if _, err := w.Write(first); err != nil {
-		return 0, err
+// frameReader is a stream's body as fasthttp reads it: fasthttp's server
+// goroutine calls Read, writes what it returns as one chunk and flushes it,
+// then calls Close. Read returns every frame already produced (so a fast
+// backend does not cost a write per token) and waits only when none is.
+// Reading the frames on the server's own goroutine, rather than through
+// SetBodyStreamWriter's pipe and goroutine, saves a hand-off per flush.
+type frameReader struct {
+	s      *Server
+	conn   net.Conn
+	st     *stream
+	info   *reqInfo
+	fam    family
+	start  time.Time
+	frames <-chan []byte
+	result <-chan error
+	cancel context.CancelFunc
+
+	pending []byte // the rest of a frame not yet returned
+	n       int    // frames taken
+	ended   bool   // frames closed, the run's result taken
+	eof     bool   // Read returned io.EOF: the whole stream was written
+	err     error  // the run's result
+}
+
+func (r *frameReader) Read(p []byte) (int, error) {
+	for len(r.pending) == 0 && !r.ended { // wait for one
+		b, ok := <-r.frames
+		r.takeFrame(b, ok)
 	}
-	n := 1
-	for {
+	n := 0
+	for len(p) > n {
+		if len(r.pending) > 0 {
+			c := copy(p[n:], r.pending)
+			r.pending = r.pending[c:]
+			n += c
+			continue
+		}
+		if r.ended {
+			break
+		}
 		select {
-		case b, ok := <-frames:
-			if !ok {
-				return n, s.flush(conn, w)
-			}
-			if _, err := w.Write(b); err != nil {
-				return n, err
-			}
-			n++
+		case b, ok := <-r.frames:
+			r.takeFrame(b, ok)
 			continue
 		default:
 		}
-		if err := s.flush(conn, w); err != nil {
-			return n, err
-		}
-		b, ok := <-frames
-		if !ok {
-			return n, nil
-		}
-		if _, err := w.Write(b); err != nil {
-			return n, err
-		}
-		n++
+		break
 	}
+	if n == 0 {
+		r.eof = true
+		return 0, io.EOF
+	}
+	// Give a slow reader WriteTimeout per write rather than for the
+	// whole stream, so long generations are not cut.
+	if r.s.cfg.WriteTimeout > 0 && r.conn != nil {
+		_ = r.conn.SetWriteDeadline(time.Now().Add(r.s.cfg.WriteTimeout))
+	}
+	return n, nil
+}
+
+// takeFrame takes a frame, or the end of the frames (ok false): then the
+// run's result, and the in-band error frame when it failed.
+func (r *frameReader) takeFrame(b []byte, ok bool) {
+	if ok {
+		r.pending = b
+		r.n++
+		return
+	}
+	r.ended = true
+	r.err = <-r.result
+	if r.err == nil {
+		return
+	}
+	if ae := toAPIError(r.err); ae.Status != StatusClientClosed {
+		r.pending = r.st.fail(&Error{Status: ae.Status, Type: ae.Type, Code: ae.Code, Message: ae.Message})
+	}
+}
+
+// Close ends the stream: a stream not written to its end means the client
+// is gone, which cancels the backend. It logs the request.
+func (r *frameReader) Close() error {
+	defer r.s.streams.Done()
+	r.cancel()
+	if !r.ended {
+		for range r.frames { // let run finish
+		}
+		r.ended = true
+		r.err = <-r.result
+	}
+	r.info.frames = r.n
+	status := fiber.StatusOK
+	switch {
+	case !r.eof:
+		status = StatusClientClosed
+	case r.err != nil:
+		status = toAPIError(r.err).Status
+	}
+	r.s.logRequest(r.info, r.fam, status, time.Since(r.start), r.err)
+	return nil
 }
 
 // flush sends what is buffered, giving a slow reader WriteTimeout per write
@@ -153,12 +194,6 @@ func (s *Server) flush(conn net.Conn, w *bufio.Writer) error {
 		_ = conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	}
 	return w.Flush()
-}
-
-func (s *Server) write(conn net.Conn, w *bufio.Writer, b []byte) {
-	if _, err := w.Write(b); err == nil {
-		_ = s.flush(conn, w)
-	}
 }
 
 // sseFrame encodes one server-sent event carrying JSON data.
