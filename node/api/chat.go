@@ -103,6 +103,9 @@ type chunkState struct {
 }
 
 func (cs *chunkState) send(r api.ChatResponse, includeUsage bool, send func([]byte) error) error {
+	if plainToken(r) {
+		return send(tokenChunk(cs.id, r))
+	}
 	oc := openai.ToChunk(cs.id, r, cs.toolSent)
 	ch := chatChunk{ID: oc.Id, Object: oc.Object, Created: oc.Created, Model: oc.Model, SystemFingerprint: oc.SystemFingerprint}
 	for _, c := range oc.Choices {
