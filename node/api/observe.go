@@ -129,6 +129,14 @@ func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Dura
 	ri.settleQuota()
 	s.recordUsage(ri, status)
 	s.metrics.end(ri, status, latency)
+	level := requestLevel(ri.path, status)
+	if ri.inProcess && level < zapcore.WarnLevel {
+		level = zapcore.DebugLevel
+	}
+	ce := s.log.Check(level, "request")
+	if ce == nil { // the level is off: build nothing
+		return
+	}
 	fields := []zap.Field{
 		zap.String("id", ri.id),
 		zap.String("method", ri.method),
@@ -152,11 +160,7 @@ func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Dura
 	if err != nil {
 		fields = append(fields, zap.String("error", err.Error()))
 	}
-	level := requestLevel(ri.path, status)
-	if ri.inProcess && level < zapcore.WarnLevel {
-		level = zapcore.DebugLevel
-	}
-	s.log.Log(level, "request", fields...)
+	ce.Write(fields...)
 }
 
 // requestLevel is the level of a request's log line: traffic between
