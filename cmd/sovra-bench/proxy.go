@@ -43,6 +43,7 @@ const (
 // proxyFlags are the settings of `sovra-bench proxy`.
 type proxyFlags struct {
 	rates          []float64
+	clients        int
 	duration       time.Duration
 	maxRequests    int
 	streamRate     float64
@@ -65,6 +66,7 @@ func parseProxyFlags(args []string) (*proxyFlags, error) {
 	f := &proxyFlags{}
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	rates := fs.String("rates", "50,200,500", "comma-separated request rates (per second) of the non-streamed phases")
+	fs.IntVar(&f.clients, "clients", 16, "clients of the closed-loop phases, streamed and not, each sending its next request when the last ended (0 skips them)")
 	fs.DurationVar(&f.duration, "duration", 3*time.Second, "length of each non-streamed phase")
 	fs.IntVar(&f.maxRequests, "max-requests", 5000, "most requests of any one phase")
 	fs.Float64Var(&f.streamRate, "stream-rate", 25, "streams started per second in the streamed phases (0 skips them)")
@@ -80,7 +82,8 @@ func parseProxyFlags(args []string) (*proxyFlags, error) {
 	fs.BoolVar(&f.keep, "keep", false, "keep the temporary directory with binaries and process logs")
 	fs.StringVar(&f.sovraBin, "sovra-bin", "", "use this sovra binary instead of building ./cmd/sovra")
 	fs.StringVar(&f.simBin, "sim-bin", "", "use this ollama-sim binary instead of building ./cmd/ollama-sim")
-	fs.Float64Var(&f.targets.CPURatio, "cpu-ratio", 1.5, "target: sovra's CPU per request and per event at most this times the baseline's")
+	fs.Float64Var(&f.targets.CPURatio, "cpu-ratio", 2, "target: sovra's CPU per request at most this times the baseline's")
+	fs.Float64Var(&f.targets.EventRatio, "event-ratio", 1.5, "target: sovra's CPU per streamed event at most this times the baseline's")
 	fs.DurationVar(&f.targets.AddedP99, "added-p99", 2*time.Millisecond, "target: p99 latency sovra adds at --p99-rate")
 	fs.Float64Var(&f.targets.P99Rate, "p99-rate", 200, "the rate at which --added-p99 is checked")
 	if err := fs.Parse(args); err != nil {
@@ -101,14 +104,14 @@ func parseProxyFlags(args []string) (*proxyFlags, error) {
 		f.rates = append(f.rates, r)
 	}
 	switch {
-	case len(f.rates) == 0 && f.streamRate <= 0:
-		return nil, usageError{errors.New("nothing to measure: give --rates or --stream-rate")}
+	case len(f.rates) == 0 && f.streamRate <= 0 && f.clients <= 0:
+		return nil, usageError{errors.New("nothing to measure: give --rates, --stream-rate or --clients")}
 	case f.duration <= 0 || f.streamDuration <= 0 || f.timeout <= 0:
 		return nil, usageError{errors.New("--duration, --stream-duration and --timeout must be positive")}
 	case f.tokens < 1 || f.unaryTokens < 1:
 		return nil, usageError{errors.New("--tokens and --unary-tokens must be at least 1")}
-	case f.tokenRate < 0 || f.warmup < 0 || f.maxRequests < 0:
-		return nil, usageError{errors.New("--token-rate, --warmup and --max-requests must not be negative")}
+	case f.tokenRate < 0 || f.warmup < 0 || f.maxRequests < 0 || f.clients < 0:
+		return nil, usageError{errors.New("--token-rate, --warmup, --max-requests and --clients must not be negative")}
 	}
 	return f, nil
 }
@@ -349,6 +352,7 @@ func measure(ctx context.Context, f *proxyFlags, r *rig) (*bench.Report, error) 
 			"rates":           fmt.Sprint(f.rates),
 			"duration":        f.duration.String(),
 			"stream_rate":     fmt.Sprint(f.streamRate),
+			"clients":         strconv.Itoa(f.clients),
 			"stream_duration": f.streamDuration.String(),
 			"tokens":          strconv.Itoa(f.tokens),
 			"unary_tokens":    strconv.Itoa(f.unaryTokens),
@@ -387,20 +391,35 @@ func measure(ctx context.Context, f *proxyFlags, r *rig) (*bench.Report, error) 
 		}
 	}
 
+	var loads []struct {
+		stream bool
+		load   bench.Load
+	}
+	add := func(stream bool, l bench.Load) {
+		loads = append(loads, struct {
+			stream bool
+			load   bench.Load
+		}{stream, l})
+	}
 	for _, rate := range f.rates {
-		for i, t := range unary {
-			load := bench.Load{Rate: rate, Duration: f.duration, MaxRequests: f.maxRequests}
-			p, err := r.phase(ctx, t, unaryProcs[i], false, load)
-			if err != nil {
-				return nil, err
-			}
-			rep.Phases = append(rep.Phases, p)
-		}
+		add(false, bench.Load{Rate: rate, Duration: f.duration, MaxRequests: f.maxRequests})
+	}
+	if f.clients > 0 {
+		add(false, bench.Load{Clients: f.clients, Duration: f.duration, MaxRequests: f.maxRequests})
 	}
 	if f.streamRate > 0 {
-		for i, t := range streams {
-			load := bench.Load{Rate: f.streamRate, Duration: f.streamDuration, MaxRequests: f.maxRequests}
-			p, err := r.phase(ctx, t, streamProcs[i], true, load)
+		add(true, bench.Load{Rate: f.streamRate, Duration: f.streamDuration, MaxRequests: f.maxRequests})
+	}
+	if f.clients > 0 {
+		add(true, bench.Load{Clients: f.clients, Duration: f.streamDuration, MaxRequests: f.maxRequests})
+	}
+	for _, l := range loads {
+		ts, procs := unary, unaryProcs
+		if l.stream {
+			ts, procs = streams, streamProcs
+		}
+		for i, t := range ts {
+			p, err := r.phase(ctx, t, procs[i], l.stream, l.load)
 			if err != nil {
 				return nil, err
 			}
@@ -421,7 +440,7 @@ func (r *rig) phase(ctx context.Context, t bench.Target, server string, stream b
 	}
 	// Let the reset and the end of the previous phase settle.
 	time.Sleep(200 * time.Millisecond)
-	progress("%-16s %-6s %6.0f/s for %s", t.Name, kindLabel(stream), load.Rate, load.Duration)
+	progress("%-16s %-6s %10s for %s", t.Name, kindLabel(stream), load.Label(), load.Duration)
 	before, err := r.cpu()
 	if err != nil {
 		return nil, err
@@ -435,7 +454,7 @@ func (r *rig) phase(ctx context.Context, t bench.Target, server string, stream b
 	if err != nil {
 		return nil, err
 	}
-	p := &bench.Phase{Stream: stream, Rate: load.Rate, Server: server, Result: res, CPU: map[string]time.Duration{}}
+	p := &bench.Phase{Stream: stream, Rate: load.Rate, Clients: load.Clients, Server: server, Result: res, CPU: map[string]time.Duration{}}
 	for name, a := range after {
 		p.CPU[name] = bench.CPUUsed(before[name], a)
 	}
@@ -468,7 +487,7 @@ func (r *rig) profilePhase(target string, stream bool, load bench.Load) func() e
 		return func() error { return nil }
 	}
 	secs := max(1, int(load.Duration.Seconds()))
-	base := fmt.Sprintf("%s-%s-%g", strings.NewReplacer(" ", "", "/", "_").Replace(target), kindLabel(stream), load.Rate)
+	base := fmt.Sprintf("%s-%s-%s", strings.NewReplacer(" ", "", "/", "_").Replace(target), kindLabel(stream), strings.NewReplacer(" ", "", "/", "per").Replace(load.Label()))
 	// The CPU profile and the allocations made during the phase (a delta
 	// of the allocation profile), side by side.
 	kinds := map[string]string{"profile": base + ".pprof", "allocs": base + ".allocs.pprof"}

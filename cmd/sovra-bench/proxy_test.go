@@ -17,7 +17,8 @@ func TestParseProxyFlags(t *testing.T) {
 		{"defaults", nil, []float64{50, 200, 500}, false},
 		{"own rates with spaces", []string{"--rates", "10, 20.5 ,30"}, []float64{10, 20.5, 30}, false},
 		{"streams only", []string{"--rates", ""}, nil, false},
-		{"nothing to measure", []string{"--rates", "", "--stream-rate", "0"}, nil, true},
+		{"nothing to measure", []string{"--rates", "", "--stream-rate", "0", "--clients", "0"}, nil, true},
+		{"closed loop only", []string{"--rates", "", "--stream-rate", "0"}, nil, false},
 		{"bad rate", []string{"--rates", "50,fast"}, nil, true},
 		{"zero rate", []string{"--rates", "0"}, nil, true},
 		{"negative rate", []string{"--rates", "-5"}, nil, true},
@@ -47,16 +48,19 @@ func TestParseProxyFlags(t *testing.T) {
 }
 
 func TestParseProxyFlagsTargets(t *testing.T) {
-	f, err := parseProxyFlags([]string{"--cpu-ratio", "2", "--added-p99", "3ms", "--p99-rate", "100"})
+	f, err := parseProxyFlags([]string{"--cpu-ratio", "3", "--event-ratio", "1.2", "--added-p99", "3ms", "--p99-rate", "100", "--clients", "4"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.targets.CPURatio != 2 || f.targets.AddedP99 != 3*time.Millisecond || f.targets.P99Rate != 100 {
-		t.Errorf("targets %+v", f.targets)
+	if f.targets.CPURatio != 3 || f.targets.EventRatio != 1.2 || f.targets.AddedP99 != 3*time.Millisecond || f.targets.P99Rate != 100 || f.clients != 4 {
+		t.Errorf("targets %+v, clients %d", f.targets, f.clients)
 	}
 	def, _ := parseProxyFlags(nil)
-	if def.targets.CPURatio != 1.5 || def.targets.AddedP99 != 2*time.Millisecond || def.targets.P99Rate != 200 {
-		t.Errorf("default targets %+v, want 1.5x, 2ms at 200/s", def.targets)
+	if def.targets.CPURatio != 2 || def.targets.EventRatio != 1.5 || def.targets.AddedP99 != 2*time.Millisecond || def.targets.P99Rate != 200 || def.clients != 16 {
+		t.Errorf("default targets %+v, clients %d; want 2x per request, 1.5x per event, 2ms at 200/s, 16 clients", def.targets, def.clients)
+	}
+	if _, err := parseProxyFlags([]string{"--clients", "-1"}); err == nil {
+		t.Error("--clients -1 accepted")
 	}
 }
 

@@ -75,10 +75,14 @@ func NewClient(addr string, streaming bool, timeout time.Duration) *fasthttp.Hos
 
 // Load is an open-loop schedule: requests start at fixed intervals whatever
 // happens to the earlier ones, until Duration has passed or MaxRequests
-// have started.
+// have started. With Clients set it is a closed loop instead: that many
+// clients each send their next request as soon as the last one ended.
 type Load struct {
-	// Rate is the number of requests started per second.
+	// Rate is the number of requests started per second (open loop).
 	Rate float64
+	// Clients is the number of clients of a closed loop; Rate is then
+	// ignored.
+	Clients int
 	// Duration bounds the time over which requests start.
 	Duration time.Duration
 	// MaxRequests, when positive, bounds the number of requests.
@@ -165,9 +169,20 @@ func WaitUntil(ctx context.Context, timer *time.Timer, at time.Time) bool {
 	return ctx.Err() == nil
 }
 
+// Label names the load in reports: "200/s" or "16 clients".
+func (l Load) Label() string {
+	if l.Clients > 0 {
+		return fmt.Sprintf("%d clients", l.Clients)
+	}
+	return fmt.Sprintf("%g/s", l.Rate)
+}
+
 // Run sends t's request on the schedule l and waits for every response.
 // It stops starting requests when ctx ends.
 func Run(ctx context.Context, t Target, l Load) *Result {
+	if l.Clients > 0 {
+		return runClosed(ctx, t, l)
+	}
 	n, iv := l.Count(), l.Interval()
 	recs := make([]record, n)
 	res := &Result{Target: t.Name}
@@ -190,7 +205,50 @@ func Run(ctx context.Context, t Target, l Load) *Result {
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
-	for _, r := range recs[:res.Sent] {
+	res.add(t, recs[:res.Sent])
+	return res
+}
+
+// runClosed runs l's clients, each sending t's request again as soon as
+// its last one ended, until l.Duration has passed since the start or
+// l.MaxRequests have started.
+func runClosed(ctx context.Context, t Target, l Load) *Result {
+	res := &Result{Target: t.Name}
+	var (
+		mu   sync.Mutex
+		recs []record
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(l.Duration)
+	for range l.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				mu.Lock()
+				if l.MaxRequests > 0 && res.Sent >= l.MaxRequests {
+					mu.Unlock()
+					return
+				}
+				res.Sent++
+				mu.Unlock()
+				r := t.do()
+				mu.Lock()
+				recs = append(recs, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	res.add(t, recs)
+	return res
+}
+
+// add tallies the records of a run.
+func (res *Result) add(t Target, recs []record) {
+	for _, r := range recs {
 		if r.streamed {
 			res.Streams++
 			res.Events += r.events
@@ -212,7 +270,6 @@ func Run(ctx context.Context, t Target, l Load) *Result {
 			res.TTFT = append(res.TTFT, r.ttft)
 		}
 	}
-	return res
 }
 
 // do sends one request and reads its whole response.

@@ -180,3 +180,41 @@ func TestRunSendsTheToken(t *testing.T) {
 		t.Fatalf("ok %d, %d with the token, %d without", res.OK, with.Load(), without.Load())
 	}
 }
+
+// TestRunClosedLoop checks that a closed loop keeps exactly its clients'
+// requests in flight and stops at MaxRequests or at the end of Duration.
+func TestRunClosedLoop(t *testing.T) {
+	var inFlight, peak atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+		fmt.Fprint(w, `{"done":true}`)
+	}))
+	defer srv.Close()
+	tg := target(srv, "/api/chat", Unary, `"done":true`)
+	res := Run(context.Background(), tg, Load{Clients: 3, Duration: time.Minute, MaxRequests: 60})
+	if res.Sent != 60 || res.OK != 60 || res.Errors != 0 || len(res.Latency) != 60 {
+		t.Fatalf("sent %d ok %d errors %d (%s), want 60 60 0", res.Sent, res.OK, res.Errors, res.FirstError)
+	}
+	if p := peak.Load(); p > 3 || p < 2 {
+		t.Errorf("at most %d requests in flight with 3 clients", p)
+	}
+	start := time.Now()
+	res = Run(context.Background(), tg, Load{Clients: 2, Duration: 100 * time.Millisecond})
+	if took := time.Since(start); took > 5*time.Second || res.Sent == 0 || res.OK != res.Sent {
+		t.Errorf("a 100ms closed loop took %s, sent %d, ok %d", took, res.Sent, res.OK)
+	}
+	if got := (Load{Clients: 16}).Label(); got != "16 clients" {
+		t.Errorf("label %q", got)
+	}
+	if got := (Load{Rate: 200}).Label(); got != "200/s" {
+		t.Errorf("label %q", got)
+	}
+}

@@ -15,8 +15,10 @@ import (
 type Phase struct {
 	// Stream tells the streamed phases from the unary ones.
 	Stream bool `json:"stream"`
-	// Rate is the request rate of the schedule, per second.
+	// Rate is the request rate of the schedule, per second (open loop).
 	Rate float64 `json:"rate"`
+	// Clients is the number of clients of a closed loop (Rate is 0).
+	Clients int `json:"clients,omitempty"`
 	// Server names the process that answered the target: the one whose
 	// CPU time is charged to its requests.
 	Server string  `json:"server"`
@@ -110,9 +112,10 @@ func NewCheck(name string, value, limit float64, unit string, atMost bool) Check
 
 // Targets are the limits the report checks.
 type Targets struct {
-	// CPURatio bounds sovra's CPU per request and per event relative to
-	// the baseline proxy.
-	CPURatio float64 `json:"cpu_ratio"`
+	// CPURatio bounds sovra's CPU per request relative to the baseline
+	// proxy, EventRatio its CPU per streamed event.
+	CPURatio   float64 `json:"cpu_ratio"`
+	EventRatio float64 `json:"event_ratio"`
 	// AddedP99 bounds the p99 latency sovra adds at the rate P99Rate.
 	AddedP99 time.Duration `json:"added_p99_ns"`
 	P99Rate  float64       `json:"p99_rate"`
@@ -130,10 +133,21 @@ type Report struct {
 	Sovra    string `json:"sovra"`
 }
 
-// Find returns the phase of target at rate (streamed or not), or nil.
+// LoadLabel names the phase's load: "200/s" or "16 clients".
+func (p *Phase) LoadLabel() string {
+	return Load{Rate: p.Rate, Clients: p.Clients}.Label()
+}
+
+// sameLoad says whether p and q ran the same kind of load.
+func (p *Phase) sameLoad(q *Phase) bool {
+	return q.Stream == p.Stream && q.Rate == p.Rate && q.Clients == p.Clients
+}
+
+// Find returns the phase of target at rate (streamed or not, open loop),
+// or nil.
 func (r *Report) Find(stream bool, rate float64, target string) *Phase {
 	for _, p := range r.Phases {
-		if p.Stream == stream && p.Rate == rate && p.Result.Target == target {
+		if p.Stream == stream && p.Rate == rate && p.Clients == 0 && p.Result.Target == target {
 			return p
 		}
 	}
@@ -144,7 +158,7 @@ func (r *Report) Find(stream bool, rate float64, target string) *Phase {
 // same stream mode and rate as p.
 func (r *Report) direct(p *Phase) *Phase {
 	for _, q := range r.Phases {
-		if q.Stream == p.Stream && q.Rate == p.Rate && q.Server == r.Direct {
+		if p.sameLoad(q) && q.Server == r.Direct {
 			return q
 		}
 	}
@@ -154,7 +168,7 @@ func (r *Report) direct(p *Phase) *Phase {
 // baseline returns the baseline proxy's phase matching p.
 func (r *Report) baseline(p *Phase) *Phase {
 	for _, q := range r.Phases {
-		if q.Stream == p.Stream && q.Rate == p.Rate && q.Server == r.Baseline {
+		if p.sameLoad(q) && q.Server == r.Baseline {
 			return q
 		}
 	}
@@ -209,15 +223,15 @@ func (r *Report) Evaluate(t Targets) {
 		if b != nil {
 			if p.Stream {
 				r.Checks = append(r.Checks, NewCheck(
-					fmt.Sprintf("CPU per event, %s vs baseline", p.Result.Target),
-					Ratio(p.CPUPerEvent(), b.CPUPerEvent()), t.CPURatio, "x", true))
+					fmt.Sprintf("CPU per event at %s, %s vs baseline", p.LoadLabel(), p.Result.Target),
+					Ratio(p.CPUPerEvent(), b.CPUPerEvent()), t.EventRatio, "x", true))
 			} else {
 				r.Checks = append(r.Checks, NewCheck(
-					fmt.Sprintf("CPU per request at %g/s, %s vs baseline", p.Rate, p.Result.Target),
+					fmt.Sprintf("CPU per request at %s, %s vs baseline", p.LoadLabel(), p.Result.Target),
 					Ratio(p.CPUPerRequest(), b.CPUPerRequest()), t.CPURatio, "x", true))
 			}
 		}
-		if !p.Stream && p.Rate == t.P99Rate {
+		if !p.Stream && p.Clients == 0 && p.Rate == t.P99Rate {
 			if add, ok := r.AddedLatency(p, 99, false); ok {
 				r.Checks = append(r.Checks, NewCheck(
 					fmt.Sprintf("added p99 at %g/s, %s", p.Rate, p.Result.Target),
@@ -234,7 +248,7 @@ func (r *Report) Evaluate(t Targets) {
 	for _, p := range r.Phases {
 		if p.Result.Errors > 0 {
 			r.Checks = append(r.Checks, NewCheck(
-				fmt.Sprintf("failed requests, %s at %g/s", p.Result.Target, p.Rate),
+				fmt.Sprintf("failed requests, %s at %s", p.Result.Target, p.LoadLabel()),
 				float64(p.Result.Errors), 0, "", true))
 		}
 	}
@@ -261,11 +275,12 @@ func (r *Report) WriteTable(out io.Writer) {
 		}
 	}
 	if len(unary) > 0 {
-		fmt.Fprintln(out, "Non-streamed chat, open loop. Latency: send to last byte; +p50/+p99: minus direct's; CPU/req: CPU time of the")
+		fmt.Fprintln(out, "Non-streamed chat; load: requests started per second (open loop) or clients each sending its next request when")
+		fmt.Fprintln(out, "the last ended (closed loop). Latency: send to last byte; +p50/+p99: minus direct's; CPU/req: CPU time of the")
 		fmt.Fprintln(out, "answering process (the simulator for direct) per request; vs base: sovra's CPU/req over the baseline's; lag: how late the")
 		fmt.Fprintln(out, "load generator started its latest request (large values mean the client itself was short of CPU).")
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "rate/s\ttarget\tsent\tok\terr\tp50\tp99\tmax\t+p50\t+p99\tCPU/req\tvs base\tlag\t")
+		fmt.Fprintln(tw, "load\ttarget\tsent\tok\terr\tp50\tp99\tmax\t+p50\t+p99\tCPU/req\tvs base\tlag\t")
 		for _, p := range unary {
 			s := Summarize(p.Result.Latency)
 			a50, _ := r.AddedLatency(p, 50, false)
@@ -278,8 +293,8 @@ func (r *Report) WriteTable(out io.Writer) {
 			if b := r.baseline(p); b != nil && b != p && p.Server != r.Direct {
 				vs = fmt.Sprintf("%.2fx", Ratio(p.CPUPerRequest(), b.CPUPerRequest()))
 			}
-			fmt.Fprintf(tw, "%g\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-				p.Rate, p.Result.Target, p.Result.Sent, p.Result.OK, p.Result.Errors,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+				p.LoadLabel(), p.Result.Target, p.Result.Sent, p.Result.OK, p.Result.Errors,
 				fmtMs(s.P50), fmtMs(s.P99), fmtMs(s.Max), add50, add99,
 				fmtUs(p.CPUPerRequest()), vs, fmtMs(p.Result.MaxLag))
 		}
@@ -291,7 +306,7 @@ func (r *Report) WriteTable(out io.Writer) {
 		fmt.Fprintln(out, "marker; complete: events received / messages the simulator sent; end: time to the last byte; CPU/event: CPU time of the")
 		fmt.Fprintln(out, "answering process per event; vs base: sovra's CPU/event over the baseline's CPU per NDJSON line.")
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "rate/s\ttarget\tstreams\tok\tevents\tcomplete\tTTFT p50\tTTFT p99\t+TTFT p50\t+TTFT p99\tend p50\tend p99\tCPU/event\tvs base\t")
+		fmt.Fprintln(tw, "load\ttarget\tstreams\tok\tevents\tcomplete\tTTFT p50\tTTFT p99\t+TTFT p50\t+TTFT p99\tend p50\tend p99\tCPU/event\tvs base\t")
 		for _, p := range stream {
 			ttft := Summarize(p.Result.TTFT)
 			end := Summarize(p.Result.Latency)
@@ -309,8 +324,8 @@ func (r *Report) WriteTable(out io.Writer) {
 			if p.SimEvents > 0 {
 				comp = fmt.Sprintf("%.4f", p.Completeness())
 			}
-			fmt.Fprintf(tw, "%g\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-				p.Rate, p.Result.Target, p.Result.Streams, p.Result.OK, p.Result.Events, comp,
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+				p.LoadLabel(), p.Result.Target, p.Result.Streams, p.Result.OK, p.Result.Events, comp,
 				fmtMs(ttft.P50), fmtMs(ttft.P99), add50, add99, fmtMs(end.P50), fmtMs(end.P99),
 				fmtUs(p.CPUPerEvent()), vs)
 		}

@@ -26,7 +26,7 @@ func checkByName(r *Report, prefix string) (Check, bool) {
 }
 
 func TestReportEvaluate(t *testing.T) {
-	targets := Targets{CPURatio: 1.5, AddedP99: 2 * time.Millisecond, P99Rate: 200}
+	targets := Targets{CPURatio: 1.5, EventRatio: 1.5, AddedP99: 2 * time.Millisecond, P99Rate: 200}
 	tests := []struct {
 		name       string
 		sovraCPU   time.Duration // per 100 requests; the baseline uses 100ms
@@ -73,7 +73,7 @@ func TestReportEvaluate(t *testing.T) {
 			if _, ok := checkByName(r, "stream completeness, direct"); ok {
 				t.Error("the direct phase was checked for completeness")
 			}
-			if _, ok := checkByName(r, "CPU per event, sovra /v1"); !ok {
+			if _, ok := checkByName(r, "CPU per event at 10/s, sovra /v1"); !ok {
 				t.Error("no CPU per event check")
 			}
 			wantPass := tt.wantCPUOK && tt.wantP99OK && tt.wantCompOK
@@ -94,7 +94,7 @@ func TestReportFailedRequestsFail(t *testing.T) {
 	p := phase(false, 50, "sovra /v1", "sovra", []int{1}, 10, time.Millisecond, 0, 0)
 	p.Result.Errors = 1
 	r.Phases = []*Phase{p}
-	r.Evaluate(Targets{CPURatio: 1.5, AddedP99: time.Millisecond, P99Rate: 200})
+	r.Evaluate(Targets{CPURatio: 1.5, EventRatio: 1.5, AddedP99: time.Millisecond, P99Rate: 200})
 	if r.Passed() {
 		t.Errorf("a run with a failed request passed: %+v", r.Checks)
 	}
@@ -115,3 +115,39 @@ func TestPhasePerUnit(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// TestReportClosedLoopMatchesItsBaseline: a closed-loop phase is held to
+// the baseline's closed-loop phase, not to an open-loop one, and has its
+// own checks, with its own ratios for requests and events.
+func TestReportClosedLoopMatchesItsBaseline(t *testing.T) {
+	closed := func(p *Phase) *Phase { p.Rate, p.Clients = 0, 16; return p }
+	r := &Report{Direct: "sim", Baseline: "base", Sovra: "sovra"}
+	r.Phases = []*Phase{
+		phase(false, 200, "baseline", "base", []int{1}, 100, 100*time.Millisecond, 0, 0),
+		phase(false, 200, "sovra /v1", "sovra", []int{1}, 100, 150*time.Millisecond, 0, 0),
+		closed(phase(false, 0, "baseline", "base", []int{1}, 100, 50*time.Millisecond, 0, 0)),
+		closed(phase(false, 0, "sovra /v1", "sovra", []int{1}, 100, 150*time.Millisecond, 0, 0)),
+		closed(phase(true, 0, "baseline", "base", []int{1}, 10, 100*time.Millisecond, 1000, 1000)),
+		closed(phase(true, 0, "sovra /v1", "sovra", []int{1}, 10, 180*time.Millisecond, 1000, 1000)),
+	}
+	r.Evaluate(Targets{CPURatio: 2, EventRatio: 1.5, AddedP99: time.Millisecond, P99Rate: 200})
+	for _, want := range []struct {
+		name  string
+		value float64
+		pass  bool
+	}{
+		{"CPU per request at 200/s, sovra /v1", 1.5, true},
+		{"CPU per request at 16 clients, sovra /v1", 3, false},
+		{"CPU per event at 16 clients, sovra /v1", 1.8, false},
+	} {
+		c, ok := checkByName(r, want.name)
+		if !ok || !near(c.Value, want.value) || c.Pass != want.pass {
+			t.Errorf("%s: %+v, want value %v pass %v", want.name, c, want.value, want.pass)
+		}
+	}
+	var buf bytes.Buffer
+	r.WriteTable(&buf)
+	if !strings.Contains(buf.String(), "16 clients") {
+		t.Errorf("the table does not name the closed loop:\n%s", buf.String())
+	}
+}
