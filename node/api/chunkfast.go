@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -12,8 +13,8 @@ import (
 // are written here by appending to one buffer, which costs a fraction of
 // converting the message with openai.ToChunk and encoding it with
 // encoding/json; every other chunk (tool calls, thinking, logprobs, the
-// last one) takes that general path. FuzzTokenChunk holds the two to the
-// same bytes.
+// last one) takes that general path. FuzzTokenChunk and FuzzNativeLine hold
+// the two to the same bytes.
 
 // plainToken says whether r is a chunk of text only.
 func plainToken(r api.ChatResponse) bool {
@@ -38,6 +39,44 @@ func appendTokenChunk(dst []byte, id, model string, created int64, content strin
 func tokenChunk(id string, r api.ChatResponse) []byte {
 	n := 200 + len(id) + len(r.Model) + len(r.Message.Content)*6/5
 	return appendTokenChunk(make([]byte, 0, n), id, r.Model, time.Now().Unix(), r.Message.Content)
+}
+
+// plainNativeChat says whether r, a line of Ollama's own chat stream,
+// carries a piece of text and nothing else that encoding/json would write.
+func plainNativeChat(r api.ChatResponse) bool {
+	m := r.Message
+	// encoding/json refuses times it cannot write as RFC 3339.
+	y := r.CreatedAt.Year()
+	_, offset := r.CreatedAt.Zone()
+	return plainToken(r) && r.RemoteModel == "" && r.RemoteHost == "" && r.DebugInfo == nil &&
+		r.Metrics == (api.Metrics{}) && m.Images == nil && m.ToolName == "" && m.ToolCallID == "" &&
+		y >= 0 && y <= 9999 && offset > -24*3600 && offset < 24*3600
+}
+
+// nativeLine encodes one line of an Ollama-native stream.
+func nativeLine(r any) ([]byte, error) {
+	if c, ok := r.(api.ChatResponse); ok && plainNativeChat(c) {
+		n := 120 + len(c.Model) + len(c.Message.Role) + len(c.Message.Content)*6/5
+		return appendNativeChat(make([]byte, 0, n), c), nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return ndjsonFrame(b), nil
+}
+
+// appendNativeChat appends the NDJSON line of a plain chat line.
+func appendNativeChat(dst []byte, r api.ChatResponse) []byte {
+	dst = append(dst, `{"model":`...)
+	dst = appendJSONString(dst, r.Model)
+	dst = append(dst, `,"created_at":"`...)
+	dst = r.CreatedAt.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","message":{"role":`...)
+	dst = appendJSONString(dst, r.Message.Role)
+	dst = append(dst, `,"content":`...)
+	dst = appendJSONString(dst, r.Message.Content)
+	return append(dst, "},\"done\":false}\n"...)
 }
 
 const hexDigits = "0123456789abcdef"

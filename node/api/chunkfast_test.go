@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/ollama/ollama/api"
 	"github.com/ollama/ollama/openai"
@@ -56,6 +57,61 @@ func TestPlainToken(t *testing.T) {
 	} {
 		if got := plainToken(tc.r); got != tc.want {
 			t.Errorf("%s: plain %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// FuzzNativeLine: a plain line of Ollama's own chat stream written by
+// appending is the same bytes as encoding/json's.
+func FuzzNativeLine(f *testing.F) {
+	for _, s := range []string{"Hello", "", "a\"b\\c", "<tag>&amp;", "\n\t\x00\x1f", "héllo ✓", "\u2028", "\xff bad"} {
+		f.Add("llama3.2:1b", "assistant", s, int64(1764806400123456789), int16(0))
+	}
+	f.Add("m", "ASSISTANT", "x", int64(-62135596800000000), int16(90))
+	f.Add("m", "", "x", int64(1), int16(-330))
+	f.Add("m", "assistant", "x", int64(1), int16(1800)) // a zone 30 hours off: encoding/json refuses it
+	f.Fuzz(func(t *testing.T, model, role, content string, nanos int64, offsetMin int16) {
+		at := time.Unix(0, nanos).In(time.FixedZone("", int(offsetMin)*60))
+		r := api.ChatResponse{Model: model, CreatedAt: at, Message: api.Message{Role: role, Content: content}}
+		want, err := json.Marshal(r)
+		if err != nil {
+			if plainNativeChat(r) {
+				t.Fatalf("encoding/json refuses a line taken as plain: %v", err)
+			}
+			return
+		}
+		got, err := nativeLine(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want)+"\n" {
+			t.Fatalf("plain %v: fast and general paths differ:\nfast    %q\ngeneral %q", plainNativeChat(r), got, want)
+		}
+	})
+}
+
+func TestPlainNativeChat(t *testing.T) {
+	base := api.ChatResponse{Model: "m", CreatedAt: time.Unix(1764806400, 0), Message: api.Message{Role: "assistant", Content: "hi"}}
+	if !plainNativeChat(base) {
+		t.Fatal("a text line is not plain")
+	}
+	for name, change := range map[string]func(*api.ChatResponse){
+		"done":           func(r *api.ChatResponse) { r.Done = true },
+		"remote model":   func(r *api.ChatResponse) { r.RemoteModel = "x" },
+		"remote host":    func(r *api.ChatResponse) { r.RemoteHost = "x" },
+		"debug info":     func(r *api.ChatResponse) { r.DebugInfo = &api.DebugInfo{} },
+		"metrics":        func(r *api.ChatResponse) { r.EvalCount = 1 },
+		"images":         func(r *api.ChatResponse) { r.Message.Images = []api.ImageData{} },
+		"tool name":      func(r *api.ChatResponse) { r.Message.ToolName = "f" },
+		"tool call id":   func(r *api.ChatResponse) { r.Message.ToolCallID = "c" },
+		"thinking":       func(r *api.ChatResponse) { r.Message.Thinking = "t" },
+		"year past 9999": func(r *api.ChatResponse) { r.CreatedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
+		"zone 30 h off":  func(r *api.ChatResponse) { r.CreatedAt = r.CreatedAt.In(time.FixedZone("", 30*3600)) },
+	} {
+		r := base
+		change(&r)
+		if plainNativeChat(r) {
+			t.Errorf("%s: taken as plain", name)
 		}
 	}
 }

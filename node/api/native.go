@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/ollama/ollama/api"
@@ -56,11 +55,11 @@ func serveNative[R any](s *Server, c *fiber.Ctx, g generation[R]) error {
 		run: func(ctx context.Context, send func([]byte) error) error {
 			return g.call(ctx, func(r R) error {
 				ri.count(g.metrics(r))
-				b, err := json.Marshal(r)
+				b, err := nativeLine(r)
 				if err != nil {
 					return err
 				}
-				return send(ndjsonFrame(b))
+				return send(b)
 			})
 		},
 	})
