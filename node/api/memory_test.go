@@ -151,3 +151,42 @@ func TestManyTinyMessagesKeepMemoryBounded(t *testing.T) {
 		t.Errorf("memory grew past %d MB", bound/mb)
 	}
 }
+
+// TestLargestAcceptedBodyKeepsMemoryBounded sends the largest chat the
+// default limits accept (a body just under the limit, in as many messages
+// as allowed): decoding and forwarding it must cost a small multiple of
+// its size.
+func TestLargestAcceptedBodyKeepsMemoryBounded(t *testing.T) {
+	h := startHelper(t)
+	cfg := DefaultConfig()
+	head, tail := `{"model":"m","stream":false,"messages":[`, `]}`
+	shell := `{"role":"user","content":""},`
+	n := cfg.MaxMessages
+	each := (cfg.BodyLimit-len(head)-len(tail))/n - len(shell) - 1
+	var b strings.Builder
+	b.WriteString(head)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"role":"user","content":"`)
+		b.WriteString(strings.Repeat("w", each))
+		b.WriteString(`"}`)
+	}
+	b.WriteString(tail)
+	bound := int64(4 * b.Len())
+	if raceEnabled { // sync.Pool drops what it holds at random
+		bound = int64(6 * b.Len())
+	}
+	before := h.memory(t)
+	status, body := post(t, h.url, "/api/chat", b.String())
+	peak, allocated := before.growth(h.memory(t))
+	t.Logf("one %.1f MB body of %d messages: status %d, peak RSS growth %.1f MB, allocated %.1f MB (%.1fx the body)",
+		float64(b.Len())/mb, n, status, float64(peak)/mb, float64(allocated)/mb, float64(allocated)/float64(b.Len()))
+	if status != 200 {
+		t.Fatalf("status %d, want 200: %.200s", status, body)
+	}
+	if peak > bound || allocated > bound {
+		t.Errorf("memory grew past %d MB", bound/mb)
+	}
+}

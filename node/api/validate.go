@@ -36,12 +36,19 @@ func decodeJSON(body []byte, lim jsonLimits, v any) error {
 	if err := checkJSON(body, lim); err != nil {
 		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(v); err != nil {
+	// Unmarshal reads body in place; a json.Decoder would first copy it
+	// into a buffer of its own (one more body's worth per request).
+	if err := json.Unmarshal(body, v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			switch msg := se.Error(); {
+			case strings.Contains(msg, "after top-level value"):
+				return invalidParam("", "the request body must hold a single JSON object")
+			case strings.Contains(msg, "unexpected end of JSON input"):
+				err = io.ErrUnexpectedEOF // as a json.Decoder says it
+			}
+		}
 		return jsonError(err, body, v, false)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalidParam("", "the request body must hold a single JSON object")
 	}
 	return nil
 }
