@@ -41,32 +41,39 @@ func tokenChunk(id string, r api.ChatResponse) []byte {
 	return appendTokenChunk(make([]byte, 0, n), id, r.Model, time.Now().Unix(), r.Message.Content)
 }
 
-// plainNativeChat says whether r, a line of Ollama's own chat stream,
-// carries a piece of text and nothing else that encoding/json would write.
+// plainNativeChat says whether r, a message of Ollama's own chat API,
+// carries text (and, on the last one, the reason and the counts) and
+// nothing else that encoding/json would write.
 func plainNativeChat(r api.ChatResponse) bool {
 	m := r.Message
 	// encoding/json refuses times it cannot write as RFC 3339.
 	y := r.CreatedAt.Year()
 	_, offset := r.CreatedAt.Zone()
-	return plainToken(r) && r.RemoteModel == "" && r.RemoteHost == "" && r.DebugInfo == nil &&
-		r.Metrics == (api.Metrics{}) && m.Images == nil && m.ToolName == "" && m.ToolCallID == "" &&
+	return len(m.ToolCalls) == 0 && m.Thinking == "" && m.Images == nil && m.ToolName == "" && m.ToolCallID == "" &&
+		len(r.Logprobs) == 0 && r.RemoteModel == "" && r.RemoteHost == "" && r.DebugInfo == nil &&
 		y >= 0 && y <= 9999 && offset > -24*3600 && offset < 24*3600
+}
+
+// nativeJSON encodes one message of Ollama's own API.
+func nativeJSON(r any) ([]byte, error) {
+	if c, ok := r.(api.ChatResponse); ok && plainNativeChat(c) {
+		n := 300 + len(c.Model) + len(c.Message.Role) + len(c.Message.Content)*6/5
+		return appendNativeChat(make([]byte, 0, n), c), nil
+	}
+	return json.Marshal(r)
 }
 
 // nativeLine encodes one line of an Ollama-native stream.
 func nativeLine(r any) ([]byte, error) {
-	if c, ok := r.(api.ChatResponse); ok && plainNativeChat(c) {
-		n := 120 + len(c.Model) + len(c.Message.Role) + len(c.Message.Content)*6/5
-		return appendNativeChat(make([]byte, 0, n), c), nil
-	}
-	b, err := json.Marshal(r)
+	b, err := nativeJSON(r)
 	if err != nil {
 		return nil, err
 	}
 	return ndjsonFrame(b), nil
 }
 
-// appendNativeChat appends the NDJSON line of a plain chat line.
+// appendNativeChat appends a plain chat message, its fields in the order
+// and with the omissions of api.ChatResponse's encoding.
 func appendNativeChat(dst []byte, r api.ChatResponse) []byte {
 	dst = append(dst, `{"model":`...)
 	dst = appendJSONString(dst, r.Model)
@@ -76,7 +83,30 @@ func appendNativeChat(dst []byte, r api.ChatResponse) []byte {
 	dst = appendJSONString(dst, r.Message.Role)
 	dst = append(dst, `,"content":`...)
 	dst = appendJSONString(dst, r.Message.Content)
-	return append(dst, "},\"done\":false}\n"...)
+	dst = append(dst, `},"done":`...)
+	dst = strconv.AppendBool(dst, r.Done)
+	if r.DoneReason != "" {
+		dst = append(dst, `,"done_reason":`...)
+		dst = appendJSONString(dst, r.DoneReason)
+	}
+	m := r.Metrics
+	for _, f := range [...]struct {
+		name string
+		v    int64
+	}{
+		{`,"total_duration":`, int64(m.TotalDuration)},
+		{`,"load_duration":`, int64(m.LoadDuration)},
+		{`,"prompt_eval_count":`, int64(m.PromptEvalCount)},
+		{`,"prompt_eval_duration":`, int64(m.PromptEvalDuration)},
+		{`,"eval_count":`, int64(m.EvalCount)},
+		{`,"eval_duration":`, int64(m.EvalDuration)},
+	} {
+		if f.v != 0 {
+			dst = append(dst, f.name...)
+			dst = strconv.AppendInt(dst, f.v, 10)
+		}
+	}
+	return append(dst, '}')
 }
 
 const hexDigits = "0123456789abcdef"

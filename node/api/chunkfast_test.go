@@ -61,22 +61,24 @@ func TestPlainToken(t *testing.T) {
 	}
 }
 
-// FuzzNativeLine: a plain line of Ollama's own chat stream written by
+// FuzzNativeLine: a plain message of Ollama's own chat API written by
 // appending is the same bytes as encoding/json's.
 func FuzzNativeLine(f *testing.F) {
 	for _, s := range []string{"Hello", "", "a\"b\\c", "<tag>&amp;", "\n\t\x00\x1f", "héllo ✓", "\u2028", "\xff bad"} {
-		f.Add("llama3.2:1b", "assistant", s, int64(1764806400123456789), int16(0))
+		f.Add("llama3.2:1b", "assistant", s, int64(1764806400123456789), int16(0), false, "", int64(0), 0)
 	}
-	f.Add("m", "ASSISTANT", "x", int64(-62135596800000000), int16(90))
-	f.Add("m", "", "x", int64(1), int16(-330))
-	f.Add("m", "assistant", "x", int64(1), int16(1800)) // a zone 30 hours off: encoding/json refuses it
-	f.Fuzz(func(t *testing.T, model, role, content string, nanos int64, offsetMin int16) {
+	f.Add("m", "ASSISTANT", "x", int64(-62135596800000000), int16(90), true, "stop", int64(123456789), 42)
+	f.Add("m", "", "x", int64(1), int16(-330), true, "", int64(-5), -1)
+	f.Add("m", "assistant", "x", int64(1), int16(1800), false, "", int64(0), 0) // a zone 30 hours off: encoding/json refuses it
+	f.Fuzz(func(t *testing.T, model, role, content string, nanos int64, offsetMin int16, done bool, reason string, dur int64, count int) {
 		at := time.Unix(0, nanos).In(time.FixedZone("", int(offsetMin)*60))
-		r := api.ChatResponse{Model: model, CreatedAt: at, Message: api.Message{Role: role, Content: content}}
+		r := api.ChatResponse{Model: model, CreatedAt: at, Message: api.Message{Role: role, Content: content}, Done: done, DoneReason: reason}
+		r.Metrics = api.Metrics{TotalDuration: time.Duration(dur), LoadDuration: time.Duration(dur / 3), PromptEvalCount: count,
+			PromptEvalDuration: time.Duration(dur / 5), EvalCount: count * 2, EvalDuration: time.Duration(dur / 7)}
 		want, err := json.Marshal(r)
 		if err != nil {
 			if plainNativeChat(r) {
-				t.Fatalf("encoding/json refuses a line taken as plain: %v", err)
+				t.Fatalf("encoding/json refuses a message taken as plain: %v", err)
 			}
 			return
 		}
@@ -96,11 +98,10 @@ func TestPlainNativeChat(t *testing.T) {
 		t.Fatal("a text line is not plain")
 	}
 	for name, change := range map[string]func(*api.ChatResponse){
-		"done":           func(r *api.ChatResponse) { r.Done = true },
 		"remote model":   func(r *api.ChatResponse) { r.RemoteModel = "x" },
 		"remote host":    func(r *api.ChatResponse) { r.RemoteHost = "x" },
 		"debug info":     func(r *api.ChatResponse) { r.DebugInfo = &api.DebugInfo{} },
-		"metrics":        func(r *api.ChatResponse) { r.EvalCount = 1 },
+		"logprobs":       func(r *api.ChatResponse) { r.Logprobs = []api.Logprob{{}} },
 		"images":         func(r *api.ChatResponse) { r.Message.Images = []api.ImageData{} },
 		"tool name":      func(r *api.ChatResponse) { r.Message.ToolName = "f" },
 		"tool call id":   func(r *api.ChatResponse) { r.Message.ToolCallID = "c" },

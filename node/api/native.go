@@ -47,7 +47,12 @@ func serveNative[R any](s *Server, c *fiber.Ctx, g generation[R]) error {
 		if err != nil {
 			return err
 		}
-		return c.JSON(final)
+		b, err := nativeJSON(final)
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(b)
 	}
 	return s.serveStream(c, stream{
 		contentType: "application/x-ndjson",
