@@ -20,9 +20,9 @@ func target(srv *httptest.Server, path string, kind Kind, expect string) Target 
 	return t
 }
 
-// TestRunIsOpenLoop checks that requests start on schedule even when the
-// earlier ones have not been answered.
-func TestRunIsOpenLoop(t *testing.T) {
+// peakServer answers every request after delay and counts the most
+// requests it held at once.
+func peakServer(t *testing.T, delay time.Duration) (*httptest.Server, *atomic.Int32) {
 	var inFlight, peak atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := inFlight.Add(1)
@@ -33,10 +33,17 @@ func TestRunIsOpenLoop(t *testing.T) {
 				break
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(delay)
 		fmt.Fprint(w, `{"done":true}`)
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv, &peak
+}
+
+// TestRunIsOpenLoop checks that requests start on schedule even when the
+// earlier ones have not been answered.
+func TestRunIsOpenLoop(t *testing.T) {
+	srv, peak := peakServer(t, 200*time.Millisecond)
 	start := time.Now()
 	res := Run(context.Background(), target(srv, "/api/chat", Unary, `"done":true`), Load{Rate: 100, Duration: 200 * time.Millisecond})
 	took := time.Since(start)
@@ -184,20 +191,7 @@ func TestRunSendsTheToken(t *testing.T) {
 // TestRunClosedLoop checks that a closed loop keeps exactly its clients'
 // requests in flight and stops at MaxRequests or at the end of Duration.
 func TestRunClosedLoop(t *testing.T) {
-	var inFlight, peak atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := inFlight.Add(1)
-		defer inFlight.Add(-1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		time.Sleep(2 * time.Millisecond)
-		fmt.Fprint(w, `{"done":true}`)
-	}))
-	defer srv.Close()
+	srv, peak := peakServer(t, 2*time.Millisecond)
 	tg := target(srv, "/api/chat", Unary, `"done":true`)
 	res := Run(context.Background(), tg, Load{Clients: 3, Duration: time.Minute, MaxRequests: 60})
 	if res.Sent != 60 || res.OK != 60 || res.Errors != 0 || len(res.Latency) != 60 {
