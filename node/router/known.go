@@ -74,12 +74,16 @@ func (r *Router) localModel(name string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), localModelsTimeout)
 	defer cancel()
 	list, err := r.local.List(ctx)
+	if err != nil {
+		// Keep what the last answer said, and ask again next time: one
+		// slow answer (a busy host) must not hide every local model for
+		// localModelsTTL.
+		return found
+	}
 	names := map[string]struct{}{}
-	if err == nil {
-		for _, m := range list.Models {
-			names[normalize(m.Name)] = struct{}{}
-			names[normalize(m.Model)] = struct{}{}
-		}
+	for _, m := range list.Models {
+		names[normalize(m.Name)] = struct{}{}
+		names[normalize(m.Model)] = struct{}{}
 	}
 	r.localList.set(names)
 	_, found = names[name]
