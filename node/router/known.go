@@ -10,12 +10,14 @@ import (
 // for models this node does not know (names clients choose freely).
 const otherLabel = "_other"
 
-// Local model list refreshes: a name not found in the list may refresh it
+// Local model list refreshes: a name not found in the list refreshes it
 // when it is older than localModelsTTL, waiting at most
-// localModelsTimeout for the local Ollama.
+// localModelsTimeout for the local Ollama; after a failed refresh the old
+// list is kept and asked again after localModelsRetry.
 const (
 	localModelsTTL     = 5 * time.Second
 	localModelsTimeout = time.Second
+	localModelsRetry   = time.Second
 )
 
 // localModels caches the normalized names of the local Ollama's models.
@@ -23,8 +25,8 @@ type localModels struct {
 	mu    sync.Mutex
 	names map[string]struct{}
 	at    time.Time
-	// refresh is held by the one request refreshing the list; the others
-	// use the list as it is.
+	// refresh is held by the one request refreshing the list; others
+	// that miss wait for it and read its result.
 	refresh sync.Mutex
 }
 
@@ -39,6 +41,13 @@ func (l *localModels) set(names map[string]struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.names, l.at = names, time.Now()
+}
+
+// failed keeps the list and makes it stale again after localModelsRetry.
+func (l *localModels) failed() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.at = time.Now().Add(localModelsRetry - localModelsTTL)
 }
 
 // Known says whether model names something this node serves or may
@@ -64,20 +73,26 @@ func (r *Router) label(model string) string {
 }
 
 // localModel says whether the local Ollama has the normalized name,
-// refreshing a stale list first unless another request is at it.
+// refreshing a stale list first (or waiting for the request already at
+// it: a miss while another refreshes must not refuse a model the fresh
+// list holds).
 func (r *Router) localModel(name string) bool {
 	found, stale := r.localList.has(name)
-	if found || !stale || !r.localList.refresh.TryLock() {
+	if found || !stale {
 		return found
 	}
+	r.localList.refresh.Lock()
 	defer r.localList.refresh.Unlock()
+	if found, stale = r.localList.has(name); found || !stale {
+		return found // refreshed meanwhile
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), localModelsTimeout)
 	defer cancel()
 	list, err := r.local.List(ctx)
 	if err != nil {
-		// Keep what the last answer said, and ask again next time: one
-		// slow answer (a busy host) must not hide every local model for
-		// localModelsTTL.
+		// Keep what the last answer said: one slow answer (a busy
+		// host) must not hide every local model for localModelsTTL.
+		r.localList.failed()
 		return found
 	}
 	names := map[string]struct{}{}
