@@ -68,9 +68,10 @@ type Router struct {
 	breakers *breakers
 	met      *metrics
 	budget   retryBudget
-	ledger   ledger         // this node's recent requests to peers
-	arrivals meters[string] // requests reaching the admission queues, by model
-	seq      atomic.Uint64  // load report sequence
+	ledger   ledger           // this node's recent requests to peers
+	arrivals meters[string]   // requests reaching the admission queues, by model
+	running  inflight[string] // requests running on the local Ollama, by model
+	seq      atomic.Uint64    // load report sequence
 }
 
 type peer struct {

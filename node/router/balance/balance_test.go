@@ -139,7 +139,7 @@ func TestWaitRampsWithExpectedLoad(t *testing.T) {
 		{0, 1, 0}, {0.5, 1, 25}, {1, 1, 50}, {2, 1, 150},
 		{1, 2, 0}, {1.5, 2, 50.0 / 3}, {2, 2, 100.0 / 3}, {3, 2, 50 + 100.0/3},
 	} {
-		if got := wait(tc.busy, tc.slots, 100); math.Abs(got-tc.want) > 1e-9 {
+		if got := wait(tc.busy, tc.slots, 100, 100/(tc.slots+1)); math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("wait(%g busy, %g slots) = %.3f, want %.3f", tc.busy, tc.slots, got, tc.want)
 		}
 	}

@@ -1,6 +1,10 @@
 package balance
 
-import "github.com/sovra/sovra/node/router/load"
+import (
+	"time"
+
+	"github.com/sovra/sovra/node/router/load"
+)
 
 // Fallbacks when no candidate has measured anything yet: every replica
 // then looks alike and the estimate ranks them by queue per slot.
@@ -101,7 +105,7 @@ func (e estimator) finish(c Candidate, uncachedKiB float64) float64 {
 	busy := e.busy(c, svc)
 	// Among replicas with a free slot, prefer the emptier: a tiny term
 	// that breaks what would otherwise be a tie.
-	est := svc*(1+1e-3*busy/slots) + e.prefill(l.Model, uncachedKiB) + wait(busy, slots, svc)
+	est := svc*(1+1e-3*busy/slots) + e.prefill(l.Model, uncachedKiB) + wait(busy, slots, svc, firstFree(c, svc, slots))
 	if l.Health != load.Fresh {
 		est *= unknownPenalty
 	}
@@ -112,19 +116,34 @@ func (e estimator) finish(c Candidate, uncachedKiB float64) float64 {
 }
 
 // wait is how long a request waits for one of slots slots behind busy
-// requests of service svc: nothing while a slot is free; with every slot
-// taken, the first frees after about svc/(slots+1) (the soonest of slots
-// running requests) and each request queued ahead holds one slot's share
-// of a service time. An expected, fractional busy between slots-1 and
-// slots ramps the wait up from nothing.
-func wait(busy, slots, svc float64) float64 {
+// requests of service svc when the first slot frees after first: nothing
+// while a slot is free; with every slot taken, first, and each request
+// queued ahead holds one slot's share of a service time. An expected,
+// fractional busy between slots-1 and slots ramps the wait up from
+// nothing.
+func wait(busy, slots, svc, first float64) float64 {
 	switch {
 	case busy <= slots-1:
 		return 0
 	case busy < slots:
-		return (busy - (slots - 1)) * svc / (slots + 1)
+		return (busy - (slots - 1)) * first
 	}
-	return (busy-slots)*svc/slots + svc/(slots+1)
+	return (busy-slots)*svc/slots + first
+}
+
+// minResidual is the least share of a service time a running request is
+// expected to have left: one past its average may end at any moment.
+const minResidual = 0.05
+
+// firstFree is when, in milliseconds, the first of the candidate's slots
+// frees: the rest of its oldest running request's service when this node
+// knows how long it has run, else about svc/(slots+1), the soonest of
+// slots running requests to end.
+func firstFree(c Candidate, svc, slots float64) float64 {
+	if c.RunningFor <= 0 {
+		return svc / (slots + 1)
+	}
+	return max(svc-float64(c.RunningFor)/float64(time.Millisecond), minResidual*svc)
 }
 
 // busy is how many requests candidate c is expected to hold now. A
