@@ -216,6 +216,9 @@ func TestCandidatesCorrectPeerReports(t *testing.T) {
 	testwait.For(t, 5*time.Second, "the forward to be outstanding", func() bool { return view.Load("b", "m:1").Outstanding == 1 })
 	// b reports the request running, with its arrival rate.
 	view.Update(load.Report{Node: "b", Seq: 2, Models: map[string]load.Model{"m:1": {Slots: 1, Running: 1, ArrivalsPerSec: 5}}})
+	if c := g.r.peerCandidate("b", "m:1", time.Now().Add(time.Millisecond)); c.RunningFor <= 0 {
+		t.Fatalf("while only this node's request runs on b, its candidate does not say for how long: %+v", c)
+	}
 	close(reps["b"].block)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -237,4 +240,66 @@ func TestCandidatesCorrectPeerReports(t *testing.T) {
 		return
 	}
 	t.Fatal("b is not a candidate")
+}
+
+// TestRunningForWhereThisNodeSendsAll checks how long this node takes a
+// peer's running request to have run: its oldest request still out, from
+// when it was sent or, if one of its requests ended later, from then (it
+// waited behind that one); unknown when the report shows other nodes'
+// requests, or none of this node's is out.
+func TestRunningForWhereThisNodeSendsAll(t *testing.T) {
+	var l ledger
+	now := time.Now()
+	ours := load.Load{Model: load.Model{Running: 1, Queued: 1}, Outstanding: 2, Age: 10 * time.Millisecond}
+	if got := l.runningFor("b", "m", ours, now); got != 0 {
+		t.Fatalf("nothing out: running for %s", got)
+	}
+	first := l.out.begin(replicaKey{"b", "m"}, now.Add(-300*time.Millisecond))
+	second := l.out.begin(replicaKey{"b", "m"}, now.Add(-200*time.Millisecond))
+	if got := l.runningFor("b", "m", ours, now); got != 300*time.Millisecond {
+		t.Fatalf("running for %s, want 300ms (the oldest request out)", got)
+	}
+	first()
+	if got := l.runningFor("b", "m", ours, time.Now()); got < 0 || got > time.Since(now)+time.Millisecond {
+		t.Fatalf("after the first ended the second runs since then: %s", got)
+	}
+	others := ours
+	others.Running, others.Queued = 2, 1 // one more than this node's two
+	if got := l.runningFor("b", "m", others, now); got != 0 {
+		t.Fatalf("with other nodes' requests there: running for %s, want unknown", got)
+	}
+	second()
+	if _, _, ok := l.out.oldest(replicaKey{"b", "m"}); ok {
+		t.Fatal("an ended request is still out")
+	}
+}
+
+// TestLocalRunningTimeReachesTheCandidate checks the wiring of the local
+// replica: while a request runs on the local Ollama, this node's own
+// candidate says how long it has run.
+func TestLocalRunningTimeReachesTheCandidate(t *testing.T) {
+	reps := fresh()
+	reps["a"].block = make(chan struct{})
+	g := newRig(t, "a", Config{}, reps)
+	done := make(chan error, 1)
+	go func() {
+		ctx, _ := WithDecision(WithMeta(Forwarded(context.Background()), Meta{}))
+		done <- g.r.Chat(ctx, &api.ChatRequest{Model: "m:1"}, func(api.ChatResponse) error { return nil })
+	}()
+	testwait.For(t, 5*time.Second, "the request to run here", func() bool { return g.r.runningHereFor("m:1", time.Now()) > 0 })
+	pl, err := g.r.plan(context.Background(), "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range g.r.candidates(pl, nil) {
+		found = found || (c.Node == "a" && c.RunningFor > 0)
+	}
+	close(reps["a"].block)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !found || g.r.runningHereFor("m:1", time.Now()) != 0 {
+		t.Fatal("the local candidate did not carry its running request's time, or kept it after the end")
+	}
 }

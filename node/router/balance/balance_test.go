@@ -145,6 +145,34 @@ func TestWaitRampsWithExpectedLoad(t *testing.T) {
 	}
 }
 
+// TestKnownRunningTimeFreesTheFirstSlot checks that where this node
+// knows how long a replica's running request has run, the replica's slot
+// frees after the rest of a service: of two equal replicas each running
+// one request, the one whose request is nearly done wins, every time.
+func TestKnownRunningTimeFreesTheFirstSlot(t *testing.T) {
+	m := model(1, 20, 100, 8) // 100 ms a request
+	nearlyDone, justStarted := cand("nearly-done", m, 1, 0), cand("just-started", m, 1, 0)
+	nearlyDone.RunningFor, justStarted.RunningFor = 90*time.Millisecond, 10*time.Millisecond
+	b := New(Config{Rand: seeded()})
+	for _, cands := range [][]Candidate{{nearlyDone, justStarted}, {justStarted, nearlyDone}} {
+		for range 20 {
+			if i, _ := b.Pick(Request{Model: "m"}, cands); cands[i].Node != "nearly-done" {
+				t.Fatal("a replica whose request had just started won over one whose request was nearly done")
+			}
+		}
+	}
+	for _, tc := range []struct {
+		running time.Duration
+		want    float64
+	}{{0, 50}, {30 * time.Millisecond, 70}, {500 * time.Millisecond, 5}} {
+		c := cand("x", m, 1, 0)
+		c.RunningFor = tc.running
+		if got := firstFree(c, 100, 1); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("running for %s: first slot frees after %.1f ms, want %.1f", tc.running, got, tc.want)
+		}
+	}
+}
+
 func TestUnmeasuredReplicasRankByQueuePerSlot(t *testing.T) {
 	b := New(Config{Rand: seeded()})
 	cands := []Candidate{cand("a", load.Model{Slots: 2}, 2, 1), cand("b", load.Model{Slots: 4}, 4, 0), cand("c", load.Model{Slots: 1}, 1, 0)}
