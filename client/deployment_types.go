@@ -50,6 +50,9 @@ type Deployment struct {
 	Placements    []Placement `json:"placements"`
 	Idle          bool        `json:"idle"`
 	LastUsed      int64       `json:"last_used"`
+	// UsedIndex is the log index of the last recorded use; the leader
+	// times idleness from when it saw it change.
+	UsedIndex uint64 `json:"used_index,omitempty"`
 }
 
 // Placement states.
@@ -160,4 +163,19 @@ type CatalogEntry struct {
 type modelRequest struct {
 	ModelSpec
 	Replace bool `json:"replace,omitempty"`
+}
+
+// Rank orders deployments for people, troubled ones first: 0 for one that
+// cannot run as asked (unplaceable, invalid, unavailable), 1 partly
+// placed or degraded, 3 ok, 4 idle.
+func (d Deployment) Rank() int {
+	switch d.Status {
+	case StatusOK:
+		return 3
+	case StatusIdle:
+		return 4
+	case StatusPartial, StatusDegraded:
+		return 1
+	}
+	return 0
 }

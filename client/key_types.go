@@ -106,6 +106,14 @@ type UsageRow struct {
 	PromptTokens     int64   `json:"prompt_tokens"`
 	CompletionTokens int64   `json:"completion_tokens"`
 	TTFTMsAvg        float64 `json:"ttft_ms_avg"`
+	// EnergyJoules is the energy the serving nodes' GPUs spent on the
+	// group's output tokens, JoulesPer1kTokens that per 1,000 of them;
+	// both absent (0) where nothing was measured. EnergyEstimated is set
+	// when some of the energy was estimated from the GPUs' rated power
+	// and utilisation rather than measured.
+	EnergyJoules      float64 `json:"energy_joules,omitempty"`
+	EnergyEstimated   bool    `json:"energy_estimated,omitempty"`
+	JoulesPer1kTokens float64 `json:"joules_per_1k_tokens,omitempty"`
 }
 
 // UsageReport is GET /admin/v1/usage: the rows of the window [Since,

@@ -60,10 +60,14 @@ type Node struct {
 	GPUs           []GPU             `json:"gpus,omitempty"`
 	Status         string            `json:"status"`
 	Version        string            `json:"version,omitempty"`
-	StatusReason   string            `json:"status_reason,omitempty"`
-	StatusSince    int64             `json:"status_since,omitempty"`
-	JoinedIndex    uint64            `json:"joined_index"`
-	Models         []string          `json:"models,omitempty"`
+	// CommandLevel is the newest kind of state change the node's build
+	// applies (0 from versions before it was reported); a change that
+	// older versions may not skip waits until every member reaches it.
+	CommandLevel int      `json:"command_level,omitempty"`
+	StatusReason string   `json:"status_reason,omitempty"`
+	StatusSince  int64    `json:"status_since,omitempty"`
+	JoinedIndex  uint64   `json:"joined_index"`
+	Models       []string `json:"models,omitempty"`
 }
 
 // NodeView is a node as GET /admin/v1/nodes/{id} shows it: with, while

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/version"
 )
 
 // enqueueTimeout bounds handing an entry to raft; past it nothing was
@@ -23,7 +24,8 @@ type applyRequest struct {
 // applied but refused (errors.Is(err, state.ErrConflict) and so on), or
 // ErrIndeterminate when the command may or may not have been applied, or
 // the reason nothing was applied (ErrNoLeader when the context ran out
-// without a leader). A command with an idempotency key (cmd.Key) is retried
+// without a leader; ErrStorage at once while this node cannot write its
+// data directory). A command with an idempotency key (cmd.Key) is retried
 // across leader changes even when an attempt's outcome was lost; the state
 // machine applies a key once.
 func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (state.Outcome, error) {
@@ -39,12 +41,12 @@ func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (state.Outcome, 
 }
 
 func (c *Cluster) applyEntry(ctx context.Context, entry []byte, keyed bool) (state.Outcome, error) {
-	if err := validEntry(entry); err != nil {
+	if err := c.validEntry(entry); err != nil {
 		return state.Outcome{}, err
 	}
 	var out state.Outcome
 	err := c.onLeader(ctx, leaderOp{
-		route: "apply", in: applyRequest{Entry: entry}, out: &out, idempotent: keyed,
+		route: "apply", in: applyRequest{Entry: entry}, out: &out, idempotent: keyed, abort: c.disk.stalled,
 		local: func(ctx context.Context) (err error) {
 			out, err = c.applyLocal(ctx, entry)
 			return err
@@ -56,11 +58,14 @@ func (c *Cluster) applyEntry(ctx context.Context, entry []byte, keyed bool) (sta
 // applyLocal commits an entry on this node, which must lead. Once raft has
 // the entry, only its result or ErrIndeterminate comes back.
 func (c *Cluster) applyLocal(ctx context.Context, entry []byte) (state.Outcome, error) {
-	if err := validEntry(entry); err != nil {
+	if err := c.validEntry(entry); err != nil {
 		return state.Outcome{}, err
 	}
 	if !c.IsLeader() {
 		return state.Outcome{}, ErrNotLeader
+	}
+	if err := c.gate(entry); err != nil {
+		return state.Outcome{}, err
 	}
 	if err := live(ctx); err != nil {
 		return state.Outcome{}, err
@@ -108,10 +113,15 @@ func enqueueWithin(ctx context.Context) time.Duration {
 
 // validEntry checks that an entry decodes before it enters the log: the
 // state machine panics on a malformed entry, on every node, by design.
-// It runs the real decoder on a scratch state.
-func validEntry(entry []byte) (err error) {
+// It runs the real decoder on a scratch state. A type this node does not
+// know is ErrUpgradeRequired: a newer node proposed it.
+func (c *Cluster) validEntry(entry []byte) (err error) {
 	defer func() {
-		if r := recover(); r != nil {
+		r := recover()
+		if u, ok := r.(*state.UnknownTypeError); ok {
+			err = fmt.Errorf("%w: node %s runs sovra %s, which does not know command type %d: upgrade it",
+				ErrUpgradeRequired, c.cfg.NodeID, version.Version, byte(u.Type))
+		} else if r != nil {
 			err = fmt.Errorf("%w: command does not decode: %v", ErrInvalid, r)
 		}
 	}()
@@ -130,6 +140,8 @@ type readIndexResponse struct {
 // once. fn must not keep the state.
 func (c *Cluster) Read(ctx context.Context, stale bool, fn func(*state.State)) error {
 	if !stale {
+		// A node that cannot write cannot catch up, and its raft may
+		// wait for the disk: both waits give up when its disk fails.
 		idx, err := c.readIndex(ctx)
 		if err != nil {
 			return err
@@ -145,7 +157,7 @@ func (c *Cluster) Read(ctx context.Context, stale bool, fn func(*state.State)) e
 func (c *Cluster) readIndex(ctx context.Context) (uint64, error) {
 	var resp readIndexResponse
 	err := c.onLeader(ctx, leaderOp{
-		route: "read-index", in: struct{}{}, out: &resp, idempotent: true, readOnly: true,
+		route: "read-index", in: struct{}{}, out: &resp, idempotent: true, readOnly: true, abort: c.disk.stalled,
 		local: func(ctx context.Context) (err error) {
 			resp.Index, err = c.readIndexLocal(ctx)
 			return err
@@ -194,16 +206,21 @@ func (c *Cluster) barrier(ctx context.Context, term uint64) (uint64, error) {
 }
 
 // waitApplied waits until the local state has applied index.
+// It gives up at once when the disk stops the node from catching up.
 func (c *Cluster) waitApplied(ctx context.Context, index uint64) error {
 	for {
-		ch := c.machine.Changed()
+		ch, sick := c.machine.Changed(), c.disk.changed()
 		if c.machine.Index() >= index {
 			return nil
+		}
+		if err := c.disk.stalled(); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: waiting for index %d (at %d): %w", index, c.machine.Index(), ctx.Err())
 		case <-ch:
+		case <-sick:
 		}
 	}
 }

@@ -34,6 +34,9 @@ type leaderOp struct {
 	idempotent bool
 	// readOnly work changes nothing, so a lost answer is just a retry.
 	readOnly bool
+	// abort, when set, is asked before each attempt whether to give up
+	// (this node's disk failed while the op waited for a leader).
+	abort func() error
 }
 
 // onLeader runs op on the leader: here when this node leads, else over
@@ -48,6 +51,9 @@ func (c *Cluster) onLeader(ctx context.Context, op leaderOp) error {
 		// more: no attempt may propose work after it.
 		if cerr := ctx.Err(); cerr != nil {
 			return finalErr(err, cerr, unknown)
+		}
+		if aerr := abortErr(op, unknown); aerr != nil {
+			return aerr
 		}
 		changed := c.leaderChanged()
 		err = c.attempt(ctx, op)
@@ -66,6 +72,19 @@ func (c *Cluster) onLeader(ctx context.Context, op leaderOp) error {
 			return finalErr(err, werr, unknown)
 		}
 	}
+}
+
+// abortErr is the op's reason to give up, if any; after an attempt of
+// unknown outcome the write's fate stays unknown.
+func abortErr(op leaderOp, unknown bool) error {
+	if op.abort == nil {
+		return nil
+	}
+	err := op.abort()
+	if err != nil && unknown {
+		return fmt.Errorf("%w: %w", ErrIndeterminate, err)
+	}
+	return err
 }
 
 func (c *Cluster) attempt(ctx context.Context, op leaderOp) error {
@@ -130,6 +149,13 @@ func raftErr(err error) error {
 		errors.Is(err, raft.ErrAbortedByRestore):
 		return fmt.Errorf("%w: %w", errRetry, err)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", ErrIndeterminate, err)
+	case errors.Is(err, errDiskFull):
+		// The leader had no room to append it: nothing was written or
+		// sent, and it stepped down; the next leader takes it.
+		return fmt.Errorf("%w: %w", errRetry, err)
+	case errors.Is(err, errDiskWrite):
+		// The append failed, perhaps after the bytes were written.
 		return fmt.Errorf("%w: %w", ErrIndeterminate, err)
 	}
 	return err
@@ -250,9 +276,16 @@ var errByCode = map[string]error{
 	"closed":             ErrClosed,
 	"invalid":            ErrInvalid,
 	"retry":              errRetry,
+	"upgrade_required":   ErrUpgradeRequired,
+	// A peer that cannot write its data directory hands its leadership
+	// over: the caller tries again, at the next leader.
+	"storage": errRetry,
 }
 
 func codeOf(err error) (string, int) {
+	if errors.Is(err, ErrStorage) {
+		return "storage", http.StatusServiceUnavailable
+	}
 	for _, e := range []struct {
 		code   string
 		status int
@@ -260,6 +293,7 @@ func codeOf(err error) (string, int) {
 		{"bad_token", http.StatusForbidden},
 		{"not_peer", http.StatusForbidden},
 		{"member_exists", http.StatusConflict},
+		{"upgrade_required", http.StatusConflict},
 		{"invalid", http.StatusBadRequest},
 		{"restore_not_forced", http.StatusConflict},
 		{"not_member", http.StatusGone},

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster/state"
+	"github.com/sovra/sovra/internal/ratelog"
 )
 
 // fsm adapts state.Machine to raft.FSM. It adds nothing but the raft index
@@ -21,6 +22,12 @@ type fsm struct {
 	seen atomic.Uint64 // raft index of the last command or configuration applied
 	// restores counts snapshot restores (tests check catch-up by snapshot).
 	restores atomic.Uint64
+	// halt is told, once, why the machine stopped: an entry of an
+	// unknown type, or a snapshot of a newer version.
+	halt    func(error)
+	halted  atomic.Bool
+	skipLog ratelog.Limiter // skipped unknown types, per type
+	skipped atomic.Uint64   // entries skipped as ignorable and unknown
 }
 
 var (
@@ -31,12 +38,38 @@ var (
 // Apply applies a committed command. Its result is a state.Outcome.
 func (f *fsm) Apply(l *raft.Log) any {
 	out := f.m.Apply(l.Index, l.Data)
-	if errors.Is(out.Err(), state.ErrRejected) {
+	switch {
+	case isHalt(out):
+		f.stop(f.m.Halted())
+		return out // not seen: the state did not reach this index
+	case errors.Is(out.Err(), state.ErrRejected):
 		f.log.Error("skipped a log entry that cannot be applied (every replica skips it alike)",
 			zap.Uint64("index", l.Index), zap.String("reason", out.ErrMsg))
+	case out.Skipped:
+		f.logSkip(l)
 	}
 	f.see(l.Index)
 	return out
+}
+
+// logSkip warns of an ignorable command this version does not know: the
+// versions that know it apply it, this one goes on without it.
+func (f *fsm) logSkip(l *raft.Log) {
+	f.skipped.Add(1)
+	typ := fmt.Sprint(l.Data[0])
+	ok, n := f.skipLog.Allow(typ)
+	if !ok {
+		return
+	}
+	f.log.Warn("skipped a command of a type this version does not know; it is marked ignorable, so older versions may skip it "+
+		"(upgrade this node to apply such commands)", zap.String("type", typ), zap.Uint64("index", l.Index), zap.Int("repeated", n))
+}
+
+// stop tells the cluster, once, that the machine cannot go on.
+func (f *fsm) stop(why error) {
+	if f.halted.CompareAndSwap(false, true) && f.halt != nil {
+		f.halt(why)
+	}
 }
 
 // StoreConfiguration only records the index: membership lives in raft.
@@ -51,15 +84,28 @@ func (f *fsm) see(index uint64) {
 	}
 }
 
-// Snapshot only clones; Persist does the I/O while Apply goes on.
+// Snapshot only clones; Persist does the I/O while Apply goes on. A
+// halted machine has no snapshot: raft would file it under an index the
+// state never reached, and a restart would skip the entry it stopped at.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.m.Halted(); err != nil {
+		return nil, fmt.Errorf("cluster: no snapshot of a state machine that stopped: %w", err)
+	}
 	return &fsmSnapshot{s: f.m.Snapshot()}, nil
 }
 
-// Restore replaces the state whole.
+// Restore replaces the state whole. A snapshot of a newer version stops
+// the node as an unknown command type does (a leader of a newer version
+// sent it, or an older binary started over a newer data directory),
+// instead of failing the same restore again at every retry.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	s, err := state.Decode(rc)
+	if errors.Is(err, state.ErrNewerVersion) {
+		why := fmt.Errorf("a snapshot cannot be read: %w", err)
+		f.m.Stop(why)
+		f.stop(why)
+	}
 	if err != nil {
 		return fmt.Errorf("cluster: restore snapshot: %w", err)
 	}

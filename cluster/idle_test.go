@@ -62,7 +62,10 @@ func TestLeaderMarksIdleAfterTheTimeout(t *testing.T) {
 	testwait.For(t, 10*time.Second, "a replica", func() bool { return len(placementsOf(l, "d")) == 1 })
 
 	clock.add(50 * time.Second)
-	apply(state.TypeTouchDeployment, state.TouchDeployment{Name: "d", Time: clock.Now().UnixMilli()})
+	// The use is recorded with a clock ten minutes slow: it counts from
+	// when the leader saw it all the same.
+	apply(state.TypeTouchDeployment, state.TouchDeployment{Name: "d", Time: clock.Now().Add(-10 * time.Minute).UnixMilli()})
+	runsAfter("the leader sees the use")
 	clock.add(20 * time.Second) // 70s after the write, 20s after the use
 	runsAfter("runs after the use")
 	if d := deployment(); d.Idle || len(placementsOf(l, "d")) != 1 {
@@ -84,23 +87,31 @@ func TestLeaderMarksIdleAfterTheTimeout(t *testing.T) {
 	}
 }
 
+// TestIdleDue: idleness is timed from when the leader saw a use, on its
+// own clock; the proposers' clocks (LastUsed) do not count.
 func TestIdleDue(t *testing.T) {
 	s := state.New()
-	s.Deployments["never"] = &state.Deployment{Name: "never", LastUsed: 0}
-	s.Deployments["due"] = &state.Deployment{Name: "due", IdleTimeout: 10, LastUsed: 1000}
-	s.Deployments["soon"] = &state.Deployment{Name: "soon", IdleTimeout: 10, LastUsed: 5000}
+	s.Deployments["never"] = &state.Deployment{Name: "never", UsedIndex: 1}
+	s.Deployments["due"] = &state.Deployment{Name: "due", IdleTimeout: 10, UsedIndex: 5, LastUsed: 1000}
+	s.Deployments["soon"] = &state.Deployment{Name: "soon", IdleTimeout: 10, UsedIndex: 7, LastUsed: 5000}
 	s.Deployments["asleep"] = &state.Deployment{Name: "asleep", IdleTimeout: 1, Idle: true}
+	seenAt := func(due, soon int64) map[string]useSeen {
+		return map[string]useSeen{"due": {first: 1, index: 5, at: due}, "soon": {first: 1, index: 7, at: soon}, "gone": {first: 1}}
+	}
 	cases := []struct {
 		name     string
 		now      int64
-		seen     map[string]int64
+		seen     map[string]useSeen
 		due      []string
 		wantNext int64
 	}{
-		{name: "one due, one next", now: 11001, seen: map[string]int64{"due": 1, "soon": 1}, due: []string{"due"}, wantNext: 15000},
-		{name: "exactly the timeout is not past it", now: 11000, seen: map[string]int64{"due": 1, "soon": 1}, wantNext: 11000},
-		{name: "a deployment first seen now gets a whole timeout", now: 16000, seen: map[string]int64{"gone": 1}, wantNext: 26000},
-		{name: "seen late counts from then", now: 16000, seen: map[string]int64{"due": 9000, "soon": 1}, due: []string{"soon"}, wantNext: 19000},
+		{name: "one due, one next", now: 11001, seen: seenAt(1000, 5000), due: []string{"due"}, wantNext: 15000},
+		{name: "exactly the timeout is not past it", now: 11000, seen: seenAt(1000, 5000), wantNext: 11000},
+		{name: "a deployment first seen now gets a whole timeout", now: 16000, seen: map[string]useSeen{"gone": {first: 1}}, wantNext: 26000},
+		{name: "a use seen late counts from then", now: 16000, seen: seenAt(9000, 1), due: []string{"soon"}, wantNext: 19000},
+		// A use recorded with a clock ten minutes behind: LastUsed is far
+		// in the past, but the leader saw a new UsedIndex now.
+		{name: "a use from a slow clock counts when seen", now: 700000, seen: map[string]useSeen{"due": {first: 1, index: 4, at: 1}, "soon": {first: 1, index: 7, at: 695000}}, wantNext: 705000},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,8 +126,11 @@ func TestIdleDue(t *testing.T) {
 			if _, ok := tc.seen["gone"]; ok {
 				t.Error("a deployment that is gone stayed in seen")
 			}
-			if _, ok := tc.seen["soon"]; !ok {
-				t.Error("a deployment seen for the first time was not recorded")
+			if u, ok := tc.seen["soon"]; !ok || u.index != 7 {
+				t.Errorf("the use of a deployment was not recorded: %+v", u)
+			}
+			if u := tc.seen["due"]; u.index != 5 {
+				t.Errorf("the latest use of due is index %d, want 5", u.index)
 			}
 		})
 	}

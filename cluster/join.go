@@ -57,6 +57,9 @@ func (c *Cluster) joinLocal(ctx context.Context, req JoinRequest) error {
 	if !c.IsLeader() {
 		return ErrNotLeader
 	}
+	if err := c.checkJoiner(req.node()); err != nil {
+		return err
+	}
 	c.memberMu.Lock()
 	defer c.memberMu.Unlock()
 	if err := c.addServer(ctx, req.ID, req.RaftAddr); err != nil {
@@ -265,9 +268,10 @@ func (c *Cluster) joinLoop(ctx context.Context) {
 }
 
 // permanent reports a refusal that retrying cannot change: a wrong
-// cluster token, or an id or address that a member holds.
+// cluster token, an id or address that a member holds, or a version too
+// old for the cluster's state.
 func permanent(err error) bool {
-	return errors.Is(err, ErrBadToken) || errors.Is(err, ErrMemberExists)
+	return errors.Is(err, ErrBadToken) || errors.Is(err, ErrMemberExists) || errors.Is(err, ErrUpgradeRequired)
 }
 
 // logJoinRetry logs a failed attempt to join through addr (or to get a
@@ -293,9 +297,7 @@ func (c *Cluster) joinFailed(err error) {
 		return
 	}
 	c.log.Error("cannot join the cluster", zap.Error(err))
-	if c.joinErr.CompareAndSwap(nil, &err) {
-		close(c.joinStop)
-	}
+	c.stopFor(err)
 }
 
 // JoinError is why this node gave up joining (a refused token, a taken
@@ -307,15 +309,20 @@ func (c *Cluster) JoinError() error {
 	return nil
 }
 
-// JoinFailed is closed when this node gives up joining; JoinError says
-// why. A node that runs on without a cluster serves nothing useful: its
-// owner should stop it and say what to fix.
+// JoinFailed is closed when this node gives up joining, or stops applying
+// the replicated log because its version is too old for it
+// (ErrUpgradeRequired); JoinError says why. A node that runs on without a
+// cluster serves nothing useful: its owner should stop it and say what to
+// fix.
 func (c *Cluster) JoinFailed() <-chan struct{} { return c.joinStop }
 
 // Ready reports nil once this node is in its latest raft configuration
 // and knows a leader; otherwise why it is not ready (yet).
 func (c *Cluster) Ready() error {
 	if err := c.JoinError(); err != nil {
+		return err
+	}
+	if err := c.disk.err(); err != nil {
 		return err
 	}
 	if !c.isMember() {

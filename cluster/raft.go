@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"go.uber.org/zap"
 
 	"github.com/sovra/sovra/cluster/state"
@@ -59,6 +59,11 @@ var (
 	// ErrExpired means the caller's deadline had passed before the work
 	// reached raft: nothing was proposed, and nothing will be.
 	ErrExpired = errors.New("cluster: the caller's deadline passed before the work was proposed")
+	// ErrUpgradeRequired means a node's version is too old for what was
+	// asked (versions.go): the leader refuses a command type, a restore or
+	// a join until every member knows it, and a node that meets an
+	// unknown command type in its log stops with it.
+	ErrUpgradeRequired = errors.New("cluster: upgrade required")
 )
 
 // RaftTimings tune raft. A zero field keeps raft's default, given after each.
@@ -70,6 +75,9 @@ type RaftTimings struct {
 	SnapshotInterval   time.Duration // 120s: how often raft checks whether to snapshot
 	SnapshotThreshold  uint64        // 8192: new entries since the last snapshot before one is taken
 	TrailingLogs       uint64        // 10240: entries kept after a snapshot for followers that lag
+	// LogSegmentSize is the size of each raft log file (64 MiB, which
+	// raft-wal preallocates); tests make it small to rotate often.
+	LogSegmentSize int
 }
 
 // Config configures one node's cluster membership.
@@ -185,8 +193,8 @@ type Cluster struct {
 	raft     *raft.Raft
 	fsm      *fsm
 	machine  *state.Machine
-	wal      *raftwal.WAL
-	meta     *metadb.BoltMetaDB
+	store    *walStore
+	disk     *diskHealth
 	trans    *raft.NetworkTransport
 	stream   *streamLayer
 	client   *http.Client
@@ -229,7 +237,8 @@ func Open(cfg Config) (*Cluster, error) {
 	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger.Named("cluster"), machine: state.NewMachine(), changed: make(chan struct{}),
 		keys: cfg.Keyring, joinStop: make(chan struct{})}
-	c.fsm = &fsm{m: c.machine, log: c.log}
+	c.fsm = &fsm{m: c.machine, log: c.log, halt: c.halt}
+	c.disk = newDiskHealth(cfg.DataDir, c.log.Named("disk"))
 	if err := c.loadCreds(); err != nil {
 		return nil, err
 	}
@@ -256,22 +265,19 @@ func (c *Cluster) openRaft() error {
 		return fmt.Errorf("cluster: data dir: %w", err)
 	}
 	hl := newHCLog(c.cfg.Logger.Named("raft"))
-	// The WAL does not close a meta store it opened itself, so it gets one
-	// that Close can close.
-	c.meta = &metadb.BoltMetaDB{}
-	wal, err := raftwal.Open(filepath.Join(dir, "wal"), raftwal.WithLogger(hl.Named("wal")), raftwal.WithMetaStore(c.meta))
+	store, err := openWALStore(filepath.Join(dir, "wal"), cmp.Or(c.cfg.Raft.LogSegmentSize, raftwal.DefaultSegmentSize), hl.Named("wal"), c.disk)
 	if err != nil {
-		c.meta.Close()
 		return fmt.Errorf("cluster: open raft log: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hl.Named("snapshots"))
+	c.store = store
+	snaps, err := newSnapshotStore(dir, hl.Named("snapshots"), c.disk)
 	if err != nil {
-		c.closeStores(wal)
+		c.closeStores()
 		return fmt.Errorf("cluster: open snapshots: %w", err)
 	}
 	layer, err := listenStream(c.cfg.RaftAddr, c.keys, c.acceptPeer)
 	if err != nil {
-		c.closeStores(wal)
+		c.closeStores()
 		return err
 	}
 	var stream raft.StreamLayer = layer
@@ -290,15 +296,18 @@ func (c *Cluster) openRaft() error {
 	rc.LocalID = raft.ServerID(c.cfg.NodeID)
 	rc.Logger = hl
 	c.cfg.Raft.apply(rc)
-	c.stable = &closingStable{StableStore: wal}
-	r, err := raft.NewRaft(rc, c.fsm, compactedLog{wal}, c.stable, snaps, trans)
+	c.stable = newClosingStable(store)
+	r, err := raft.NewRaft(rc, c.fsm, store, c.stable, snaps, trans)
 	if err != nil {
 		trans.Close()
 		layer.closeAll()
-		c.closeStores(wal)
+		c.closeStores()
+		if why := c.JoinError(); why != nil {
+			return why // say why, not raft's summary
+		}
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
-	c.raft, c.wal, c.trans, c.stream = r, wal, trans, layer
+	c.raft, c.trans, c.stream = r, trans, layer
 	c.running.Store(r)
 	return nil
 }
@@ -328,58 +337,11 @@ func (c *Cluster) acceptPeer(id string) error {
 	return fmt.Errorf("%w: %s is not in the raft configuration", ErrNotPeer, id)
 }
 
-// closingStable drops the writes that come after Close closed the stores.
-// raft's transport answers heartbeats on its own goroutines, which
-// Shutdown does not wait for; one caught between the closing of the
-// stores and its end would save its term to a closed store, and raft
-// panics on any stable store error. Dropping is safe: every connection is
-// closed before the stores, so no peer can hear of such a write.
-type closingStable struct {
-	raft.StableStore
-	mu     sync.RWMutex
-	closed bool
-}
-
-// shut makes later writes no-ops; it returns once no write is under way.
-func (s *closingStable) shut() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-}
-
-func (s *closingStable) Set(key, val []byte) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
+func (c *Cluster) closeStores() error {
+	if c.store == nil {
 		return nil
 	}
-	return s.StableStore.Set(key, val)
-}
-
-func (s *closingStable) SetUint64(key []byte, val uint64) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil
-	}
-	return s.StableStore.SetUint64(key, val)
-}
-
-// compactedLog makes entries before the first index unreadable. raft-wal
-// keeps compacted entries of its current segment readable, so without this
-// a far-behind follower would be fed entries raft considers gone instead of
-// the snapshot.
-type compactedLog struct{ *raftwal.WAL }
-
-func (l compactedLog) GetLog(index uint64, out *raft.Log) error {
-	if first, err := l.FirstIndex(); err == nil && index < first {
-		return raft.ErrLogNotFound
-	}
-	return l.WAL.GetLog(index, out)
-}
-
-func (c *Cluster) closeStores(wal *raftwal.WAL) error {
-	return errors.Join(wal.Close(), c.meta.Close())
+	return c.store.Close()
 }
 
 func (c *Cluster) initHTTP() {
@@ -421,7 +383,7 @@ func (c *Cluster) bootstrap(members []peerInfo) error {
 // scheduling work while this node leads.
 func (c *Cluster) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context){c.form, c.heartbeatLoop, c.leaderLoop, c.scheduleLoop} {
+	for _, loop := range []func(context.Context){c.form, c.heartbeatLoop, c.leaderLoop, c.scheduleLoop, c.probeLoop} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -451,11 +413,16 @@ func (c *Cluster) Close() error {
 		c.raft.DeregisterObserver(c.obs)
 		close(c.obsDone)
 		c.obsWG.Wait()
-		err := c.raft.Shutdown().Error()
+		// Every connection is cut before the stable store lets go of a
+		// write it is retrying (see closingStable), and raft can only
+		// finish once it has.
+		shutdown := c.raft.Shutdown()
 		c.trans.Close()
 		c.stream.closeAll()
 		c.stable.shut()
-		if werr := c.closeStores(c.wal); err == nil {
+		c.store.abort() // raft may be waiting in a reopen of its log
+		err := shutdown.Error()
+		if werr := c.closeStores(); err == nil {
 			err = werr
 		}
 		if c.ownHTTP {
@@ -471,11 +438,12 @@ func (c *Cluster) Close() error {
 func (c *Cluster) Machine() *state.Machine { return c.machine }
 
 // SetNode changes what this node registers (labels, GPUs, version, models
-// on disk...); ID and addresses are kept. Heartbeats own the registration:
+// on disk...); ID, addresses and command level are this node's own. Heartbeats own the registration:
 // the next one re-registers the node when it differs from the state, so
 // other code should call this rather than apply RegisterNode for this node.
 func (c *Cluster) SetNode(n state.Node) {
 	n.ID, n.HTTPAddr, n.RaftAddr = c.cfg.NodeID, c.cfg.HTTPAddr, c.RaftAddr()
+	n.CommandLevel = state.Level() // what this build applies, whatever the caller said
 	c.nodeMu.Lock()
 	defer c.nodeMu.Unlock()
 	c.self = n

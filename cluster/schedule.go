@@ -148,7 +148,7 @@ func (c *Cluster) scheduleLoop(ctx context.Context) {
 	defer tick.Stop()
 	var last uint64 // fingerprint of the state last scheduled; 0: none
 	var retry bool
-	seen := map[string]int64{} // deployment -> when this leader first saw it (Unix ms)
+	seen := map[string]useSeen{} // deployment -> what this leader saw of its use
 	var wait *time.Timer
 	defer func() { stopTimer(wait) }()
 	for {

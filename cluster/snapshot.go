@@ -59,11 +59,18 @@ func (c *Cluster) restoreBytes(ctx context.Context, data []byte) error {
 // it by snapshot install), then commits a no-op command so the state index
 // moves past every index a follower saw before the restore.
 func (c *Cluster) restoreLocal(ctx context.Context, data []byte) error {
-	if _, err := state.Decode(bytes.NewReader(data)); err != nil {
+	s, err := state.Decode(bytes.NewReader(data))
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if !c.IsLeader() {
 		return ErrNotLeader
+	}
+	if s.CommandLevel > state.LegacyLevel {
+		// Members that cannot read it would stop at its install.
+		if err := c.requireLevel(s.CommandLevel, "restoring this snapshot"); err != nil {
+			return err
+		}
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(data))}
 	done := make(chan error, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -80,6 +81,11 @@ func (c *Cluster) Status(ctx context.Context) (Status, error) {
 	st := Status{Self: c.cfg.NodeID, Leader: string(leader), Term: c.raft.CurrentTerm(), AppliedIndex: c.machine.Index()}
 	if leader == "" {
 		c.noLeader(&st)
+	}
+	for _, err := range []error{c.JoinError(), c.disk.err()} {
+		if err != nil {
+			st.Warning = strings.TrimPrefix(st.Warning+"; "+err.Error(), "; ")
+		}
 	}
 	c.machine.Read(func(s *state.State) {
 		for _, srv := range conf.Servers {

@@ -142,9 +142,13 @@ func (n *Node) joinFailed() <-chan struct{} {
 	return n.cluster.JoinFailed()
 }
 
-// joinError is the error Run returns when this node cannot join.
+// joinError is the error Run returns when this node cannot join, or
+// cannot go on applying the log (its error says what to do).
 func (n *Node) joinError() error {
 	err := n.cluster.JoinError()
+	if errors.Is(err, cluster.ErrUpgradeRequired) {
+		return err
+	}
 	return fmt.Errorf("cannot join the cluster: %w; %s", err, joinHint(err))
 }
 
@@ -326,6 +330,7 @@ const forwardPath = "/internal/v1/forward"
 // requests and load exchanges): mutual TLS with the cluster certificate.
 func (n *Node) peerClient(keys *pki.Keyring) (*http.Client, string) {
 	t := ollama.NewTransport()
+	t.DialContext = peerDialer().DialContext
 	t.TLSClientConfig = keys.ClientConfig(cluster.ServerName)
 	return &http.Client{Transport: peerHeaders{base: t}}, "https"
 }

@@ -86,6 +86,36 @@ func TestIdleDeploymentUnloadsAndWakes(t *testing.T) {
 	}
 }
 
+// TestSkewedClockKeepsBusyDeployment: a node whose clock is ten minutes
+// slow records the uses of a deployment with times far in the past; the
+// leader must still count them, and not unload a deployment that the
+// node keeps busy. Once the requests stop it goes idle.
+func TestSkewedClockKeepsBusyDeployment(t *testing.T) {
+	simA := ollamasim.StartTest(t, ollamasim.Config{Name: "a"})
+	simB := ollamasim.StartTest(t, ollamasim.Config{Name: "b"})
+	slow := func(c *node.Config) { c.Clock = func() time.Time { return time.Now().Add(-10 * time.Minute) } }
+	a := testnode.Start(t, simA.URL(), placed("a", "1xA100:80GiB", "zone=a"))
+	b := testnode.Start(t, simB.URL(), placed("b", "1xA100:80GiB", "zone=b", a.Addr()), slow)
+	labelNodes(t, a.URL(), "a", "b")
+	waitView(t, a.URL(), allReady(2))
+	waitGPUs(t, a.URL(), 2)
+
+	create(t, a.URL(), `{"name":"busy","model":"llama3.2:1b","replicas":1,"idle_timeout":"2s"}`)
+	waitDep(t, a.URL(), "busy", func(d depView) bool { return d.Settled && d.ReadyReplicas == 1 })
+	// Requests through the slow node for three idle timeouts: every one
+	// is served, and the deployment never goes idle.
+	start := time.Now()
+	for n := 0; time.Since(start) < 6*time.Second; n++ {
+		if st, _, raw := chatTo(t, b.URL(), "busy"); st != http.StatusOK {
+			t.Fatalf("request %d through the slow node: %d %s", n, st, raw)
+		}
+		if d := waitDep(t, a.URL(), "busy", func(depView) bool { return true }); d.Idle {
+			t.Fatalf("deployment went idle while used through a node with a slow clock (request %d, %v in): %+v", n, time.Since(start), d)
+		}
+	}
+	waitDep(t, a.URL(), "busy", func(d depView) bool { return d.Idle })
+}
+
 // chatTo sends one chat completion and returns the status, headers and
 // body.
 func chatTo(t *testing.T, url, model string) (int, http.Header, []byte) {

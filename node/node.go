@@ -22,11 +22,13 @@ import (
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
 	"github.com/sovra/sovra/node/backend/ollama"
+	"github.com/sovra/sovra/node/energy"
 	"github.com/sovra/sovra/node/modelshare"
 	"github.com/sovra/sovra/node/quota"
 	"github.com/sovra/sovra/node/router"
 	"github.com/sovra/sovra/node/router/balance"
 	"github.com/sovra/sovra/node/router/load"
+	"github.com/sovra/sovra/node/ui"
 	"github.com/sovra/sovra/node/usage"
 )
 
@@ -64,6 +66,10 @@ type Config struct {
 	// deployment waits for a ready replica before it is answered 503 with
 	// the loading progress; zero answers at once.
 	WakeWait time.Duration
+	// Clock is the wall clock this node records uses of deployments with
+	// (time.Now); tests skew it to show a node's clock cannot unload a
+	// busy deployment.
+	Clock func() time.Time
 	// ServeUndeployed lets clients use models that no deployment names,
 	// from the local Ollama; otherwise they are refused (404). A node
 	// without a cluster has no deployments, so it serves nothing without
@@ -92,6 +98,8 @@ type Config struct {
 	Audit AuditConfig
 	// Usage configures usage accounting (quota.go).
 	Usage UsageConfig
+	// Energy configures energy accounting (energy.go).
+	Energy EnergyConfig
 }
 
 // RoutingConfig configures admission and load-aware routing.
@@ -110,7 +118,8 @@ type RoutingConfig struct {
 	// conversation while that replica's load is at most this times the
 	// average (by capacity); below 1 turns affinity off.
 	AffinityFactor float64
-	// LoadInterval is how often the node asks each peer for its load.
+	// LoadInterval is how often the node looks for a change in its own
+	// load to push to its peers (at most one frame per interval).
 	LoadInterval time.Duration
 }
 
@@ -220,6 +229,9 @@ type Node struct {
 	api     *api.Server
 	cluster *cluster.Cluster
 	router  *router.Router
+	// energy measures joules per output token (energy.go; nil outside
+	// a cluster or when turned off).
+	energy *energy.Sampler
 	// peerHC and peerScheme reach other nodes (forwards, load exchanges).
 	peerHC     *http.Client
 	peerScheme string
@@ -247,6 +259,10 @@ type Node struct {
 	// quota enforces the keys' limits cluster-wide (quota.go).
 	quota *quota.Limiter
 	usage *usage.Recorder
+	// dashboard is the web dashboard (nil outside a cluster).
+	dashboard *ui.UI
+	// feed publishes this node's load to its peers (load.go).
+	feed *load.Feed
 }
 
 // New builds a node over the Ollama at cfg.OllamaURL.
@@ -304,14 +320,21 @@ func (n *Node) Start() error {
 		}
 		cl = n.cluster
 		n.peerHC, n.peerScheme = n.peerClient(n.keys)
-		n.router = router.New(n.cfg.NodeID, n.be, n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
-			WithConfig(rcfg).WithWake(router.WakeConfig{Proposer: n.cluster, Wait: n.cfg.WakeWait, OnError: n.wakeFailed})
+		n.router = router.New(n.cfg.NodeID, n.localBackend(reg), n.cluster.Machine(), n.peerDialer(n.peerHC, n.peerScheme)).
+			WithConfig(rcfg).WithWake(router.WakeConfig{Proposer: n.cluster, Wait: n.cfg.WakeWait, Now: n.cfg.Clock, OnError: n.wakeFailed})
 	} else {
 		n.router = router.New(n.cfg.NodeID, n.be, nil, nil).WithConfig(rcfg)
 	}
 	apiCfg := n.apiConfig(isLoopback(ln.Addr()))
 	apiCfg.Registry = reg
+	if n.cluster != nil {
+		apiCfg.DashboardPath = ui.Path
+		n.loadFeed(&apiCfg)
+	}
 	n.api = api.New(apiCfg, n.router, cl, n.log.Named("http"))
+	if n.cluster != nil {
+		n.mountDashboard()
+	}
 	go func() { n.done <- n.api.Serve(ln) }()
 	if n.cluster != nil {
 		n.runCluster()
@@ -430,6 +453,7 @@ func (n *Node) runCluster() {
 	}()
 	n.runKeys(ctx)
 	n.runUsage(ctx)
+	n.runEnergy(ctx)
 }
 
 // Addr is the address the API listens on (useful with port 0).
@@ -470,6 +494,7 @@ func (n *Node) stop(ctx context.Context) error {
 	defer cancel()
 	n.log.Info("shutting down", zap.Duration("grace", n.cfg.ShutdownGrace))
 	n.stopWatch()
+	n.closeDashboard()
 	err := n.api.Shutdown(ctx)
 	if serr := <-n.done; serr != nil && err == nil {
 		err = serr

@@ -92,6 +92,9 @@ func (n *Node) flushOnStop() {
 	if err := n.FlushUsage(ctx); err != nil {
 		n.log.Warn("could not write the last usage batch before stopping", zap.Error(err))
 	}
+	if err := n.FlushEnergy(ctx); err != nil {
+		n.log.Warn("could not write the last energy batch before stopping", zap.Error(err))
+	}
 	n.reportKeyUse(ctx)
 }
 

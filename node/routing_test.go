@@ -19,6 +19,7 @@ import (
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
 	"github.com/sovra/sovra/node/auth"
+	loadview "github.com/sovra/sovra/node/router/load"
 )
 
 // Models of the routing tests' simulated Ollamas: the default set, plus
@@ -229,6 +230,8 @@ func TestRoutingAcrossNodes(t *testing.T) {
 			{"show without a certificate", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, "none", http.StatusForbidden},
 			{"load without a certificate", "GET", "/internal/v1/load", "", "none", http.StatusForbidden},
 			{"load with another CA's certificate", "GET", "/internal/v1/load", "", "stranger", http.StatusForbidden},
+			{"load feed without a certificate", "GET", "/internal/v1/load?watch=1", "", "none", http.StatusForbidden},
+			{"load feed with another CA's certificate", "GET", "/internal/v1/load?watch=1", "", "stranger", http.StatusForbidden},
 			{"chat from a peer", "POST", "/internal/v1/forward/api/chat", chatBody, "peer", http.StatusOK},
 			{"show from a peer", "POST", "/internal/v1/forward/api/show", `{"model":"` + slowModel + `"}`, "peer", http.StatusOK},
 			{"load from a peer", "GET", "/internal/v1/load", "", "peer", http.StatusOK},
@@ -316,39 +319,50 @@ func TestRoutingAcrossNodes(t *testing.T) {
 		}
 	})
 
-	t.Run("every node fetches its peers' load every interval", func(t *testing.T) {
-		// Every report a node hands out takes the next sequence number:
-		// count those a's two peers fetched, less this test's own.
-		peer := peerClients(t, c.nodes["b"])["peer"]
-		seq := func() uint64 {
-			resp, err := peer.Get("https://" + c.nodes["a"].Addr() + "/internal/v1/load")
-			if err != nil {
-				t.Fatal(err)
+	t.Run("idle peers keep each other fresh with keepalives", func(t *testing.T) {
+		// Nothing changes on a: its feed still sends its report at
+		// least every second, so b's copy never gets older than the
+		// two seconds after which it would be Unknown, and it is
+		// renewed (its age drops) again and again.
+		view := c.nodes["b"].Router().View()
+		renewed, last := 0, time.Duration(0)
+		for start := time.Now(); time.Since(start) < 3*time.Second; time.Sleep(50 * time.Millisecond) {
+			l := view.Load("a", fastModel)
+			if l.Health != loadview.Fresh {
+				t.Fatalf("b sees a %v (report %v old)", l.Health, l.Age)
 			}
-			defer resp.Body.Close()
-			var ex struct{ Seq uint64 }
-			if err := json.NewDecoder(resp.Body).Decode(&ex); err != nil {
-				t.Fatal(err)
+			if l.Age < last {
+				renewed++
 			}
-			return ex.Seq
+			last = l.Age
 		}
-		// The rounds take rounds x interval; fetches five times rarer than
-		// that (a fetch missed per round, or a longer interval) fail,
-		// while a machine that delays the fetches' timers by a few
-		// intervals does not.
-		const interval, peers, rounds = 100 * time.Millisecond, 2, 10
-		start, first := time.Now(), seq()
-		own, fetched := uint64(0), uint64(0)
-		testwait.Until(t, 5*rounds*interval, func() bool {
-			got := seq() - first
-			own++
-			fetched = got - own
-			return fetched >= peers*rounds
-		}, func() string {
-			return fmt.Sprintf("a's peers to fetch its load %d times (every %v each); they did %d times in %v", peers*rounds, interval, fetched, time.Since(start))
-		})
-		if elapsed := time.Since(start); elapsed < rounds*interval/2 {
-			t.Errorf("a's peers fetched its load %d times in %v: more often than every %v", fetched, elapsed, interval)
+		if renewed < 2 {
+			t.Errorf("b's report of idle a was renewed %d times in 3s, want at least twice", renewed)
+		}
+	})
+
+	t.Run("a change reaches every peer while it lasts", func(t *testing.T) {
+		// "long" streams for seconds on c: a and b see it running there
+		// while it does, and see it end.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			// No token bound: 400 tokens at 40 a second, cut below.
+			_, err := call{url: c.url("c"), shape: openAIChatStream, body: openAIChatStream.body("long", "push", 0)}.do(ctx)
+			done <- err
+		}()
+		for _, id := range []string{"a", "b"} {
+			view := c.nodes[id].Router().View()
+			testwait.Until(t, 5*time.Second, func() bool { return view.Load("c", slowModel).Running == 1 },
+				func() string { return fmt.Sprintf("%s's view of c: %+v", id, view.Load("c", slowModel)) })
+		}
+		cancel()
+		<-done
+		for _, id := range []string{"a", "b"} {
+			view := c.nodes[id].Router().View()
+			testwait.Until(t, 5*time.Second, func() bool { return view.Load("c", slowModel).Running == 0 },
+				func() string { return fmt.Sprintf("%s's view of c after the end: %+v", id, view.Load("c", slowModel)) })
 		}
 	})
 }

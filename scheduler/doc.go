@@ -9,7 +9,7 @@
 // is a chain of small filters (node ready, label constraints, GPU model,
 // one replica per node, VRAM as Ollama lays a model out over one node's
 // GPUs) and preference a weighted sum of rankers (bin-pack, spread, model
-// on disk), composed in one place. DESIGN.md gives the rules: what stays,
+// on disk, and low-carbon power as a tie-breaker), composed in one place. DESIGN.md gives the rules: what stays,
 // what moves, who may evict whom.
 //
 // The package imports the standard library, cluster/state and models only.

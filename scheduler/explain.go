@@ -116,7 +116,7 @@ func (r *run) explainNode(j *job, n *nodeView) NodeExplanation {
 	}
 	ne.Verdict, ne.GPUs = VerdictFeasible, assignment(&slot{job: j, node: n, shares: c.shares}).GPUs
 	for _, rk := range r.rankers {
-		if rk.name == RankSpread && j.d.SpreadBy == "" {
+		if r.skip(rk, &c) {
 			continue
 		}
 		v := rk.fn(&c)

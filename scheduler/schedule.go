@@ -66,6 +66,12 @@ type run struct {
 
 	explain  string
 	captured []NodeExplanation
+
+	// carbonScores are the nodes' low-carbon scores by position (nil
+	// until the ranker first runs); carbonLabels says some node has an
+	// energy or carbon-intensity label (rankers.go).
+	carbonScores []float64
+	carbonLabels bool
 }
 
 func newRun(snap *state.State, opts Options) *run {

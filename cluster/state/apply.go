@@ -21,7 +21,8 @@ var (
 	ErrRejected = errors.New("entry rejected")
 )
 
-var errByCode = map[string]error{"not_found": ErrNotFound, "exists": ErrExists, "conflict": ErrConflict, "invalid": ErrInvalid, "rejected": ErrRejected}
+var errByCode = map[string]error{"not_found": ErrNotFound, "exists": ErrExists, "conflict": ErrConflict, "invalid": ErrInvalid,
+	"rejected": ErrRejected, "unknown_type": ErrUnknownType}
 
 // Outcome is the result of applying one command: a value for the writer or a
 // business error. It is plain data so it can be remembered for idempotent
@@ -62,9 +63,10 @@ func value(v any) Outcome {
 	return Outcome{Value: b}
 }
 
-// Apply applies the log entry at index. A malformed entry or an unknown
-// command that is not ignorable panics, leaving the state unchanged: the
-// replicas must never diverge silently, so the node stops instead.
+// Apply applies the log entry at index. A malformed entry panics with a
+// string, an unknown command type that is not ignorable with an
+// *UnknownTypeError; either leaves the state unchanged: the replicas must
+// never diverge silently.
 func (s *State) Apply(index uint64, entry []byte) Outcome {
 	d, err := decode(entry)
 	if err != nil {
@@ -83,6 +85,9 @@ func (s *State) Apply(index uint64, entry []byte) Outcome {
 	out := s.dispatch(index, d)
 	s.Index = index
 	out.Index = index
+	if out.ErrCode == "" && !out.Skipped && d.flags&FlagIgnorable == 0 && d.typ > s.CommandLevel {
+		s.CommandLevel = d.typ
+	}
 	if d.audit != nil {
 		s.appendAudit(index, *d.audit, outcomeCode(out))
 	}
@@ -93,17 +98,29 @@ func (s *State) Apply(index uint64, entry []byte) Outcome {
 }
 
 // ApplyOrReject is Apply for committed entries: an entry that Apply
-// refuses by panicking is skipped instead, on every replica alike, so one
+// refuses as malformed is skipped instead, on every replica alike, so one
 // bad entry in the log never stops a node or makes it crash at each
 // restart. The skip is recorded (State.Rejected) and the outcome says
 // rejected; the state is otherwise unchanged.
-func (s *State) ApplyOrReject(index uint64, entry []byte) (out Outcome) {
+//
+// An entry of a command type this version does not know and may not skip
+// is not rejected: the versions that know it apply it, so skipping it
+// here would make this replica differ. ApplyOrReject then changes nothing,
+// index included, and returns the *UnknownTypeError: the caller must stop
+// applying until this node is upgraded.
+func (s *State) ApplyOrReject(index uint64, entry []byte) (out Outcome, err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			out = s.reject(index, fmt.Sprint(r))
+		r := recover()
+		if r == nil {
+			return
 		}
+		if u, ok := r.(*UnknownTypeError); ok {
+			out, err = Outcome{}, u
+			return
+		}
+		out = s.reject(index, fmt.Sprint(r))
 	}()
-	return s.Apply(index, entry)
+	return s.Apply(index, entry), nil
 }
 
 // MaxRejected bounds how many rejected entries the state remembers.
@@ -165,10 +182,13 @@ func (s *State) dispatch(index uint64, d decoded) Outcome {
 	if out, ok := s.dispatchUsage(index, d); ok {
 		return out
 	}
+	if apply, ok := nextCommands[d.typ]; ok {
+		return apply(s, index, d)
+	}
 	if d.flags&FlagIgnorable != 0 {
 		return Outcome{Skipped: true}
 	}
-	panic(fmt.Sprintf("state: log entry %d has unknown command type %d and is not ignorable; upgrade this node", index, d.typ))
+	panic(&UnknownTypeError{Index: index, Type: d.typ})
 }
 
 // applyBody decodes the body into B and applies it.
@@ -298,7 +318,7 @@ func (s *State) putDeployment(index uint64, c *PutDeployment) Outcome {
 	}
 	// Idleness is the cluster's to decide, not the writer's: a write keeps
 	// it and counts as a use.
-	d.CreatedIndex, d.Version, d.Idle, d.LastUsed = index, 1, false, c.Time
+	d.CreatedIndex, d.Version, d.Idle, d.LastUsed, d.UsedIndex = index, 1, false, c.Time, index
 	if exists {
 		d.CreatedIndex, d.Version = old.CreatedIndex, old.Version+1
 		d.Idle, d.LastUsed = old.Idle, max(old.LastUsed, c.Time)
@@ -378,22 +398,22 @@ func (s *State) reportPlacement(index uint64, c *ReportPlacement) Outcome {
 	return value(*p)
 }
 
-func (s *State) touchDeployment(_ uint64, c *TouchDeployment) Outcome {
+func (s *State) touchDeployment(index uint64, c *TouchDeployment) Outcome {
 	d, ok := s.Deployments[c.Name]
 	if !ok {
 		return fail("not_found", "deployment %q does not exist", c.Name)
 	}
-	d.LastUsed = max(d.LastUsed, c.Time)
+	d.LastUsed, d.UsedIndex = max(d.LastUsed, c.Time), index
 	return Outcome{}
 }
 
-func (s *State) setDeploymentIdle(_ uint64, c *SetDeploymentIdle) Outcome {
+func (s *State) setDeploymentIdle(index uint64, c *SetDeploymentIdle) Outcome {
 	d, ok := s.Deployments[c.Name]
 	if !ok {
 		return fail("not_found", "deployment %q does not exist", c.Name)
 	}
 	if !c.Idle {
-		d.Idle, d.LastUsed = false, max(d.LastUsed, c.Time)
+		d.Idle, d.LastUsed, d.UsedIndex = false, max(d.LastUsed, c.Time), index
 		return value(*d)
 	}
 	switch {
@@ -401,6 +421,8 @@ func (s *State) setDeploymentIdle(_ uint64, c *SetDeploymentIdle) Outcome {
 		return fail("conflict", "deployment %q has no idle timeout", c.Name)
 	case d.LastUsed > c.UnusedSince:
 		return fail("conflict", "deployment %q was used after %d", c.Name, c.UnusedSince)
+	case c.UnusedSinceIndex != 0 && d.UsedIndex > c.UnusedSinceIndex:
+		return fail("conflict", "deployment %q was used after index %d", c.Name, c.UnusedSinceIndex)
 	}
 	d.Idle = true
 	return value(*d)

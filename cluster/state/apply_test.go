@@ -289,7 +289,7 @@ func TestPutDeployment(t *testing.T) {
 				return
 			}
 			want := tc.want
-			want.Version, want.CreatedIndex, want.ModifiedIndex = tc.version, tc.created, 3
+			want.Version, want.CreatedIndex, want.ModifiedIndex, want.UsedIndex = tc.version, tc.created, 3, 3
 			if got := decodeValue[Deployment](t, out); !reflect.DeepEqual(got, want) {
 				t.Errorf("outcome = %+v, want %+v", got, want)
 			}

@@ -96,6 +96,7 @@ func filledState() *State {
 		s.IdemOrder = append(s.IdemOrder, k)
 	}
 	sort.Strings(s.IdemOrder)
+	s.CommandLevel = LegacyLevel // a state this version can hold
 	return &s
 }
 

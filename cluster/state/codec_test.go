@@ -2,6 +2,8 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -43,7 +45,7 @@ func TestTypeString(t *testing.T) {
 		TypeTouchDeployment: "touch-deployment", TypeSetDeploymentIdle: "set-deployment-idle", TypeSetClusterCA: "set-cluster-ca", TypeSetNodeLabels: "set-node-labels",
 		TypePutAPIKey: "put-api-key", TypeUpdateAPIKey: "update-api-key", TypeRotateAPIKey: "rotate-api-key",
 		TypeDeleteAPIKey: "delete-api-key", TypeTouchAPIKeys: "touch-api-keys", TypeAppendAudit: "append-audit",
-		TypeTrimAudit: "trim-audit", TypeRecordUsage: "record-usage", TypeRollupUsage: "rollup-usage", Type(23): "type-23", Type(255): "type-255",
+		TypeTrimAudit: "trim-audit", TypeRecordUsage: "record-usage", TypeRollupUsage: "rollup-usage", TypeRecordEnergy: "record-energy", Type(24): "type-24", Type(255): "type-255",
 	}
 	for typ, name := range want {
 		if got := typ.String(); got != name {
@@ -60,10 +62,10 @@ func TestUnknownIgnorableCommandIsSkipped(t *testing.T) {
 		key   string
 		body  any
 	}{
-		{name: "next type", typ: 23, flags: FlagIgnorable, body: map[string]string{"x": "y"}},
+		{name: "next type", typ: Level() + 1, flags: FlagIgnorable, body: map[string]string{"x": "y"}},
 		{name: "last type", typ: 255, flags: FlagIgnorable, body: nil},
 		{name: "other flags set too", typ: 42, flags: 0xff, body: []int{1, 2}},
-		{name: "with a key", typ: 24, flags: FlagIgnorable, key: "k-new", body: "anything"},
+		{name: "with a key", typ: Level() + 2, flags: FlagIgnorable, key: "k-new", body: "anything"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,11 +98,7 @@ func TestUnknownIgnorableCommandIsSkipped(t *testing.T) {
 // and checks the state did not change at all.
 func mustPanic(t *testing.T, a *applier, e []byte, want ...string) {
 	t.Helper()
-	before := snapshot(t, a.s)
-	msg, panicked := panicMessage(func() { a.s.Apply(a.next, e) })
-	if !panicked {
-		t.Fatalf("entry %q applied without a panic", e)
-	}
+	msg := mustPanicWith(t, a, e)
 	s, ok := msg.(string)
 	if !ok || !strings.HasPrefix(s, "state: ") {
 		t.Fatalf("panic %#v, want a string starting with \"state: \"", msg)
@@ -110,11 +108,26 @@ func mustPanic(t *testing.T, a *applier, e []byte, want ...string) {
 			t.Errorf("panic %q does not say %q", s, w)
 		}
 	}
+}
+
+// mustPanicWith applies an entry, wants a panic and no change to the
+// state at all, and returns the panic's value.
+func mustPanicWith(t *testing.T, a *applier, e []byte) any {
+	t.Helper()
+	before := snapshot(t, a.s)
+	msg, panicked := panicMessage(func() { a.s.Apply(a.next, e) })
+	if !panicked {
+		t.Fatalf("entry %q applied without a panic", e)
+	}
 	if after := snapshot(t, a.s); string(after) != string(before) {
 		t.Fatalf("a panicking entry changed the state:\nbefore %s\nafter  %s", before, after)
 	}
+	return msg
 }
 
+// TestUnknownCommandPanics: a type this version does not know, without
+// FlagIgnorable, panics with an *UnknownTypeError naming the entry and
+// the type, and changes nothing.
 func TestUnknownCommandPanics(t *testing.T) {
 	cases := []struct {
 		name  string
@@ -122,15 +135,23 @@ func TestUnknownCommandPanics(t *testing.T) {
 		flags Flags
 		key   string
 	}{
-		{name: "no flags", typ: 23},
+		{name: "no flags", typ: Level() + 1},
 		{name: "last type", typ: 255},
-		{name: "another flag, not ignorable", typ: 23, flags: 0xfe},
-		{name: "with a new key", typ: 23, key: "k-new"},
+		{name: "another flag, not ignorable", typ: Level() + 1, flags: 0xfe},
+		{name: "with a new key", typ: Level() + 1, key: "k-new"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a := populated(t)
-			mustPanic(t, a, entryKeyed(t, tc.typ, tc.flags, tc.key, map[string]int{"x": 1}), "unknown command type", "not ignorable")
+			index := a.next
+			msg := mustPanicWith(t, a, entryKeyed(t, tc.typ, tc.flags, tc.key, map[string]int{"x": 1}))
+			u, ok := msg.(*UnknownTypeError)
+			if !ok || u.Index != index || u.Type != tc.typ || !errors.Is(u, ErrUnknownType) {
+				t.Fatalf("panic %#v, want an *UnknownTypeError of type %d at %d", msg, tc.typ, index)
+			}
+			if want := fmt.Sprintf("command type %d, which this version (command level %d) does not know and may not skip", tc.typ, Level()); !strings.Contains(u.Error(), want) {
+				t.Fatalf("error %q does not say %q", u, want)
+			}
 		})
 	}
 }

@@ -158,6 +158,12 @@ type (
 		// UnusedSince, when marking idle, is the LastUsed the proposer
 		// saw; a later use makes the command fail.
 		UnusedSince int64 `json:"unused_since,omitempty"`
+		// UnusedSinceIndex, when marking idle, is the UsedIndex the
+		// proposer saw; a use recorded after it makes the command fail,
+		// whatever the clock of the node that recorded it. Versions below
+		// LevelIdleByIndex ignore it, so the leader sends it only when
+		// every member is at that level (or they would diverge).
+		UnusedSinceIndex uint64 `json:"unused_since_index,omitempty"`
 	}
 )
 
@@ -253,6 +259,8 @@ func (t Type) String() string {
 		return "record-usage"
 	case TypeRollupUsage:
 		return "rollup-usage"
+	case TypeRecordEnergy:
+		return "record-energy"
 	}
 	return fmt.Sprintf("type-%d", byte(t))
 }

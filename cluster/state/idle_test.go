@@ -39,6 +39,10 @@ func TestTouchDeployment(t *testing.T) {
 			if a.s.Deployments["d1"].Idle {
 				t.Error("a touch made the deployment idle")
 			}
+			// Every touch is a use, whatever its clock said.
+			if got, want := a.s.Deployments["d1"].UsedIndex, uint64(1+len(tc.touches)); tc.errCode == "" && got != want {
+				t.Errorf("UsedIndex = %d, want %d (the last touch's index)", got, want)
+			}
 		})
 	}
 }
@@ -62,6 +66,18 @@ func TestSetDeploymentIdle(t *testing.T) {
 			setup:   func(a *applier) { a.ok(TypeTouchDeployment, TouchDeployment{Name: "d1", Time: 15000}) },
 			cmd:     SetDeploymentIdle{Name: "d1", Idle: true, Time: 20000, UnusedSince: 1000},
 			errCode: "conflict", lastUsed: 15000,
+		},
+		{
+			name:    "a use recorded after the leader looked wins, whatever its clock",
+			setup:   func(a *applier) { a.ok(TypeTouchDeployment, TouchDeployment{Name: "d1", Time: 500}) },
+			cmd:     SetDeploymentIdle{Name: "d1", Idle: true, Time: 20000, UnusedSince: 1000, UnusedSinceIndex: 1},
+			errCode: "conflict", lastUsed: 1000,
+		},
+		{
+			name:  "marks idle when no use was recorded after the index the leader saw",
+			setup: func(a *applier) { a.ok(TypeTouchDeployment, TouchDeployment{Name: "d1", Time: 500}) },
+			cmd:   SetDeploymentIdle{Name: "d1", Idle: true, Time: 20000, UnusedSince: 1000, UnusedSinceIndex: 2},
+			idle:  true, lastUsed: 1000,
 		},
 		{
 			name: "wake clears idle and counts as a use",

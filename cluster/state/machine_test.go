@@ -98,7 +98,6 @@ func TestMachineSnapshotIsACopy(t *testing.T) {
 func TestMachineRejectsBadEntries(t *testing.T) {
 	bad := map[string][]byte{
 		"corrupt":        {1},
-		"unknown type":   entryKeyed(t, Type(200), 0, "", map[string]int{"x": 1}),
 		"body not json":  append([]byte{byte(TypeRegisterNode), 0}, `{"b":"n1"}`...),
 		"envelope array": append([]byte{byte(TypeRemoveNode), 0}, `[1]`...),
 	}
@@ -251,5 +250,67 @@ func TestMachineConcurrent(t *testing.T) {
 	}
 	if a, b := snapshot(t, m.Snapshot()), snapshot(t, s); !bytes.Equal(a, b) {
 		t.Fatal("the machine's state differs from a plain replay")
+	}
+}
+
+// TestMachineHaltsOnUnknownType: an entry of a type this version does not
+// know and may not skip stops the machine where it is, on every replica
+// of this version: nothing after it applies (the state stays a true
+// prefix of the cluster's, no index moves, no reader is woken), until a
+// restored state is past the entry.
+func TestMachineHaltsOnUnknownType(t *testing.T) {
+	m := NewMachine()
+	m.Apply(1, entry(t, TypeRegisterNode, RegisterNode{Node: Node{ID: "n1"}}))
+	before := snapshot(t, m.Snapshot())
+	ch := m.Changed()
+	unknown := entryKeyed(t, Type(200), 0, "", map[string]int{"x": 1})
+	for i, e := range [][]byte{unknown, entry(t, TypeRegisterNode, RegisterNode{Node: Node{ID: "n2"}}), entry(t, TypeNoop, nil)} {
+		out := m.Apply(uint64(2+i), e)
+		if !errors.Is(out.Err(), ErrUnknownType) || out.Index != uint64(2+i) {
+			t.Fatalf("entry %d: outcome %+v, want unknown_type", 2+i, out)
+		}
+	}
+	var u *UnknownTypeError
+	if err := m.Halted(); !errors.As(err, &u) || u.Index != 2 || u.Type != 200 {
+		t.Fatalf("Halted() = %v, want the entry at 2 of type 200", err)
+	}
+	if after := snapshot(t, m.Snapshot()); string(after) != string(before) || m.Index() != 1 {
+		t.Fatalf("a halted machine changed:\nbefore %s\nafter  %s", before, after)
+	}
+	if closed(ch) {
+		t.Fatal("a halted machine woke readers as if it had applied")
+	}
+	s := m.Snapshot()
+	s.Index = 1
+	m.Restore(s)
+	if m.Halted() == nil {
+		t.Fatal("a state restored before the entry un-halted the machine")
+	}
+	s.Index = 4
+	m.Restore(s)
+	if m.Halted() != nil {
+		t.Fatal("a state restored past the entry left the machine halted")
+	}
+	if out := m.Apply(5, entry(t, TypeNoop, nil)); out.Err() != nil || m.Index() != 5 {
+		t.Fatalf("after the restore: %+v at %d", out, m.Index())
+	}
+}
+
+// TestMachineStop: a machine its owner stopped applies nothing until a
+// state is restored.
+func TestMachineStop(t *testing.T) {
+	m := NewMachine()
+	m.Apply(1, entry(t, TypeNoop, nil))
+	why := fmt.Errorf("a snapshot cannot be read: %w", ErrNewerVersion)
+	m.Stop(why)
+	if out := m.Apply(2, entry(t, TypeRegisterNode, RegisterNode{Node: Node{ID: "n1"}})); !errors.Is(out.Err(), ErrUnknownType) || m.Index() != 1 {
+		t.Fatalf("a stopped machine applied: %+v, index %d", out, m.Index())
+	}
+	if !errors.Is(m.Halted(), ErrNewerVersion) {
+		t.Fatalf("Halted() = %v", m.Halted())
+	}
+	m.Restore(New())
+	if m.Halted() != nil {
+		t.Fatal("a restored state did not let the machine go on")
 	}
 }

@@ -7,12 +7,24 @@ import (
 	"maps"
 )
 
-// snapshotVersion is written at the head of every snapshot.
+// snapshotVersion is the format of the snapshots this version writes and
+// the newest it reads. Raise it when a change of the encoding would make
+// an older version misread a snapshot (a field renamed, or its meaning
+// changed); a field an older version may ignore needs no new format. A
+// state that holds commands an older version does not know is caught by
+// State.CommandLevel instead.
 const snapshotVersion = 1
 
 type snapshotFile struct {
 	Version int    `json:"version"`
 	State   *State `json:"state"`
+}
+
+// snapshotHead is a snapshot with its state left undecoded, so that the
+// format version is checked before the rest is read.
+type snapshotHead struct {
+	Version int             `json:"version"`
+	State   json.RawMessage `json:"state"`
 }
 
 // Clone returns a deep copy, so a snapshot can be written while Apply goes
@@ -37,9 +49,11 @@ func (s *State) Clone() *State {
 		Rejected:     cloneSlice(s.Rejected),
 
 		RejectedTotal: s.RejectedTotal,
+		CommandLevel:  s.CommandLevel,
 		AuditAnchor:   s.AuditAnchor,
 		KeysIndex:     s.KeysIndex,
 	}
+	c.Energy, c.EnergyBatches = cloneMap(s.Energy), maps.Clone(s.EnergyBatches)
 	if s.APIKeys == nil {
 		c.APIKeys = nil
 	}
@@ -122,23 +136,38 @@ func (s *State) Encode(w io.Writer) error {
 	return json.NewEncoder(w).Encode(snapshotFile{Version: snapshotVersion, State: s})
 }
 
-// Decode reads a snapshot written by Encode.
+// Decode reads a snapshot written by Encode, by this version or an older
+// one. A snapshot of a newer format, or holding commands this version does
+// not know, is refused with ErrNewerVersion rather than misread; a damaged
+// one with ErrCorrupt.
 func Decode(r io.Reader) (*State, error) {
-	var f snapshotFile
-	if err := json.NewDecoder(r).Decode(&f); err != nil {
+	var h snapshotHead
+	if err := json.NewDecoder(r).Decode(&h); err != nil {
 		return nil, fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
 	}
-	if f.Version != snapshotVersion {
-		return nil, fmt.Errorf("%w: snapshot version %d", ErrCorrupt, f.Version)
+	switch {
+	case h.Version > snapshotVersion:
+		return nil, fmt.Errorf("%w: the snapshot has format version %d, and this version of sovra reads formats up to %d; "+
+			"restore it with the version that wrote it or a later one", ErrNewerVersion, h.Version, snapshotVersion)
+	case h.Version < 1:
+		return nil, fmt.Errorf("%w: snapshot version %d", ErrCorrupt, h.Version)
 	}
-	if f.State == nil {
+	var s *State
+	if err := json.Unmarshal(h.State, &s); err != nil {
+		return nil, fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
+	}
+	if s == nil {
 		return nil, fmt.Errorf("%w: snapshot has no state", ErrCorrupt)
 	}
-	f.State.fill()
-	if err := f.State.check(); err != nil {
+	if s.CommandLevel > Level() {
+		return nil, fmt.Errorf("%w: the snapshot holds commands up to type %d, and this version of sovra knows types up to %d; "+
+			"restore it with a version that knows them", ErrNewerVersion, byte(s.CommandLevel), byte(Level()))
+	}
+	s.fill()
+	if err := s.check(); err != nil {
 		return nil, fmt.Errorf("%w: snapshot: %v", ErrCorrupt, err)
 	}
-	return f.State, nil
+	return s, nil
 }
 
 // check reports a broken rule that Apply keeps, so that a damaged snapshot
@@ -200,6 +229,11 @@ func (s *State) check() error {
 	for k, v := range s.Usage {
 		if v == nil {
 			return fmt.Errorf("usage %q is null", k)
+		}
+	}
+	for k, v := range s.Energy {
+		if v == nil {
+			return fmt.Errorf("energy %q is null", k)
 		}
 	}
 	for k, m := range s.Models {

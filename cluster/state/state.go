@@ -17,7 +17,12 @@ type State struct {
 	// UsageBatches is the last usage batch applied per node (a retried
 	// batch at or below it is not counted again).
 	UsageBatches map[string]uint64 `json:"usage_batches,omitempty"`
-	Audit        []AuditEntry      `json:"audit"`
+	// Energy holds the energy buckets (EnergyTotal) by EnergyKey, and
+	// EnergyBatches the last energy batch applied per node (energy.go).
+	Energy        map[string]*EnergyTotal `json:"energy,omitempty"`
+	EnergyBatches map[string]uint64       `json:"energy_batches,omitempty"`
+
+	Audit []AuditEntry `json:"audit"`
 	// AuditAnchor stands for the entries trimmed from the head of Audit.
 	AuditAnchor AuditAnchor `json:"audit_anchor"`
 	// KeysIndex is the index of the last change to the set of keys or
@@ -39,6 +44,10 @@ type State struct {
 	// is a secret: never show it outside the state and its snapshots.
 	ClusterCA     *ClusterCA `json:"cluster_ca,omitempty"`
 	RejectedTotal uint64     `json:"rejected_total,omitempty"`
+	// CommandLevel is the highest type of a command applied that older
+	// versions may not skip: a version whose level (Level) is below it
+	// cannot hold this state and refuses its snapshots.
+	CommandLevel Type `json:"command_level,omitempty"`
 }
 
 // ClusterCA is the cluster CA in PEM.

@@ -41,6 +41,9 @@ type Node struct {
 	GPUs           []GPU             `json:"gpus,omitempty"`
 	Status         NodeStatus        `json:"status"`
 	Version        string            `json:"version,omitempty"`
+	// CommandLevel is the highest command type the node's build applies
+	// (see Level); 0 from a version before levels (LegacyLevel).
+	CommandLevel Type `json:"command_level,omitempty"`
 	// StatusReason says why the status last changed.
 	StatusReason string `json:"status_reason,omitempty"`
 	// StatusSince is the proposer's clock (Unix ms) when the status changed.
@@ -73,6 +76,10 @@ type Deployment struct {
 	// LastUsed is the proposer's clock (Unix ms) of the last recorded use:
 	// a request, a wake, or a write of the deployment.
 	LastUsed int64 `json:"last_used,omitempty"`
+	// UsedIndex is the log index of the last recorded use. The leader
+	// times idleness from when it saw this change, on its own clock, so a
+	// node whose clock is off cannot make a busy deployment look unused.
+	UsedIndex uint64 `json:"used_index,omitempty"`
 	// Version counts changes; a write may be conditioned on it.
 	Version       uint64 `json:"version"`
 	CreatedIndex  uint64 `json:"created_index"`

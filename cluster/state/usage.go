@@ -58,6 +58,8 @@ func (s *State) dispatchUsage(index uint64, d decoded) (Outcome, bool) {
 		return applyBody(index, d, s.recordUsage), true
 	case TypeRollupUsage:
 		return applyBody(index, d, s.rollupUsage), true
+	case TypeRecordEnergy:
+		return applyBody(index, d, s.recordEnergy), true
 	}
 	return Outcome{}, false
 }
@@ -120,6 +122,7 @@ func (s *State) rollupUsage(_ uint64, c *RollupUsage) Outcome {
 			s.addUsage(day)
 		}
 	}
+	s.rollupEnergy(c)
 	return Outcome{}
 }
 

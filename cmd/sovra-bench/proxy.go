@@ -57,6 +57,7 @@ type proxyFlags struct {
 	keep           bool
 	sovraBin       string
 	simBin         string
+	profile        string
 	targets        bench.Targets
 }
 
@@ -72,6 +73,7 @@ func parseProxyFlags(args []string) (*proxyFlags, error) {
 	fs.IntVar(&f.unaryTokens, "unary-tokens", 200, "tokens of each non-streamed answer")
 	fs.Float64Var(&f.tokenRate, "token-rate", 1000, "tokens per second within one stream (0: no pacing)")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "warm-up load before measuring, spread over the targets")
+	fs.StringVar(&f.profile, "profile", "", "write a CPU profile of sovra for each of its phases to this directory (sovra runs with --debug-addr on loopback)")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "limit for one request or stream")
 	fs.BoolVar(&f.json, "json", false, "print the report as JSON instead of tables")
 	fs.BoolVar(&f.strict, "strict", false, "exit with status 3 when a target is missed")
@@ -121,6 +123,9 @@ type rig struct {
 	// token is the management token sovra made in its data directory
 	// (empty for a binary too old to need one).
 	token string
+	// debug is sovra's profiler address and profiles where its CPU
+	// profiles go (both empty without --profile).
+	debug, profiles string
 }
 
 func runProxyBench(ctx context.Context, args []string) error {
@@ -191,7 +196,7 @@ func setUp(ctx context.Context, f *proxyFlags) (*rig, error) {
 	if r.sovra, err = freeAddr(); err != nil {
 		return r, err
 	}
-	sv, err := start(procSovra, f.sovraBin, []string{
+	sovraArgs := []string{
 		"serve", "--node-id", "bench", "--http-addr", r.sovra,
 		"--ollama", "http://" + r.simAddr, "--log-level", "warn",
 		"--data-dir", dir + "/sovra-data",
@@ -199,7 +204,15 @@ func setUp(ctx context.Context, f *proxyFlags) (*rig, error) {
 		"--serve-undeployed",
 		// As many slots and queue places as the simulator has.
 		"--slots", "1024", "--queue-max", "8192",
-	}, dir)
+	}
+	if f.profile != "" {
+		if r.debug, err = freeAddr(); err != nil {
+			return r, err
+		}
+		r.profiles = f.profile
+		sovraArgs = append(sovraArgs, "--debug-addr", r.debug)
+	}
+	sv, err := start(procSovra, f.sovraBin, sovraArgs, dir)
 	if err != nil {
 		return r, err
 	}
@@ -410,7 +423,11 @@ func (r *rig) phase(ctx context.Context, t bench.Target, server string, stream b
 	if err != nil {
 		return nil, err
 	}
+	prof := r.profilePhase(t.Name, stream, load)
 	res := bench.Run(ctx, t, load)
+	if err := prof(); err != nil {
+		progress("  profile: %v", err)
+	}
 	after, err := r.cpu()
 	if err != nil {
 		return nil, err
@@ -438,6 +455,32 @@ func (r *rig) phase(ctx context.Context, t bench.Target, server string, stream b
 		progress("  %d of %d requests failed, first: %s", res.Errors, res.Sent, res.FirstError)
 	}
 	return p, nil
+}
+
+// profilePhase starts a CPU profile of sovra lasting the phase when the
+// target is sovra and --profile is set; the func it returns waits for it
+// and writes it.
+func (r *rig) profilePhase(target string, stream bool, load bench.Load) func() error {
+	if r.debug == "" || !strings.HasPrefix(target, "sovra") {
+		return func() error { return nil }
+	}
+	secs := max(1, int(load.Duration.Seconds()))
+	name := fmt.Sprintf("%s-%s-%g.pprof", strings.NewReplacer(" ", "", "/", "_").Replace(target), kindLabel(stream), load.Rate)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", r.debug, secs))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(r.profiles, name), b, 0o644)
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
 }
 
 func kindLabel(stream bool) string {

@@ -83,7 +83,8 @@ func TestCLIUsage(t *testing.T) {
 		if err != nil {
 			t.Fatalf("not CSV: %v\n%s", err, r.out)
 		}
-		want := [][]string{{"key", "model", "node", "requests", "errors", "prompt_tokens", "completion_tokens", "ttft_ms_avg"},
+		want := [][]string{{"key", "model", "node", "requests", "errors", "prompt_tokens", "completion_tokens", "ttft_ms_avg",
+			"energy_joules", "energy_estimated", "joules_per_1k_tokens"},
 			{k.ID, "llama3.2:1b", "", "5", "0", strconv.FormatInt(sent.prompt, 10), strconv.FormatInt(sent.completion, 10)}}
 		if len(recs) != 2 || !reflect.DeepEqual(recs[0], want[0]) || !reflect.DeepEqual(recs[1][:7], want[1]) {
 			t.Fatalf("csv %q, want %q", recs, want)
@@ -93,18 +94,22 @@ func TestCLIUsage(t *testing.T) {
 	t.Run("table", func(t *testing.T) {
 		r := sovra(t, env, "usage", "--by", "key,model").ok(t)
 		lines := r.lines()
-		if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "KEY MODEL REQUESTS ERRORS PROMPT TOKENS COMPLETION TOKENS TTFT AVG (ms)" {
+		if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "KEY MODEL REQUESTS ERRORS PROMPT TOKENS COMPLETION TOKENS TTFT AVG (ms) J/1K TOKENS" {
 			t.Fatalf("table:\n%s", r.out)
 		}
 		cells := fmt.Sprintf("%d 0 %d %d", sent.requests, sent.prompt, sent.completion)
 		if f := strings.Fields(lines[1]); f[0] != k.ID || f[1] != "llama3.2:1b" || strings.Join(f[2:6], " ") != cells {
 			t.Fatalf("row %q, want %s", lines[1], cells)
 		}
-		if f := strings.Fields(lines[2]); f[0] != "TOTAL" || strings.Join(f[1:], " ") != cells+" -" {
+		// The test cluster has no GPUs: no energy.
+		if f := strings.Fields(lines[1]); f[len(f)-1] != "-" {
+			t.Fatalf("row %q has energy", lines[1])
+		}
+		if f := strings.Fields(lines[2]); f[0] != "TOTAL" || strings.Join(f[1:], " ") != cells+" - -" {
 			t.Fatalf("total %q, want %s", lines[2], cells)
 		}
 		r = sovra(t, env, "usage", "--since", "2000-01-01", "--until", "2000-01-02").ok(t)
-		if lines := r.lines(); len(lines) != 2 || strings.Join(strings.Fields(lines[1]), " ") != "TOTAL 0 0 0 0 -" {
+		if lines := r.lines(); len(lines) != 2 || strings.Join(strings.Fields(lines[1]), " ") != "TOTAL 0 0 0 0 - -" {
 			t.Fatalf("empty window:\n%s", r.out)
 		}
 	})

@@ -66,6 +66,7 @@ func (s *settings) register(fs *pflag.FlagSet, def node.Config) {
 	s.registerRouting(fs, def.Routing)
 	s.registerLimits(fs, def)
 	s.registerAudit(fs, def)
+	s.registerEnergy(fs)
 	s.registerBackendPolicy(fs, def)
 	fs.StringVar(&s.debugAddr, "debug-addr", "", "serve Go's profiler (/debug/pprof) on this host:port; off when empty")
 	fs.StringVar(&s.logFormat, "log-format", "console", "log format: json or console")
@@ -223,6 +224,7 @@ func (s *settings) registerCluster(fs *pflag.FlagSet, def node.ClusterConfig) {
 	fs.StringToStringVar(&c.Labels, "label", def.Labels, "node labels, e.g. jurisdiction=EU,country=FR")
 	fs.StringVar(&c.GPUs, "gpu", def.GPUs, `GPU inventory instead of nvidia-smi discovery, e.g. 8xH800:80GiB or "none"`)
 	s.registerScheduling(fs)
+	s.registerRaftTuning(fs)
 }
 
 // registerScheduling adds the flags of the leader's scheduler; every node
@@ -240,5 +242,5 @@ func (s *settings) registerRouting(fs *pflag.FlagSet, def node.RoutingConfig) {
 	fs.IntVar(&r.MaxQueue, "queue-max", def.MaxQueue, "requests that may wait for a slot, per model; more are answered 429/503 with Retry-After")
 	fs.DurationVar(&r.QueueTimeout, "queue-timeout", def.QueueTimeout, "longest wait for a slot before a 503 with Retry-After")
 	fs.Float64Var(&r.AffinityFactor, "affinity-factor", def.AffinityFactor, "a follow-up turn stays on its conversation's replica while that replica's load is at most this times the average (below 1: off)")
-	fs.DurationVar(&r.LoadInterval, "load-interval", def.LoadInterval, "how often a node asks each peer for its load")
+	fs.DurationVar(&r.LoadInterval, "load-interval", def.LoadInterval, "how often a node looks for a change in its own load to push to its peers (paced down to one frame a second at 200 nodes)")
 }

@@ -29,6 +29,7 @@ const token = "chaos-management-token-0123456789"
 type proc struct {
 	id             string
 	http, raft     string
+	debug          string // the profiler's address (loopback)
 	dir            string
 	sim            *ollamasim.Server
 	mu             sync.Mutex
@@ -38,6 +39,7 @@ type proc struct {
 	logs           *bytes.Buffer
 	killedAt       []time.Time
 	restartedCount int
+	bin            string // the binary it runs; empty: the fleet's
 }
 
 // fleet is the cluster of processes.
@@ -47,11 +49,16 @@ type fleet struct {
 	secret string // path of the cluster-token file
 	admin  string // path of the admin-token file
 	ids    []string
+	extra  []string // more flags for every node
 	procs  map[string]*proc
 	// serving are the nodes clients use: running, and seen healthy since
 	// they last started (as a load balancer would by /readyz).
 	smu     sync.Mutex
 	serving map[string]bool
+	// parts cuts nodes off from each other; nil where this machine
+	// cannot (noParts says why).
+	parts   *partitioner
+	noParts string
 }
 
 func freeAddr(t testing.TB) string {
@@ -67,8 +74,26 @@ func freeAddr(t testing.TB) string {
 // startFleet starts n nodes that form a cluster together.
 func startFleet(t testing.TB, n int) *fleet {
 	t.Helper()
+	return startFleetWith(t, n, fleetOptions{})
+}
+
+// fleetOptions change how startFleetWith starts the nodes.
+type fleetOptions struct {
+	// bins are the binaries some nodes run, by id (others run the suite's
+	// build), for mixed versions.
+	bins map[string]string
+	// prepare, when set, is called with each node's data directory
+	// before the node first starts (to mount a file system there).
+	prepare func(id, dir string)
+	// args are more flags for every node.
+	args []string
+}
+
+// startFleetWith is startFleet with options.
+func startFleetWith(t testing.TB, n int, opts fleetOptions) *fleet {
+	t.Helper()
 	dir := t.TempDir()
-	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{},
+	f := &fleet{t: t, bin: testbin.Sovra(t), procs: map[string]*proc{}, serving: map[string]bool{}, extra: opts.args,
 		secret: filepath.Join(dir, "cluster-token"), admin: filepath.Join(dir, "admin-token")}
 	if err := os.WriteFile(f.secret, []byte("chaos-cluster-secret-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -76,11 +101,17 @@ func startFleet(t testing.TB, n int) *fleet {
 	if err := os.WriteFile(f.admin, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if f.parts, f.noParts = newPartitioner(); f.parts != nil {
+		t.Cleanup(f.parts.close) // after the processes are killed
+	}
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
 		f.ids = append(f.ids, id)
 		sim := ollamasim.StartTest(t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
-		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}})
+		f.setProc(&proc{id: id, http: freeAddr(t), raft: freeAddr(t), debug: freeAddr(t), dir: filepath.Join(dir, id), sim: sim, logs: &bytes.Buffer{}, bin: opts.bins[id]})
+		if opts.prepare != nil {
+			opts.prepare(id, filepath.Join(dir, id))
+		}
 	}
 	for _, id := range f.ids {
 		f.start(id)
@@ -129,11 +160,11 @@ func (f *fleet) args(p *proc) []string {
 	case len(f.ids) == 1:
 		form = []string{"--bootstrap"}
 	}
-	return append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft},
+	return append(append([]string{"serve", "--node-id", p.id, "--http-addr", p.http, "--raft-addr", p.raft, "--debug-addr", p.debug},
 		append(form, "--cluster-token-file", f.secret, "--admin-token-file", f.admin, "--data-dir", p.dir,
 			"--ollama", p.sim.URL(), "--gpu", "1xA100:80GiB", "--slots", "4",
 			"--heartbeat-interval", "200ms", "--down-after", "2s", "--down-grace", "3s",
-			"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...)
+			"--shutdown-grace", "2s", "--log-format", "json", "--log-level", "warn")...), f.extra...)
 }
 
 // addNode starts one more node that joins the cluster; it is not one of
@@ -141,7 +172,7 @@ func (f *fleet) args(p *proc) []string {
 func (f *fleet) addNode(id string) {
 	f.t.Helper()
 	sim := ollamasim.StartTest(f.t, ollamasim.Config{Name: id, TTFT: 30 * time.Millisecond, TokensPerSecond: 200, ResponseTokens: 24, Parallel: 4})
-	f.setProc(&proc{id: id, http: freeAddr(f.t), raft: freeAddr(f.t), dir: filepath.Join(f.t.TempDir(), id), sim: sim, logs: &bytes.Buffer{}})
+	f.setProc(&proc{id: id, http: freeAddr(f.t), raft: freeAddr(f.t), debug: freeAddr(f.t), dir: filepath.Join(f.t.TempDir(), id), sim: sim, logs: &bytes.Buffer{}})
 	f.start(id)
 	f.t.Cleanup(func() { f.kill(id) })
 }
@@ -150,10 +181,19 @@ func (f *fleet) start(id string) {
 	p := f.proc(id)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cmd := exec.Command(f.bin, f.args(p)...)
+	bin := f.bin
+	if p.bin != "" {
+		bin = p.bin
+	}
+	cmd := exec.Command(bin, f.args(p)...)
 	cmd.Stdout, cmd.Stderr = &lockedWriter{buf: p.logs, mu: &p.logMu}, &lockedWriter{buf: p.logs, mu: &p.logMu}
 	if err := cmd.Start(); err != nil {
 		f.t.Fatalf("start %s: %v", id, err)
+	}
+	if f.parts != nil {
+		if err := f.parts.place(id, cmd.Process.Pid); err != nil {
+			f.t.Fatalf("cgroup of %s: %v", id, err)
+		}
 	}
 	p.cmd, p.exited = cmd, make(chan struct{})
 	go func(exited chan struct{}) {

@@ -31,6 +31,10 @@ const (
 	outTimedOut = "timed out"     // no answer within the client's deadline
 )
 
+// clientTimeout is how long a client waits for a whole answer (answers
+// take well under a second here): no answer by then is no clear error.
+const clientTimeout = 15 * time.Second
+
 // request is one inference request and how it ended.
 type request struct {
 	entry      string
@@ -53,7 +57,7 @@ type inference struct {
 }
 
 func newInference(f *fleet, model string) *inference {
-	return &inference{f: f, model: model, hc: &http.Client{Timeout: 30 * time.Second}}
+	return &inference{f: f, model: model, hc: &http.Client{Timeout: clientTimeout}}
 }
 
 // run is one client's loop: a request at a time, to a running node chosen
@@ -101,7 +105,7 @@ func (in *inference) one(ctx context.Context, r *request, hangUp bool) {
 	r.status = resp.StatusCode
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		r.outcome, r.detail = outError, string(b)
+		r.outcome, r.detail = outError, routeHeaders(resp)+string(b)
 		if !strings.Contains(string(b), "error") {
 			r.outcome = outLost // an error status without an error body is not clear
 		}
@@ -155,6 +159,18 @@ func (in *inference) readStream(ctx context.Context, r *request, body io.Reader,
 	r.outcome = outLost
 }
 
+// routeHeaders are the routing decision's headers of an answer, for
+// telling where a failed request went.
+func routeHeaders(resp *http.Response) string {
+	var b strings.Builder
+	for _, h := range []string{"Sovra-Node", "Sovra-Replica", "Sovra-Route", "Sovra-Attempts"} {
+		if v := resp.Header.Get(h); v != "" {
+			fmt.Fprintf(&b, "%s=%s ", h, v)
+		}
+	}
+	return b.String()
+}
+
 func transportOutcome(ctx context.Context, err error, otherwise string) string {
 	switch {
 	case ctx.Err() != nil:
@@ -202,14 +218,20 @@ func (a *admin) writer(ctx context.Context, id int, key string) {
 }
 
 // write sets the key's name to v with one idempotency key, asking again
-// with it while the outcome is unknown, so that an acknowledged write is
-// known as such.
+// with it (for up to writeResolve, as a client with a deadline would)
+// while the outcome is unknown, so that an acknowledged write is known as
+// such and few stay unknown: each unknown one is pending forever to the
+// linearizability checker, whose search grows with them.
 func (a *admin) write(rnd *rand.Rand, client_ int, key string, v int) {
 	idem := fmt.Sprintf("chaos-%s-%d", key, v)
 	name := strconv.Itoa(v)
 	call := a.now()
 	op := porcupine.Operation{ClientId: client_, Input: linreg.Input{Key: key, Write: true, Value: v}, Call: call}
-	for attempt := 0; attempt < 5; attempt++ {
+	give := time.Now().Add(writeResolve)
+	for attempt := 0; attempt == 0 || time.Now().Before(give); attempt++ {
+		if attempt > 0 {
+			time.Sleep(retryPause) // a client's back-off between retries
+		}
 		cl := a.pick(rnd)
 		if cl == nil {
 			break
@@ -229,6 +251,12 @@ func (a *admin) write(rnd *rand.Rand, client_ int, key string, v int) {
 	op.Return, op.Output = math.MaxInt64, linreg.Output{Unknown: true}
 	a.record(op, func() { a.writes, a.unknown = a.writes+1, a.unknown+1 })
 }
+
+// A write's retries: for how long, and the pause between two.
+const (
+	writeResolve = 20 * time.Second
+	retryPause   = 100 * time.Millisecond
+)
 
 // definiteFailure is an error after which the write cannot have applied.
 func definiteFailure(err error) bool {

@@ -163,15 +163,43 @@ func (c *Creds) Pool() *x509.CertPool {
 	return p
 }
 
+// writeFileAtomic writes a file durably: the data is synced before the
+// rename and the directory after it. Without the syncs a crash, or a disk
+// that fails and turns read-only, within seconds of a join left the
+// certificate files empty (ext4 allocates a new file's blocks late), and
+// the node could not start again.
 func writeFileAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	if err := writeSynced(tmp, data); err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("pki: %w", err)
 	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
 	return nil
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // Keyring holds a node's current credentials. It starts empty on a node

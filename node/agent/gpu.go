@@ -3,7 +3,9 @@
 //
 // GPU discovery reads the node's GPU inventory from nvidia-smi, or takes it
 // from an operator override, and watches it for changes, so that the cluster
-// can place models by VRAM and GPU type.
+// can place models by VRAM and GPU type. ReadPower reads each GPU's power,
+// energy counter, utilisation and power cap from nvidia-smi for the
+// energy accounting (package node/energy).
 //
 // The Reconciler drives the local Ollama to this node's placements in the
 // replicated state: it pulls a placed model that is not on disk (reporting

@@ -41,6 +41,7 @@ func (s *Server) adminRoutes(cl Cluster) {
 	// certificate, or the token proof of a node that is joining.
 	s.app.All("/internal/v1/cluster/*", s.peerOrJoining, s.readBody, adaptor.HTTPHandler(cl.Handler()))
 	s.startAuditFlush(cl)
+	raw := cl
 	cl = auditedCluster{Cluster: cl, now: s.now, log: s.log}
 	// The body is read (and bounded) before requireJSON looks at it.
 	a := s.app.Group("/admin/v1", s.requireAdmin(), auditContext, s.adminDeadline, s.readBody, requireJSON)
@@ -114,6 +115,7 @@ func (s *Server) adminRoutes(cl Cluster) {
 	s.keyRoutes(a, cl)
 	auditRoutes(a, cl)
 	usageRoutes(a, cl)
+	nextRoutes(a, raw)
 }
 
 // requireMember answers 404 for a node that is not in the raft

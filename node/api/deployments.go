@@ -131,7 +131,7 @@ func newDeploymentView(dep state.Deployment) wire.Deployment {
 	return wire.Deployment{
 		Name: dep.Name, Model: dep.Model, Replicas: dep.Replicas, Constraints: dep.Constraints, Priority: dep.Priority,
 		SpreadBy: dep.SpreadBy, IdleTimeout: dep.IdleTimeout, Version: dep.Version, CreatedIndex: dep.CreatedIndex,
-		ModifiedIndex: dep.ModifiedIndex, Placements: []wire.Placement{}, Idle: dep.Idle, LastUsed: dep.LastUsed,
+		ModifiedIndex: dep.ModifiedIndex, Placements: []wire.Placement{}, Idle: dep.Idle, LastUsed: dep.LastUsed, UsedIndex: dep.UsedIndex,
 	}
 }
 

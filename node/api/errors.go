@@ -133,6 +133,10 @@ func toAPIError(err error) *Error {
 		return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "not_peer", Message: err.Error()}
 	case errors.Is(err, cluster.ErrMemberExists):
 		return &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "member_exists", Message: err.Error()}
+	case errors.Is(err, cluster.ErrStorage):
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "storage_unavailable", Message: err.Error(), RetryAfter: 5}
+	case errors.Is(err, cluster.ErrUpgradeRequired):
+		return &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "upgrade_required", Message: err.Error()}
 	case errors.Is(err, cluster.ErrRestoreNotForced):
 		return &Error{Status: http.StatusConflict, Type: typeInvalid, Code: "restore_not_forced", Param: "force", Message: err.Error()}
 	case errors.Is(err, cluster.ErrInvalid), errors.Is(err, state.ErrInvalid):

@@ -37,12 +37,19 @@ func (s *Server) browserGuard() fiber.Handler {
 			return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "host_not_allowed",
 				Message: "this node listens on loopback and answers only requests for a loopback host"}
 		}
-		if o := ctx.Get(fiber.HeaderOrigin); o != "" && !s.originAllowed(strings.ToLower(o)) {
+		if o := ctx.Get(fiber.HeaderOrigin); o != "" && !s.originAllowed(strings.ToLower(o)) && !s.dashboard(ctx.Path()) {
 			return &Error{Status: http.StatusForbidden, Type: "permission_error", Code: "origin_not_allowed",
 				Message: "requests from this origin are not allowed (see --allowed-origins)"}
 		}
 		return c(ctx)
 	}
+}
+
+// dashboard reports whether path is the dashboard's, which checks the
+// origin of its requests itself.
+func (s *Server) dashboard(path string) bool {
+	p := s.cfg.DashboardPath
+	return p != "" && (path == p || strings.HasPrefix(path, p+"/"))
 }
 
 // loopbackHost reports whether a Host header names this machine's

@@ -27,6 +27,8 @@ type reqInfo struct {
 	streaming        bool
 	// forwarded is set on requests another node forwarded here.
 	forwarded bool
+	// inProcess is set on requests made inside the node (InProcess).
+	inProcess bool
 	// remote is the client's address; keyID the id of the key (or the
 	// management token) the request was admitted with, never the secret.
 	remote string
@@ -90,6 +92,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	ri.method = strings.Clone(c.Method())
 	ri.path = strings.Clone(c.Path())
 	ri.remote = c.Context().RemoteAddr().String()
+	ri.inProcess, _ = c.Context().UserValue(inProcessKey{}).(bool)
 	c.Set(fiber.HeaderXRequestID, ri.id)
 	err := c.Next()
 	if !ri.streaming { // serveStream noted it before its writer started
@@ -149,7 +152,11 @@ func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Dura
 	if err != nil {
 		fields = append(fields, zap.String("error", err.Error()))
 	}
-	s.log.Log(requestLevel(ri.path, status), "request", fields...)
+	level := requestLevel(ri.path, status)
+	if ri.inProcess && level < zapcore.WarnLevel {
+		level = zapcore.DebugLevel
+	}
+	s.log.Log(level, "request", fields...)
 }
 
 // requestLevel is the level of a request's log line: traffic between

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -121,7 +123,18 @@ type exchanger interface {
 	Exchange(after uint64) router.Exchange
 }
 
+// LoadFeed streams this node's load to a peer (*load.Feed): frames, each
+// one line, through send until ctx ends or send fails.
+type LoadFeed interface {
+	Watch(ctx context.Context, peer string, send func([]byte) error) error
+}
+
+// loadExchange answers this node's load once, or with ?watch=1 streams
+// it: one frame (a LoadExchange) per line for as long as the peer reads.
 func (s *Server) loadExchange(c *fiber.Ctx) error {
+	if c.Query("watch") != "" {
+		return s.watchLoad(c)
+	}
 	ex, ok := s.be.(exchanger)
 	if !ok {
 		return fiber.ErrNotFound
@@ -136,6 +149,33 @@ func (s *Server) loadExchange(c *fiber.Ctx) error {
 		out.Quota = &r
 	}
 	return c.JSON(out)
+}
+
+// watchLoad streams the load feed to the peer that asks. The stream ends
+// when the server starts shutting down, so it never holds a shutdown up.
+func (s *Server) watchLoad(c *fiber.Ctx) error {
+	feed := s.cfg.LoadFeed
+	if feed == nil {
+		return fiber.ErrNotFound
+	}
+	peer, err := s.cfg.PeerID(c.Context().TLSConnectionState())
+	if err != nil {
+		return err // requirePeer let it through: cannot happen
+	}
+	conn := c.Context().Conn()
+	c.Set(fiber.HeaderContentType, "application/x-ndjson")
+	c.Set(fiber.HeaderCacheControl, "no-cache")
+	s.streams.Add(1)
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer s.streams.Done()
+		_ = feed.Watch(s.closing, peer, func(b []byte) error {
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			return s.flush(conn, w)
+		})
+	})
+	return nil
 }
 
 // LoadExchange is the answer of /internal/v1/load: the router's exchange

@@ -100,6 +100,13 @@ type Config struct {
 	// Usage, when set, sums each inference request's usage for the
 	// state (on the node the client reached).
 	Usage *nodeusage.Recorder
+	// DashboardPath, when set, is the path under which the web dashboard
+	// (package ui) is mounted: it checks its requests' Origin itself
+	// (its own origin only), so AllowedOrigins does not apply there.
+	DashboardPath string
+	// LoadFeed, when set, streams this node's load to peers that watch
+	// it (GET /internal/v1/load?watch=1, peer channel only).
+	LoadFeed LoadFeed
 }
 
 // DefaultConfig returns the settings sovra uses unless told otherwise.
@@ -175,6 +182,10 @@ type Server struct {
 	failed     failedAuth
 	background sync.WaitGroup
 	now        func() time.Time
+	// closing ends when Shutdown starts: streams that never end by
+	// themselves (load feeds) stop then.
+	closing     context.Context
+	stopClosing context.CancelFunc
 }
 
 // New builds the API over be. cl may be nil for a node outside any cluster:
@@ -184,6 +195,7 @@ func New(cfg Config, be backend.Backend, cl Cluster, log *zap.Logger) *Server {
 	base, cancel := context.WithCancel(context.Background())
 	s := &Server{cfg: cfg, be: be, log: log, ids: newIDSource(), base: base, cancel: cancel, fresh: newFreshConns(), metrics: newMetrics(cfg.Registry),
 		auth: auth.New(cfg.AdminToken, cfg.Keys), now: time.Now}
+	s.closing, s.stopClosing = context.WithCancel(base)
 	s.metrics.labeler, _ = be.(labeler)
 	s.app = fiber.New(fiber.Config{
 		AppName:               "sovra",
@@ -251,8 +263,24 @@ func (s *Server) routes() {
 	a.Get("/", func(c *fiber.Ctx) error { return c.SendString("sovra is running") })
 }
 
-// App exposes the Fiber app (for tests that use app.Test).
+// App exposes the Fiber app (for tests that use app.Test, and to mount
+// the dashboard).
 func (s *Server) App() *fiber.App { return s.app }
+
+// inProcessKey marks a request made inside the node (InProcess).
+type inProcessKey struct{}
+
+// InProcess serves requests made inside the node, such as the dashboard's
+// admin calls on behalf of its signed-in operator: the whole app, with its
+// authentication, but logged at debug level, since the request that made
+// them is logged itself.
+func (s *Server) InProcess() fasthttp.RequestHandler {
+	h := s.app.Handler()
+	return func(ctx *fasthttp.RequestCtx) {
+		ctx.SetUserValue(inProcessKey{}, true)
+		h(ctx)
+	}
+}
 
 // Serve answers requests on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
@@ -262,6 +290,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits for in-flight requests and
 // streams to finish until ctx ends; then it cancels what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopClosing()
 	done := make(chan error, 1)
 	go func() { done <- s.app.ShutdownWithContext(ctx) }()
 	err := s.drain(done)

@@ -35,7 +35,13 @@ type usageRow struct {
 	PromptTokens     int64   `json:"prompt_tokens"`
 	CompletionTokens int64   `json:"completion_tokens"`
 	TTFTMsAvg        float64 `json:"ttft_ms_avg"`
-	ttftMs, ttftN    int64
+	// The energy the serving GPUs spent on the group's output tokens
+	// (usage_energy.go); absent where none was measured.
+	EnergyJoules      float64 `json:"energy_joules,omitempty"`
+	EnergyEstimated   bool    `json:"energy_estimated,omitempty"`
+	JoulesPer1kTokens float64 `json:"joules_per_1k_tokens,omitempty"`
+	ttftMs, ttftN     int64
+	energy            energySums
 }
 
 // usageQuery is GET /admin/v1/usage's query.
@@ -102,12 +108,14 @@ func usageRoutes(a fiber.Router, cl Cluster) {
 			return err
 		}
 		var buckets []state.UsageTotal
+		var energy usageEnergy
 		if err := cl.Read(c.UserContext(), c.QueryBool("stale"), func(s *state.State) {
 			buckets = s.UsageList(q.since, q.until)
+			energy = readUsageEnergy(s, q.since, q.until)
 		}); err != nil {
 			return err
 		}
-		rows := q.group(buckets)
+		rows := q.group(buckets, energy)
 		if q.csv {
 			c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
 			return c.SendString(usageCSV(rows))
@@ -116,19 +124,19 @@ func usageRoutes(a fiber.Router, cl Cluster) {
 	})
 }
 
-func (q usageQuery) group(buckets []state.UsageTotal) []*usageRow {
+func (q usageQuery) group(buckets []state.UsageTotal, energy usageEnergy) []*usageRow {
 	byKey := map[string]*usageRow{}
 	var rows []*usageRow
-	for _, b := range buckets {
+	row := func(key, model, node string) *usageRow {
 		g := usageRow{}
 		if q.by["key"] {
-			g.Key = b.Key
+			g.Key = key
 		}
 		if q.by["model"] {
-			g.Model = b.Model
+			g.Model = model
 		}
 		if q.by["node"] {
-			g.Node = b.Node
+			g.Node = node
 		}
 		k := g.Key + "\x00" + g.Model + "\x00" + g.Node
 		r := byKey[k]
@@ -137,16 +145,22 @@ func (q usageQuery) group(buckets []state.UsageTotal) []*usageRow {
 			byKey[k] = r
 			rows = append(rows, r)
 		}
+		return r
+	}
+	for _, b := range buckets {
+		r := row(b.Key, b.Model, b.Node)
 		r.Requests += b.Requests
 		r.Errors += b.Errors
 		r.PromptTokens += b.PromptTokens
 		r.CompletionTokens += b.CompletionTokens
 		r.ttftMs, r.ttftN = r.ttftMs+b.TTFTMs, r.ttftN+b.TTFTCount
 	}
+	energy.share(buckets, row)
 	for _, r := range rows {
 		if r.ttftN > 0 {
 			r.TTFTMsAvg = float64(r.ttftMs) / float64(r.ttftN)
 		}
+		r.energy.fill(r)
 	}
 	sort.Slice(rows, func(i, j int) bool {
 		a, b := rows[i], rows[j]
@@ -161,10 +175,12 @@ func (q usageQuery) group(buckets []state.UsageTotal) []*usageRow {
 func usageCSV(rows []*usageRow) string {
 	var b strings.Builder
 	w := csv.NewWriter(&b)
-	_ = w.Write([]string{"key", "model", "node", "requests", "errors", "prompt_tokens", "completion_tokens", "ttft_ms_avg"})
+	_ = w.Write(append([]string{"key", "model", "node", "requests", "errors", "prompt_tokens", "completion_tokens", "ttft_ms_avg"},
+		energyCSVHeader...))
 	for _, r := range rows {
-		_ = w.Write([]string{r.Key, r.Model, r.Node, fmt.Sprint(r.Requests), fmt.Sprint(r.Errors),
-			fmt.Sprint(r.PromptTokens), fmt.Sprint(r.CompletionTokens), strconv.FormatFloat(r.TTFTMsAvg, 'f', 1, 64)})
+		_ = w.Write(append([]string{r.Key, r.Model, r.Node, fmt.Sprint(r.Requests), fmt.Sprint(r.Errors),
+			fmt.Sprint(r.PromptTokens), fmt.Sprint(r.CompletionTokens), strconv.FormatFloat(r.TTFTMsAvg, 'f', 1, 64)},
+			energyCSV(r)...))
 	}
 	w.Flush()
 	return b.String()

@@ -74,6 +74,20 @@ func (b *breakers) allow(node, model string) (func(error), error) {
 	return done, nil
 }
 
+// pastOpen is the done of a request sent to a resting replica past its
+// open breaker (nothing else was left): a success puts a fresh, closed
+// breaker in its place; anything else leaves it resting.
+func (b *breakers) pastOpen(node, model string) func(error) {
+	return func(err error) {
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		delete(b.m, node+"\x00"+model)
+		b.mu.Unlock()
+	}
+}
+
 // notTheReplicasFault are outcomes that say nothing of the replica's
 // health: the client went away or sent a bad request, the request was
 // turned away by admission control, or the replica was busy.

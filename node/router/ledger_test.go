@@ -227,7 +227,8 @@ func TestCandidatesCorrectPeerReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range g.r.candidates(pl, nil) {
+	cands, _ := g.r.candidates(pl, nil)
+	for _, c := range cands {
 		if c.Node != "b" {
 			continue
 		}
@@ -292,7 +293,8 @@ func TestLocalRunningTimeReachesTheCandidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	found := false
-	for _, c := range g.r.candidates(pl, nil) {
+	cands, _ := g.r.candidates(pl, nil)
+	for _, c := range cands {
 		found = found || (c.Node == "a" && c.RunningFor > 0)
 	}
 	close(reps["a"].block)

@@ -111,7 +111,7 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 	start := time.Now()
 	var last error
 	for n := 0; ; n++ {
-		cands := r.candidates(pl, tried)
+		cands, resting := r.candidates(pl, tried)
 		if len(cands) == 0 {
 			if last != nil {
 				return last
@@ -125,7 +125,7 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 		r.met.decided(pl.key, why)
 		DecisionOf(ctx).chose(node, pl.key+"@"+node, why)
 		p := &progress{touch: touch}
-		err := r.dispatch(ctx, pl.byID[node], pl, q, call, p)
+		err := r.dispatch(ctx, pl.byID[node], pl, q, call, p, resting)
 		if err == nil || p.began() || ctx.Err() != nil || !retryable(err) {
 			return err
 		}
@@ -213,12 +213,15 @@ func (r *Router) selfLabels() map[string]string {
 
 // candidates are the plan's replicas not yet tried, whose breaker lets
 // requests through, with their load. Replicas on peers that stopped
-// reporting are left out while any other is left.
-func (r *Router) candidates(pl plan, tried map[string]bool) []balance.Candidate {
+// reporting are left out while any other is left. When every replica
+// left is resting (its breaker open), they are the candidates, and
+// resting says so: a replica that failed a few seconds ago (a node that
+// died and came back) is a better bet than a certain failure.
+func (r *Router) candidates(pl plan, tried map[string]bool) (cands []balance.Candidate, resting bool) {
 	tag := pl.key
-	var out, unhealthy []balance.Candidate
+	var out, unhealthy, rest []balance.Candidate
 	for _, n := range pl.nodes {
-		if tried[n.ID] || !r.breakers.closedOrProbing(n.ID, tag) {
+		if tried[n.ID] {
 			continue
 		}
 		c := balance.Candidate{Node: n.ID}
@@ -228,16 +231,22 @@ func (r *Router) candidates(pl plan, tried map[string]bool) []balance.Candidate 
 		} else {
 			c = r.peerCandidate(n.ID, tag, time.Now())
 		}
-		if c.Load.Health == load.Unhealthy {
+		switch {
+		case !r.breakers.closedOrProbing(n.ID, tag):
+			rest = append(rest, c)
+		case c.Load.Health == load.Unhealthy:
 			unhealthy = append(unhealthy, c)
-			continue
+		default:
+			out = append(out, c)
 		}
-		out = append(out, c)
 	}
-	if len(out) == 0 {
-		return unhealthy
+	switch {
+	case len(out) > 0:
+		return out, false
+	case len(unhealthy) > 0:
+		return unhealthy, false
 	}
-	return out
+	return rest, len(rest) > 0
 }
 
 // peerCandidate is node's replica of model as this node best knows it
@@ -250,9 +259,13 @@ func (r *Router) peerCandidate(node, model string, now time.Time) balance.Candid
 	return balance.Candidate{Node: node, Load: l, Hop: true, OthersRate: others, RunningFor: r.ledger.runningFor(node, model, l, now)}
 }
 
-// dispatch runs one attempt on node n, through its breaker.
-func (r *Router) dispatch(ctx context.Context, n state.Node, pl plan, q request, call attempt, p *progress) error {
+// dispatch runs one attempt on node n, through its breaker; a resting
+// replica (breaker open) is tried past it, and closes it by succeeding.
+func (r *Router) dispatch(ctx context.Context, n state.Node, pl plan, q request, call attempt, p *progress, resting bool) error {
 	done, err := r.breakers.allow(n.ID, pl.key)
+	if err != nil && resting {
+		done, err = r.breakers.pastOpen(n.ID, pl.key), nil
+	}
 	if err != nil {
 		return err
 	}

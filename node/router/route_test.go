@@ -289,6 +289,33 @@ func TestBreakerLeavesAFailingReplicaOut(t *testing.T) {
 	}
 }
 
+// TestRestingReplicaTriedWhenNothingElseIs: b and c fail until their
+// breakers open, then come back (a node restarted) while a fails: a
+// request is served by a resting replica rather than failed, and the one
+// that served it is no longer resting.
+func TestRestingReplicaTriedWhenNothingElseIs(t *testing.T) {
+	reps := fresh()
+	down := fmt.Errorf("%w: refused", backend.ErrUnavailable)
+	reps["b"].err, reps["c"].err = down, down
+	g := newRig(t, "a", Config{Policy: balance.RoundRobin}, reps)
+	for n := 0; g.r.breakers.closedOrProbing("b", "m:1") || g.r.breakers.closedOrProbing("c", "m:1"); n++ {
+		if n > 100 {
+			t.Fatal("the breakers of b and c never opened")
+		}
+		if _, _, err := g.chat(context.Background(), Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reps["b"].err, reps["c"].err, reps["a"].err = nil, nil, down
+	by, d, err := g.chat(context.Background(), Meta{})
+	if err != nil || (by != "b" && by != "c") {
+		t.Fatalf("with a failing and b, c resting: served by %q (%+v), %v; want b or c", by, d, err)
+	}
+	if !g.r.breakers.closedOrProbing(by, "m:1") {
+		t.Fatalf("%s served a request and is still resting", by)
+	}
+}
+
 func TestCancellationsDoNotTripTheBreaker(t *testing.T) {
 	reps := fresh()
 	reps["b"].block = make(chan struct{})

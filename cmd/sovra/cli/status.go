@@ -20,8 +20,9 @@ type StatusView struct {
 	Nodes       []NodeMemory         `json:"nodes"`
 	Deployments []client.Deployment  `json:"deployments"`
 	Problems    []string             `json:"problems"`
-	// Stale is set when there was no leader to read through: the nodes
-	// and deployments are the answering node's own, possibly old, copy.
+	// Stale is set when there was no leader to read through, or the node
+	// cannot write its data directory: the nodes and deployments are the
+	// answering node's own, possibly old, copy.
 	Stale bool `json:"stale"`
 }
 
@@ -68,7 +69,7 @@ func (g *globals) status(ctx context.Context, cl *client.Client) (*StatusView, e
 		readCtx, v.Stale = client.Stale(ctx), true
 	}
 	nodes, err := cl.Nodes(readCtx)
-	if errors.Is(err, client.ErrNoLeader) && !v.Stale {
+	if ownCopyOnly(err) && !v.Stale {
 		readCtx, v.Stale = client.Stale(ctx), true
 		nodes, err = cl.Nodes(readCtx)
 	}
@@ -85,6 +86,14 @@ func (g *globals) status(ctx context.Context, cl *client.Client) (*StatusView, e
 	v.Nodes = nodeMemory(nodes, v.Deployments, free)
 	v.Problems = problems(v)
 	return v, nil
+}
+
+// ownCopyOnly reports an answer after which the node's own copy of the
+// state is all it can show: there is no leader, or the node cannot write
+// its data directory (its copy may be behind; the problems say why).
+func ownCopyOnly(err error) bool {
+	var ce *client.Error
+	return errors.Is(err, client.ErrNoLeader) || errors.As(err, &ce) && ce.Code == "storage_unavailable"
 }
 
 // schedulerFree is the GPU memory the scheduler counts free on each
@@ -171,7 +180,7 @@ func (g *globals) statusTable(t *table, v *StatusView) {
 	}
 	st := v.Cluster
 	fmt.Fprintf(w, "Leader %s   term %d   applied index %d   answered by %s%s\n\n", orDash(st.Leader), st.Term, st.AppliedIndex, st.Self,
-		mark(v.Stale, "   (its own copy: no leader to read through)"))
+		mark(v.Stale, "   (its own copy, possibly behind: no leader to read through, or this node cannot write its data directory)"))
 	byID := map[string]NodeMemory{}
 	for _, n := range v.Nodes {
 		byID[n.ID] = n
@@ -187,7 +196,7 @@ func (g *globals) statusTable(t *table, v *StatusView) {
 	fmt.Fprintln(w)
 	t.head("DEPLOYMENT", "MODEL", "READY", "STATUS", "+REASON")
 	deps := slices.Clone(v.Deployments)
-	slices.SortStableFunc(deps, func(a, b client.Deployment) int { return deploymentRank(a) - deploymentRank(b) })
+	slices.SortStableFunc(deps, func(a, b client.Deployment) int { return a.Rank() - b.Rank() })
 	for _, d := range deps {
 		t.row(d.Name, d.Model, fmt.Sprintf("%d/%d", d.ReadyReplicas, d.Replicas), orDash(d.Status), d.Reason)
 	}
@@ -210,19 +219,6 @@ func membersFirstBad(ms []client.Member) []client.Member {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out
-}
-
-// deploymentRank puts troubled deployments first.
-func deploymentRank(d client.Deployment) int {
-	switch d.Status {
-	case client.StatusOK:
-		return 3
-	case client.StatusIdle:
-		return 4
-	case client.StatusPartial, client.StatusDegraded:
-		return 1
-	}
-	return 0
 }
 
 func gpuText(gpus []client.GPU) string {

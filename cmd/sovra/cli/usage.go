@@ -23,10 +23,16 @@ func (g *globals) usageCmd() *cobra.Command {
 		Use:   "usage [--since 7d] [--until TIME] [--by key,model,node]",
 		Short: "Show the requests and tokens used, by key, model and serving node",
 		Long: `Show the usage the cluster recorded: requests, errors, prompt and completion
-tokens and the average time to first token, summed by key, model and serving node
-(or the groups --by names). Nodes write their sums every --usage-flush (10s), so
-the newest requests show after that. Usage is kept in hour buckets (day buckets
-after a week); a bucket that overlaps the window counts whole.
+tokens, the average time to first token and the energy per 1,000 output tokens,
+summed by key, model and serving node (or the groups --by names). Nodes write
+their sums every --usage-flush (10s), so the newest requests show after that.
+Usage is kept in hour buckets (day buckets after a week); a bucket that overlaps
+the window counts whole.
+
+J/1K TOKENS is the energy the serving nodes' GPUs spent per 1,000 output tokens,
+in joules; "~" marks a figure partly estimated from the GPUs' rated power and
+utilisation instead of measured, "-" none measured. A row without a key holds
+the energy of output no key's usage accounts for.
 
 --since and --until take a time back from now ("7d", "24h", "90m"), a date
 (2026-11-01, UTC midnight) or an RFC 3339 time. -o csv writes the rows as CSV.`,
@@ -108,14 +114,23 @@ func usageTable(t *table, rows []client.UsageRow, by []string) {
 	for _, b := range by {
 		cols = append(cols, strings.ToUpper(b))
 	}
-	t.head(append(cols, "REQUESTS", "ERRORS", "PROMPT TOKENS", "COMPLETION TOKENS", "TTFT AVG (ms)")...)
+	t.head(append(cols, "REQUESTS", "ERRORS", "PROMPT TOKENS", "COMPLETION TOKENS", "TTFT AVG (ms)", "J/1K TOKENS")...)
 	var total client.UsageRow
+	var energyTokens float64
 	for _, r := range rows {
 		t.row(append(usageGroupCells(r, by), usageCells(r, strconv.FormatFloat(r.TTFTMsAvg, 'f', 1, 64))...)...)
 		total.Requests += r.Requests
 		total.Errors += r.Errors
 		total.PromptTokens += r.PromptTokens
 		total.CompletionTokens += r.CompletionTokens
+		total.EnergyJoules += r.EnergyJoules
+		total.EnergyEstimated = total.EnergyEstimated || r.EnergyEstimated
+		if r.JoulesPer1kTokens > 0 {
+			energyTokens += r.EnergyJoules / r.JoulesPer1kTokens * 1000
+		}
+	}
+	if energyTokens > 0 {
+		total.JoulesPer1kTokens = total.EnergyJoules / energyTokens * 1000
 	}
 	// The rows carry no count of their TTFT samples, so the total has no
 	// average.
@@ -134,5 +149,18 @@ func usageGroupCells(r client.UsageRow, by []string) []string {
 
 func usageCells(r client.UsageRow, ttft string) []string {
 	return []string{strconv.FormatInt(r.Requests, 10), strconv.FormatInt(r.Errors, 10),
-		strconv.FormatInt(r.PromptTokens, 10), strconv.FormatInt(r.CompletionTokens, 10), ttft}
+		strconv.FormatInt(r.PromptTokens, 10), strconv.FormatInt(r.CompletionTokens, 10), ttft, energyCell(r)}
+}
+
+// energyCell is a row's joules per 1,000 output tokens: "-" when none
+// was measured, "~" before a figure partly estimated.
+func energyCell(r client.UsageRow) string {
+	if r.JoulesPer1kTokens <= 0 {
+		return "-"
+	}
+	v := strconv.FormatFloat(r.JoulesPer1kTokens, 'f', 1, 64)
+	if r.EnergyEstimated {
+		return "~" + v
+	}
+	return v
 }

@@ -80,7 +80,7 @@ func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Cha
 func (c *Client) chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
 	done := false
 	err := c.streamNDJSON(ctx, "/api/chat", req, func(b []byte) error {
-		r, err := decodeLine[api.ChatResponse](b)
+		r, err := decodeChatLine(b)
 		if err != nil {
 			return err
 		}

@@ -39,10 +39,13 @@ func (h Health) String() string {
 
 // Staleness bounds (the defaults of View).
 const (
-	// DefaultInterval is how often a node fetches each peer's report.
+	// DefaultInterval is how often a node looks for a change in its own
+	// load to push to its peers.
 	DefaultInterval = 100 * time.Millisecond
-	// DefaultStaleAfter: a report older than this is Unknown.
-	DefaultStaleAfter = time.Second
+	// DefaultStaleAfter: a report older than this is Unknown. Peers push
+	// a report when their load changes and at least every
+	// DefaultKeepalive, so a report this old means one came late.
+	DefaultStaleAfter = 2 * time.Second
 	// DefaultDownAfter: a peer without a report for this long is Unhealthy.
 	DefaultDownAfter = 3 * time.Second
 )

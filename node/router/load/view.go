@@ -39,6 +39,9 @@ type peerState struct {
 	models   map[string]Model
 	recv     time.Time // when the last accepted report arrived
 	since    time.Time // when Track first listed the peer (zero: never)
+	// lost: the peer's feed broke after its last report, which is then
+	// Unknown at once rather than when it ages.
+	lost bool
 
 	// gen changes whenever pending is reset, so that a done func from an
 	// older generation does not take back a count the reset already did.
@@ -87,6 +90,7 @@ func (v *View) Update(r Report) bool {
 	p.seq = r.Seq
 	p.models = models
 	p.recv = now
+	p.lost = false
 	p.gen++
 	clear(p.pending)
 	return true
@@ -166,7 +170,11 @@ func (v *View) health(p *peerState, now time.Time) (Health, time.Duration) {
 		return Unknown, 0
 	case p.reported:
 		age := max(now.Sub(p.recv), 0)
-		return v.classify(age), age
+		h := v.classify(age)
+		if p.lost && h == Fresh {
+			h = Unknown
+		}
+		return h, age
 	case p.since.IsZero():
 		return Unknown, 0
 	case now.Sub(p.since) >= v.downAfter:
@@ -185,6 +193,16 @@ func (v *View) classify(age time.Duration) Health {
 		return Unknown
 	default:
 		return Unhealthy
+	}
+}
+
+// Lost says that node's feed broke: its last report is Unknown from now
+// on, and Unhealthy once it is DownAfter old, until a new one arrives.
+func (v *View) Lost(node string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if p := v.peers[node]; p != nil {
+		p.lost = true
 	}
 }
 
