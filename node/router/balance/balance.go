@@ -199,8 +199,8 @@ func (b *Balancer) timeToFinish(req Request, cands []Candidate) (int, Reason) {
 	bytes := make([]int, len(cands))
 	for i, c := range cands {
 		bytes[i] = req.heldBytes(held[c.Node])
-		score[i] = est.finish(c, whole-float64(bytes[i])/1024)
-		plain[i] = est.finish(c, whole)
+		score[i] = est.finish(i, c, whole-float64(bytes[i])/1024)
+		plain[i] = est.finish(i, c, whole)
 	}
 	i := b.argmin(score)
 	if cacheDecided(i, score, plain, bytes) {

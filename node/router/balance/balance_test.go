@@ -237,3 +237,50 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+// TestAlikeSpeedsRankByWait checks that replicas whose learned service
+// times differ by no more than their noise count as equally fast: one
+// with a free slot wins over one about to free its slot whose average
+// happens to be a few percent lower (least-connections' choice, and the
+// oracle's on equal backends), while a replica twice as fast still wins
+// over a free slow one when its request is about to end.
+func TestAlikeSpeedsRankByWait(t *testing.T) {
+	b := New(Config{Rand: seeded()})
+	busy := cand("busy", model(1, 30, 100, 12), 1, 0) // 150 ms a request
+	busy.RunningFor = 145 * time.Millisecond          // 5 ms left
+	idle := cand("idle", model(1, 40, 100, 12), 0, 0) // 160 ms: 7 % slower
+	for _, cands := range [][]Candidate{{busy, idle}, {idle, busy}} {
+		for range 20 {
+			if i, _ := b.Pick(Request{Model: "m"}, cands); cands[i].Node != "idle" {
+				t.Fatal("a busy replica won over a free one of the same speed by the noise of its average")
+			}
+		}
+	}
+	fast := cand("fast", model(1, 15, 200, 12), 1, 0) // 75 ms a request
+	fast.RunningFor = 70 * time.Millisecond
+	if i, _ := b.Pick(Request{Model: "m"}, []Candidate{idle, fast}); i != 1 {
+		t.Fatal("a free replica half as fast won over a fast one about to free its slot")
+	}
+}
+
+func TestAlikeGroupsWithinNoise(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		in, out []float64
+	}{
+		{"equal replicas share their mean", []float64{104, 100, 96}, []float64{100, 100, 100}},
+		{"two speeds stay apart", []float64{100, 210, 105, 200}, []float64{102.5, 205, 102.5, 205}},
+		{"a group spans noise from its fastest", []float64{100, 109, 118}, []float64{104.5, 104.5, 118}},
+		{"one replica is itself", []float64{42}, []float64{42}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := append([]float64(nil), tc.in...)
+			alike(got, speedNoise)
+			for i := range got {
+				if math.Abs(got[i]-tc.out[i]) > 1e-9 {
+					t.Fatalf("alike(%v) = %v, want %v", tc.in, got, tc.out)
+				}
+			}
+		})
+	}
+}

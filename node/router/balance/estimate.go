@@ -1,6 +1,8 @@
 package balance
 
 import (
+	"cmp"
+	"slices"
 	"time"
 
 	"github.com/sovra/sovra/node/router/load"
@@ -28,7 +30,17 @@ const minPrefillShare = 0.1
 type estimator struct {
 	ttftMs, tps, out, perKiB, promptKiB float64
 	maxTokens                           int
+	// svc are the candidates' service times, replicas of alike speed
+	// sharing their mean (see alike).
+	svc []float64
 }
+
+// speedNoise is how far apart, as a share of the faster, two replicas'
+// learned service times may be and still be taken for the same speed:
+// the moving averages of equal replicas differ by a few percent from
+// one sample to the next, and a difference that small is not worth a
+// request waiting behind another where a slot is free.
+const speedNoise = 0.1
 
 // hopCostMs is what a forward to another node adds, in milliseconds.
 const hopCostMs = 0.5
@@ -51,7 +63,37 @@ func newEstimator(cands []Candidate, maxTokens int) estimator {
 	e.out = mean(sum[2], n[2], fallbackOut)
 	e.perKiB = mean(sum[3], n[3], 0)
 	e.promptKiB = mean(sum[4], n[4], 0)
+	e.svc = make([]float64, len(cands))
+	for i, c := range cands {
+		e.svc[i] = e.service(c.Load.Model)
+	}
+	alike(e.svc, speedNoise)
 	return e
+}
+
+// alike gives replicas whose service times are within noise of each
+// other one service time, their mean: sorted, each group starts at the
+// fastest replica not yet in one and takes every slower one within noise
+// of it. Equal replicas are then ranked by their wait alone (free slots,
+// then queue), as least-connections would rank them, and not by the
+// noise of their averages.
+func alike(svc []float64, noise float64) {
+	order := make([]int, len(svc))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(svc[a], svc[b]) })
+	for start := 0; start < len(order); {
+		end, sum := start, 0.0
+		for end < len(order) && svc[order[end]] <= svc[order[start]]*(1+noise) {
+			sum += svc[order[end]]
+			end++
+		}
+		for _, i := range order[start:end] {
+			svc[i] = sum / float64(end-start)
+		}
+		start = end
+	}
 }
 
 func mean(sum float64, n int, fallback float64) float64 {
@@ -96,11 +138,11 @@ func (e estimator) prefill(m load.Model, uncachedKiB float64) float64 {
 }
 
 // finish is the estimated time, in milliseconds, until the request would
-// be answered on candidate c, whose cache lacks uncachedKiB of its
+// be answered on candidate c (the i-th), whose cache lacks uncachedKiB of its
 // prompt: the wait for a slot, then its service.
-func (e estimator) finish(c Candidate, uncachedKiB float64) float64 {
+func (e estimator) finish(i int, c Candidate, uncachedKiB float64) float64 {
 	l := c.Load
-	svc := e.service(l.Model)
+	svc := e.svc[i]
 	slots := float64(max(1, l.Slots))
 	busy := e.busy(c, svc)
 	// Among replicas with a free slot, prefer the emptier: a tiny term
