@@ -106,6 +106,27 @@ func TestMeterRate(t *testing.T) {
 	}
 }
 
+// TestReportedRateSettles checks that the arrival rate in a report is
+// rounded, so that once a model stops getting requests the report stops
+// changing within seconds (each change is a frame to every peer) instead
+// of following the meter's decay for as long as a float lasts.
+func TestReportedRateSettles(t *testing.T) {
+	for _, tc := range []struct{ in, want float64 }{{0, 0}, {0.04, 0}, {0.06, 0.1}, {4.27, 4.3}, {20, 20}} {
+		if got := reportedRate(tc.in); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("reportedRate(%g) = %g, want %g", tc.in, got, tc.want)
+		}
+	}
+	var m meter
+	t0 := time.Unix(0, 0)
+	for i := range 100 {
+		m.add(t0.Add(time.Duration(i) * 50 * time.Millisecond)) // 20 a second
+	}
+	quiet := t0.Add(5 * time.Second)
+	if got := reportedRate(m.rate(quiet.Add(20 * time.Second))); got != 0 {
+		t.Fatalf("20 s after the last request the reported rate is %g, want 0", got)
+	}
+}
+
 // TestSampleOfAnswerThatCameWhole checks what a node learns from an
 // answer that is not streamed: its first chunk is its last, so the time
 // to first token is the time it took less Ollama's decode time, not the
