@@ -73,6 +73,9 @@ type Feed struct {
 	changed  chan struct{} // closed when a frame replaces cur
 	watchers map[string]*watcher
 	closed   bool
+
+	// kick wakes Run to look for a change before its next tick.
+	kick chan struct{}
 }
 
 // watcher is one peer's watch.
@@ -92,11 +95,22 @@ func NewFeed(cfg FeedConfig) *Feed {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Feed{cfg: cfg, changed: make(chan struct{}), watchers: map[string]*watcher{}}
+	return &Feed{cfg: cfg, changed: make(chan struct{}), watchers: map[string]*watcher{}, kick: make(chan struct{}, 1)}
 }
 
-// Run publishes every Interval until ctx ends, then ends every watch and
-// refuses new ones.
+// Kick tells Run that the load changed: it looks at once rather than at
+// its next tick, so a change reaches the watchers within a round trip
+// when the pace allows (a frame went out at least a pace ago), and
+// within an Interval otherwise. It never blocks.
+func (f *Feed) Kick() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes every Interval, and when kicked, until ctx ends, then
+// ends every watch and refuses new ones.
 func (f *Feed) Run(ctx context.Context) {
 	defer f.close()
 	t := time.NewTicker(f.cfg.Interval)
@@ -107,6 +121,7 @@ func (f *Feed) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-f.kick:
 		}
 	}
 }
