@@ -115,15 +115,35 @@ func (f *Feed) Run(ctx context.Context) {
 	defer f.close()
 	t := time.NewTicker(f.cfg.Interval)
 	defer t.Stop()
+	var kicked bool
+	var retry <-chan time.Time // a kick the pace held back looks again then
 	for {
-		f.Tick()
+		if !f.Tick() && kicked && retry == nil {
+			if d := f.untilPace(); d > 0 {
+				retry = time.After(d)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			kicked = false
 		case <-f.kick:
+			kicked = true
+		case <-retry:
+			retry, kicked = nil, false
 		}
 	}
+}
+
+// untilPace is how long until the pace lets the next frame out.
+func (f *Feed) untilPace() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur.Same == nil {
+		return 0
+	}
+	return f.sent.Add(f.pace()).Sub(f.cfg.Now())
 }
 
 // Tick publishes the current frame when it differs from the last one
