@@ -35,6 +35,7 @@ const maxPrefixes = 4096
 func (n *Node) loadFeed(cfg *api.Config) {
 	src := loadSource{router: n.router, quota: n.quota}
 	n.feed = load.NewFeed(load.FeedConfig{Build: src.build, Interval: n.cfg.Routing.LoadInterval})
+	n.router.OnLoadChange(n.feed.Kick) // push a change at once, not at the next tick
 	cfg.LoadFeed = n.feed
 }
 

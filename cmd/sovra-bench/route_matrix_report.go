@@ -48,9 +48,9 @@ type matrixRun struct {
 	Ratios  matrixRatios `json:"ratios"`
 	Misses  []string     `json:"misses,omitempty"`
 	Checked bool         `json:"checked"`
-	// Learned is the service time, in milliseconds, that the first sovra
-	// node estimates for each replica after the run.
-	Learned map[string]float64 `json:"learned_service_ms,omitempty"`
+	// Learned is what the first sovra node learned of each replica by
+	// the end of the run.
+	Learned map[string]learnedReplica `json:"learned,omitempty"`
 	samples []bench.RouteSample
 }
 
@@ -72,6 +72,12 @@ type matrixSim struct {
 	Requests map[string]int `json:"requests"`
 	// Queued: requests that waited at a simulator for a slot.
 	Queued int `json:"queued"`
+	// Handoffs count the requests that started on a simulator within
+	// handoffGap of the previous one's end (one slot: they were waiting
+	// in front of it), and Handoff is their mean idle time: what passing
+	// a waiting request to a freed slot costs.
+	Handoffs int           `json:"handoffs,omitempty"`
+	Handoff  time.Duration `json:"handoff_ns,omitempty"`
 	// FollowUps are multiturn requests after a first turn (shared: every
 	// request); Hits those that found their history (shared: the system
 	// prompt) in the serving simulator's cache; Saved the prefill time
@@ -107,14 +113,16 @@ func (c *matrixCell) find(policy string) *matrixRun {
 
 func (r *matrixRun) logSummary() {
 	f := r.Figures
-	progress("  %d sent, %d ok, %d failed; latency mean %s p99 %s; TTFT mean %s p99 %s; sim-queued %d%s",
-		f.Sent, f.OK, f.Errors, fmtDur(f.Latency.Mean), fmtDur(f.Latency.P99), fmtDur(f.TTFT.Mean), fmtDur(f.TTFT.P99), r.Sim.Queued, firstErr(f))
+	progress("  %d sent, %d ok, %d failed; latency mean %s p99 %s; TTFT mean %s p99 %s; sim-queued %d; handoffs %d of %s%s",
+		f.Sent, f.OK, f.Errors, fmtDur(f.Latency.Mean), fmtDur(f.Latency.P99), fmtDur(f.TTFT.Mean), fmtDur(f.TTFT.P99), r.Sim.Queued,
+		r.Sim.Handoffs, fmtDur(r.Sim.Handoff), firstErr(f))
 	if len(r.Learned) > 0 {
 		var parts []string
 		for _, n := range slices.Sorted(maps.Keys(r.Learned)) {
-			parts = append(parts, fmt.Sprintf("%s %.0fms", n, r.Learned[n]))
+			l := r.Learned[n]
+			parts = append(parts, fmt.Sprintf("%s %.0fms (%.1fms/KiB, %.2f KiB)", n, l.ServiceMs, l.PrefillMsPerKiB, l.PromptKiB))
 		}
-		progress("  learned service times: %s", strings.Join(parts, ", "))
+		progress("  learned: %s", strings.Join(parts, ", "))
 	}
 }
 
@@ -141,6 +149,10 @@ func (s *matrixSim) pool(o matrixSim) {
 	if f := s.FollowUps + o.FollowUps; f > 0 {
 		s.Saved = (s.Saved*time.Duration(s.FollowUps) + o.Saved*time.Duration(o.FollowUps)) / time.Duration(f)
 	}
+	if h := s.Handoffs + o.Handoffs; h > 0 {
+		s.Handoff = (s.Handoff*time.Duration(s.Handoffs) + o.Handoff*time.Duration(o.Handoffs)) / time.Duration(h)
+	}
+	s.Handoffs += o.Handoffs
 	s.Queued += o.Queued
 	s.FollowUps += o.FollowUps
 	s.Hits += o.Hits

@@ -10,10 +10,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/sovra/sovra/client"
 	"github.com/sovra/sovra/internal/bench"
 )
 
@@ -279,23 +279,40 @@ func (x *matrixRunner) run(ctx context.Context, c *matrixCell, policy, entry str
 	return run, x.rig.checkAlive()
 }
 
-// learned is what the first sovra node estimates of each replica's
-// service time after a run, in milliseconds, by node: its measured time
-// to first token plus the answer's decode time.
-func (x *matrixRunner) learned(ctx context.Context) map[string]float64 {
-	var v client.RoutingView
+// learned is what the first sovra node has learned of each replica after
+// a run, by node: the service time it estimates (its measured time to
+// first token plus the answer's decode time, in milliseconds), the cost
+// of an uncached KiB of prompt and the average uncached prompt.
+func (x *matrixRunner) learned(ctx context.Context) map[string]learnedReplica {
+	var v struct {
+		Replicas []struct {
+			Node            string  `json:"node"`
+			TTFTMs          float64 `json:"ttft_ms"`
+			TokensPerSec    float64 `json:"tokens_per_sec"`
+			OutTokens       float64 `json:"out_tokens"`
+			PrefillMsPerKiB float64 `json:"prefill_ms_per_kib"`
+			PromptKiB       float64 `json:"prompt_kib"`
+		} `json:"replicas"`
+	}
 	if st, _, err := x.rig.adminCall(ctx, http.MethodGet, x.entries[0].addr, "/admin/v1/routing", nil, &v); err != nil || st != http.StatusOK {
 		return nil
 	}
-	out := map[string]float64{}
+	out := map[string]learnedReplica{}
 	for _, r := range v.Replicas {
-		svc := r.TTFTMs
+		l := learnedReplica{ServiceMs: r.TTFTMs, PrefillMsPerKiB: r.PrefillMsPerKiB, PromptKiB: r.PromptKiB}
 		if r.TokensPerSec > 0 {
-			svc += r.OutTokens / r.TokensPerSec * 1000
+			l.ServiceMs += r.OutTokens / r.TokensPerSec * 1000
 		}
-		out[r.Node] = svc
+		out[r.Node] = l
 	}
 	return out
+}
+
+// learnedReplica is what a sovra node learned of one replica.
+type learnedReplica struct {
+	ServiceMs       float64 `json:"service_ms"`
+	PrefillMsPerKiB float64 `json:"prefill_ms_per_kib,omitempty"`
+	PromptKiB       float64 `json:"prompt_kib,omitempty"`
 }
 
 // measured are the samples that started within [from, to).
@@ -331,6 +348,30 @@ func (x *matrixRunner) dispatcher(policy, entry string) (dispatcher, error) {
 	return &rrDispatch{x: x, entries: x.entries}, nil
 }
 
+// handoffGap bounds the idle time between two requests on one slot
+// that counts as a handoff: the next request was waiting (in a queue in
+// front of the backend) when the previous one ended.
+const handoffGap = 20 * time.Millisecond
+
+// handoffs sums, over the requests that started within [from, to), the
+// idle times shorter than handoffGap between a request's end and the
+// next one's start on the simulator, and counts them (one slot).
+func handoffs(recs []simRecord, from, to time.Time) (time.Duration, int) {
+	slices.SortFunc(recs, func(a, b simRecord) int { return a.Start.Compare(b.Start) })
+	var sum time.Duration
+	n := 0
+	for i := 1; i < len(recs); i++ {
+		if recs[i].Start.Before(from) || !recs[i].Start.Before(to) {
+			continue
+		}
+		if gap := recs[i].Start.Sub(recs[i-1].End); gap >= 0 && gap < handoffGap {
+			sum += gap
+			n++
+		}
+	}
+	return sum, n
+}
+
 // simFigures reads what the simulators logged of the requests that
 // started there within [from, to): requests per node, waits for a slot,
 // and the prompt cache's hits and what they saved.
@@ -338,12 +379,15 @@ func (x *matrixRunner) simFigures(ctx context.Context, c *matrixCell, from, to t
 	sf := matrixSim{Requests: map[string]int{}}
 	s := x.setup
 	firstTurn := s.SystemTokens + s.UserTokens
-	var saved time.Duration
+	var saved, gaps time.Duration
 	for i, n := range s.Nodes {
 		recs, err := x.rig.simRecords(ctx, i)
 		if err != nil {
 			return sf, err
 		}
+		g, k := handoffs(recs, from, to)
+		gaps += g
+		sf.Handoffs += k
 		for _, rec := range recs {
 			if rec.Start.Before(from) || !rec.Start.Before(to) || rec.Outcome != "ok" {
 				continue
@@ -369,6 +413,9 @@ func (x *matrixRunner) simFigures(ctx context.Context, c *matrixCell, from, to t
 				}
 			}
 		}
+	}
+	if sf.Handoffs > 0 {
+		sf.Handoff = gaps / time.Duration(sf.Handoffs)
 	}
 	if sf.FollowUps > 0 && c.Prompts == mixMultiTurn {
 		sf.Saved = saved / time.Duration(sf.FollowUps)

@@ -403,6 +403,7 @@ type simRecord struct {
 	FirstChunk   time.Duration `json:"first_chunk"`
 	DoneReason   string        `json:"done_reason"`
 	Start        time.Time     `json:"start"`
+	End          time.Time     `json:"end"`
 }
 
 // simRecords reads the chat requests simulator i logged since its last

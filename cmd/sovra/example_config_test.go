@@ -47,7 +47,7 @@ func TestExampleConfigParses(t *testing.T) {
 			slices.Equal(c.Join, []string{"10.0.0.1:8080", "10.0.0.2:8080", "10.0.0.3:8080"})},
 		{"labels", c.Labels["jurisdiction"] == "EU" && c.Labels["country"] == "FR"},
 		{"secrets from the files", n.AdminToken == "0123456789abcdef-admin-token" && c.Token == "0123456789abcdef-cluster-token"},
-		{"routing", n.Routing.Policy == "ttf" && n.Routing.Slots == 4 && n.Routing.LoadInterval == 100*time.Millisecond},
+		{"routing", n.Routing.Policy == "ttf" && n.Routing.Slots == 4 && n.Routing.LoadInterval == 20*time.Millisecond},
 		{"limits", n.MaxBodyBytes == 16<<20 && n.Limits.MaxConnsPerIP == 256 && n.Limits.MaxJSONDepth == 64},
 		{"TLS off", n.TLSCertFile == "" && c.CAFile == ""},
 	}

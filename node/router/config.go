@@ -97,7 +97,7 @@ func (r *Router) WithConfig(cfg Config) *Router {
 	r.cfg = cfg
 	r.bal = balance.New(balance.Config{Policy: cfg.Policy, Factor: cfg.AffinityFactor})
 	r.queues = admit.NewGroup(admit.Config{Slots: cfg.Slots, MaxQueue: max(0, cfg.MaxQueue), Timeout: cfg.QueueTimeout,
-		IdleExpiry: QueueIdleExpiry})
+		IdleExpiry: QueueIdleExpiry, Changed: r.loadChanged})
 	r.tracker = load.NewTracker(0)
 	r.met = newMetrics(r)
 	r.breakers = newBreakers(r.met)

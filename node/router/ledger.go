@@ -19,6 +19,7 @@ type ledger struct {
 	mu    sync.Mutex
 	ended map[replicaKey][]span
 	sends meters[replicaKey]
+	out   inflight[replicaKey]
 }
 
 type replicaKey struct{ node, model string }
@@ -36,7 +37,9 @@ func (l *ledger) sent(node, model string) (ended func()) {
 	at := time.Now()
 	k := replicaKey{node, model}
 	l.sends.add(k, at)
+	done := l.out.begin(k, at)
 	return func() {
+		done()
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.ended == nil {
@@ -48,6 +51,29 @@ func (l *ledger) sent(node, model string) (ended func()) {
 		}
 		l.ended[k] = list
 	}
+}
+
+// runningFor is how long the first of this node's requests on node's
+// replica of model has been running there, when this node sends all the
+// requests there are (ld, its corrected report, counts no others): as
+// the replica serves them in order, the oldest one still out started when
+// it was sent or, if one was ahead of it, when that one ended. 0: unknown.
+func (l *ledger) runningFor(node, model string, ld load.Load, now time.Time) time.Duration {
+	if ld.Running+ld.Queued > max(0, ld.Outstanding-ld.Pending) {
+		return 0 // other nodes' requests are there too
+	}
+	sent, lastEnd, ok := l.out.oldest(replicaKey{node, model})
+	if !ok {
+		return 0
+	}
+	return now.Sub(later(sent, lastEnd))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // sendRate is the recent rate of this node's requests to node's replica

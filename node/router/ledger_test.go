@@ -106,6 +106,27 @@ func TestMeterRate(t *testing.T) {
 	}
 }
 
+// TestReportedRateSettles checks that the arrival rate in a report is
+// rounded, so that once a model stops getting requests the report stops
+// changing within seconds (each change is a frame to every peer) instead
+// of following the meter's decay for as long as a float lasts.
+func TestReportedRateSettles(t *testing.T) {
+	for _, tc := range []struct{ in, want float64 }{{0, 0}, {0.04, 0}, {0.06, 0.1}, {4.27, 4.3}, {20, 20}} {
+		if got := reportedRate(tc.in); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("reportedRate(%g) = %g, want %g", tc.in, got, tc.want)
+		}
+	}
+	var m meter
+	t0 := time.Unix(0, 0)
+	for i := range 100 {
+		m.add(t0.Add(time.Duration(i) * 50 * time.Millisecond)) // 20 a second
+	}
+	quiet := t0.Add(5 * time.Second)
+	if got := reportedRate(m.rate(quiet.Add(20 * time.Second))); got != 0 {
+		t.Fatalf("20 s after the last request the reported rate is %g, want 0", got)
+	}
+}
+
 // TestSampleOfAnswerThatCameWhole checks what a node learns from an
 // answer that is not streamed: its first chunk is its last, so the time
 // to first token is the time it took less Ollama's decode time, not the
@@ -216,6 +237,9 @@ func TestCandidatesCorrectPeerReports(t *testing.T) {
 	testwait.For(t, 5*time.Second, "the forward to be outstanding", func() bool { return view.Load("b", "m:1").Outstanding == 1 })
 	// b reports the request running, with its arrival rate.
 	view.Update(load.Report{Node: "b", Seq: 2, Models: map[string]load.Model{"m:1": {Slots: 1, Running: 1, ArrivalsPerSec: 5}}})
+	if c := g.r.peerCandidate("b", "m:1", time.Now().Add(time.Millisecond)); c.RunningFor <= 0 {
+		t.Fatalf("while only this node's request runs on b, its candidate does not say for how long: %+v", c)
+	}
 	close(reps["b"].block)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -238,4 +262,67 @@ func TestCandidatesCorrectPeerReports(t *testing.T) {
 		return
 	}
 	t.Fatal("b is not a candidate")
+}
+
+// TestRunningForWhereThisNodeSendsAll checks how long this node takes a
+// peer's running request to have run: its oldest request still out, from
+// when it was sent or, if one of its requests ended later, from then (it
+// waited behind that one); unknown when the report shows other nodes'
+// requests, or none of this node's is out.
+func TestRunningForWhereThisNodeSendsAll(t *testing.T) {
+	var l ledger
+	now := time.Now()
+	ours := load.Load{Model: load.Model{Running: 1, Queued: 1}, Outstanding: 2, Age: 10 * time.Millisecond}
+	if got := l.runningFor("b", "m", ours, now); got != 0 {
+		t.Fatalf("nothing out: running for %s", got)
+	}
+	first := l.out.begin(replicaKey{"b", "m"}, now.Add(-300*time.Millisecond))
+	second := l.out.begin(replicaKey{"b", "m"}, now.Add(-200*time.Millisecond))
+	if got := l.runningFor("b", "m", ours, now); got != 300*time.Millisecond {
+		t.Fatalf("running for %s, want 300ms (the oldest request out)", got)
+	}
+	first()
+	if got := l.runningFor("b", "m", ours, time.Now()); got < 0 || got > time.Since(now)+time.Millisecond {
+		t.Fatalf("after the first ended the second runs since then: %s", got)
+	}
+	others := ours
+	others.Running, others.Queued = 2, 1 // one more than this node's two
+	if got := l.runningFor("b", "m", others, now); got != 0 {
+		t.Fatalf("with other nodes' requests there: running for %s, want unknown", got)
+	}
+	second()
+	if _, _, ok := l.out.oldest(replicaKey{"b", "m"}); ok {
+		t.Fatal("an ended request is still out")
+	}
+}
+
+// TestLocalRunningTimeReachesTheCandidate checks the wiring of the local
+// replica: while a request runs on the local Ollama, this node's own
+// candidate says how long it has run.
+func TestLocalRunningTimeReachesTheCandidate(t *testing.T) {
+	reps := fresh()
+	reps["a"].block = make(chan struct{})
+	g := newRig(t, "a", Config{}, reps)
+	done := make(chan error, 1)
+	go func() {
+		ctx, _ := WithDecision(WithMeta(Forwarded(context.Background()), Meta{}))
+		done <- g.r.Chat(ctx, &api.ChatRequest{Model: "m:1"}, func(api.ChatResponse) error { return nil })
+	}()
+	testwait.For(t, 5*time.Second, "the request to run here", func() bool { return g.r.runningHereFor("m:1", time.Now()) > 0 })
+	pl, err := g.r.plan(context.Background(), "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	cands, _ := g.r.candidates(pl, nil)
+	for _, c := range cands {
+		found = found || (c.Node == "a" && c.RunningFor > 0)
+	}
+	close(reps["a"].block)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !found || g.r.runningHereFor("m:1", time.Now()) != 0 {
+		t.Fatal("the local candidate did not carry its running request's time, or kept it after the end")
+	}
 }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"math"
 	"time"
 
 	"github.com/sovra/sovra/cluster/state"
@@ -32,7 +33,7 @@ func (r *Router) models() map[string]load.Model {
 		}
 		m := r.tracker.Get(name)
 		m.Running, m.Queued, m.Slots = st.Running, st.Queued, st.Slots
-		m.ArrivalsPerSec = r.arrivals.rate(name, now)
+		m.ArrivalsPerSec = reportedRate(r.arrivals.rate(name, now))
 		models[name] = m
 	}
 	for _, tag := range r.readyHere() {
@@ -43,6 +44,18 @@ func (r *Router) models() map[string]load.Model {
 		}
 	}
 	return models
+}
+
+// rateStep is the resolution of the arrival rate in a report, per
+// second: finer than any rate the balancer weighs, coarse enough that the
+// decaying meter of a model that stopped getting requests reaches 0 within
+// seconds, and a quiet node's report stops changing (a changed report is
+// a frame to every peer).
+const rateStep = 0.1
+
+// reportedRate is rate rounded to rateStep.
+func reportedRate(rate float64) float64 {
+	return math.Round(rate/rateStep) * rateStep
 }
 
 // Exchange is this node's answer to a peer that last saw prefix sequence

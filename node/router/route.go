@@ -227,6 +227,7 @@ func (r *Router) candidates(pl plan, tried map[string]bool) (cands []balance.Can
 		c := balance.Candidate{Node: n.ID}
 		if n.ID == r.self {
 			c.Load = r.localLoad(tag)
+			c.RunningFor = r.runningHereFor(tag, time.Now())
 		} else {
 			c = r.peerCandidate(n.ID, tag, time.Now())
 		}
@@ -255,7 +256,7 @@ func (r *Router) candidates(pl plan, tried map[string]bool) (cands []balance.Can
 func (r *Router) peerCandidate(node, model string, now time.Time) balance.Candidate {
 	l := r.ledger.correct(node, model, r.cfg.View.Load(node, model), now)
 	others := max(0, l.ArrivalsPerSec-r.ledger.sendRate(node, model, now))
-	return balance.Candidate{Node: node, Load: l, Hop: true, OthersRate: others}
+	return balance.Candidate{Node: node, Load: l, Hop: true, OthersRate: others, RunningFor: r.ledger.runningFor(node, model, l, now)}
 }
 
 // dispatch runs one attempt on node n, through its breaker; a resting
@@ -302,6 +303,7 @@ func (r *Router) serveHere(ctx context.Context, q request, tag string, call atte
 		return err
 	}
 	defer t.Release()
+	defer r.running.begin(name, time.Now())()
 	DecisionOf(ctx).SetQueueWait(t.Waited())
 	r.met.waited(name, t.Waited())
 	uncached := r.uncachedHere(q)
@@ -360,6 +362,15 @@ func (r *Router) queue(label string) *admit.Queue {
 		label = ""
 	}
 	return r.queues.Queue(label)
+}
+
+// runningHereFor is how long the local Ollama's oldest running request
+// of model has run (0: none runs).
+func (r *Router) runningHereFor(model string, now time.Time) time.Duration {
+	if start, _, ok := r.running.oldest(r.label(model)); ok {
+		return now.Sub(start)
+	}
+	return 0
 }
 
 // localLoad is this node's own load for a model.

@@ -68,9 +68,25 @@ type Router struct {
 	breakers *breakers
 	met      *metrics
 	budget   retryBudget
-	ledger   ledger         // this node's recent requests to peers
-	arrivals meters[string] // requests reaching the admission queues, by model
-	seq      atomic.Uint64  // load report sequence
+	ledger   ledger           // this node's recent requests to peers
+	arrivals meters[string]   // requests reaching the admission queues, by model
+	running  inflight[string] // requests running on the local Ollama, by model
+	seq      atomic.Uint64    // load report sequence
+	// changed, when set, is told that this node's load changed (see
+	// OnLoadChange).
+	changed atomic.Pointer[func()]
+}
+
+// OnLoadChange sets fn to be called whenever a request reaches this
+// node's admission queue or ends here, so that the load exchange can push
+// the change at once (load.Feed.Kick). fn must not block.
+func (r *Router) OnLoadChange(fn func()) { r.changed.Store(&fn) }
+
+// loadChanged tells the OnLoadChange func, if any, that the load changed.
+func (r *Router) loadChanged() {
+	if fn := r.changed.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 type peer struct {

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ollama/ollama/api"
@@ -99,5 +100,21 @@ func TestStandaloneRunsLocally(t *testing.T) {
 	r := New("a", local, nil, nil).WithConfig(Config{ServeUndeployed: true})
 	if err := r.Chat(context.Background(), &api.ChatRequest{Model: "m"}, func(api.ChatResponse) error { return nil }); err != nil || local.got != "m" {
 		t.Fatalf("err %v, local asked for %q", err, local.got)
+	}
+}
+
+// TestLoadChangeIsTold checks that the OnLoadChange func hears of a
+// request that takes a slot here and of its end, so that the load
+// exchange pushes both at once.
+func TestLoadChangeIsTold(t *testing.T) {
+	local := &named{name: "local"}
+	r := New("a", local, nil, nil).WithConfig(Config{ServeUndeployed: true})
+	var calls atomic.Int32
+	r.OnLoadChange(func() { calls.Add(1) })
+	if err := r.Chat(context.Background(), &api.ChatRequest{Model: "m"}, func(api.ChatResponse) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d calls for a request that ran and ended, want 2", n)
 	}
 }

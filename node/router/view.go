@@ -24,6 +24,12 @@ type ReplicaView struct {
 	TTFTMs       float64 `json:"ttft_ms"`
 	TokensPerSec float64 `json:"tokens_per_sec"`
 	OutTokens    float64 `json:"out_tokens"`
+	// PrefillMsPerKiB and PromptKiB are the measured cost of an uncached
+	// KiB of prompt and the average uncached prompt; ArrivalsPerSec the
+	// replica's rate of requests, as its node reported them.
+	PrefillMsPerKiB float64 `json:"prefill_ms_per_kib"`
+	PromptKiB       float64 `json:"prompt_kib"`
+	ArrivalsPerSec  float64 `json:"arrivals_per_sec"`
 	// Breaker is the replica's circuit breaker: closed, half-open or open.
 	Breaker string `json:"breaker"`
 }
@@ -58,6 +64,7 @@ func (r *Router) Replicas() []ReplicaView {
 			Health: l.Health.String(), ReportAgeMs: float64(l.Age.Microseconds()) / 1000,
 			Running: l.Running, Queued: l.Queued, Pending: l.Pending, Outstanding: l.Outstanding, Slots: l.Slots,
 			TTFTMs: l.TTFTMs, TokensPerSec: l.TokensPerSec, OutTokens: l.OutTokens,
+			PrefillMsPerKiB: l.PrefillMsPerKiB, PromptKiB: l.PromptKiB, ArrivalsPerSec: l.ArrivalsPerSec,
 			Breaker: r.breakers.get(rp.node, rp.tag).State().String(),
 		})
 	}

@@ -34,6 +34,10 @@ type Config struct {
 	// IdleExpiry is how long a Group keeps a model's queue that nothing
 	// runs in or waits for; 0 or less means for ever.
 	IdleExpiry time.Duration
+	// Changed, when set, is called (without the queue's lock) after a
+	// request took a slot or a place in the queue and after a slot was
+	// released: the queue's Stats changed. It must not block.
+	Changed func()
 }
 
 // normalize applies the documented defaults.
@@ -66,6 +70,7 @@ type Queue struct {
 	maxQueue int
 	timeout  time.Duration
 	now      func() time.Time
+	changed  func()
 
 	mu      sync.Mutex
 	slots   int
@@ -78,7 +83,11 @@ type Queue struct {
 // New returns an empty queue.
 func New(cfg Config) *Queue {
 	cfg = cfg.normalize()
-	return &Queue{maxQueue: cfg.MaxQueue, timeout: cfg.Timeout, now: cfg.Now, slots: cfg.Slots}
+	changed := cfg.Changed
+	if changed == nil {
+		changed = func() {}
+	}
+	return &Queue{maxQueue: cfg.MaxQueue, timeout: cfg.Timeout, now: cfg.Now, slots: cfg.Slots, changed: changed}
 }
 
 // Ticket is a held slot. Release it when the generation ends.
@@ -99,6 +108,7 @@ func (t *Ticket) Release() {
 		return
 	}
 	q := t.q
+	defer q.changed()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.sample(q.now().Sub(t.start))
@@ -120,6 +130,7 @@ func (q *Queue) Acquire(ctx context.Context, key string) (*Ticket, error) {
 		q.running++
 		t := &Ticket{q: q, start: q.now()}
 		q.mu.Unlock()
+		q.changed()
 		return t, nil
 	}
 	w, err := q.enqueue(key)
@@ -127,6 +138,7 @@ func (q *Queue) Acquire(ctx context.Context, key string) (*Ticket, error) {
 	if err != nil {
 		return nil, err
 	}
+	q.changed()
 	return q.await(ctx, w)
 }
 

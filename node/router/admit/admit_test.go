@@ -300,3 +300,34 @@ func TestIdleQueuesExpire(t *testing.T) {
 		})
 	}
 }
+
+// TestChangedFollowsTheStats checks that Changed is called after every
+// change of the queue's stats that a request causes: a slot taken, a place
+// in the queue taken, a slot released (and handed to the waiter).
+func TestChangedFollowsTheStats(t *testing.T) {
+	var calls atomic.Int32
+	q := New(Config{Slots: 1, MaxQueue: 1, Changed: func() { calls.Add(1) }})
+	first, err := q.Acquire(context.Background(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d calls after a slot was taken, want 1", n)
+	}
+	got := make(chan *Ticket, 1)
+	go func() {
+		tk, _ := q.Acquire(context.Background(), "b")
+		got <- tk
+	}()
+	testwait.For(t, 5*time.Second, "the second request to wait", func() bool { return q.Stats().Queued == 1 })
+	testwait.For(t, 5*time.Second, "the call for the wait", func() bool { return calls.Load() == 2 })
+	first.Release()
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d calls after a release, want 3", n)
+	}
+	second := <-got
+	second.Release()
+	if n := calls.Load(); n != 4 {
+		t.Fatalf("%d calls after the second release, want 4", n)
+	}
+}

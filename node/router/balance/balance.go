@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sovra/sovra/node/router/load"
 )
@@ -70,6 +71,10 @@ type Candidate struct {
 	// OthersRate is the rate, per second, at which other nodes send the
 	// replica requests: those sent since its load report are not in it.
 	OthersRate float64
+	// RunningFor is how long the replica's oldest running request has
+	// run, where this node sees every request there (0: unknown): its
+	// slot frees after the rest of a service time.
+	RunningFor time.Duration
 }
 
 // Request is what the policy knows of a request.
@@ -194,8 +199,8 @@ func (b *Balancer) timeToFinish(req Request, cands []Candidate) (int, Reason) {
 	bytes := make([]int, len(cands))
 	for i, c := range cands {
 		bytes[i] = req.heldBytes(held[c.Node])
-		score[i] = est.finish(c, whole-float64(bytes[i])/1024)
-		plain[i] = est.finish(c, whole)
+		score[i] = est.finish(i, c, whole-float64(bytes[i])/1024)
+		plain[i] = est.finish(i, c, whole)
 	}
 	i := b.argmin(score)
 	if cacheDecided(i, score, plain, bytes) {

@@ -139,8 +139,36 @@ func TestWaitRampsWithExpectedLoad(t *testing.T) {
 		{0, 1, 0}, {0.5, 1, 25}, {1, 1, 50}, {2, 1, 150},
 		{1, 2, 0}, {1.5, 2, 50.0 / 3}, {2, 2, 100.0 / 3}, {3, 2, 50 + 100.0/3},
 	} {
-		if got := wait(tc.busy, tc.slots, 100); math.Abs(got-tc.want) > 1e-9 {
+		if got := wait(tc.busy, tc.slots, 100, 100/(tc.slots+1)); math.Abs(got-tc.want) > 1e-9 {
 			t.Errorf("wait(%g busy, %g slots) = %.3f, want %.3f", tc.busy, tc.slots, got, tc.want)
+		}
+	}
+}
+
+// TestKnownRunningTimeFreesTheFirstSlot checks that where this node
+// knows how long a replica's running request has run, the replica's slot
+// frees after the rest of a service: of two equal replicas each running
+// one request, the one whose request is nearly done wins, every time.
+func TestKnownRunningTimeFreesTheFirstSlot(t *testing.T) {
+	m := model(1, 20, 100, 8) // 100 ms a request
+	nearlyDone, justStarted := cand("nearly-done", m, 1, 0), cand("just-started", m, 1, 0)
+	nearlyDone.RunningFor, justStarted.RunningFor = 90*time.Millisecond, 10*time.Millisecond
+	b := New(Config{Rand: seeded()})
+	for _, cands := range [][]Candidate{{nearlyDone, justStarted}, {justStarted, nearlyDone}} {
+		for range 20 {
+			if i, _ := b.Pick(Request{Model: "m"}, cands); cands[i].Node != "nearly-done" {
+				t.Fatal("a replica whose request had just started won over one whose request was nearly done")
+			}
+		}
+	}
+	for _, tc := range []struct {
+		running time.Duration
+		want    float64
+	}{{0, 50}, {30 * time.Millisecond, 70}, {500 * time.Millisecond, 5}} {
+		c := cand("x", m, 1, 0)
+		c.RunningFor = tc.running
+		if got := firstFree(c, 100, 1); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("running for %s: first slot frees after %.1f ms, want %.1f", tc.running, got, tc.want)
 		}
 	}
 }
@@ -208,4 +236,51 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestAlikeSpeedsRankByWait checks that replicas whose learned service
+// times differ by no more than their noise count as equally fast: one
+// with a free slot wins over one about to free its slot whose average
+// happens to be a few percent lower (least-connections' choice, and the
+// oracle's on equal backends), while a replica twice as fast still wins
+// over a free slow one when its request is about to end.
+func TestAlikeSpeedsRankByWait(t *testing.T) {
+	b := New(Config{Rand: seeded()})
+	busy := cand("busy", model(1, 30, 100, 12), 1, 0) // 150 ms a request
+	busy.RunningFor = 145 * time.Millisecond          // 5 ms left
+	idle := cand("idle", model(1, 40, 100, 12), 0, 0) // 160 ms: 7 % slower
+	for _, cands := range [][]Candidate{{busy, idle}, {idle, busy}} {
+		for range 20 {
+			if i, _ := b.Pick(Request{Model: "m"}, cands); cands[i].Node != "idle" {
+				t.Fatal("a busy replica won over a free one of the same speed by the noise of its average")
+			}
+		}
+	}
+	fast := cand("fast", model(1, 15, 200, 12), 1, 0) // 75 ms a request
+	fast.RunningFor = 70 * time.Millisecond
+	if i, _ := b.Pick(Request{Model: "m"}, []Candidate{idle, fast}); i != 1 {
+		t.Fatal("a free replica half as fast won over a fast one about to free its slot")
+	}
+}
+
+func TestAlikeGroupsWithinNoise(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		in, out []float64
+	}{
+		{"equal replicas share their mean", []float64{104, 100, 96}, []float64{100, 100, 100}},
+		{"two speeds stay apart", []float64{100, 210, 105, 200}, []float64{102.5, 205, 102.5, 205}},
+		{"a group spans noise from its fastest", []float64{100, 109, 118}, []float64{104.5, 104.5, 118}},
+		{"one replica is itself", []float64{42}, []float64{42}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := append([]float64(nil), tc.in...)
+			alike(got, speedNoise)
+			for i := range got {
+				if math.Abs(got[i]-tc.out[i]) > 1e-9 {
+					t.Fatalf("alike(%v) = %v, want %v", tc.in, got, tc.out)
+				}
+			}
+		})
+	}
 }

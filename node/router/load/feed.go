@@ -73,6 +73,9 @@ type Feed struct {
 	changed  chan struct{} // closed when a frame replaces cur
 	watchers map[string]*watcher
 	closed   bool
+
+	// kick wakes Run to look for a change before its next tick.
+	kick chan struct{}
 }
 
 // watcher is one peer's watch.
@@ -92,23 +95,55 @@ func NewFeed(cfg FeedConfig) *Feed {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Feed{cfg: cfg, changed: make(chan struct{}), watchers: map[string]*watcher{}}
+	return &Feed{cfg: cfg, changed: make(chan struct{}), watchers: map[string]*watcher{}, kick: make(chan struct{}, 1)}
 }
 
-// Run publishes every Interval until ctx ends, then ends every watch and
-// refuses new ones.
+// Kick tells Run that the load changed: it looks at once rather than at
+// its next tick, so a change reaches the watchers within a round trip
+// when the pace allows (a frame went out at least a pace ago), and
+// within an Interval otherwise. It never blocks.
+func (f *Feed) Kick() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes every Interval, and when kicked, until ctx ends, then
+// ends every watch and refuses new ones.
 func (f *Feed) Run(ctx context.Context) {
 	defer f.close()
 	t := time.NewTicker(f.cfg.Interval)
 	defer t.Stop()
+	var kicked bool
+	var retry <-chan time.Time // a kick the pace held back looks again then
 	for {
-		f.Tick()
+		if !f.Tick() && kicked && retry == nil {
+			if d := f.untilPace(); d > 0 {
+				retry = time.After(d)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			kicked = false
+		case <-f.kick:
+			kicked = true
+		case <-retry:
+			retry, kicked = nil, false
 		}
 	}
+}
+
+// untilPace is how long until the pace lets the next frame out.
+func (f *Feed) untilPace() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur.Same == nil {
+		return 0
+	}
+	return f.sent.Add(f.pace()).Sub(f.cfg.Now())
 }
 
 // Tick publishes the current frame when it differs from the last one

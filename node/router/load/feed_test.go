@@ -277,3 +277,34 @@ func TestFeedWatchEndsWhenSendFails(t *testing.T) {
 		t.Fatalf("%d watchers left", n)
 	}
 }
+
+// TestFeedKickPublishesBeforeTheTick checks that a kicked feed publishes
+// a change at once: with an interval of an hour, the watcher gets the
+// change only through the kick. A kick within the pace of the last frame
+// publishes nothing.
+func TestFeedKickPublishesBeforeTheTick(t *testing.T) {
+	src, c := &fakeSource{state: "idle"}, testwait.NewClock()
+	f := NewFeed(FeedConfig{Build: src.build, Interval: time.Hour, Keepalive: 2 * time.Hour, FrameBudget: 1000, Now: c.Now})
+	f.Tick() // the first frame, so that Run's first tick has nothing new
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); f.Run(ctx) }()
+	defer func() { stop(); <-ran }()
+	var r recorder
+	go func() { _ = f.Watch(ctx, "p", r.send) }()
+	r.waitFrames(t, 1)
+	c.Advance(time.Hour) // a pace has passed since the first frame
+	src.set("busy")
+	f.Kick()
+	if got := frameOf(r.waitFrames(t, 2)[1]); got != "busy []" {
+		t.Fatalf("frame after the kick %q, want the change", got)
+	}
+	src.set("idle")
+	f.Kick() // within the pace of the last frame: nothing
+	testwait.For(t, 5*time.Second, "the kick to be taken", func() bool { return len(f.kick) == 0 })
+	f.Kick() // the first kick was taken and looked at: Tick ran
+	testwait.For(t, 5*time.Second, "the second kick to be taken", func() bool { return len(f.kick) == 0 })
+	if n := len(r.got()); n != 2 {
+		t.Fatalf("%d frames after kicks within the pace, want 2", n)
+	}
+}
