@@ -78,7 +78,9 @@ func watchLoad(ctx context.Context, d loadDeps) {
 	load.NewSubscriber(load.SubscriberConfig{
 		View:     d.router.View(),
 		Peers:    d.peers,
-		Interval: d.interval,
+		// The peer list changes rarely: read it no more often than
+		// DefaultPeersInterval, however fast loads are pushed.
+		Interval: max(d.interval, load.DefaultPeersInterval),
 		Open:     sink.open,
 		Decode:   sink.decode,
 		OnError: func(p load.Peer, err error) {

@@ -47,6 +47,10 @@ const (
 	// every node, 1.03-1.06x at 10-20 ms); past 4 peers the feed's
 	// frame budget paces it anyway.
 	DefaultInterval = 20 * time.Millisecond
+	// DefaultPeersInterval is how often a Subscriber reads its peer list
+	// and first waits to open a failed feed again: members come and go
+	// far more rarely than loads change.
+	DefaultPeersInterval = 100 * time.Millisecond
 	// DefaultStaleAfter: a report older than this is Unknown. Peers push
 	// a report when their load changes and at least every
 	// DefaultKeepalive, so a report this old means one came late.

@@ -48,7 +48,7 @@ type SubscriberConfig struct {
 	// Peers lists the peers to watch; it is called every Interval.
 	Peers func() []Peer
 	// Interval is how often the peer list is read, and the first wait
-	// before a failed feed is opened again (0: DefaultInterval).
+	// before a failed feed is opened again (0: DefaultPeersInterval).
 	Interval time.Duration
 	// MaxBackoff bounds that wait as it doubles (0: DefaultMaxBackoff).
 	MaxBackoff time.Duration
@@ -94,7 +94,7 @@ type feedState struct {
 // NewSubscriber returns a Subscriber; Run starts it.
 func NewSubscriber(cfg SubscriberConfig) *Subscriber {
 	if cfg.Interval <= 0 {
-		cfg.Interval = DefaultInterval
+		cfg.Interval = DefaultPeersInterval
 	}
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = DefaultMaxBackoff

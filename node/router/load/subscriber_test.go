@@ -152,7 +152,7 @@ func TestSubscriberDefaults(t *testing.T) {
 	v := NewView(ViewConfig{DownAfter: 7 * time.Second})
 	s := NewSubscriber(SubscriberConfig{View: v})
 	c := s.cfg
-	if c.Interval != DefaultInterval || c.MaxBackoff != DefaultMaxBackoff || c.Silence != 7*time.Second ||
+	if c.Interval != DefaultPeersInterval || c.MaxBackoff != DefaultMaxBackoff || c.Silence != 7*time.Second ||
 		c.OpenTimeout != DefaultOpenTimeout || c.MaxFrame != DefaultMaxFrame {
 		t.Errorf("defaults: %+v", c)
 	}
