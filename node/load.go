@@ -76,8 +76,8 @@ func runLoadExchange(ctx context.Context, d loadDeps) {
 func watchLoad(ctx context.Context, d loadDeps) {
 	sink := &loadSink{hc: d.hc, scheme: d.scheme, router: d.router, quota: d.quota}
 	load.NewSubscriber(load.SubscriberConfig{
-		View:     d.router.View(),
-		Peers:    d.peers,
+		View:  d.router.View(),
+		Peers: d.peers,
 		// The peer list changes rarely: read it no more often than
 		// DefaultPeersInterval, however fast loads are pushed.
 		Interval: max(d.interval, load.DefaultPeersInterval),
