@@ -67,6 +67,10 @@ func (c *Cluster) applyLocal(ctx context.Context, entry []byte) (state.Outcome, 
 	if err := c.gate(entry); err != nil {
 		return state.Outcome{}, err
 	}
+	if state.Type(entry[0]) == state.TypeSetNodeLabels {
+		c.nodeRecords.Lock() // see register
+		defer c.nodeRecords.Unlock()
+	}
 	if err := live(ctx); err != nil {
 		return state.Outcome{}, err
 	}

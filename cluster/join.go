@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -109,6 +110,9 @@ func (c *Cluster) addServer(ctx context.Context, id, addr string) error {
 // registration. The caller leads. A node's labels are its declared labels
 // only: the labels the scheduler uses stay as operators set them.
 func (c *Cluster) register(ctx context.Context, n state.Node) error {
+	// Hold label changes from reading the labels to committing them.
+	c.nodeRecords.Lock()
+	defer c.nodeRecords.Unlock()
 	if n.DeclaredLabels == nil {
 		n.DeclaredLabels = n.Labels
 	}
@@ -120,11 +124,18 @@ func (c *Cluster) register(ctx context.Context, n state.Node) error {
 			same = sameRegistration(*old, n)
 		}
 	})
+	if hook := registerRead.Load(); hook != nil {
+		(*hook)(n.ID)
+	}
 	if same {
 		return nil
 	}
 	return c.commitLocal(ctx, state.Command{Type: state.TypeRegisterNode, Body: state.RegisterNode{Node: n, Time: time.Now().UnixMilli()}})
 }
+
+// registerRead, when set (tests), runs in register between reading the
+// node's labels and committing them.
+var registerRead atomic.Pointer[func(id string)]
 
 // sameRegistration compares what a node registers, not what the cluster
 // keeps about it (status, join index).

@@ -185,6 +185,10 @@ func (t RaftTimings) apply(rc *raft.Config) {
 
 // Cluster is one node's membership in the raft group.
 type Cluster struct {
+	// nodeRecords orders, on the leader, a registration (which reads the
+	// node's labels and commits them back) against label changes, so
+	// that a change applied in between is not overwritten.
+	nodeRecords sync.Mutex
 	// caughtUp is set once the local state has applied what the cluster
 	// had committed (a linearizable read succeeded).
 	caughtUp atomic.Bool

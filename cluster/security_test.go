@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,5 +260,48 @@ func TestOperatorPKI(t *testing.T) {
 		if !n.c.Keyring().Get().CACert.Equal(ca.Cert) {
 			t.Fatalf("%s trusts another CA", n.id)
 		}
+	}
+}
+
+// TestLabelsSetDuringARegistrationStay: an operator's label change that
+// arrives while the leader registers the node (between reading its labels
+// and committing them back) is not overwritten by the registration.
+func TestLabelsSetDuringARegistrationStay(t *testing.T) {
+	tc := newCluster(t, testOpts{n: 2})
+	f := tc.nodes[1]
+	var once sync.Once
+	var early atomic.Bool
+	hook := func(id string) {
+		if id != f.id {
+			return
+		}
+		once.Do(func() {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_, _ = tc.leader().c.Apply(context.Background(), state.Command{Type: state.TypeSetNodeLabels,
+					Body: state.SetNodeLabels{ID: f.id, Labels: map[string]string{"jurisdiction": "EU"}}})
+			}()
+			// The change must wait for the registration; one that
+			// commits within this window went in between.
+			select {
+			case <-done:
+				early.Store(true)
+			case <-time.After(300 * time.Millisecond):
+			}
+		})
+	}
+	registerRead.Store(&hook)
+	t.Cleanup(func() { registerRead.Store(nil) })
+	f.c.SetNode(state.Node{Labels: map[string]string{"zone": f.id, "rack": "r2"}, Version: "v2"})
+	testwait.Until(t, 10*time.Second, func() bool {
+		var labels, declared map[string]string
+		tc.leader().c.Machine().Read(func(s *state.State) { labels, declared = s.Nodes[f.id].Labels, s.Nodes[f.id].DeclaredLabels })
+		return declared["rack"] == "r2" && labels["jurisdiction"] == "EU"
+	}, func() string {
+		return fmt.Sprintf("the registration and the label change both applied (the change committed in between: %v)", early.Load())
+	})
+	if early.Load() {
+		t.Fatal("a label change committed between a registration's read and its commit")
 	}
 }
