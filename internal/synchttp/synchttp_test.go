@@ -76,43 +76,34 @@ func TestReusesOneConnection(t *testing.T) {
 	}
 }
 
-func TestDisableKeepAlives(t *testing.T) {
-	srv, conns := server(t, echo, false)
-	tr := New()
-	tr.DisableKeepAlives = true
-	hc := client(t, tr)
-	for i := 0; i < 5; i++ {
-		get(t, hc, srv.URL)
-	}
-	if n := conns.Load(); n != 5 {
-		t.Fatalf("5 requests without keep-alives opened %d connections, want 5", n)
-	}
-}
-
-func TestIdleTimeoutClosesOldConnections(t *testing.T) {
-	srv, conns := server(t, echo, false)
-	tr := New()
-	tr.IdleConnTimeout = time.Nanosecond
-	hc := client(t, tr)
-	for i := 0; i < 3; i++ {
-		get(t, hc, srv.URL)
-	}
-	if n := conns.Load(); n != 3 {
-		t.Fatalf("3 requests with every idle connection too old opened %d connections, want 3", n)
-	}
-}
-
-func TestConnectionCloseIsNotReused(t *testing.T) {
-	srv, conns := server(t, func(w http.ResponseWriter, r *http.Request) {
+// TestConnectionsNotReused: each of these makes every request open a
+// connection of its own.
+func TestConnectionsNotReused(t *testing.T) {
+	closing := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		echo(w, r)
-	}, false)
-	hc := client(t, New())
-	for i := 0; i < 3; i++ {
-		get(t, hc, srv.URL)
 	}
-	if n := conns.Load(); n != 3 {
-		t.Fatalf("3 answers with Connection: close: %d connections, want 3", n)
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		set     func(*Transport)
+	}{
+		{"keep-alives disabled", echo, func(tr *Transport) { tr.DisableKeepAlives = true }},
+		{"every idle connection too old", echo, func(tr *Transport) { tr.IdleConnTimeout = time.Nanosecond }},
+		{"answers with Connection: close", closing, func(*Transport) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, conns := server(t, tc.handler, false)
+			tr := New()
+			tc.set(tr)
+			hc := client(t, tr)
+			for i := 0; i < 4; i++ {
+				get(t, hc, srv.URL)
+			}
+			if n := conns.Load(); n != 4 {
+				t.Fatalf("4 requests opened %d connections, want 4", n)
+			}
+		})
 	}
 }
 
