@@ -122,7 +122,13 @@ type ReplicaView struct {
 	TTFTMs       float64 `json:"ttft_ms"`
 	TokensPerSec float64 `json:"tokens_per_sec"`
 	OutTokens    float64 `json:"out_tokens"`
-	Breaker      string  `json:"breaker"`
+	// PrefillMsPerKiB and PromptKiB are the measured cost of an uncached
+	// KiB of prompt and the average uncached prompt; ArrivalsPerSec the
+	// replica's rate of requests, as its node reported them.
+	PrefillMsPerKiB float64 `json:"prefill_ms_per_kib"`
+	PromptKiB       float64 `json:"prompt_kib"`
+	ArrivalsPerSec  float64 `json:"arrivals_per_sec"`
+	Breaker         string  `json:"breaker"`
 }
 
 // RoutingView is GET /admin/v1/routing: the node's routing policy and
