@@ -161,7 +161,7 @@ func (t *Transport) exchange(key string, pc *conn, req *http.Request) (*http.Res
 	}
 	resp, err := http.ReadResponse(pc.br, req)
 	if err != nil {
-		if pc.br.Buffered() == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isReset(err)) {
+		if pc.br.Buffered() == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnError(err)) {
 			err = staleError{err}
 		}
 		return fail(err)
@@ -175,8 +175,10 @@ func (t *Transport) exchange(key string, pc *conn, req *http.Request) (*http.Res
 	return resp, nil
 }
 
-// isReset says whether err is a connection reset or broken pipe.
-func isReset(err error) bool {
+// isConnError says whether err came from reading or writing the
+// connection (a reset, a broken pipe; a deadline set by a cancelled
+// context too, which RoundTrip does not retry).
+func isConnError(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && (op.Op == "read" || op.Op == "write")
 }

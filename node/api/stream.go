@@ -79,7 +79,7 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 	c.Set("X-Accel-Buffering", "no")
 	fam := familyOf(c.Path())
 	fctx.Response.SetBodyStream(&frameReader{
-		s: s, conn: fctx.Conn(), st: &st, info: info, fam: fam, start: info.start,
+		s: s, conn: fctx.Conn(), fail: st.fail, info: info, fam: fam, start: info.start,
 		pending: first, n: 1, frames: frames, result: result, cancel: cancel,
 	}, -1)
 	s.streams.Add(1)
@@ -95,7 +95,7 @@ func (s *Server) serveStream(c *fiber.Ctx, st stream) error {
 type frameReader struct {
 	s      *Server
 	conn   net.Conn
-	st     *stream
+	fail   func(*Error) []byte
 	info   *reqInfo
 	fam    family
 	start  time.Time
@@ -160,7 +160,7 @@ func (r *frameReader) takeFrame(b []byte, ok bool) {
 		return
 	}
 	if ae := toAPIError(r.err); ae.Status != StatusClientClosed {
-		r.pending = r.st.fail(&Error{Status: ae.Status, Type: ae.Type, Code: ae.Code, Message: ae.Message})
+		r.pending = r.fail(&Error{Status: ae.Status, Type: ae.Type, Code: ae.Code, Message: ae.Message})
 	}
 }
 
