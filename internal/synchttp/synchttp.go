@@ -147,7 +147,7 @@ func (t *Transport) exchange(key string, pc *conn, req *http.Request) (*http.Res
 		}
 		return nil, err
 	}
-	werr := req.Write(pc.bw)
+	werr := writeRequest(pc.bw, req)
 	if werr == nil {
 		werr = pc.bw.Flush()
 	}

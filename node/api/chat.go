@@ -78,7 +78,12 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		return c.JSON(s.toCompletion(id, final))
+		b, err := s.completionJSON(id, final)
+		if err != nil {
+			return err
+		}
+		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+		return c.Send(b)
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	ri := requestInfo(c)

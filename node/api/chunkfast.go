@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ollama/ollama/api"
+
+	"github.com/sovra/sovra/internal/jsonappend"
 )
 
 // Most chunks of a streamed chat carry nothing but a piece of text. Those
@@ -25,13 +26,13 @@ func plainToken(r api.ChatResponse) bool {
 // appendTokenChunk appends the server-sent event of a text-only chunk.
 func appendTokenChunk(dst []byte, id, model string, created int64, content string) []byte {
 	dst = append(dst, `data: {"id":`...)
-	dst = appendJSONString(dst, id)
+	dst = jsonappend.String(dst, id)
 	dst = append(dst, `,"object":"chat.completion.chunk","created":`...)
 	dst = strconv.AppendInt(dst, created, 10)
 	dst = append(dst, `,"model":`...)
-	dst = appendJSONString(dst, model)
+	dst = jsonappend.String(dst, model)
 	dst = append(dst, `,"system_fingerprint":"fp_ollama","choices":[{"index":0,"delta":{"role":"assistant","content":`...)
-	dst = appendJSONString(dst, content)
+	dst = jsonappend.String(dst, content)
 	return append(dst, "},\"finish_reason\":null}]}\n\n"...)
 }
 
@@ -76,18 +77,18 @@ func nativeLine(r any) ([]byte, error) {
 // and with the omissions of api.ChatResponse's encoding.
 func appendNativeChat(dst []byte, r api.ChatResponse) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = appendJSONString(dst, r.Model)
+	dst = jsonappend.String(dst, r.Model)
 	dst = append(dst, `,"created_at":"`...)
 	dst = r.CreatedAt.AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","message":{"role":`...)
-	dst = appendJSONString(dst, r.Message.Role)
+	dst = jsonappend.String(dst, r.Message.Role)
 	dst = append(dst, `,"content":`...)
-	dst = appendJSONString(dst, r.Message.Content)
+	dst = jsonappend.String(dst, r.Message.Content)
 	dst = append(dst, `},"done":`...)
 	dst = strconv.AppendBool(dst, r.Done)
 	if r.DoneReason != "" {
 		dst = append(dst, `,"done_reason":`...)
-		dst = appendJSONString(dst, r.DoneReason)
+		dst = jsonappend.String(dst, r.DoneReason)
 	}
 	m := r.Metrics
 	for _, f := range [...]struct {
@@ -109,58 +110,47 @@ func appendNativeChat(dst []byte, r api.ChatResponse) []byte {
 	return append(dst, '}')
 }
 
-const hexDigits = "0123456789abcdef"
+// plainCompletion says whether r, the whole answer of a chat, is text
+// only: its completion object then carries nothing appendCompletion does
+// not write.
+func plainCompletion(r api.ChatResponse) bool {
+	return len(r.Message.ToolCalls) == 0 && r.Message.Thinking == "" && len(r.Logprobs) == 0
+}
 
-// appendJSONString appends s quoted as encoding/json quotes it: control
-// characters, the quote and the backslash escaped, <, > and & as \u00XX,
-// U+2028 and U+2029 escaped, and invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '"', '\\':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
+// appendCompletion appends the chat.completion object of a text-only
+// answer, field for field as encoding/json writes a chatCompletion.
+func appendCompletion(dst []byte, id string, r api.ChatResponse) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = jsonappend.String(dst, id)
+	dst = append(dst, `,"object":"chat.completion","created":`...)
+	dst = strconv.AppendInt(dst, r.CreatedAt.Unix(), 10)
+	dst = append(dst, `,"model":`...)
+	dst = jsonappend.String(dst, r.Model)
+	dst = append(dst, `,"system_fingerprint":"fp_ollama","choices":[{"index":0,"message":{"role":`...)
+	dst = jsonappend.String(dst, r.Message.Role)
+	dst = append(dst, `,"content":`...)
+	dst = jsonappend.String(dst, r.Message.Content)
+	dst = append(dst, `},"finish_reason":`...)
+	if r.DoneReason == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = jsonappend.String(dst, r.DoneReason)
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	m := r.Metrics
+	dst = append(dst, `,"logprobs":null}],"usage":{"prompt_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(m.PromptEvalCount), 10)
+	dst = append(dst, `,"completion_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(m.EvalCount), 10)
+	dst = append(dst, `,"total_tokens":`...)
+	dst = strconv.AppendInt(dst, int64(m.PromptEvalCount+m.EvalCount), 10)
+	return append(dst, "}}"...)
+}
+
+// completionJSON is the body of a non-streamed chat answer.
+func (s *Server) completionJSON(id string, r api.ChatResponse) ([]byte, error) {
+	if plainCompletion(r) {
+		n := 400 + len(id) + len(r.Model) + len(r.Message.Content)*11/10
+		return appendCompletion(make([]byte, 0, n), id, r), nil
+	}
+	return json.Marshal(s.toCompletion(id, r))
 }

@@ -116,3 +116,43 @@ func TestPlainNativeChat(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCompletion: a text-only answer's completion object written by
+// appending is the same bytes as encoding/json's.
+func FuzzCompletion(f *testing.F) {
+	f.Add("chatcmpl-1", "llama3.2:1b", "assistant", "Hello <world> & \"you\"\n", "stop", int64(1764806400), 12, 34)
+	f.Add("", "", "", "\xff\u2028", "", int64(-1), 0, -5)
+	f.Fuzz(func(t *testing.T, id, model, role, content, reason string, created int64, prompt, eval int) {
+		r := api.ChatResponse{Model: model, CreatedAt: time.Unix(created, 0), Message: api.Message{Role: role, Content: content}, Done: true, DoneReason: reason,
+			Metrics: api.Metrics{PromptEvalCount: prompt, EvalCount: eval}}
+		if !plainCompletion(r) {
+			t.Fatal("a text-only answer is not plain")
+		}
+		s := &Server{ids: &idSource{}}
+		slow, err := json.Marshal(s.toCompletion(id, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fast := appendCompletion(nil, id, r); string(fast) != string(slow) {
+			t.Fatalf("fast and general paths differ:\nfast    %s\ngeneral %s", fast, slow)
+		}
+	})
+}
+
+func TestPlainCompletion(t *testing.T) {
+	text := api.Message{Role: "assistant", Content: "hi"}
+	for _, tc := range []struct {
+		name string
+		r    api.ChatResponse
+		want bool
+	}{
+		{"text", api.ChatResponse{Message: text, Done: true, DoneReason: "stop"}, true},
+		{"thinking", api.ChatResponse{Message: api.Message{Role: "assistant", Content: "x", Thinking: "hmm"}}, false},
+		{"tool call", api.ChatResponse{Message: api.Message{Role: "assistant", ToolCalls: []api.ToolCall{{Function: api.ToolCallFunction{Name: "f"}}}}}, false},
+		{"logprobs", api.ChatResponse{Message: text, Logprobs: []api.Logprob{{TokenLogprob: api.TokenLogprob{Token: "hi"}}}}, false},
+	} {
+		if got := plainCompletion(tc.r); got != tc.want {
+			t.Errorf("%s: plain %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -230,15 +230,22 @@ func (r *Router) vetOptions(opts map[string]any) (map[string]any, error) {
 	if len(opts) == 0 {
 		return opts, nil
 	}
-	out := make(map[string]any, len(opts))
-	for _, k := range slices.Sorted(maps.Keys(opts)) {
-		if err := r.vetOption(k, opts[k]); err != nil {
-			return nil, err
-		}
-		if k != "num_ctx" {
-			out[k] = opts[k]
+	ok := true
+	for k, v := range opts {
+		ok = ok && r.vetOption(k, v) == nil
+	}
+	if !ok {
+		for _, k := range slices.Sorted(maps.Keys(opts)) {
+			if err := r.vetOption(k, opts[k]); err != nil {
+				return nil, err
+			}
 		}
 	}
+	if _, ok := opts["num_ctx"]; !ok {
+		return opts, nil // the common case: nothing to take out
+	}
+	out := maps.Clone(opts)
+	delete(out, "num_ctx")
 	return out, nil
 }
 

@@ -18,14 +18,22 @@ import (
 	"github.com/ollama/ollama/api"
 
 	"github.com/sovra/sovra/internal/synchttp"
+	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node/backend"
 )
 
 // Client is a backend.Backend over one Ollama server.
 type Client struct {
-	c    *api.Client
-	hc   *http.Client
+	c  *api.Client
+	hc *http.Client
+	// rt is hc's transport when Do would add nothing to it (no timeout,
+	// cookie jar or redirect policy): streams call it directly.
+	rt   http.RoundTripper
 	base string // without a trailing slash
+	// chatURL and generateURL are parsed once; header is the header of
+	// every streamed call (read-only: transports clone before changing).
+	chatURL, generateURL *url.URL
+	header               http.Header
 }
 
 var _ backend.Backend = (*Client)(nil)
@@ -45,7 +53,21 @@ func New(base string, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Transport: NewTransport()}
 	}
-	return &Client{c: api.NewClient(u, hc), hc: hc, base: strings.TrimSuffix(u.String(), "/")}, nil
+	c := &Client{c: api.NewClient(u, hc), hc: hc, base: strings.TrimSuffix(u.String(), "/"), header: http.Header{
+		"Content-Type": {"application/json"},
+		"Accept":       {"application/x-ndjson"},
+		"User-Agent":   {"sovra/" + version.Version},
+	}}
+	if c.chatURL, err = url.Parse(c.base + "/api/chat"); err != nil {
+		return nil, fmt.Errorf("ollama url %q: %w", base, err)
+	}
+	if c.generateURL, err = url.Parse(c.base + "/api/generate"); err != nil {
+		return nil, fmt.Errorf("ollama url %q: %w", base, err)
+	}
+	if hc.Timeout == 0 && hc.Jar == nil && hc.CheckRedirect == nil {
+		c.rt = hc.Transport
+	}
+	return c, nil
 }
 
 // NewTransport is the HTTP transport sovra uses toward Ollama and its
@@ -76,7 +98,7 @@ func (c *Client) Chat(ctx context.Context, req *api.ChatRequest, fn func(api.Cha
 
 func (c *Client) chat(ctx context.Context, req *api.ChatRequest, fn func(api.ChatResponse) error) error {
 	done := false
-	err := c.streamNDJSON(ctx, "/api/chat", req, func(b []byte) error {
+	err := c.streamNDJSON(ctx, c.chatURL, req, func(b []byte) error {
 		r, err := decodeChatLine(b)
 		if err != nil {
 			return err
@@ -112,7 +134,7 @@ func thinkLevel(t *api.ThinkValue) bool {
 
 func (c *Client) generate(ctx context.Context, req *api.GenerateRequest, fn func(api.GenerateResponse) error) error {
 	done := false
-	err := c.streamNDJSON(ctx, "/api/generate", req, func(b []byte) error {
+	err := c.streamNDJSON(ctx, c.generateURL, req, func(b []byte) error {
 		r, err := decodeLine[api.GenerateResponse](b)
 		if err != nil {
 			return err

@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
 	"github.com/ollama/ollama/api"
 
-	"github.com/sovra/sovra/internal/version"
 	"github.com/sovra/sovra/node/backend"
 )
 
@@ -28,21 +28,14 @@ const maxLine = 8 << 20
 
 var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
 
-// streamNDJSON posts req to path and calls line for every line of the
+// streamNDJSON posts req to u and calls line for every line of the
 // answer. line must not keep the slice.
-func (c *Client) streamNDJSON(ctx context.Context, path string, req any, line func([]byte) error) error {
-	body, err := json.Marshal(req)
+func (c *Client) streamNDJSON(ctx context.Context, u *url.URL, req any, line func([]byte) error) error {
+	body, err := encodeRequest(req)
 	if err != nil {
 		return fmt.Errorf("%w: encode request: %v", backend.ErrBadRequest, err)
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	hreq.Header.Set("Accept", "application/x-ndjson")
-	hreq.Header.Set("User-Agent", "sovra/"+version.Version)
-	resp, err := c.hc.Do(hreq)
+	resp, err := c.post(ctx, u, body)
 	if err != nil {
 		return mapErr(ctx, err)
 	}
@@ -54,6 +47,30 @@ func (c *Client) streamNDJSON(ctx context.Context, path string, req any, line fu
 	br.Reset(resp.Body)
 	defer func() { br.Reset(nil); readers.Put(br) }()
 	return readLines(ctx, br, maxLine, line)
+}
+
+// post sends body to u. It builds the request from parts made once
+// (net/http's NewRequestWithContext parses the URL and allocates the
+// header every time) and, where Client.Do would add nothing, calls the
+// transport itself, its errors wrapped as Do wraps them.
+func (c *Client) post(ctx context.Context, u *url.URL, body []byte) (*http.Response, error) {
+	hreq := (&http.Request{
+		Method: http.MethodPost, URL: u, Host: u.Host,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		ContentLength: int64(len(body)),
+	}).WithContext(ctx)
+	if c.rt == nil {
+		hreq.Header = c.header.Clone()
+		return c.hc.Do(hreq)
+	}
+	hreq.Header = c.header
+	resp, err := c.rt.RoundTrip(hreq)
+	if err != nil {
+		return nil, &url.Error{Op: "Post", URL: u.String(), Err: err}
+	}
+	return resp, nil
 }
 
 // readLines calls line for every line of br that is not blank, and fails
