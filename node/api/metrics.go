@@ -73,6 +73,14 @@ type metrics struct {
 	// names each keep a label of their own.
 	labeler labeler
 
+	// The children of the vectors that requests touch, looked up once
+	// per label set: WithLabelValues hashes the labels under a lock, and
+	// a request made eight such look-ups.
+	flights  series[string, prometheus.Gauge]
+	counts   series[requestKey, prometheus.Counter]
+	times    series[[2]string, prometheus.Observer]
+	tokenSum series[[2]string, prometheus.Counter]
+
 	mu     sync.Mutex
 	models map[string]struct{}
 }
@@ -123,6 +131,12 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help: "Frames (server-sent events or NDJSON lines) sent on streamed responses.",
 		}, []string{"model"}),
 	}
+	m.flights.make = func(model string) prometheus.Gauge { return m.inFlight.WithLabelValues(model) }
+	m.counts.make = func(k requestKey) prometheus.Counter {
+		return m.requests.WithLabelValues(k.route, k.model, strconv.Itoa(k.status))
+	}
+	m.times.make = func(k [2]string) prometheus.Observer { return m.duration.WithLabelValues(k[0], k[1]) }
+	m.tokenSum.make = func(k [2]string) prometheus.Counter { return m.tokens.WithLabelValues(k[0], k[1]) }
 	m.reg.MustRegister(m.requests, m.inFlight, m.duration, m.firstToken, m.tokens, m.forwarded, m.streamFrame,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -161,7 +175,7 @@ func (m *metrics) begin(ri *reqInfo) {
 	ri.metrics = m
 	ri.flightLabel = ""
 	ri.inFlight = true
-	m.inFlight.WithLabelValues("").Inc()
+	m.flights.get("").Inc()
 }
 
 // setModel records the requested model of a request, moving it in the
@@ -175,8 +189,8 @@ func (ri *reqInfo) setModel(model string) {
 	if label == ri.flightLabel {
 		return
 	}
-	ri.metrics.inFlight.WithLabelValues(ri.flightLabel).Dec()
-	ri.metrics.inFlight.WithLabelValues(label).Inc()
+	ri.metrics.flights.get(ri.flightLabel).Dec()
+	ri.metrics.flights.get(label).Inc()
 	ri.flightLabel = label
 }
 
@@ -190,16 +204,16 @@ func (m *metrics) end(ri *reqInfo, status int, latency time.Duration) {
 	model := m.modelLabel(ri.model)
 	route := routeOf(ri.path)
 	if ri.inFlight {
-		m.inFlight.WithLabelValues(ri.flightLabel).Dec()
+		m.flights.get(ri.flightLabel).Dec()
 		ri.inFlight = false
 	}
-	m.requests.WithLabelValues(route, model, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route, model).Observe(latency.Seconds())
+	m.counts.get(requestKey{route, model, status}).Inc()
+	m.times.get([2]string{route, model}).Observe(latency.Seconds())
 	if ri.promptTokens > 0 {
-		m.tokens.WithLabelValues(model, "prompt").Add(float64(ri.promptTokens))
+		m.tokenSum.get([2]string{model, "prompt"}).Add(float64(ri.promptTokens))
 	}
 	if ri.completionTokens > 0 {
-		m.tokens.WithLabelValues(model, "completion").Add(float64(ri.completionTokens))
+		m.tokenSum.get([2]string{model, "completion"}).Add(float64(ri.completionTokens))
 	}
 	if ri.forwarded {
 		m.forwarded.WithLabelValues(model).Inc()
@@ -207,4 +221,25 @@ func (m *metrics) end(ri *reqInfo, status int, latency time.Duration) {
 	if ri.frames > 0 {
 		m.streamFrame.WithLabelValues(model).Add(float64(ri.frames))
 	}
+}
+
+// requestKey is the label set of sovra_requests_total.
+type requestKey struct {
+	route, model string
+	status       int
+}
+
+// series memoises a vector's children by their labels (few: the model
+// labels are bounded by maxModelLabels).
+type series[K comparable, V any] struct {
+	m    sync.Map
+	make func(K) V
+}
+
+func (s *series[K, V]) get(k K) V {
+	if v, ok := s.m.Load(k); ok {
+		return v.(V)
+	}
+	v, _ := s.m.LoadOrStore(k, s.make(k))
+	return v.(V)
 }

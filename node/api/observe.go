@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ type reqInfo struct {
 	inProcess bool
 	// remote is the client's address; keyID the id of the key (or the
 	// management token) the request was admitted with, never the secret.
-	remote string
+	remote net.Addr
 	keyID  string
 	// decision is what the router did with the request.
 	decision *router.Decision
@@ -91,7 +92,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	}
 	ri.method = strings.Clone(c.Method())
 	ri.path = strings.Clone(c.Path())
-	ri.remote = c.Context().RemoteAddr().String()
+	ri.remote = c.Context().RemoteAddr() // a string only when logged
 	ri.inProcess, _ = c.Context().UserValue(inProcessKey{}).(bool)
 	c.Set(fiber.HeaderXRequestID, ri.id)
 	err := c.Next()
@@ -143,7 +144,7 @@ func (s *Server) logRequest(ri *reqInfo, _ family, status int, latency time.Dura
 		zap.String("path", ri.path),
 		zap.Int("status", status),
 		zap.Duration("latency", latency),
-		zap.String("client", ri.remote),
+		zap.Stringer("client", ri.remote),
 	}
 	if ri.keyID != "" {
 		fields = append(fields, zap.String("key_id", ri.keyID))

@@ -78,7 +78,8 @@ func chatField(r *api.ChatResponse, key string, f *fastjson.Value) bool {
 // metricField sets one of the final line's metrics: integers, the
 // durations in nanoseconds.
 func metricField(m *api.Metrics, key string, f *fastjson.Value) bool {
-	if f.Type() != fastjson.TypeNumber || !jsonInt(f.MarshalTo(nil)) {
+	var buf [24]byte
+	if f.Type() != fastjson.TypeNumber || !jsonInt(f.MarshalTo(buf[:0])) {
 		return false
 	}
 	n, err := f.Int64()
