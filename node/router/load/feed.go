@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -76,6 +77,13 @@ type Feed struct {
 
 	// kick wakes Run to look for a change before its next tick.
 	kick chan struct{}
+	// watching counts the watchers (Kick reads it without the lock);
+	// kicked is set from a kick sent until Run looks at the load again,
+	// so that the changes in between do not wake Run each time; kicks
+	// counts the kicks Run took.
+	watching atomic.Int32
+	kicked   atomic.Bool
+	kicks    atomic.Int64
 }
 
 // watcher is one peer's watch.
@@ -101,8 +109,14 @@ func NewFeed(cfg FeedConfig) *Feed {
 // Kick tells Run that the load changed: it looks at once rather than at
 // its next tick, so a change reaches the watchers within a round trip
 // when the pace allows (a frame went out at least a pace ago), and
-// within an Interval otherwise. It never blocks.
+// within an Interval otherwise. It never blocks, and it is cheap when
+// it has nothing to do: with no watcher, or a kick already pending (a
+// request's start and end each kick; waking Run for each was a thread
+// hand-off per request).
 func (f *Feed) Kick() {
+	if f.watching.Load() == 0 || f.kicked.Swap(true) {
+		return
+	}
 	select {
 	case f.kick <- struct{}{}:
 	default:
@@ -110,7 +124,8 @@ func (f *Feed) Kick() {
 }
 
 // Run publishes every Interval, and when kicked, until ctx ends, then
-// ends every watch and refuses new ones.
+// ends every watch and refuses new ones. With no watcher it builds no
+// frame: a new watch starts from a frame of its own.
 func (f *Feed) Run(ctx context.Context) {
 	defer f.close()
 	t := time.NewTicker(f.cfg.Interval)
@@ -118,10 +133,13 @@ func (f *Feed) Run(ctx context.Context) {
 	var kicked bool
 	var retry <-chan time.Time // a kick the pace held back looks again then
 	for {
-		if !f.Tick() && kicked && retry == nil {
+		if f.watching.Load() > 0 && !f.Tick() && kicked && retry == nil {
 			if d := f.untilPace(); d > 0 {
 				retry = time.After(d)
 			}
+		}
+		if retry == nil {
+			f.kicked.Store(false) // the next change kicks again
 		}
 		select {
 		case <-ctx.Done():
@@ -130,6 +148,7 @@ func (f *Feed) Run(ctx context.Context) {
 			kicked = false
 		case <-f.kick:
 			kicked = true
+			f.kicks.Add(1)
 		case <-retry:
 			retry, kicked = nil, false
 		}
@@ -236,11 +255,13 @@ func (f *Feed) register(ctx context.Context, peer string) (context.Context, func
 		old.cancel(errReplaced)
 	}
 	f.watchers[peer] = w
+	f.watching.Store(int32(len(f.watchers)))
 	return ctx, func() {
 		f.mu.Lock()
 		if f.watchers[peer] == w {
 			delete(f.watchers, peer)
 		}
+		f.watching.Store(int32(len(f.watchers)))
 		f.mu.Unlock()
 		cancel(nil)
 	}, nil

@@ -308,3 +308,32 @@ func TestFeedKickPublishesBeforeTheTick(t *testing.T) {
 		t.Fatalf("%d frames after kicks within the pace, want 2", n)
 	}
 }
+
+// TestFeedKicksWakeRunOncePerPace: a kick with no watcher sends nothing,
+// and while the pace holds a frame back the kicks after the first do not
+// wake Run again (a request's start and end each kick).
+func TestFeedKicksWakeRunOncePerPace(t *testing.T) {
+	src, c := &fakeSource{state: "idle"}, testwait.NewClock()
+	f := NewFeed(FeedConfig{Build: src.build, Interval: time.Hour, Keepalive: 2 * time.Hour, FrameBudget: 1000, Now: c.Now})
+	f.Kick()
+	if len(f.kick) != 0 {
+		t.Fatal("a kick with no watcher was sent")
+	}
+	f.Tick()
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); f.Run(ctx) }()
+	defer func() { stop(); <-ran }()
+	var r recorder
+	go func() { _ = f.Watch(ctx, "p", r.send) }()
+	r.waitFrames(t, 1)
+	for i := range 20 { // all within the pace of the first frame
+		src.set(fmt.Sprint("busy ", i))
+		f.Kick()
+		testwait.For(t, 5*time.Second, "the kick to be taken", func() bool { return len(f.kick) == 0 })
+	}
+	testwait.For(t, 5*time.Second, "Run to take a kick", func() bool { return f.kicks.Load() > 0 })
+	if n := f.kicks.Load(); n != 1 {
+		t.Fatalf("Run woke for %d of 20 kicks within the pace, want 1", n)
+	}
+}
