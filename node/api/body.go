@@ -44,11 +44,21 @@ func (s *Server) readBody(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// readLimited reads r to its end, growing its buffer only as bytes arrive,
+// smallBody is the most readLimited allocates from a declared length
+// before the bytes arrive.
+const smallBody = 64 << 10
+
+// readLimited reads r to its end, growing its buffer only as bytes arrive
+// (beyond a declared length of at most smallBody),
 // and fails with a 413 past limit bytes. declared, when not
 // negative, is the length the body must have.
 func readLimited(r io.Reader, limit, declared int) ([]byte, error) {
 	var buf bytes.Buffer
+	if declared >= 0 && declared <= smallBody {
+		// Room for the whole body and the read that finds its end, so
+		// that a small body is read into one allocation.
+		buf.Grow(declared + bytes.MinRead)
+	}
 	n, err := buf.ReadFrom(io.LimitReader(r, int64(limit)+1))
 	switch {
 	case err != nil && !errors.Is(err, io.EOF):
