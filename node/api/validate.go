@@ -36,6 +36,9 @@ func decodeJSON(body []byte, lim jsonLimits, v any) error {
 	if err := checkJSON(body, lim); err != nil {
 		return err
 	}
+	if fastDecode(body, v) {
+		return nil
+	}
 	// Unmarshal reads body in place; a json.Decoder would first copy it
 	// into a buffer of its own (one more body's worth per request).
 	if err := json.Unmarshal(body, v); err != nil {

@@ -1,13 +1,12 @@
 package ollama
 
 import (
-	"bytes"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ollama/ollama/api"
+	"github.com/sovra/sovra/internal/plainjson"
 	"github.com/valyala/fastjson"
 )
 
@@ -32,7 +31,7 @@ var numBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32); return &b }}
 // chatLine decodes a token line or the final line of a chat answer; ok
 // is false when the line is not of that shape and must be decoded in full.
 func chatLine(b []byte) (r api.ChatResponse, ok bool) {
-	if !strict(b) {
+	if !plainjson.Strict(b) {
 		return r, false
 	}
 	p := lineParsers.Get()
@@ -54,11 +53,11 @@ func chatLine(b []byte) (r api.ChatResponse, ok bool) {
 func chatField(r *api.ChatResponse, key string, f *fastjson.Value) bool {
 	switch key {
 	case "model":
-		s, ok := text(f)
+		s, ok := plainjson.Text(f)
 		r.Model = s
 		return ok
 	case "created_at":
-		s, ok := text(f)
+		s, ok := plainjson.Text(f)
 		if !ok {
 			return false
 		}
@@ -74,7 +73,7 @@ func chatField(r *api.ChatResponse, key string, f *fastjson.Value) bool {
 	case "message":
 		return f.Type() == fastjson.TypeObject && messageFields(&r.Message, f.GetObject())
 	case "done_reason":
-		s, ok := text(f)
+		s, ok := plainjson.Text(f)
 		r.DoneReason = s
 		return ok
 	}
@@ -89,7 +88,7 @@ func metricField(m *api.Metrics, key string, f *fastjson.Value) bool {
 	}
 	buf := numBufs.Get().(*[]byte)
 	*buf = f.MarshalTo((*buf)[:0])
-	isInt := jsonInt(*buf)
+	isInt := plainjson.Int(*buf)
 	numBufs.Put(buf)
 	if !isInt {
 		return false
@@ -126,7 +125,7 @@ func messageFields(m *api.Message, o *fastjson.Object) bool {
 			return
 		}
 		var s string
-		s, ok = text(f)
+		s, ok = plainjson.Text(f)
 		switch string(k) {
 		case "role":
 			m.Role = strings.ToLower(s) // as api.Message's UnmarshalJSON does
@@ -139,72 +138,6 @@ func messageFields(m *api.Message, o *fastjson.Object) bool {
 		}
 	})
 	return ok
-}
-
-// strict says whether b is free of what fastjson takes and encoding/json
-// refuses: escapes other than JSON's (\x, \u with fewer than four hex
-// digits) and control characters, which a compact line has nowhere
-// before its end. (fastjson's own validator is stricter but costs twice
-// the parse.)
-func strict(b []byte) bool {
-	b = bytes.TrimRight(b, " \t\r\n")
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; {
-		case c < 0x20:
-			return false
-		case c == '\\':
-			if i+1 >= len(b) {
-				return false
-			}
-			i++
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(b) || !hex4(b[i+1:i+5]) {
-					return false
-				}
-				i += 4
-			default:
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// jsonInt says whether b is an integer as JSON writes one: no leading
-// zeros (which fastjson takes and encoding/json refuses), no fraction or
-// exponent.
-func jsonInt(b []byte) bool {
-	b = bytes.TrimPrefix(b, []byte("-"))
-	if len(b) == 0 || (b[0] == '0' && len(b) > 1) {
-		return false
-	}
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-func hex4(b []byte) bool {
-	for _, c := range b {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
-// text is a JSON string's value, valid UTF-8 (encoding/json would replace
-// invalid bytes).
-func text(f *fastjson.Value) (string, bool) {
-	if f.Type() != fastjson.TypeString {
-		return "", false
-	}
-	b := f.GetStringBytes()
-	return string(b), utf8.Valid(b)
 }
 
 // decodeChatLine decodes one line of a chat answer: token and final
