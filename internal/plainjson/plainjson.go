@@ -15,42 +15,13 @@ import (
 )
 
 // Strict says whether b is free of what fastjson takes and encoding/json
-// refuses: escapes other than JSON's (\x, \u with fewer than four hex
-// digits) and control characters, which a compact line has nowhere
-// before its end. (fastjson's own validator is stricter but costs twice
-// the parse.)
+// refuses or reads otherwise: escapes other than JSON's (\x, \u with
+// fewer than four hex digits), control characters inside strings, and a
+// \u escape of a UTF-16 surrogate other than a high one followed by a
+// low one (fastjson keeps a lone one as text; encoding/json makes it
+// U+FFFD). JSON's whitespace is allowed between tokens. (fastjson's own
+// validator is stricter but costs twice the parse.)
 func Strict(b []byte) bool {
-	b = bytes.TrimRight(b, " \t\r\n")
-	for i := 0; i < len(b); i++ {
-		switch c := b[i]; {
-		case c < 0x20:
-			return false
-		case c == '\\':
-			if i+1 >= len(b) {
-				return false
-			}
-			i++
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(b) || !hex4(b[i+1:i+5]) {
-					return false
-				}
-				i += 4
-			default:
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// StrictBody is Strict for a request body, which may be indented: JSON's
-// whitespace is allowed between tokens (control characters only inside
-// strings are refused), and a \u escape of a UTF-16 surrogate only as a
-// high one followed by a low one (fastjson reads a lone surrogate
-// otherwise than encoding/json, which makes it U+FFFD).
-func StrictBody(b []byte) bool {
 	in := false // inside a string
 	for i := 0; i < len(b); i++ {
 		c := b[i]

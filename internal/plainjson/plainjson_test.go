@@ -16,7 +16,7 @@ func TestNumber(t *testing.T) {
 	}
 }
 
-func TestStrictBody(t *testing.T) {
+func TestStrict(t *testing.T) {
 	for _, tc := range []struct {
 		body string
 		want bool
@@ -36,8 +36,8 @@ func TestStrictBody(t *testing.T) {
 		{`{"a":1}\`, false},
 		{`{"a":"b}`, false},
 	} {
-		if got := StrictBody([]byte(tc.body)); got != tc.want {
-			t.Errorf("StrictBody(%q) = %v, want %v", tc.body, got, tc.want)
+		if got := Strict([]byte(tc.body)); got != tc.want {
+			t.Errorf("Strict(%q) = %v, want %v", tc.body, got, tc.want)
 		}
 	}
 }

@@ -40,7 +40,7 @@ func fastDecode(body []byte, v any) bool {
 	default:
 		return false
 	}
-	if len(body) > maxFastBody || !plainjson.StrictBody(body) {
+	if len(body) > maxFastBody || !plainjson.Strict(body) {
 		return false
 	}
 	p := bodyParsers.Get()

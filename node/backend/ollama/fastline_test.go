@@ -22,6 +22,7 @@ func FuzzChatLine(f *testing.F) {
 		`{"model":"m","done":true,"done_reason":"length","eval_count":99999999999999999999}`,
 		`{"done":true,"eval_duration":-5,"prompt_eval_count":0}`,
 		`{"message":{"content":"\xff"}}`,
+		`{"model":"\ud800","message":{"content":"x"}}`,
 		`{"error":"boom"}`,
 		`[1]`, `"x"`, `{`,
 	} {
@@ -57,6 +58,9 @@ func TestChatLineTakesItsLines(t *testing.T) {
 		{`{"model":"m","message":{"content":"x","tool_calls":[{"function":{"name":"f"}}]},"done":false}`, false},
 		{`{"Model":"m","message":{"content":"x"}}`, false},
 		{`{"message":{"content":"\xff"}}`, false},
+		{`{"model":"\ud800","message":{"content":"x"}}`, false},
+		{`{"model":"\udc00x","message":{"content":"x"}}`, false},
+		{`{"model":"\ud83d\ude00","message":{"content":"x"}}`, true},
 		{`{"error":"boom"}`, false},
 	} {
 		if _, ok := chatLine([]byte(tc.line)); ok != tc.fast {
