@@ -41,22 +41,28 @@ func FuzzTokenChunk(f *testing.F) {
 	})
 }
 
-func TestPlainToken(t *testing.T) {
+// TestPlainShapes: which chunks and whole answers the appending
+// encoders take (a token chunk: text only, not the last; a completion:
+// text only, with its reason).
+func TestPlainShapes(t *testing.T) {
 	text := api.Message{Role: "assistant", Content: "hi"}
 	for _, tc := range []struct {
-		name string
-		r    api.ChatResponse
-		want bool
+		name              string
+		r                 api.ChatResponse
+		token, completion bool
 	}{
-		{"text", api.ChatResponse{Message: text}, true},
-		{"done", api.ChatResponse{Message: text, Done: true}, false},
-		{"done reason", api.ChatResponse{Message: text, DoneReason: "stop"}, false},
-		{"thinking", api.ChatResponse{Message: api.Message{Role: "assistant", Thinking: "hmm"}}, false},
-		{"tool call", api.ChatResponse{Message: api.Message{Role: "assistant", ToolCalls: []api.ToolCall{{Function: api.ToolCallFunction{Name: "f"}}}}}, false},
-		{"logprobs", api.ChatResponse{Message: text, Logprobs: []api.Logprob{{TokenLogprob: api.TokenLogprob{Token: "hi"}}}}, false},
+		{"text", api.ChatResponse{Message: text}, true, true},
+		{"done", api.ChatResponse{Message: text, Done: true}, false, true},
+		{"done reason", api.ChatResponse{Message: text, Done: true, DoneReason: "stop"}, false, true},
+		{"thinking", api.ChatResponse{Message: api.Message{Role: "assistant", Content: "x", Thinking: "hmm"}}, false, false},
+		{"tool call", api.ChatResponse{Message: api.Message{Role: "assistant", ToolCalls: []api.ToolCall{{Function: api.ToolCallFunction{Name: "f"}}}}}, false, false},
+		{"logprobs", api.ChatResponse{Message: text, Logprobs: []api.Logprob{{TokenLogprob: api.TokenLogprob{Token: "hi"}}}}, false, false},
 	} {
-		if got := plainToken(tc.r); got != tc.want {
-			t.Errorf("%s: plain %v, want %v", tc.name, got, tc.want)
+		if got := plainToken(tc.r); got != tc.token {
+			t.Errorf("%s: plain token %v, want %v", tc.name, got, tc.token)
+		}
+		if got := plainCompletion(tc.r); got != tc.completion {
+			t.Errorf("%s: plain completion %v, want %v", tc.name, got, tc.completion)
 		}
 	}
 }
@@ -137,22 +143,4 @@ func FuzzCompletion(f *testing.F) {
 			t.Fatalf("fast and general paths differ:\nfast    %s\ngeneral %s", fast, slow)
 		}
 	})
-}
-
-func TestPlainCompletion(t *testing.T) {
-	text := api.Message{Role: "assistant", Content: "hi"}
-	for _, tc := range []struct {
-		name string
-		r    api.ChatResponse
-		want bool
-	}{
-		{"text", api.ChatResponse{Message: text, Done: true, DoneReason: "stop"}, true},
-		{"thinking", api.ChatResponse{Message: api.Message{Role: "assistant", Content: "x", Thinking: "hmm"}}, false},
-		{"tool call", api.ChatResponse{Message: api.Message{Role: "assistant", ToolCalls: []api.ToolCall{{Function: api.ToolCallFunction{Name: "f"}}}}}, false},
-		{"logprobs", api.ChatResponse{Message: text, Logprobs: []api.Logprob{{TokenLogprob: api.TokenLogprob{Token: "hi"}}}}, false},
-	} {
-		if got := plainCompletion(tc.r); got != tc.want {
-			t.Errorf("%s: plain %v, want %v", tc.name, got, tc.want)
-		}
-	}
 }

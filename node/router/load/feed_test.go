@@ -283,16 +283,7 @@ func TestFeedWatchEndsWhenSendFails(t *testing.T) {
 // change only through the kick. A kick within the pace of the last frame
 // publishes nothing.
 func TestFeedKickPublishesBeforeTheTick(t *testing.T) {
-	src, c := &fakeSource{state: "idle"}, testwait.NewClock()
-	f := NewFeed(FeedConfig{Build: src.build, Interval: time.Hour, Keepalive: 2 * time.Hour, FrameBudget: 1000, Now: c.Now})
-	f.Tick() // the first frame, so that Run's first tick has nothing new
-	ctx, stop := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); f.Run(ctx) }()
-	defer func() { stop(); <-ran }()
-	var r recorder
-	go func() { _ = f.Watch(ctx, "p", r.send) }()
-	r.waitFrames(t, 1)
+	f, src, c, r := runWatchedFeed(t)
 	c.Advance(time.Hour) // a pace has passed since the first frame
 	src.set("busy")
 	f.Kick()
@@ -313,20 +304,12 @@ func TestFeedKickPublishesBeforeTheTick(t *testing.T) {
 // and while the pace holds a frame back the kicks after the first do not
 // wake Run again (a request's start and end each kick).
 func TestFeedKicksWakeRunOncePerPace(t *testing.T) {
-	src, c := &fakeSource{state: "idle"}, testwait.NewClock()
-	f := NewFeed(FeedConfig{Build: src.build, Interval: time.Hour, Keepalive: 2 * time.Hour, FrameBudget: 1000, Now: c.Now})
+	f := NewFeed(FeedConfig{Build: (&fakeSource{}).build})
 	f.Kick()
 	if len(f.kick) != 0 {
 		t.Fatal("a kick with no watcher was sent")
 	}
-	f.Tick()
-	ctx, stop := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); f.Run(ctx) }()
-	defer func() { stop(); <-ran }()
-	var r recorder
-	go func() { _ = f.Watch(ctx, "p", r.send) }()
-	r.waitFrames(t, 1)
+	f, src, _, _ := runWatchedFeed(t)
 	for i := range 20 { // all within the pace of the first frame
 		src.set(fmt.Sprint("busy ", i))
 		f.Kick()
@@ -336,4 +319,21 @@ func TestFeedKicksWakeRunOncePerPace(t *testing.T) {
 	if n := f.kicks.Load(); n != 1 {
 		t.Fatalf("Run woke for %d of 20 kicks within the pace, want 1", n)
 	}
+}
+
+// runWatchedFeed runs a feed with an hour's interval (so that only kicks
+// publish) and one watcher, which has had the first frame.
+func runWatchedFeed(t *testing.T) (*Feed, *fakeSource, *testwait.Clock, *recorder) {
+	t.Helper()
+	src, c := &fakeSource{state: "idle"}, testwait.NewClock()
+	f := NewFeed(FeedConfig{Build: src.build, Interval: time.Hour, Keepalive: 2 * time.Hour, FrameBudget: 1000, Now: c.Now})
+	f.Tick() // the first frame, so that Run's first tick has nothing new
+	ctx, stop := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { defer close(ran); f.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-ran })
+	r := &recorder{}
+	go func() { _ = f.Watch(ctx, "p", r.send) }()
+	r.waitFrames(t, 1)
+	return f, src, c, r
 }
