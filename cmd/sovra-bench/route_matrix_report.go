@@ -277,9 +277,8 @@ func (rep *matrixReport) WriteTable(out io.Writer) {
 	fmt.Fprintln(out, "/lc: over least-connections deployed the way the run entered, named in column lc: for entry rr, lc-rr (a")
 	fmt.Fprintln(out, "least-connections proxy per node, each counting only its own requests, requests entering them in turn); for entry")
 	fmt.Fprintln(out, "one and the baselines, lc (one proxy that sees every request). /glc: entry rr over that single lc, shown, not a")
-	fmt.Fprintln(out, "target. hit: share of follow-ups (shared: requests) whose prefix the")
-	fmt.Fprintln(out, "serving backend had cached; saved: prefill time the cache saved per follow-up. aff: share of sovra's decisions")
-	fmt.Fprintln(out, "by affinity. nodes: share of requests per node.")
+	fmt.Fprintln(out, "target. hit: share of follow-ups (shared: requests) whose prefix the serving backend had cached; saved: prefill")
+	fmt.Fprintln(out, "time the cache saved per follow-up. aff: share of sovra's decisions by affinity. nodes: share of requests per node.")
 	var group string
 	var tw *tabwriter.Writer
 	for _, c := range rep.Cells {
