@@ -35,8 +35,15 @@ const (
 	backendsSkewed = "skewed"
 
 	// policyLCProxy is the least-connections baseline: the benchmark's own
-	// reverse proxy in front of the simulators (like nginx least_conn).
+	// reverse proxy in front of the simulators (like nginx least_conn),
+	// one that sees every request, as with a single entry point.
 	policyLCProxy = "lc"
+	// policyLCEntry is least-connections deployed the way sovra is with
+	// the rr entry pattern: one such proxy per node, each over every
+	// simulator and counting only the requests it forwarded itself
+	// (nginx least_conn on each host behind round-robin DNS), requests
+	// entering them in turn. sovra's rr-entry runs are held to it.
+	policyLCEntry = "lc-rr"
 )
 
 var (
@@ -44,8 +51,8 @@ var (
 	allRequests = []string{reqStream, reqUnary}
 	allMixes    = []string{mixUnique, mixShared, mixSame, mixMultiTurn}
 	allBackends = []string{backendsEqual, backendsSkewed}
-	// matrixPolicies: the oracle, the proxy and sovra's policies.
-	matrixPolicies = []string{policyOracle, policyLCProxy, policyTTF, policyRR, policyLC}
+	// matrixPolicies: the oracle, the proxies and sovra's policies.
+	matrixPolicies = []string{policyOracle, policyLCProxy, policyLCEntry, policyTTF, policyRR, policyLC}
 )
 
 // matrixFlags are the settings of `sovra-bench route --matrix`.
@@ -139,7 +146,7 @@ func (r repeated) Set(s string) error {
 func parseMatrixFlags(args []string) (*matrixFlags, error) {
 	m := &matrixFlags{
 		entries: allEntries, requests: allRequests, mixes: allMixes, backends: allBackends,
-		policies: []string{policyOracle, policyLCProxy, policyTTF},
+		policies: []string{policyOracle, policyLCProxy, policyLCEntry, policyTTF},
 	}
 	f := &m.base
 	fs := flag.NewFlagSet("route --matrix", flag.ContinueOnError)
@@ -148,7 +155,7 @@ func parseMatrixFlags(args []string) (*matrixFlags, error) {
 	fs.Var(listFlag{&m.requests, allRequests, "request type"}, "requests", "request types: stream, unary (stream:false)")
 	fs.Var(listFlag{&m.mixes, allMixes, "prompt mix"}, "prompts", "prompt mixes: unique, shared (one system prompt on every request, then a unique question), same (one identical message on every request), multiturn")
 	fs.Var(listFlag{&m.backends, allBackends, "backend set"}, "backends", "backend speed sets: equal, skewed")
-	fs.Var(listFlag{&m.policies, matrixPolicies, "policy"}, "policies", "policies of every cell: oracle, lc (the benchmark's least-connections proxy), and sovra's ttf, round-robin, least-connections (one cluster each)")
+	fs.Var(listFlag{&m.policies, matrixPolicies, "policy"}, "policies", "policies of every cell: oracle, lc (the benchmark's least-connections proxy, seeing every request), lc-rr (one such proxy per node, requests entering them in turn; run only with entry pattern rr), and sovra's ttf, round-robin, least-connections (one cluster each)")
 	loads := fs.String("loads", "50,80,95", "offered loads, percent of capacity")
 	equal := fs.String("equal-speeds", "2,2,2,2", "node speeds of the equal backend set (by default as much capacity in all as the skewed set)")
 	skewed := fs.String("skewed-speeds", "1,1,2,4", "node speeds of the skewed backend set")
@@ -267,11 +274,30 @@ func (m *matrixFlags) finish(loads, equal, skewed string) error {
 	return nil
 }
 
+// isBaseline says whether policy is one the benchmark runs itself (the
+// oracle, the least-connections proxies) rather than sovra's.
+func isBaseline(policy string) bool {
+	return policy == policyOracle || policy == policyLCProxy || policy == policyLCEntry
+}
+
 // sovraPolicies are the sovra policies among the matrix's policies.
 func (m *matrixFlags) sovraPolicies() []string {
 	var out []string
 	for _, p := range m.policies {
-		if p != policyOracle && p != policyLCProxy {
+		if !isBaseline(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// baselines are the baselines among the matrix's policies that run in
+// every cell: lc-rr only when sovra enters through the rr pattern, the
+// one whose runs it is the comparator of.
+func (m *matrixFlags) baselines() []string {
+	var out []string
+	for _, p := range m.policies {
+		if isBaseline(p) && (p != policyLCEntry || slices.Contains(m.entries, entryRR)) {
 			out = append(out, p)
 		}
 	}
@@ -407,7 +433,7 @@ func measureBackends(ctx context.Context, m *matrixFlags, set string, rep *matri
 	defer x.close()
 	cells := x.cells()
 	rep.Cells = append(rep.Cells, cells...)
-	baselines := slices.DeleteFunc(slices.Clone(m.policies), func(p string) bool { return p != policyOracle && p != policyLCProxy })
+	baselines := m.baselines()
 	sovra := m.sovraPolicies()
 	if len(sovra) == 0 {
 		return x.runAll(ctx, cells, baselines, "")

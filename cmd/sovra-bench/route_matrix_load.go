@@ -35,16 +35,18 @@ func (f fixedDispatch) do(ctx context.Context, msgs []chatMessage, stream bool, 
 	return f.x.send(ctx, f.addr, matrixBody(f.model, msgs, stream), stream, arrival)
 }
 
-// rrDispatch sends requests to the sovra nodes in turn.
+// rrDispatch sends requests to its addresses in turn: the sovra nodes,
+// or lc-rr's least-connections proxies.
 type rrDispatch struct {
-	x       *matrixRunner
-	entries []entry
-	next    atomic.Uint64
+	x     *matrixRunner
+	addrs []string
+	model string
+	next  atomic.Uint64
 }
 
 func (r *rrDispatch) do(ctx context.Context, msgs []chatMessage, stream bool, arrival time.Time) (bench.RouteSample, string) {
-	e := r.entries[(r.next.Add(1)-1)%uint64(len(r.entries))]
-	return r.x.send(ctx, e.addr, matrixBody(deployment, msgs, stream), stream, arrival)
+	addr := r.addrs[(r.next.Add(1)-1)%uint64(len(r.addrs))]
+	return r.x.send(ctx, addr, matrixBody(r.model, msgs, stream), stream, arrival)
 }
 
 // oracleDispatch sends straight to the simulators where the oracle says,

@@ -57,7 +57,15 @@ type matrixRun struct {
 // matrixRatios are a run's mean and p99 latency and TTFT over a baseline's.
 type matrixRatios struct {
 	Oracle ratioSet `json:"oracle"`
+	// LC is over least-connections deployed the way the run entered:
+	// lc-rr (a proxy per node, requests entering them in turn) for
+	// sovra's rr-entry runs, the single lc proxy that sees every request
+	// for the others, or it when lc-rr was not run. LCBase names it.
 	LC     ratioSet `json:"least_connections"`
+	LCBase string   `json:"least_connections_baseline,omitempty"`
+	// LCGlobal is an rr-entry run over the single lc proxy, reported
+	// beside LC; not held to a target.
+	LCGlobal ratioSet `json:"least_connections_global,omitzero"`
 }
 
 type ratioSet struct {
@@ -169,14 +177,39 @@ func ratiosOver(r, b *matrixRun) ratioSet {
 		TTFTMean: bench.Ratio(f.TTFT.Mean, g.TTFT.Mean), TTFTP99: bench.Ratio(f.TTFT.P99, g.TTFT.P99)}
 }
 
+// lcBaseline is the least-connections run that r's /lc ratios are over
+// in cell c: lc-rr for sovra's rr-entry runs when it ran, else the
+// single lc proxy; fallback says lc-rr should have been but was not.
+func (c *matrixCell) lcBaseline(r *matrixRun) (b *matrixRun, fallback bool) {
+	lc := c.find(policyLCProxy)
+	if r.Entry != entryRR {
+		return lc, false
+	}
+	if rr := c.find(policyLCEntry); rr != nil && rr.Figures.OK > 0 {
+		return rr, false
+	}
+	return lc, lc != nil
+}
+
 // evaluate computes every run's ratios and checks sovra's runs at the
 // target load.
 func (rep *matrixReport) evaluate() {
+	var fellBack []string
 	for _, c := range rep.Cells {
 		o, lc := c.find(policyOracle), c.find(policyLCProxy)
 		for _, r := range c.Runs {
-			r.Ratios = matrixRatios{Oracle: ratiosOver(r, o), LC: ratiosOver(r, lc)}
-			if r.Policy != policyOracle && r.Policy != policyLCProxy && c.Load == rep.Targets.Load {
+			base, fallback := c.lcBaseline(r)
+			r.Ratios = matrixRatios{Oracle: ratiosOver(r, o), LC: ratiosOver(r, base)}
+			if r.Ratios.LC != (ratioSet{}) {
+				r.Ratios.LCBase = base.Policy
+			}
+			if r.Entry == entryRR {
+				r.Ratios.LCGlobal = ratiosOver(r, lc)
+			}
+			if fallback && !slices.Contains(fellBack, c.label()) {
+				fellBack = append(fellBack, c.label())
+			}
+			if !isBaseline(r.Policy) && c.Load == rep.Targets.Load {
 				r.check(rep.Targets, c.Request == reqStream)
 			}
 			if r.Figures.Errors > 0 {
@@ -188,6 +221,10 @@ func (rep *matrixReport) evaluate() {
 				rep.note("%s %s%s: %d rounds run again because the load generator lagged", c.label(), r.Policy, entryLabel(r.Entry), r.Redone)
 			}
 		}
+	}
+	if len(fellBack) > 0 {
+		rep.note("%s was not run in %s: sovra's rr-entry /lc ratios and target there are over the single %s proxy that sees every request, not least-connections deployed per node",
+			policyLCEntry, strings.Join(fellBack, "; "), policyLCProxy)
 	}
 }
 
@@ -236,10 +273,12 @@ func (rep *matrixReport) Passed() bool {
 // mix, a row per run, then the target summary.
 func (rep *matrixReport) WriteTable(out io.Writer) {
 	fmt.Fprintln(out, "Routing matrix: open-loop Poisson arrivals at a share of each workload's capacity; every backend a simulated Ollama.")
-	fmt.Fprintln(out, "lat: arrival to the answer's end; ttft: to its first text (streams). /o, /lc: over the oracle's and the")
-	fmt.Fprintln(out, "least-connections proxy's figure in the same cell. hit: share of follow-ups (shared: requests) whose prefix the")
-	fmt.Fprintln(out, "serving backend had cached; saved: prefill time the cache saved per follow-up. aff: share of sovra's decisions")
-	fmt.Fprintln(out, "by affinity. nodes: share of requests per node.")
+	fmt.Fprintln(out, "lat: arrival to the answer's end; ttft: to its first text (streams). /o: over the oracle's figure in the same cell.")
+	fmt.Fprintln(out, "/lc: over least-connections deployed the way the run entered, named in column lc: for entry rr, lc-rr (a")
+	fmt.Fprintln(out, "least-connections proxy per node, each counting only its own requests, requests entering them in turn); for entry")
+	fmt.Fprintln(out, "one and the baselines, lc (one proxy that sees every request). /glc: entry rr over that single lc, shown, not a")
+	fmt.Fprintln(out, "target. hit: share of follow-ups (shared: requests) whose prefix the serving backend had cached; saved: prefill")
+	fmt.Fprintln(out, "time the cache saved per follow-up. aff: share of sovra's decisions by affinity. nodes: share of requests per node.")
 	var group string
 	var tw *tabwriter.Writer
 	for _, c := range rep.Cells {
@@ -264,26 +303,30 @@ func (rep *matrixReport) WriteTable(out io.Writer) {
 }
 
 func matrixHeader(stream bool) string {
-	h := "load\trate/s\tpolicy\tentry\tok\terr\tlat mean\tlat p99\t/o mean\t/o p99\t/lc mean\t/lc p99"
+	h := "load\trate/s\tpolicy\tentry\tok\terr\tlc\tlat mean\tlat p99\t/o mean\t/o p99\t/lc mean\t/lc p99\t/glc mean\t/glc p99"
 	if stream {
-		h += "\tttft mean\tttft p99\t/o mean\t/o p99\t/lc mean\t/lc p99"
+		h += "\tttft mean\tttft p99\t/o mean\t/o p99\t/lc mean\t/lc p99\t/glc mean\t/glc p99"
 	}
 	return h + "\tmis\tregret\thit\tsaved\taff\tnodes\ttarget\t"
 }
 
 func matrixRow(c *matrixCell, r *matrixRun) string {
 	f := r.Figures
-	o, lc := r.Ratios.Oracle, r.Ratios.LC
-	entry := r.Entry
+	o, lc, g := r.Ratios.Oracle, r.Ratios.LC, r.Ratios.LCGlobal
+	entry, base := r.Entry, r.Ratios.LCBase
 	if entry == "" {
 		entry = "-"
 	}
-	row := fmt.Sprintf("%g%%\t%.2f\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s", c.Load, c.Rate, r.Policy, entry, f.OK, f.Errors,
+	if base == "" {
+		base = "-"
+	}
+	row := fmt.Sprintf("%g%%\t%.2f\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", c.Load, c.Rate, r.Policy, entry, f.OK, f.Errors, base,
 		fmtDur(f.Latency.Mean), fmtDur(f.Latency.P99), bench.FormatRatio(o.Mean), bench.FormatRatio(o.P99),
-		bench.FormatRatio(lc.Mean), bench.FormatRatio(lc.P99))
+		bench.FormatRatio(lc.Mean), bench.FormatRatio(lc.P99), bench.FormatRatio(g.Mean), bench.FormatRatio(g.P99))
 	if c.Request == reqStream {
-		row += fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s", fmtDur(f.TTFT.Mean), fmtDur(f.TTFT.P99), bench.FormatRatio(o.TTFTMean),
-			bench.FormatRatio(o.TTFTP99), bench.FormatRatio(lc.TTFTMean), bench.FormatRatio(lc.TTFTP99))
+		row += fmt.Sprintf("\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", fmtDur(f.TTFT.Mean), fmtDur(f.TTFT.P99), bench.FormatRatio(o.TTFTMean),
+			bench.FormatRatio(o.TTFTP99), bench.FormatRatio(lc.TTFTMean), bench.FormatRatio(lc.TTFTP99),
+			bench.FormatRatio(g.TTFTMean), bench.FormatRatio(g.TTFTP99))
 	}
 	hit, saved := "-", "-"
 	if r.Sim.FollowUps > 0 {
@@ -293,7 +336,7 @@ func matrixRow(c *matrixCell, r *matrixRun) string {
 		saved = fmtDur(r.Sim.Saved)
 	}
 	aff := "-"
-	if f.OK > 0 && r.Policy != policyOracle && r.Policy != policyLCProxy {
+	if f.OK > 0 && !isBaseline(r.Policy) {
 		aff = pct(f.Routes["affinity"], f.OK)
 	}
 	return row + fmt.Sprintf("\t%.0f%%\t%s\t%s\t%s\t%s\t%s\t%s\t", 100*r.Misrouted, fmtDur(r.Regret), hit, saved, aff, nodeShares(f), verdict(r))
@@ -333,7 +376,7 @@ func joinFloats(v []float64) string {
 // settings.
 func (rep *matrixReport) writeSummary(out io.Writer) {
 	t := rep.Targets
-	fmt.Fprintf(out, "\nTargets at %g%% load: latency mean <= %.2fx and p99 <= %.2fx the oracle's, both <= %.2fx least-connections' (and TTFT alike for streams)\n",
+	fmt.Fprintf(out, "\nTargets at %g%% load: latency mean <= %.2fx and p99 <= %.2fx the oracle's, both <= %.2fx least-connections' deployed like the entry (lc-rr for entry rr, lc for entry one; and TTFT alike for streams)\n",
 		t.Load, t.MeanVsOracle, t.P99VsOracle, t.VsLC)
 	pass, checked := 0, 0
 	for _, c := range rep.Cells {
@@ -345,7 +388,7 @@ func (rep *matrixReport) writeSummary(out io.Writer) {
 			if len(r.Misses) == 0 {
 				pass++
 			}
-			fmt.Fprintf(out, "  %-34s %-4s %-3s %s\n", c.label(), r.Policy, r.Entry, verdict(r))
+			fmt.Fprintf(out, "  %-34s %-4s %-3s vs %-5s %s\n", c.label(), r.Policy, r.Entry, r.Ratios.LCBase, verdict(r))
 		}
 	}
 	fmt.Fprintf(out, "  %d of %d checked runs met every target\n", pass, checked)

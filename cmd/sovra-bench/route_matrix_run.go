@@ -18,7 +18,7 @@ import (
 )
 
 // matrixRunner runs the cells of one backend set: its simulators, the
-// least-connections proxy over them, and a sovra cluster while one runs.
+// least-connections proxies over them, and a sovra cluster while one runs.
 type matrixRunner struct {
 	m     *matrixFlags
 	set   string
@@ -26,10 +26,11 @@ type matrixRunner struct {
 	setup routeSetup
 	hc    *http.Client
 
-	lc     *bench.LeastConnProxy
-	lcSrv  *http.Server
-	lcAddr string
-	lcErr  chan error
+	// lc is the least-connections proxy that sees every request;
+	// lcRR the proxies of lc-rr, one per node, each counting only the
+	// requests it forwarded (nil: not started).
+	lc   *lcServer
+	lcRR []*lcServer
 
 	// entries are the running sovra cluster's nodes (nil: none runs).
 	entries []entry
@@ -46,35 +47,85 @@ func newMatrixRunner(m *matrixFlags, set string, r *routeRig) *matrixRunner {
 	return x
 }
 
-// startLC starts the least-connections proxy over the simulators on a
-// loopback port.
-func (x *matrixRunner) startLC() error {
+// lcServer is one least-connections proxy over the simulators, on its
+// own loopback port.
+type lcServer struct {
+	proxy *bench.LeastConnProxy
+	srv   *http.Server
+	addr  string
+	errc  chan error
+}
+
+// startLCProxy starts a least-connections proxy over the simulators on a
+// loopback port, with counts of its own.
+func (x *matrixRunner) startLCProxy() (*lcServer, error) {
 	var urls []*url.URL
 	for _, addr := range x.rig.simAddrs {
 		urls = append(urls, &url.URL{Scheme: "http", Host: addr})
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	x.lc = bench.NewLeastConnProxy(hdrNode, x.setup.ids(), urls)
-	x.lcSrv = &http.Server{Handler: x.lc, ReadHeaderTimeout: 10 * time.Second}
-	x.lcAddr = ln.Addr().String()
-	x.lcErr = make(chan error, 1)
-	go func() { x.lcErr <- x.lcSrv.Serve(ln) }()
+	p := bench.NewLeastConnProxy(hdrNode, x.setup.ids(), urls)
+	l := &lcServer{proxy: p, srv: &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}, addr: ln.Addr().String(), errc: make(chan error, 1)}
+	go func() { l.errc <- l.srv.Serve(ln) }()
+	return l, nil
+}
+
+func (l *lcServer) stop() {
+	_ = l.srv.Close()
+	if err := <-l.errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		progress("least-connections proxy %s: %v", l.addr, err)
+	}
+}
+
+// startLC starts the least-connections proxy that sees every request.
+func (x *matrixRunner) startLC() error {
+	if x.lc != nil {
+		return nil
+	}
+	l, err := x.startLCProxy()
+	x.lc = l
+	return err
+}
+
+// startLCRR starts the proxies of lc-rr: one per node, as a
+// least-connections balancer on each host behind round-robin DNS would
+// run, each knowing only the connections it opened itself.
+func (x *matrixRunner) startLCRR() error {
+	if x.lcRR != nil {
+		return nil
+	}
+	for range x.rig.simAddrs {
+		l, err := x.startLCProxy()
+		if err != nil {
+			return err
+		}
+		x.lcRR = append(x.lcRR, l)
+	}
 	return nil
 }
 
-// close stops the proxy.
+// lcRRAddrs are the addresses of lc-rr's proxies.
+func (x *matrixRunner) lcRRAddrs() []string {
+	out := make([]string, len(x.lcRR))
+	for i, l := range x.lcRR {
+		out[i] = l.addr
+	}
+	return out
+}
+
+// close stops the proxies.
 func (x *matrixRunner) close() {
-	if x.lcSrv == nil {
-		return
+	if x.lc != nil {
+		x.lc.stop()
+		x.lc = nil
 	}
-	_ = x.lcSrv.Close()
-	if err := <-x.lcErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		progress("least-connections proxy: %v", err)
+	for _, l := range x.lcRR {
+		l.stop()
 	}
-	x.lcSrv = nil
+	x.lcRR = nil
 }
 
 // cells are the backend set's cells, in the order they run.
@@ -165,8 +216,15 @@ func (x *matrixRunner) withCluster(ctx context.Context, policy string, fn func()
 // runAll runs every cell: the baselines, then sovra's policy (when
 // not empty) through each entry pattern.
 func (x *matrixRunner) runAll(ctx context.Context, cells []*matrixCell, baselines []string, sovra string) error {
-	if len(baselines) > 0 && x.lcSrv == nil {
-		if err := x.startLC(); err != nil {
+	for _, pol := range baselines {
+		var err error
+		switch pol {
+		case policyLCProxy:
+			err = x.startLC()
+		case policyLCEntry:
+			err = x.startLCRR()
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -332,12 +390,15 @@ func (x *matrixRunner) dispatcher(policy, entry string) (dispatcher, error) {
 	case policyOracle:
 		return newOracleDispatch(x), nil
 	case policyLCProxy:
-		if x.lcSrv == nil {
-			if err := x.startLC(); err != nil {
-				return nil, err
-			}
+		if err := x.startLC(); err != nil {
+			return nil, err
 		}
-		return fixedDispatch{x: x, addr: x.lcAddr, model: simModel}, nil
+		return fixedDispatch{x: x, addr: x.lc.addr, model: simModel}, nil
+	case policyLCEntry:
+		if err := x.startLCRR(); err != nil {
+			return nil, err
+		}
+		return &rrDispatch{x: x, addrs: x.lcRRAddrs(), model: simModel}, nil
 	}
 	if len(x.entries) == 0 {
 		return nil, fmt.Errorf("%s: no sovra cluster runs", policy)
@@ -345,7 +406,11 @@ func (x *matrixRunner) dispatcher(policy, entry string) (dispatcher, error) {
 	if entry == entryOne {
 		return fixedDispatch{x: x, addr: x.entries[x.m.entryNode-1].addr, model: deployment}, nil
 	}
-	return &rrDispatch{x: x, entries: x.entries}, nil
+	addrs := make([]string, len(x.entries))
+	for i, e := range x.entries {
+		addrs[i] = e.addr
+	}
+	return &rrDispatch{x: x, addrs: addrs, model: deployment}, nil
 }
 
 // handoffGap bounds the idle time between two requests on one slot

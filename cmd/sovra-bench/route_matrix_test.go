@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sovra/sovra/internal/bench"
+	"github.com/sovra/sovra/internal/testwait"
 )
 
 func TestWantsMatrix(t *testing.T) {
@@ -40,7 +45,7 @@ func TestParseMatrixFlags(t *testing.T) {
 				!slices.Equal(m.backends, allBackends) || !slices.Equal(m.loads, []float64{50, 80, 95}) {
 				t.Errorf("dimensions %v %v %v %v %v", m.entries, m.requests, m.mixes, m.backends, m.loads)
 			}
-			if !slices.Equal(m.policies, []string{policyOracle, policyLCProxy, policyTTF}) || m.slots != 1 || m.rounds != 2 {
+			if !slices.Equal(m.policies, []string{policyOracle, policyLCProxy, policyLCEntry, policyTTF}) || m.slots != 1 || m.rounds != 2 {
 				t.Errorf("policies %v slots %d rounds %d", m.policies, m.slots, m.rounds)
 			}
 			if !slices.Equal(m.speeds[backendsSkewed], []float64{1, 1, 2, 4}) || !slices.Equal(m.speeds[backendsEqual], []float64{2, 2, 2, 2}) {
@@ -208,7 +213,7 @@ func TestRouteMatrixQuick(t *testing.T) {
 			t.Errorf("%s %s: the simulators logged %d requests in the window, %d hits", r.Policy, r.Entry, r.Sim.FollowUps, r.Sim.Hits)
 		}
 	}
-	if want := []string{"oracle/", "lc/", "ttf/one", "ttf/rr"}; !slices.Equal(names, want) {
+	if want := []string{"oracle/", "lc/", "lc-rr/", "ttf/one", "ttf/rr"}; !slices.Equal(names, want) {
 		t.Fatalf("runs %v, want %v", names, want)
 	}
 	var out bytes.Buffer
@@ -260,5 +265,196 @@ func TestSavedReportIsEvaluatedAgain(t *testing.T) {
 		if saved.Passed() != tc.pass || len(saved.Cells) != 1 || saved.Cells[0].Runs[1].Ratios.Oracle.Mean != 1.2 {
 			t.Fatalf("target %s: passed %v, cells %+v", tc.mean, saved.Passed(), saved.Cells)
 		}
+	}
+}
+
+// TestMatrixBaselines checks which baselines run in every cell: lc-rr
+// only with the rr entry pattern, and as --policies says.
+func TestMatrixBaselines(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--matrix"}, []string{policyOracle, policyLCProxy, policyLCEntry}},
+		{[]string{"--matrix", "--entries", "one"}, []string{policyOracle, policyLCProxy}},
+		{[]string{"--matrix", "--entries", "rr", "--policies", "oracle,lc,ttf"}, []string{policyOracle, policyLCProxy}},
+		{[]string{"--matrix", "--entries", "rr", "--policies", "lc-rr,ttf"}, []string{policyLCEntry}},
+	} {
+		m, err := parseMatrixFlags(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.baselines(); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: baselines %v, want %v", tc.args, got, tc.want)
+		}
+		if slices.ContainsFunc(m.sovraPolicies(), isBaseline) {
+			t.Errorf("%q: sovra policies %v", tc.args, m.sovraPolicies())
+		}
+	}
+}
+
+// TestLCRRDispatch checks lc-rr: requests enter its proxies, one per
+// node, in turn, and each proxy chooses by its own requests in flight
+// only. Four held requests through four proxies over two backends land
+// one on each proxy, and all on the first backend: each proxy, having
+// nothing of its own in flight, starts there (a single proxy would have
+// split them two and two).
+func TestLCRRDispatch(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	var mu sync.Mutex
+	got := map[string]int{}
+	rig := &routeRig{}
+	for _, name := range []string{"n1", "n2"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			mu.Lock()
+			got[name]++
+			mu.Unlock()
+			<-release
+			_, _ = io.WriteString(w, `{"message":{"content":"ok"},"done":true}`)
+		}))
+		defer srv.Close()
+		rig.simAddrs = append(rig.simAddrs, strings.TrimPrefix(srv.URL, "http://"))
+		rig.setup.Nodes = append(rig.setup.Nodes, nodeSpec{ID: name})
+	}
+	rig.simAddrs = append(rig.simAddrs, rig.simAddrs...) // four nodes, two backends twice
+	rig.setup.Nodes = append(rig.setup.Nodes, nodeSpec{ID: "n1"}, nodeSpec{ID: "n2"})
+	m := &matrixFlags{}
+	m.base.timeout = 10 * time.Second
+	x := newMatrixRunner(m, backendsEqual, rig)
+	defer x.close()
+	defer free()
+	d, err := x.dispatcher(policyLCEntry, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(x.lcRR) != 4 || x.lc != nil {
+		t.Fatalf("%d lc-rr proxies (global lc started: %v), want 4", len(x.lcRR), x.lc != nil)
+	}
+	done := make(chan bench.RouteSample, 4)
+	msgs := []chatMessage{{Role: "user", Content: "hi"}}
+	for range 4 {
+		go func() { s, _ := d.do(context.Background(), msgs, false, time.Now()); done <- s }()
+	}
+	testwait.For(t, 5*time.Second, "four requests at the backends", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return got["n1"]+got["n2"] == 4
+	})
+	for i, l := range x.lcRR {
+		if a := l.proxy.Active(); !slices.Equal(a, []int{1, 0, 0, 0}) {
+			t.Errorf("proxy %d: in flight %v, want one request, on the first backend", i, a)
+		}
+	}
+	free()
+	for range 4 {
+		if s := <-done; s.Err != "" {
+			t.Errorf("request failed: %s", s.Err)
+		}
+	}
+}
+
+// TestMatrixEvaluateLCByEntry checks which least-connections run the
+// /lc ratios and the target are over: lc-rr for sovra's rr-entry runs,
+// the global lc for one-entry runs, and the global lc, with a note, for
+// rr-entry runs of a cell without lc-rr. rr-entry runs also carry their
+// ratios over the global lc.
+func TestMatrixEvaluateLCByEntry(t *testing.T) {
+	targets := matrixTargets{Load: 80, MeanVsOracle: 10, P99VsOracle: 10, VsLC: 1}
+	// The global lc: 100 ms; lc-rr: 200 ms; sovra: 150 ms through either entry.
+	cell := func(withLCRR bool) *matrixCell {
+		c := &matrixCell{Backends: backendsEqual, Request: reqUnary, Prompts: mixUnique, Load: 80}
+		c.Runs = []*matrixRun{matrixRunOf(policyOracle, "", 100), matrixRunOf(policyLCProxy, "", 100)}
+		if withLCRR {
+			c.Runs = append(c.Runs, matrixRunOf(policyLCEntry, "", 200))
+		}
+		c.Runs = append(c.Runs, matrixRunOf(policyTTF, entryOne, 150), matrixRunOf(policyTTF, entryRR, 150))
+		return c
+	}
+	for _, tc := range []struct {
+		name     string
+		withLCRR bool
+		entry    string
+		base     string
+		lc       float64 // mean over the run's lc
+		global   float64 // mean over the global lc (rr entry)
+		misses   []string
+		note     bool
+	}{
+		{"one entry: the global lc", true, entryOne, policyLCProxy, 1.5, 0, []string{"mean/LC", "p99/LC"}, false},
+		{"rr entry: lc-rr", true, entryRR, policyLCEntry, 0.75, 1.5, nil, false},
+		{"rr entry without lc-rr: the global lc", false, entryRR, policyLCProxy, 1.5, 1.5, []string{"mean/LC", "p99/LC"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cell(tc.withLCRR)
+			rep := &matrixReport{Targets: targets, Cells: []*matrixCell{c}, lagLimit: time.Second}
+			rep.evaluate()
+			var r *matrixRun
+			for _, run := range c.Runs {
+				if run.Policy == policyTTF && run.Entry == tc.entry {
+					r = run
+				}
+			}
+			if r.Ratios.LCBase != tc.base || r.Ratios.LC.Mean != tc.lc || r.Ratios.LCGlobal.Mean != tc.global {
+				t.Fatalf("over %q: /lc %.2f /glc %.2f; want over %q %.2f, %.2f", r.Ratios.LCBase, r.Ratios.LC.Mean, r.Ratios.LCGlobal.Mean, tc.base, tc.lc, tc.global)
+			}
+			if !r.Checked || !slices.Equal(r.Misses, tc.misses) {
+				t.Fatalf("misses %v, want %v", r.Misses, tc.misses)
+			}
+			noted := slices.ContainsFunc(rep.Notes, func(n string) bool { return strings.Contains(n, policyLCEntry+" was not run") })
+			if noted != tc.note {
+				t.Fatalf("notes %q", rep.Notes)
+			}
+			if tc.withLCRR {
+				if rr := c.find(policyLCEntry); rr.Checked || rr.Ratios.LCBase != policyLCProxy || rr.Ratios.LC.Mean != 2 {
+					t.Fatalf("lc-rr run %+v", rr)
+				}
+			}
+			var out bytes.Buffer
+			rep.WriteTable(&out)
+			for _, want := range []string{"/glc mean", "for entry rr, lc-rr", "vs " + tc.base} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("table lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
+
+// TestOldReportLoads checks that a report saved before lc-rr existed
+// (no lc-rr run, ratios without a baseline name) still loads with
+// --report: rr-entry runs fall back to the global lc, and say so.
+func TestOldReportLoads(t *testing.T) {
+	const old = `{"targets":{"load":80,"mean_vs_oracle":1.1,"p99_vs_oracle":1.3,"vs_least_connections":1},
+"cells":[{"backends":"equal","speeds":[2,2,2,2],"request":"unary","prompts":"unique","load":80,"rate":10,"runs":[
+{"policy":"oracle","figures":{"sent":2,"ok":2,"latency":{"n":2,"mean_ns":100000000,"p99_ns":100000000}},"sim":{"requests":{"n1":2}},"max_lag_ns":0,"misrouted":0,"regret_ns":0,"ratios":{"oracle":{"latency_mean":0,"latency_p99":0},"least_connections":{"latency_mean":0,"latency_p99":0}},"checked":false},
+{"policy":"lc","figures":{"sent":2,"ok":2,"latency":{"n":2,"mean_ns":100000000,"p99_ns":100000000}},"sim":{"requests":{"n1":2}},"max_lag_ns":0,"misrouted":0,"regret_ns":0,"ratios":{"oracle":{"latency_mean":1,"latency_p99":1},"least_connections":{"latency_mean":0,"latency_p99":0}},"checked":false},
+{"policy":"ttf","entry":"rr","figures":{"sent":2,"ok":2,"latency":{"n":2,"mean_ns":105000000,"p99_ns":105000000}},"sim":{"requests":{"n1":2}},"max_lag_ns":0,"misrouted":0,"regret_ns":0,"ratios":{"oracle":{"latency_mean":1.05,"latency_p99":1.05},"least_connections":{"latency_mean":1.05,"latency_p99":1.05}},"misses":["mean/LC","p99/LC"],"checked":true}
+]}],"notes":null,"settings":{"seed":"1"}}`
+	path := filepath.Join(t.TempDir(), "old.json")
+	if err := os.WriteFile(path, []byte(old), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := parseMatrixFlags([]string{"--matrix", "--report", path, "--target-lc", "1.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep matrixReport
+	if err := readSaved(m, &rep); err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Cells[0].Runs[2]
+	if r.Ratios.LCBase != policyLCProxy || r.Ratios.LC.Mean != 1.05 || r.Ratios.LCGlobal.Mean != 1.05 || !r.Checked || len(r.Misses) != 0 || !rep.Passed() {
+		t.Fatalf("run %+v", r)
+	}
+	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], policyLCEntry+" was not run") {
+		t.Fatalf("notes %q", rep.Notes)
+	}
+	var out bytes.Buffer
+	rep.WriteTable(&out)
+	if !strings.Contains(out.String(), "1 of 1 checked runs met every target") {
+		t.Fatalf("table:\n%s", out.String())
 	}
 }
