@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/sovra/sovra/internal/bytescan"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -16,12 +18,11 @@ const hexDigits = "0123456789abcdef"
 // characters, the quote and the backslash escaped, <, > and & as \u00XX,
 // U+2028 and U+2029 escaped, and invalid UTF-8 replaced by U+FFFD.
 func String(dst []byte, s string) []byte {
-	// Most text is plain ASCII: one table look-up per byte.
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if plain[s[i]] {
-			i++
+			i = PlainRun(s, i+1)
 			continue
 		}
 		if b := s[i]; b < utf8.RuneSelf {
@@ -75,6 +76,23 @@ var plain = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// PlainRun is the index of the first byte of s from i that String does
+// not write as it is (len(s) if none): most text is plain ASCII, looked
+// at eight bytes at a time.
+func PlainRun(s string, i int) int {
+	for ; i+8 <= len(s); i += 8 {
+		x := bytescan.Word(s, i)
+		if bytescan.Below(x, 0x20)|bytescan.NonASCII(x)|bytescan.Has(x, '"')|bytescan.Has(x, '\\')|
+			bytescan.Has(x, '<')|bytescan.Has(x, '>')|bytescan.Has(x, '&') != 0 {
+			break
+		}
+	}
+	for i < len(s) && plain[s[i]] {
+		i++
+	}
+	return i
+}
 
 // Float64 appends f as encoding/json writes a float64 and reports true, or
 // appends nothing and reports false for the values it leaves to

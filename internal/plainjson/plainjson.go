@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
+
+	"github.com/sovra/sovra/internal/bytescan"
 )
 
 // Strict says whether b is free of what fastjson takes and encoding/json
@@ -24,6 +26,17 @@ import (
 func Strict(b []byte) bool {
 	in := false // inside a string
 	for i := 0; i < len(b); i++ {
+		// Skip the words of eight bytes with nothing to look at.
+		for i+8 <= len(b) {
+			x := bytescan.Word(b, i)
+			if bytescan.Below(x, 0x20)|bytescan.Has(x, '"')|bytescan.Has(x, '\\') != 0 {
+				break
+			}
+			i += 8
+		}
+		if i == len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':

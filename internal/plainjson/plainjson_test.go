@@ -35,6 +35,12 @@ func TestStrict(t *testing.T) {
 		{`{"a":"\ud800\ud800"}`, false},
 		{`{"a":1}\`, false},
 		{`{"a":"b}`, false},
+		// Long plain runs, looked at eight bytes at a time.
+		{`{"a":"0123456789abcdefghijklmnop\n0123456789abcdef","b":"0123456789"}`, true},
+		{"{\"a\":\"0123456789abcdefghijklmnop\x01qrstuvwxyz\"}", false},
+		{`{"a":"0123456789abcdefghijklmnop\q0123456789"}`, false},
+		{`{"a":"0123456789abcdefghijklmnop"0123456789"}`, false},
+		{`{"a":"0123456789abcdefghijklmnopqrstuvwxyz0123456789\ud800"}`, false},
 	} {
 		if got := Strict([]byte(tc.body)); got != tc.want {
 			t.Errorf("Strict(%q) = %v, want %v", tc.body, got, tc.want)

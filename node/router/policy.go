@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/ollama/ollama/api"
@@ -183,8 +185,27 @@ func (r *Router) vetModel(model string) error {
 // ValidModelName reports whether Ollama accepts name as a model's name,
 // by Ollama's own parser.
 func ValidModelName(name string) bool {
-	return ollamamodel.ParseName(name).IsValid()
+	if _, ok := validNames.Load(name); ok {
+		return true
+	}
+	if !ollamamodel.ParseName(name).IsValid() {
+		return false
+	}
+	if validNameCount.Add(1) <= maxValidNames {
+		validNames.Store(strings.Clone(name), struct{}{})
+	}
+	return true
 }
+
+// validNames remembers names found valid (parsing one costs about a
+// microsecond, on every request for a model not deployed), up to
+// maxValidNames of them: clients choose the names.
+var (
+	validNames     sync.Map
+	validNameCount atomic.Int64
+)
+
+const maxValidNames = 4096
 
 // ContextLength is the context replicas are sized for (0: unknown): a
 // request can generate no more tokens than that.

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -363,5 +364,32 @@ func TestListShowsOnlyAllowedModels(t *testing.T) {
 				t.Fatalf("listed %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestValidModelNameRemembersWithinABound: a remembered name is answered
+// as when first parsed, an invalid one is never remembered, and no more
+// than maxValidNames are kept whatever clients send.
+func TestValidModelNameRemembersWithinABound(t *testing.T) {
+	for range 2 {
+		if !ValidModelName("llama3.2:1b") {
+			t.Fatal("llama3.2:1b is not valid")
+		}
+		if ValidModelName("bad name!") {
+			t.Fatal("'bad name!' is valid")
+		}
+	}
+	if _, ok := validNames.Load("bad name!"); ok {
+		t.Fatal("an invalid name was remembered")
+	}
+	for i := range maxValidNames + 10 {
+		if !ValidModelName(fmt.Sprintf("model%d:latest", i)) {
+			t.Fatalf("model%d:latest is not valid", i)
+		}
+	}
+	n := 0
+	validNames.Range(func(any, any) bool { n++; return true })
+	if n > maxValidNames {
+		t.Fatalf("%d names remembered, at most %d", n, maxValidNames)
 	}
 }
