@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/sovra/sovra/internal/bytescan"
 )
 
 // MaxModelName is the longest model name accepted, in bytes (as sent,
@@ -159,6 +161,15 @@ func (sc *jsonScan) str() *Error {
 			end++
 		}
 		end++
+		// Skip the words of eight bytes with neither a quote nor a
+		// backslash (most of a prompt).
+		for end+8 <= len(sc.b) {
+			x := bytescan.Word(sc.b, end)
+			if bytescan.Has(x, '"')|bytescan.Has(x, '\\') != 0 {
+				break
+			}
+			end += 8
+		}
 	}
 	end = min(end, len(sc.b))
 	sc.i = end + 1

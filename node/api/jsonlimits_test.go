@@ -14,7 +14,9 @@ import (
 func FuzzCheckJSON(f *testing.F) {
 	for _, seed := range []string{`{"model":"m","messages":[{"role":"user"}]}`, `[[[`, `"\`, `{"a":"\"x\\"}`, `}]`, ``, `{"input":[1,2,3]}`,
 		`{"messages":[1,2],"input":[[1,2,3]],"x":{"messages":[1,2,3]}}`, `{"model":"\u0041\"` + strings.Repeat("m", 300) + `"}`,
-		`{"a" : "b", "c":[true,false,null,1e5,-0.5]}`} {
+		`{"a" : "b", "c":[true,false,null,1e5,-0.5]}`,
+		`{"messages":["0123456789abcdef\"],[1,2,3,4,5,6,7,8],\"0123456789","x","y","z"]}`,
+		`{"model":"0123456789abcdef\\","messages":["a","b","c"]}`} {
 		f.Add(seed)
 	}
 	lim := jsonLimits{depth: 4, values: 64, messages: 2}
