@@ -19,19 +19,7 @@ import (
 func TestLeastConnProxy(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan string, 8)
-	var urls []*url.URL
-	for _, name := range []string{"a", "b"} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			entered <- name
-			if r.URL.Path == "/hold" {
-				<-release
-			}
-			_, _ = io.WriteString(w, "from "+name)
-		}))
-		defer srv.Close()
-		u, _ := url.Parse(srv.URL)
-		urls = append(urls, u)
-	}
+	urls := holdingBackends(t, release, entered)
 	p := NewLeastConnProxy("Backend", []string{"a", "b"}, urls)
 	front := httptest.NewServer(p)
 	defer front.Close()
@@ -83,19 +71,7 @@ func TestLeastConnProxy(t *testing.T) {
 func TestLeastConnProxiesCountApart(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan string, 8)
-	var urls []*url.URL
-	for _, name := range []string{"a", "b"} {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			entered <- name
-			if r.URL.Path == "/hold" {
-				<-release
-			}
-			_, _ = io.WriteString(w, "from "+name)
-		}))
-		defer srv.Close()
-		u, _ := url.Parse(srv.URL)
-		urls = append(urls, u)
-	}
+	urls := holdingBackends(t, release, entered)
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
 	names := []string{"a", "b"}
@@ -139,4 +115,26 @@ func TestLeastConnProxiesCountApart(t *testing.T) {
 	testwait.For(t, 5*time.Second, "no request active", func() bool {
 		return slices.Equal(pa.Active(), []int{0, 0}) && slices.Equal(pb.Active(), []int{0, 0})
 	})
+}
+
+// holdingBackends starts backends a and b, which tell entered of each
+// request and hold one for /hold until release closes. They close when
+// the test ends, after its deferred calls (a held request must be
+// released first).
+func holdingBackends(t *testing.T, release <-chan struct{}, entered chan<- string) []*url.URL {
+	t.Helper()
+	var urls []*url.URL
+	for _, name := range []string{"a", "b"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			entered <- name
+			if r.URL.Path == "/hold" {
+				<-release
+			}
+			_, _ = io.WriteString(w, "from "+name)
+		}))
+		t.Cleanup(srv.Close)
+		u, _ := url.Parse(srv.URL)
+		urls = append(urls, u)
+	}
+	return urls
 }
