@@ -9,6 +9,7 @@ package plainjson
 import (
 	"bytes"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
@@ -83,6 +84,42 @@ func escape(b []byte) (rune, bool) {
 	}
 	n, err := strconv.ParseUint(string(b[2:6]), 16, 16)
 	return rune(n), err == nil
+}
+
+// numBufs hold a number's text while IntValue and FloatValue check it (a
+// buffer on the stack escapes through fastjson's MarshalTo).
+var numBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32); return &b }}
+
+// IntValue is f's value when f is an integer as JSON writes one (see Int)
+// within int64; false otherwise.
+func IntValue(f *fastjson.Value) (int64, bool) {
+	if f.Type() != fastjson.TypeNumber {
+		return 0, false
+	}
+	buf := numBufs.Get().(*[]byte)
+	defer numBufs.Put(buf)
+	*buf = f.MarshalTo((*buf)[:0])
+	if !Int(*buf) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(*buf), 10, 64)
+	return n, err == nil
+}
+
+// FloatValue is f's value as encoding/json reads a number into a
+// float64: false for what JSON's grammar refuses or is out of range.
+func FloatValue(f *fastjson.Value) (float64, bool) {
+	if f.Type() != fastjson.TypeNumber {
+		return 0, false
+	}
+	buf := numBufs.Get().(*[]byte)
+	defer numBufs.Put(buf)
+	*buf = f.MarshalTo((*buf)[:0])
+	if !Number(*buf) {
+		return 0, false
+	}
+	x, err := strconv.ParseFloat(string(*buf), 64)
+	return x, err == nil
 }
 
 // Int says whether b is an integer as JSON writes one: no leading zeros

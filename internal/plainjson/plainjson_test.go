@@ -3,6 +3,8 @@ package plainjson
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/valyala/fastjson"
 )
 
 // TestNumber: Number takes what JSON's grammar takes, as encoding/json
@@ -44,6 +46,39 @@ func TestStrict(t *testing.T) {
 	} {
 		if got := Strict([]byte(tc.body)); got != tc.want {
 			t.Errorf("Strict(%q) = %v, want %v", tc.body, got, tc.want)
+		}
+	}
+}
+
+// TestNumberValues: IntValue and FloatValue read what encoding/json
+// reads into an int64 and a float64, and refuse the rest.
+func TestNumberValues(t *testing.T) {
+	for _, tc := range []struct {
+		doc string
+		i   int64
+		iOK bool
+		f   float64
+		fOK bool
+	}{
+		{"42", 42, true, 42, true},
+		{"-7", -7, true, -7, true},
+		{"0", 0, true, 0, true},
+		{"1.5", 0, false, 1.5, true},
+		{"1e3", 0, false, 1000, true},
+		{"012", 0, false, 0, false},
+		{"9223372036854775808", 0, false, 9223372036854775808, true},
+		{"1e400", 0, false, 0, false},
+		{`"5"`, 0, false, 0, false},
+	} {
+		v, err := fastjson.Parse(tc.doc)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.doc, err)
+		}
+		if i, ok := IntValue(v); ok != tc.iOK || ok && i != tc.i {
+			t.Errorf("IntValue(%s) = %d, %v; want %d, %v", tc.doc, i, ok, tc.i, tc.iOK)
+		}
+		if f, ok := FloatValue(v); ok != tc.fOK || ok && f != tc.f {
+			t.Errorf("FloatValue(%s) = %g, %v; want %g, %v", tc.doc, f, ok, tc.f, tc.fOK)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -200,7 +199,7 @@ func options(m *map[string]any, f *fastjson.Value) bool {
 		switch f.Type() {
 		case fastjson.TypeNumber:
 			var x float64
-			x, ok = number(f)
+			x, ok = plainjson.FloatValue(f)
 			v = x
 		case fastjson.TypeString:
 			v, ok = plainjson.Text(f)
@@ -253,20 +252,8 @@ func boolPtr(p **bool, f *fastjson.Value) bool {
 	return boolean(&b, f)
 }
 
-// number is a JSON number's value as encoding/json reads it into a
-// float64: false for what JSON's grammar refuses or is out of range.
-func number(f *fastjson.Value) (float64, bool) {
-	var buf [32]byte
-	raw := f.MarshalTo(buf[:0])
-	if f.Type() != fastjson.TypeNumber || !plainjson.Number(raw) {
-		return 0, false
-	}
-	x, err := strconv.ParseFloat(string(raw), 64)
-	return x, err == nil
-}
-
 func floatPtr(p **float64, f *fastjson.Value) bool {
-	x, ok := number(f)
+	x, ok := plainjson.FloatValue(f)
 	*p = &x
 	return ok
 }
@@ -274,13 +261,8 @@ func floatPtr(p **float64, f *fastjson.Value) bool {
 // intPtr sets an integer field, which encoding/json reads only from an
 // integer literal within range.
 func intPtr(p **int, f *fastjson.Value) bool {
-	var buf [32]byte
-	raw := f.MarshalTo(buf[:0])
-	if f.Type() != fastjson.TypeNumber || !plainjson.Int(raw) {
-		return false
-	}
-	n, err := strconv.ParseInt(string(raw), 10, strconv.IntSize)
+	n, ok := plainjson.IntValue(f)
 	x := int(n)
 	*p = &x
-	return err == nil
+	return ok && int64(x) == n
 }

@@ -2,7 +2,6 @@ package ollama
 
 import (
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ollama/ollama/api"
@@ -22,11 +21,6 @@ import (
 // fuzz test FuzzChatLine holds the two to the same result.
 
 var lineParsers fastjson.ParserPool
-
-// numBufs hold a number's text while metricField checks it (a buffer on
-// the stack escapes through fastjson's MarshalTo: one allocation per
-// count of every final line).
-var numBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32); return &b }}
 
 // chatLine decodes a token line or the final line of a chat answer; ok
 // is false when the line is not of that shape and must be decoded in full.
@@ -83,18 +77,8 @@ func chatField(r *api.ChatResponse, key string, f *fastjson.Value) bool {
 // metricField sets one of the final line's metrics: integers, the
 // durations in nanoseconds.
 func metricField(m *api.Metrics, key string, f *fastjson.Value) bool {
-	if f.Type() != fastjson.TypeNumber {
-		return false
-	}
-	buf := numBufs.Get().(*[]byte)
-	*buf = f.MarshalTo((*buf)[:0])
-	isInt := plainjson.Int(*buf)
-	numBufs.Put(buf)
-	if !isInt {
-		return false
-	}
-	n, err := f.Int64()
-	if err != nil {
+	n, ok := plainjson.IntValue(f)
+	if !ok {
 		return false
 	}
 	switch key {

@@ -28,8 +28,7 @@ type Client struct {
 	hc *http.Client
 	// rt is hc's transport when Do would add nothing to it (no timeout,
 	// cookie jar or redirect policy): streams call it directly.
-	rt   http.RoundTripper
-	base string // without a trailing slash
+	rt http.RoundTripper
 	// chatURL and generateURL are parsed once; header is the header of
 	// every streamed call (read-only: transports clone before changing).
 	chatURL, generateURL *url.URL
@@ -53,15 +52,16 @@ func New(base string, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Transport: NewTransport()}
 	}
-	c := &Client{c: api.NewClient(u, hc), hc: hc, base: strings.TrimSuffix(u.String(), "/"), header: http.Header{
+	root := strings.TrimSuffix(u.String(), "/")
+	c := &Client{c: api.NewClient(u, hc), hc: hc, header: http.Header{
 		"Content-Type": {"application/json"},
 		"Accept":       {"application/x-ndjson"},
 		"User-Agent":   {"sovra/" + version.Version},
 	}}
-	if c.chatURL, err = url.Parse(c.base + "/api/chat"); err != nil {
+	if c.chatURL, err = url.Parse(root + "/api/chat"); err != nil {
 		return nil, fmt.Errorf("ollama url %q: %w", base, err)
 	}
-	if c.generateURL, err = url.Parse(c.base + "/api/generate"); err != nil {
+	if c.generateURL, err = url.Parse(root + "/api/generate"); err != nil {
 		return nil, fmt.Errorf("ollama url %q: %w", base, err)
 	}
 	if hc.Timeout == 0 && hc.Jar == nil && hc.CheckRedirect == nil {
