@@ -96,8 +96,15 @@ func TestNewLeaderTakesOverScheduling(t *testing.T) {
 	if got := placementsOf(l, "a"); len(got) != 3 {
 		t.Fatalf("a replica left a node within its grace: %v", got)
 	}
-	run, ok := l.c.LastSchedule()
-	if d := run.Plan.Deployment("b"); !ok || d == nil || d.Status != scheduler.StatusPartial {
+	// The run is recorded once its commit returns, which may be after the
+	// placements it committed are applied and seen above.
+	var d *scheduler.DeploymentPlan
+	testwait.For(t, 10*time.Second, "the run that placed b recorded", func() bool {
+		run, ok := l.c.LastSchedule()
+		d = run.Plan.Deployment("b")
+		return ok && d != nil
+	})
+	if d.Status != scheduler.StatusPartial {
 		t.Fatalf("plan of b: %+v", d)
 	}
 }
