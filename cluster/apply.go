@@ -86,7 +86,9 @@ func (c *Cluster) applyLocal(ctx context.Context, entry []byte) (state.Outcome, 
 }
 
 // waitFuture waits for a raft future. If the context ends first, the work
-// is in raft's hands and its outcome is unknown.
+// is in raft's hands and its outcome is unknown. The waiting goroutine
+// ends when raft answers; a future raft drops at shutdown leaves it parked
+// until the process exits.
 func waitFuture(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
