@@ -357,6 +357,9 @@ func (p peerHeaders) RoundTrip(r *http.Request) (*http.Response, error) {
 	if p, ok := auth.FromContext(ctx); ok {
 		r.Header.Set(auth.HeaderPrincipal, auth.EncodePrincipal(p))
 	}
+	if router.MayBeSentBack(ctx) {
+		r.Header.Set(api.HeaderMaySendBack, "1")
+	}
 	resp, err := p.base.RoundTrip(r)
 	if err != nil {
 		return resp, err

@@ -18,7 +18,9 @@ import (
 	"github.com/sovra/sovra/internal/testnode"
 	"github.com/sovra/sovra/internal/testwait"
 	"github.com/sovra/sovra/node"
+	"github.com/sovra/sovra/node/api"
 	"github.com/sovra/sovra/node/auth"
+	"github.com/sovra/sovra/node/router"
 	loadview "github.com/sovra/sovra/node/router/load"
 )
 
@@ -772,4 +774,68 @@ func TestBreakerLeavesAFailingReplicaOut(t *testing.T) {
 			t.Errorf("after the cancellations: %v, served by %q", err, a.header.Get("Sovra-Node"))
 		}
 	})
+}
+
+// TestBusyReplicaSendsBackAForwardedRequest: node a runs one request at a
+// time and its slot is taken. A peer forwarding it another request, and
+// letting it send the request back, gets 503 sent_back at once, since b's
+// replica is free; without that leave the request waits for a's slot.
+func TestBusyReplicaSendsBackAForwardedRequest(t *testing.T) {
+	slow := ollamasim.Config{TokensPerSecond: 20, ResponseTokens: 20}
+	c := startSimCluster(t, []simNode{{id: "a", sim: slow}, {id: "b", sim: slow}},
+		func(c *node.Config) { c.Routing.Slots = 1 })
+	c.deploy(t, `{"name":"chat","model":"`+fastModel+`","replicas":2}`, "a", "b")
+	view := c.nodes["a"].Router().View()
+	testwait.For(t, 10*time.Second, "a to have b's load", func() bool {
+		l := view.Load("b", fastModel)
+		return l.Health == loadview.Fresh && l.Slots == 1 && l.Busy() == 0
+	})
+	peer := peerClients(t, c.nodes["b"])["peer"]
+	forward := func(mayBounce bool) (*http.Response, []byte) {
+		req, _ := http.NewRequest("POST", "https://"+c.nodes["a"].Addr()+"/internal/v1/forward/api/chat",
+			strings.NewReader(ollamaChat.body(fastModel, "sent back?", 8)))
+		req.Header.Set("Content-Type", "application/json")
+		if mayBounce {
+			req.Header.Set(api.HeaderMaySendBack, "1")
+		}
+		resp, err := peer.Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil, nil
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp, raw
+	}
+	held := make(chan int, 1)
+	go func() {
+		resp, _ := forward(true) // a's slot is free: served, not sent back
+		if resp == nil {
+			held <- -1
+			return
+		}
+		held <- resp.StatusCode
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.sims["a"].WaitFor(ctx, func(st ollamasim.Stats) bool { return st.Model(fastModel).Running == 1 }); err != nil {
+		t.Fatalf("the first request never reached a's Ollama: %v", err)
+	}
+	begin := time.Now()
+	resp, raw := forward(true)
+	if resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(api.HeaderErrorCode) != router.SentBackCode {
+		t.Fatalf("with a's slot taken and b free: %v %s, want 503 %s", resp, raw, router.SentBackCode)
+	}
+	if d := time.Since(begin); d > 500*time.Millisecond {
+		t.Errorf("sent back after %v, want at once (a's request runs a second)", d)
+	}
+	if n := metric(t, c.url("a"), "sovra_admission_rejected_total", "reason="+router.SentBackCode); n != 1 {
+		t.Errorf("a counted %v requests sent back, want 1", n)
+	}
+	if resp, raw := forward(false); resp == nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("without leave to send it back: %v %s, want it served after the first", resp, raw)
+	}
+	if st := <-held; st != http.StatusOK {
+		t.Fatalf("the first request: %d", st)
+	}
 }

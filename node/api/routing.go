@@ -41,6 +41,10 @@ const (
 	// headerClientKey carries the client's fairness key on forwarded
 	// requests.
 	headerClientKey = "Sovra-Client-Key"
+	// HeaderMaySendBack on a forwarded request lets the node it is
+	// forwarded to send it back unserved when its slots are taken and
+	// another replica would answer sooner (router.ErrSentBack).
+	HeaderMaySendBack = "Sovra-May-Send-Back"
 	// HeaderErrorCode carries the error code of a refused forwarded
 	// request back to the node that forwarded it (Ollama's error format
 	// has no code).
@@ -225,6 +229,11 @@ func routingError(err error) *Error {
 	}
 	var res *router.ResidencyError
 	switch {
+	case errors.Is(err, router.ErrSentBack):
+		// Only ever to the peer that forwarded the request, which routes
+		// it again on reading the code.
+		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: router.SentBackCode,
+			Message: err.Error()}
 	case errors.As(err, &res) && res.NotReady:
 		return &Error{Status: http.StatusServiceUnavailable, Type: typeUnavailable, Code: "no_ready_replica_in_jurisdiction",
 			Message: res.Error() + "; retry shortly", RetryAfter: 5}

@@ -243,7 +243,9 @@ func (s *Server) callContext(c *fiber.Ctx) (context.Context, context.CancelFunc,
 		return nil, nil, err
 	}
 	ctx := router.WithMeta(s.base, meta)
-	if ri.forwarded {
+	if ri.forwarded && c.Get(HeaderMaySendBack) != "" {
+		ctx = router.ForwardedMaySendBack(ctx)
+	} else if ri.forwarded {
 		ctx = router.Forwarded(ctx)
 	} else if p, ok := auth.FromCtx(c); ok {
 		ctx = auth.NewContext(ctx, p) // for the peer it may be forwarded to

@@ -94,6 +94,8 @@ func (m *metrics) rejected(model string, err error) {
 		reason = "wait_too_long"
 	case errors.Is(err, context.Canceled):
 		reason = "canceled"
+	case errors.Is(err, ErrSentBack):
+		reason = SentBackCode
 	}
 	m.rejects.WithLabelValues(model, reason).Inc()
 }

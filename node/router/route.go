@@ -94,6 +94,10 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 			r.met.decided(r.label(q.model), balance.ReasonOnly)
 		}
 		DecisionOf(ctx).chose(r.self, normalize(q.model)+"@"+r.self, balance.ReasonOnly)
+		if r.sendBack(ctx, q) {
+			r.met.rejected(r.label(q.model), ErrSentBack)
+			return ErrSentBack
+		}
 		return r.serveHere(ctx, q, q.model, call, &progress{})
 	}
 	pl, err := r.plan(ctx, q.model)
@@ -110,8 +114,15 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 	tried := map[string]bool{}
 	start := time.Now()
 	var last error
+	sentFrom := ""
 	for n := 0; ; n++ {
 		cands, resting := r.candidates(pl, tried)
+		if len(cands) == 0 && sentFrom != "" {
+			// The replica that sent the request back is the only one
+			// left: it serves it after all.
+			delete(tried, sentFrom)
+			cands, resting = r.candidates(pl, tried)
+		}
 		if len(cands) == 0 {
 			if last != nil {
 				return last
@@ -125,14 +136,23 @@ func (r *Router) route(ctx context.Context, q request, call attempt) error {
 		r.met.decided(pl.key, why)
 		DecisionOf(ctx).chose(node, pl.key+"@"+node, why)
 		p := &progress{touch: touch}
-		err := r.dispatch(ctx, pl.byID[node], pl, q, call, p, resting)
+		actx := ctx
+		if n == 0 && r.cfg.Retries > 0 && cands[i].Hop && len(metaOf(ctx).Jurisdictions) == 0 && r.bal.Policy() == balance.TimeToFinish {
+			actx = AllowSendBack(ctx)
+		}
+		err := r.dispatch(actx, pl.byID[node], pl, q, call, p, resting)
 		if err == nil || p.began() || ctx.Err() != nil || !retryable(err) {
 			return err
 		}
-		// An unreachable replica (a dead peer, a stopped Ollama) costs
-		// nothing to retry away from: only other retries spend the budget.
-		if n >= r.cfg.Retries || time.Since(start) > r.cfg.RetryBudget || (!unreachable(err) && !r.budget.spend()) {
+		back := sentBack(actx, err)
+		// An unreachable replica (a dead peer, a stopped Ollama) or one
+		// that sent the request back costs nothing to retry away from:
+		// only other retries spend the budget.
+		if n >= r.cfg.Retries || time.Since(start) > r.cfg.RetryBudget || (!unreachable(err) && !back && !r.budget.spend()) {
 			return err
+		}
+		if back {
+			sentFrom = node
 		}
 		tried[node] = true
 		last = err

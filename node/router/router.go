@@ -106,15 +106,24 @@ var _ backend.Backend = (*Router)(nil)
 
 type forwardedKey struct{}
 
+// forwarding is how a request came: from another node, and whether this
+// node may send it back (see sendback.go).
+type forwarding uint8
+
+const (
+	forwardedHere forwarding = iota + 1
+	forwardedSendBack
+)
+
 // Forwarded marks ctx as serving a request another node forwarded here: it
 // runs locally and is never forwarded again.
 func Forwarded(ctx context.Context) context.Context {
-	return context.WithValue(ctx, forwardedKey{}, true)
+	return context.WithValue(ctx, forwardedKey{}, forwardedHere)
 }
 
 func isForwarded(ctx context.Context) bool {
-	v, _ := ctx.Value(forwardedKey{}).(bool)
-	return v
+	v, _ := ctx.Value(forwardedKey{}).(forwarding)
+	return v != 0
 }
 
 // route is where one request goes: the backend and the Ollama tag to ask

@@ -192,21 +192,37 @@ func (b *Balancer) Pick(req Request, cands []Candidate) (int, Reason) {
 // timeToFinish picks the candidate expected to finish req first, given
 // what each one's cache holds of its prompt.
 func (b *Balancer) timeToFinish(req Request, cands []Candidate) (int, Reason) {
-	est := newEstimator(cands, req.MaxTokens)
-	whole := float64(req.promptBytes()) / 1024
-	held := b.held(req)
-	score, plain := make([]float64, len(cands)), make([]float64, len(cands))
-	bytes := make([]int, len(cands))
-	for i, c := range cands {
-		bytes[i] = req.heldBytes(held[c.Node])
-		score[i] = est.finish(i, c, whole-float64(bytes[i])/1024)
-		plain[i] = est.finish(i, c, whole)
-	}
+	score, plain, bytes := b.finish(req, cands)
 	i := b.argmin(score)
 	if cacheDecided(i, score, plain, bytes) {
 		return i, ReasonAffinity
 	}
 	return i, ReasonTTF
+}
+
+// Finish is the time, in milliseconds, each candidate is expected to take
+// to answer req, as the time-to-finish policy weighs them (the hop to
+// another node included).
+func (b *Balancer) Finish(req Request, cands []Candidate) []float64 {
+	score, _, _ := b.finish(req, cands)
+	return score
+}
+
+// finish estimates each candidate's time to answer req given what its
+// cache holds (score), were no cache to hold anything (plain), and how
+// many bytes of the prompt its cache holds.
+func (b *Balancer) finish(req Request, cands []Candidate) (score, plain []float64, bytes []int) {
+	est := newEstimator(cands, req.MaxTokens)
+	whole := float64(req.promptBytes()) / 1024
+	held := b.held(req)
+	score, plain = make([]float64, len(cands)), make([]float64, len(cands))
+	bytes = make([]int, len(cands))
+	for i, c := range cands {
+		bytes[i] = req.heldBytes(held[c.Node])
+		score[i] = est.finish(i, c, whole-float64(bytes[i])/1024)
+		plain[i] = est.finish(i, c, whole)
+	}
+	return score, plain, bytes
 }
 
 // cacheDecided says whether what candidate i's cache holds made it win:
