@@ -190,6 +190,28 @@ func (r *chatRequest) toOllama(limit int) (*api.ChatRequest, error) {
 	if err := r.validate(limit); err != nil {
 		return nil, err
 	}
+	r.prepare()
+	out, ok := plainChat(&r.ChatCompletionRequest)
+	if !ok {
+		var err error
+		if out, err = openai.FromChatRequest(r.ChatCompletionRequest); err != nil {
+			param := "messages"
+			if strings.Contains(err.Error(), "reasoning") {
+				param = "reasoning_effort"
+			}
+			return nil, invalidParam(param, "%s", err.Error())
+		}
+	}
+	if len(out.Messages) == 0 {
+		return nil, invalidParam("messages", "no message has content: an empty array of content parts is not a message")
+	}
+	return out, nil
+}
+
+// prepare brings a checked request to what FromChatRequest reads: a
+// max_completion_tokens as max_tokens, a developer message as a system
+// one.
+func (r *chatRequest) prepare() {
 	if r.MaxTokens == nil && r.MaxCompletionTokens != nil {
 		r.MaxTokens = r.MaxCompletionTokens
 	}
@@ -198,18 +220,6 @@ func (r *chatRequest) toOllama(limit int) (*api.ChatRequest, error) {
 			r.Messages[i].Role = "system"
 		}
 	}
-	out, err := openai.FromChatRequest(r.ChatCompletionRequest)
-	if err != nil {
-		param := "messages"
-		if strings.Contains(err.Error(), "reasoning") {
-			param = "reasoning_effort"
-		}
-		return nil, invalidParam(param, "%s", err.Error())
-	}
-	if len(out.Messages) == 0 {
-		return nil, invalidParam("messages", "no message has content: an empty array of content parts is not a message")
-	}
-	return out, nil
 }
 
 // checkContent accepts a message's content as OpenAI does: a string, an

@@ -154,19 +154,23 @@ func addSeeds(f *testing.F, seeds ...string) {
 var badSeeds = []string{``, ` `, `[]`, `"x"`, `{`, `{"model":`, `{} {}`, `{"model":5}`, `[[[[[[[[[[]]]]]]]]]]`,
 	"{\"model\":\"a\x00\"}", "{\"model\":\"\xff\"}", `{"model":"m","x":1e999}`}
 
+// chatSeeds are /v1/chat/completions bodies of every shape the route
+// takes or refuses.
+var chatSeeds = []string{
+	`{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
+	`{"model":"m","messages":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_tokens":5,"temperature":0.5,"top_p":0.9,"stop":["a","b"],"seed":3}`,
+	`{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"1"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"auto"}`,
+	`{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object","properties":{"a":{"type":"string"}}}}}}`,
+	`{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"minimal","stream":true,"stream_options":{"include_usage":true}}`,
+	`{"model":"m","messages":[{"role":"user","content":"x"}],"logit_bias":{"1":5},"n":1,"max_completion_tokens":7}`,
+	`{"model":"m","messages":[{"role":"user","content":[]}]}`,
+	`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}}]}]}`,
+	`{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":1e308,"max_tokens":-1,"n":9}`,
+}
+
 func FuzzChatRequest(f *testing.F) {
 	addSeeds(f, badSeeds...)
-	addSeeds(f,
-		`{"model":"m","messages":[{"role":"user","content":"hi"}]}`,
-		`{"model":"m","messages":[{"role":"developer","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"max_tokens":5,"temperature":0.5,"top_p":0.9,"stop":["a","b"],"seed":3}`,
-		`{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"1"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"auto"}`,
-		`{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object","properties":{"a":{"type":"string"}}}}}}`,
-		`{"model":"m","messages":[{"role":"user","content":"x"}],"reasoning_effort":"minimal","stream":true,"stream_options":{"include_usage":true}}`,
-		`{"model":"m","messages":[{"role":"user","content":"x"}],"logit_bias":{"1":5},"n":1,"max_completion_tokens":7}`,
-		`{"model":"m","messages":[{"role":"user","content":[]}]}`,
-		`{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}}]}]}`,
-		`{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":1e308,"max_tokens":-1,"n":9}`,
-	)
+	addSeeds(f, chatSeeds...)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		fuzzChatTranslation(t, body, func(r *chatRequest) string { return r.Model })
 	})
