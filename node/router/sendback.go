@@ -59,8 +59,10 @@ func ForwardedMaySendBack(ctx context.Context) context.Context {
 // sendBack says whether this node should send back the forwarded request
 // q rather than queue it: see the comment at the top of the file.
 func (r *Router) sendBack(ctx context.Context, q request) bool {
-	if v, _ := ctx.Value(forwardedKey{}).(forwarding); v != forwardedSendBack ||
-		r.state == nil || r.bal.Policy() != balance.TimeToFinish {
+	if r.state == nil || r.bal.Policy() != balance.TimeToFinish {
+		return false
+	}
+	if v, _ := ctx.Value(forwardedKey{}).(forwarding); v != forwardedSendBack {
 		return false
 	}
 	if st := r.queue(r.label(q.model)).Stats(); st.Running < st.Slots {
