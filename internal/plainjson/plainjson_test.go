@@ -2,7 +2,11 @@ package plainjson
 
 import (
 	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/valyala/fastjson"
 )
@@ -80,5 +84,80 @@ func TestNumberValues(t *testing.T) {
 		if f, ok := FloatValue(v); ok != tc.fOK || ok && f != tc.f {
 			t.Errorf("FloatValue(%s) = %g, %v; want %g, %v", tc.doc, f, ok, tc.f, tc.fOK)
 		}
+	}
+}
+
+func TestTextOfGivesTheKnownString(t *testing.T) {
+	known := []string{"user", "assistant"}
+	var p fastjson.Parser
+	for _, tc := range []struct {
+		in    string
+		want  string
+		known bool
+		ok    bool
+	}{
+		{`"assistant"`, "assistant", true, true},
+		{`"Assistant"`, "Assistant", false, true},
+		{`"us\u0065r"`, "user", true, true},
+		{"\"\xff\"", "\xff", false, false},
+		{`1`, "", false, false},
+	} {
+		v, err := p.Parse(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := TextOf(v, known)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%s: %q %v, want %q %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+		if tc.known && unsafe.StringData(got) != unsafe.StringData(known[slices.Index(known, tc.want)]) {
+			t.Errorf("%s: a new string, not the known one", tc.in)
+		}
+	}
+	v, _ := p.Parse(`"user"`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = TextOf(v, known) }); n != 0 {
+		t.Errorf("a known string costs %v allocations", n)
+	}
+}
+
+func TestInternerRemembersWithinItsBound(t *testing.T) {
+	in := Interner{Max: 2}
+	var p fastjson.Parser
+	text := func(s string) string {
+		t.Helper()
+		v, err := p.Parse(strconv.Quote(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := in.Text(v)
+		if got != s || !ok {
+			t.Fatalf("%q: %q %v", s, got, ok)
+		}
+		return got
+	}
+	a := text("llama3.2:1b")
+	if b := text("llama3.2:1b"); unsafe.StringData(a) != unsafe.StringData(b) {
+		t.Error("the same name twice: two strings, want the remembered one")
+	}
+	v, _ := p.Parse(`"llama3.2:1b"`)
+	if n := testing.AllocsPerRun(100, func() { _, _ = in.Text(v) }); n != 0 {
+		t.Errorf("a remembered name costs %v allocations", n)
+	}
+	text("qwen3:0.6b")
+	x, y := text("third"), text("third")
+	if unsafe.StringData(x) == unsafe.StringData(y) {
+		t.Error("a name past the bound was remembered")
+	}
+	if m := in.m.Load(); len(*m) != 2 {
+		t.Errorf("%d names remembered, want the bound, 2", len(*m))
+	}
+	in = Interner{Max: 10}
+	long := strings.Repeat("m", maxInterned+1)
+	if x, y := text(long), text(long); unsafe.StringData(x) == unsafe.StringData(y) {
+		t.Error("a name longer than the limit was remembered")
+	}
+	bad, _ := p.Parse("\"\xff\"")
+	if _, ok := in.Text(bad); ok {
+		t.Error("invalid UTF-8 taken as text")
 	}
 }

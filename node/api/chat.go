@@ -78,12 +78,12 @@ func (s *Server) chatCompletions(c *fiber.Ctx) error {
 		if err != nil {
 			return err
 		}
-		b, err := s.completionJSON(id, final)
+		b, err := s.completionJSON(takeBody(c), id, final)
 		if err != nil {
 			return err
 		}
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		return c.Send(b)
+		sendBody(c, b)
+		return nil
 	}
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	ri := requestInfo(c)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -56,17 +57,18 @@ func plainNativeChat(r api.ChatResponse) bool {
 }
 
 // nativeJSON encodes one message of Ollama's own API.
-func nativeJSON(r any) ([]byte, error) {
+func nativeJSON(dst []byte, r any) ([]byte, error) {
 	if c, ok := r.(api.ChatResponse); ok && plainNativeChat(c) {
 		n := 300 + len(c.Model) + len(c.Message.Role) + len(c.Message.Content)*6/5
-		return appendNativeChat(make([]byte, 0, n), c), nil
+		return appendNativeChat(slices.Grow(dst, n), c), nil
 	}
-	return json.Marshal(r)
+	b, err := json.Marshal(r)
+	return append(dst, b...), err
 }
 
 // nativeLine encodes one line of an Ollama-native stream.
 func nativeLine(r any) ([]byte, error) {
-	b, err := nativeJSON(r)
+	b, err := nativeJSON(nil, r)
 	if err != nil {
 		return nil, err
 	}
@@ -147,10 +149,11 @@ func appendCompletion(dst []byte, id string, r api.ChatResponse) []byte {
 }
 
 // completionJSON is the body of a non-streamed chat answer.
-func (s *Server) completionJSON(id string, r api.ChatResponse) ([]byte, error) {
+func (s *Server) completionJSON(dst []byte, id string, r api.ChatResponse) ([]byte, error) {
 	if plainCompletion(r) {
 		n := 400 + len(id) + len(r.Model) + len(r.Message.Content)*11/10
-		return appendCompletion(make([]byte, 0, n), id, r), nil
+		return appendCompletion(slices.Grow(dst, n), id, r), nil
 	}
-	return json.Marshal(s.toCompletion(id, r))
+	b, err := json.Marshal(s.toCompletion(id, r))
+	return append(dst, b...), err
 }

@@ -96,16 +96,12 @@ func fields(o *fastjson.Object, keys []string, set func(key string, f *fastjson.
 func nativeField(r *api.ChatRequest, key string, f *fastjson.Value) bool {
 	switch key {
 	case "model":
-		return text(&r.Model, f)
+		return modelName(&r.Model, f)
 	case "messages":
 		r.Messages = make([]api.Message, 0, len(f.GetArray()))
-		return messages(f, func(role string, content *string) {
+		return messages(f, func(role, content string, _ bool) {
 			// api.Message's UnmarshalJSON lower-cases the role.
-			m := api.Message{Role: strings.ToLower(role)}
-			if content != nil {
-				m.Content = *content
-			}
-			r.Messages = append(r.Messages, m)
+			r.Messages = append(r.Messages, api.Message{Role: strings.ToLower(role), Content: content})
 		})
 	case "stream":
 		return boolPtr(&r.Stream, f)
@@ -118,13 +114,13 @@ func nativeField(r *api.ChatRequest, key string, f *fastjson.Value) bool {
 func openaiField(r *chatRequest, key string, f *fastjson.Value) bool {
 	switch key {
 	case "model":
-		return text(&r.Model, f)
+		return modelName(&r.Model, f)
 	case "messages":
 		r.Messages = make([]openai.Message, 0, len(f.GetArray()))
-		return messages(f, func(role string, content *string) {
+		return messages(f, func(role, content string, hasContent bool) {
 			m := openai.Message{Role: role}
-			if content != nil { // an absent content stays a nil any
-				m.Content = *content
+			if hasContent { // an absent content stays a nil any
+				m.Content = content
 			}
 			r.Messages = append(r.Messages, m)
 		})
@@ -157,24 +153,26 @@ func openaiField(r *chatRequest, key string, f *fastjson.Value) bool {
 }
 
 // messages calls add for each message of f, an array of objects with a
-// role and a text content at most (nil when it has none).
-func messages(f *fastjson.Value, add func(role string, content *string)) bool {
+// role and a text content at most (hasContent false when it has none).
+func messages(f *fastjson.Value, add func(role, content string, hasContent bool)) bool {
 	if f.Type() != fastjson.TypeArray {
 		return false
 	}
 	for _, m := range f.GetArray() {
-		var role string
-		var content *string
+		var role, content string
+		hasContent := false
 		if m.Type() != fastjson.TypeObject || !fields(m.GetObject(), messageKeys, func(k string, f *fastjson.Value) bool {
 			if k == "role" {
-				return text(&role, f)
+				var ok bool
+				role, ok = plainjson.TextOf(f, roles)
+				return ok
 			}
-			content = new(string)
-			return text(content, f)
+			hasContent = true
+			return text(&content, f)
 		}) {
 			return false
 		}
-		add(role, content)
+		add(role, content, hasContent)
 	}
 	return true
 }
@@ -234,6 +232,19 @@ func stop(v *any, f *fastjson.Value) bool {
 	}
 	*v = list
 	return true
+}
+
+// roles are the message roles a request names (as they are spelled,
+// lower case), and modelNames the model names requests name: strings
+// the fast path gives without allocating.
+var (
+	roles      = []string{"system", "user", "assistant", "developer", "tool"}
+	modelNames = plainjson.Interner{Max: 1024}
+)
+
+func modelName(s *string, f *fastjson.Value) (ok bool) {
+	*s, ok = modelNames.Text(f)
+	return ok
 }
 
 func text(s *string, f *fastjson.Value) (ok bool) {

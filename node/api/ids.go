@@ -25,5 +25,7 @@ func newIDSource() *idSource {
 // "chatcmpl-", "cmpl-" and "call_" (OpenAI), "resp_" and "msg_" (the
 // Responses API), "msg_" (Anthropic).
 func (s *idSource) next(prefix string) string {
-	return prefix + s.prefix + strconv.FormatUint(s.n.Add(1), 36)
+	var buf [48]byte
+	b := append(append(buf[:0], prefix...), s.prefix...)
+	return string(strconv.AppendUint(b, s.n.Add(1), 36)) // one allocation
 }

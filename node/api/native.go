@@ -47,12 +47,12 @@ func serveNative[R any](s *Server, c *fiber.Ctx, g generation[R]) error {
 		if err != nil {
 			return err
 		}
-		b, err := nativeJSON(final)
+		b, err := nativeJSON(takeBody(c), final)
 		if err != nil {
 			return err
 		}
-		c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-		return c.Send(b)
+		sendBody(c, b)
+		return nil
 	}
 	return s.serveStream(c, stream{
 		contentType: "application/x-ndjson",

@@ -3,6 +3,7 @@ package ollama
 import (
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/ollama/ollama/api"
 	"github.com/sovra/sovra/internal/plainjson"
@@ -21,6 +22,15 @@ import (
 // fuzz test FuzzChatLine holds the two to the same result.
 
 var lineParsers fastjson.ParserPool
+
+// Strings an answer's lines repeat, which chatLine gives without
+// allocating: the model names Ollama answers with, its roles and the
+// reasons a generation ends.
+var (
+	modelNames  = plainjson.Interner{Max: 1024}
+	roles       = []string{"assistant", "user", "system", "tool"}
+	doneReasons = []string{"stop", "length", "load", "unload"}
+)
 
 // chatLine decodes a token line or the final line of a chat answer; ok
 // is false when the line is not of that shape and must be decoded in full.
@@ -47,15 +57,17 @@ func chatLine(b []byte) (r api.ChatResponse, ok bool) {
 func chatField(r *api.ChatResponse, key string, f *fastjson.Value) bool {
 	switch key {
 	case "model":
-		s, ok := plainjson.Text(f)
+		s, ok := modelNames.Text(f)
 		r.Model = s
 		return ok
 	case "created_at":
-		s, ok := plainjson.Text(f)
-		if !ok {
+		if f.Type() != fastjson.TypeString {
 			return false
 		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+		b := f.GetStringBytes()
+		// Parsed from the line's bytes in place: the error, which would
+		// keep them, is dropped.
+		t, err := time.Parse(time.RFC3339Nano, unsafe.String(unsafe.SliceData(b), len(b)))
 		r.CreatedAt = t
 		return err == nil
 	case "done":
@@ -67,7 +79,7 @@ func chatField(r *api.ChatResponse, key string, f *fastjson.Value) bool {
 	case "message":
 		return f.Type() == fastjson.TypeObject && messageFields(&r.Message, f.GetObject())
 	case "done_reason":
-		s, ok := plainjson.Text(f)
+		s, ok := plainjson.TextOf(f, doneReasons)
 		r.DoneReason = s
 		return ok
 	}
@@ -108,15 +120,14 @@ func messageFields(m *api.Message, o *fastjson.Object) bool {
 		if !ok {
 			return
 		}
-		var s string
-		s, ok = plainjson.Text(f)
 		switch string(k) {
 		case "role":
-			m.Role = strings.ToLower(s) // as api.Message's UnmarshalJSON does
+			m.Role, ok = plainjson.TextOf(f, roles)
+			m.Role = strings.ToLower(m.Role) // as api.Message's UnmarshalJSON does
 		case "content":
-			m.Content = s
+			m.Content, ok = plainjson.Text(f)
 		case "thinking":
-			m.Thinking = s
+			m.Thinking, ok = plainjson.Text(f)
 		default:
 			ok = false
 		}
