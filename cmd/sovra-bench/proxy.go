@@ -51,6 +51,7 @@ type proxyFlags struct {
 	tokens         int
 	unaryTokens    int
 	tokenRate      float64
+	rounds         int
 	warmup         time.Duration
 	timeout        time.Duration
 	json           bool
@@ -74,6 +75,7 @@ func parseProxyFlags(args []string) (*proxyFlags, error) {
 	fs.IntVar(&f.tokens, "tokens", 200, "tokens of each streamed answer")
 	fs.IntVar(&f.unaryTokens, "unary-tokens", 200, "tokens of each non-streamed answer")
 	fs.Float64Var(&f.tokenRate, "token-rate", 1000, "tokens per second within one stream (0: no pacing)")
+	fs.IntVar(&f.rounds, "rounds", 3, "rounds each phase is split into, the targets taking turns round by round, so that a drift of the machine's speed (another process, the CPU's clock) falls on all of them alike rather than on one")
 	fs.DurationVar(&f.warmup, "warmup", 2*time.Second, "warm-up load before measuring, spread over the targets")
 	fs.StringVar(&f.profile, "profile", "", "write a CPU profile and the allocations of sovra for each of its phases to this directory (sovra runs with --debug-addr on loopback)")
 	fs.DurationVar(&f.timeout, "timeout", 15*time.Second, "limit for one request or stream")
@@ -112,6 +114,8 @@ func parseProxyFlags(args []string) (*proxyFlags, error) {
 		return nil, usageError{errors.New("--tokens and --unary-tokens must be at least 1")}
 	case f.tokenRate < 0 || f.warmup < 0 || f.maxRequests < 0 || f.clients < 0:
 		return nil, usageError{errors.New("--token-rate, --warmup, --max-requests and --clients must not be negative")}
+	case f.rounds < 1:
+		return nil, usageError{errors.New("--rounds must be at least 1")}
 	}
 	return f, nil
 }
@@ -357,6 +361,7 @@ func measure(ctx context.Context, f *proxyFlags, r *rig) (*bench.Report, error) 
 			"tokens":          strconv.Itoa(f.tokens),
 			"unary_tokens":    strconv.Itoa(f.unaryTokens),
 			"token_rate":      fmt.Sprint(f.tokenRate),
+			"rounds":          strconv.Itoa(f.rounds),
 			"cpus":            strconv.Itoa(runtime.NumCPU()),
 			"go":              runtime.Version(),
 		},
@@ -418,13 +423,22 @@ func measure(ctx context.Context, f *proxyFlags, r *rig) (*bench.Report, error) 
 		if l.stream {
 			ts, procs = streams, streamProcs
 		}
-		for i, t := range ts {
-			p, err := r.phase(ctx, t, procs[i], l.stream, l.load)
-			if err != nil {
-				return nil, err
+		phases := make([]*bench.Phase, len(ts))
+		for round := range f.rounds {
+			part := l.load.Split(f.rounds, round)
+			for i, t := range ts {
+				p, err := r.phase(ctx, t, procs[i], l.stream, part)
+				if err != nil {
+					return nil, err
+				}
+				if phases[i] == nil {
+					phases[i] = p
+				} else {
+					phases[i].Add(p)
+				}
 			}
-			rep.Phases = append(rep.Phases, p)
 		}
+		rep.Phases = append(rep.Phases, phases...)
 	}
 	return rep, ctx.Err()
 }

@@ -89,6 +89,42 @@ type Load struct {
 	MaxRequests int
 }
 
+// Split is round i (from 0) of n rounds that together make l: each runs
+// for an n-th of the time and starts an n-th of the requests at most (the
+// first rounds one more, when they do not divide).
+func (l Load) Split(n, i int) Load {
+	if n <= 1 {
+		return l
+	}
+	l.Duration /= time.Duration(n)
+	if l.MaxRequests > 0 {
+		share := l.MaxRequests / n
+		if i < l.MaxRequests%n {
+			share++
+		}
+		l.MaxRequests = max(share, 1)
+	}
+	return l
+}
+
+// Add merges o, a run of the same target under the same load, into r.
+func (r *Result) Add(o *Result) {
+	r.Sent += o.Sent
+	r.OK += o.OK
+	r.Errors += o.Errors
+	if r.FirstError == "" {
+		r.FirstError = o.FirstError
+	}
+	r.Latency = append(r.Latency, o.Latency...)
+	r.TTFT = append(r.TTFT, o.TTFT...)
+	r.Events += o.Events
+	r.Streams += o.Streams
+	r.Incomplete += o.Incomplete
+	r.EventCounts = append(r.EventCounts, o.EventCounts...)
+	r.Elapsed += o.Elapsed
+	r.MaxLag = max(r.MaxLag, o.MaxLag)
+}
+
 // Count is the number of requests the schedule starts.
 func (l Load) Count() int {
 	if l.Rate <= 0 || l.Duration <= 0 {

@@ -212,3 +212,35 @@ func TestRunClosedLoop(t *testing.T) {
 		t.Errorf("label %q", got)
 	}
 }
+
+func TestLoadSplitKeepsTheWhole(t *testing.T) {
+	l := Load{Rate: 200, Duration: 9 * time.Second, MaxRequests: 1000}
+	total, spent := 0, time.Duration(0)
+	for i := range 3 {
+		p := l.Split(3, i)
+		if p.Rate != 200 || p.Clients != 0 {
+			t.Fatalf("round %d: %+v changed the rate", i, p)
+		}
+		total += p.MaxRequests
+		spent += p.Duration
+	}
+	if total != 1000 || spent != l.Duration {
+		t.Fatalf("three rounds make %d requests in %v, want %d in %v", total, spent, l.MaxRequests, l.Duration)
+	}
+	if l.Split(1, 0) != l {
+		t.Fatalf("one round changed the load: %+v", l.Split(1, 0))
+	}
+}
+
+func TestPhaseAddMergesRounds(t *testing.T) {
+	a := &Phase{Result: &Result{Sent: 2, OK: 2, Latency: []time.Duration{1, 2}, Elapsed: time.Second, MaxLag: 3}, CPU: map[string]time.Duration{"sovra": 10}, SimEvents: 5}
+	b := &Phase{Result: &Result{Sent: 3, OK: 2, Errors: 1, FirstError: "boom", Latency: []time.Duration{3, 4}, Elapsed: 2 * time.Second, MaxLag: 1, Events: 7}, CPU: map[string]time.Duration{"sovra": 5, "sim": 1}, SimEvents: 2}
+	a.Add(b)
+	r := a.Result
+	if r.Sent != 5 || r.OK != 4 || r.Errors != 1 || r.FirstError != "boom" || len(r.Latency) != 4 || r.Elapsed != 3*time.Second || r.MaxLag != 3 || r.Events != 7 {
+		t.Fatalf("merged result %+v", r)
+	}
+	if a.CPU["sovra"] != 15 || a.CPU["sim"] != 1 || a.SimEvents != 7 {
+		t.Fatalf("merged CPU %v, sim events %d", a.CPU, a.SimEvents)
+	}
+}

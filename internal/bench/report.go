@@ -32,6 +32,18 @@ type Phase struct {
 	Figures *Figures `json:"figures,omitempty"`
 }
 
+// Add merges o, a round of the same target under the same load, into p.
+func (p *Phase) Add(o *Phase) {
+	p.Result.Add(o.Result)
+	if p.CPU == nil {
+		p.CPU = map[string]time.Duration{}
+	}
+	for name, d := range o.CPU {
+		p.CPU[name] += d
+	}
+	p.SimEvents += o.SimEvents
+}
+
 // Figures are the numbers a report prints for one phase.
 type Figures struct {
 	Latency Summary  `json:"latency"`
