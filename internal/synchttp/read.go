@@ -40,36 +40,61 @@ func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 		}
 	}
 	buf, _ := br.Peek(br.Buffered())
-	end := bytes.Index(buf, crlfcrlf)
-	if end < 0 {
+	n, lines := headLen(buf)
+	if n < 0 {
 		return http.ReadResponse(br, req)
 	}
-	resp := parseHead(buf[:end+2], req)
-	if resp == nil {
+	a := parseHead(buf[:n], lines, req)
+	if a == nil {
 		return http.ReadResponse(br, req)
 	}
-	_, _ = br.Discard(end + 4)
+	_, _ = br.Discard(n + 2)
+	resp := &a.resp
 	switch {
 	case resp.ContentLength < 0:
 		resp.Body = &chunkedBody{br: br, cr: httputil.NewChunkedReader(br), resp: resp}
 	case resp.ContentLength == 0:
 		resp.Body = http.NoBody
 	default:
-		resp.Body = &fixedBody{br: br, n: resp.ContentLength, closing: resp.Close}
+		a.fixed = fixedBody{br: br, n: resp.ContentLength, closing: resp.Close}
+		resp.Body = &a.fixed
 	}
 	return resp, nil
+}
+
+// headLen returns the length of the status line and header lines at
+// the start of buf, up to the empty line that ends them, and how many
+// header lines there are; or -1 when the empty line is not in buf or a
+// line ends in a bare LF.
+func headLen(buf []byte) (n, lines int) {
+	for i := 0; ; lines++ {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 1 || buf[i+j-1] != '\r' {
+			return -1, 0
+		}
+		if j == 1 {
+			return i, lines - 1
+		}
+		i += j + 1
+	}
+}
+
+// answer is what readResponse allocates for an answer, in one piece.
+type answer struct {
+	resp  http.Response
+	fixed fixedBody
+	strs  [6]string // the values of the first header names
 }
 
 // parseHead parses a status line and header lines, each ended by CRLF,
 // into a response without a body, or returns nil when the head is one
 // readResponse leaves to net/http.
-func parseHead(head []byte, req *http.Request) *http.Response {
+func parseHead(head []byte, lines int, req *http.Request) *answer {
 	const proto = "HTTP/1.1 "
 	// Cheap checks before the one allocation that holds every string.
 	if len(head) < len(proto)+5 || string(head[:len(proto)]) != proto {
 		return nil
 	}
-	lines := bytes.Count(head, []byte("\r\n")) - 1
 	s := string(head)
 
 	i := strings.Index(s, "\r\n")
@@ -93,8 +118,12 @@ func parseHead(head []byte, req *http.Request) *http.Response {
 	}
 	rest := s[i+2:]
 
+	a := new(answer)
 	h := make(http.Header, lines)
-	strs := make([]string, lines)
+	strs := a.strs[:]
+	if lines > len(strs) {
+		strs = make([]string, lines)
+	}
 	var (
 		cl               int64 = -1
 		chunked, closing bool
@@ -160,7 +189,7 @@ func parseHead(head []byte, req *http.Request) *http.Response {
 			h[key] = vv
 		}
 	}
-	resp := &http.Response{
+	a.resp = http.Response{
 		Status:     status,
 		StatusCode: code,
 		Proto:      "HTTP/1.1",
@@ -172,15 +201,15 @@ func parseHead(head []byte, req *http.Request) *http.Response {
 	}
 	switch {
 	case chunked && cl < 0:
-		resp.ContentLength = -1
-		resp.TransferEncoding = []string{"chunked"}
+		a.resp.ContentLength = -1
+		a.resp.TransferEncoding = []string{"chunked"}
 	case !chunked && cl >= 0:
-		resp.ContentLength = cl
+		a.resp.ContentLength = cl
 	default:
 		// Both, or neither (a body the connection's close ends).
 		return nil
 	}
-	return resp
+	return a
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -221,13 +250,15 @@ func canonicalKey(k string) (string, bool) {
 }
 
 // isTokenByte says whether c may be in a header name (RFC 9110 tchar).
-func isTokenByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+func isTokenByte(c byte) bool { return tokenBytes[c] }
+
+var tokenBytes = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
+	return t
+}()
 
 // fixedBody is a body of a known length, read as net/http reads it: the
 // last bytes come with io.EOF, a short one ends with io.ErrUnexpectedEOF.
