@@ -60,6 +60,14 @@ var readSeeds = []string{
 	"HTTP/1.1 200\r\nContent-Length: 1\r\n\r\nx",
 	"HTTP/1.1 200 OK\r\nPragma: no-cache\r\nContent-Length: 1\r\n\r\nx",
 	"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nxy",
+	"HTTP/1.1 200 OK\r\nConnection: Close\r\nTransfer-Encoding: Chunked\r\n\r\n2;ext=1\r\nab\r\n0\r\n\r\n",
+	"HTTP/1.1 200 \r\nContent-Length:  007 \r\nX-Empty:\r\nX-Dup: 1\r\nx-dup: 2\r\n\r\n1234567",
+	"HTTP/1.1 600 Odd\r\nContent-Length: 1\r\n\r\nx",
+	"HTTP/1.1 200 O\tK\r\nContent-Length: 1\r\n\r\nx",
+	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nx",
+	"HTTP/1.1 200 OK\r\nX A: b\r\nContent-Length: 1\r\n\r\nx",
+	"HTTP/1.1 200 OK\r\nX-A: caf\xc3\xa9\r\nContent-Length: 1\r\n\r\nx",
 }
 
 // FuzzReadResponse: readResponse and http.ReadResponse read the same
