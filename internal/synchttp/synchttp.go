@@ -8,7 +8,9 @@
 // (sovra toward its Ollama) those wake-ups were a large share of the CPU
 // per request. This transport writes the request and reads the response
 // itself, with net/http's own codec (http.Request.Write and
-// http.ReadResponse), over keep-alive connections it pools per host. A
+// http.ReadResponse) or a lean one for the plain requests and answers
+// that make most of the traffic (write.go, read.go), over keep-alive
+// connections it pools per host. A
 // context that ends interrupts a blocked read or write by setting the
 // connection's deadline (context.AfterFunc: no goroutine until it fires),
 // and such a connection is closed, never reused.
@@ -159,7 +161,7 @@ func (t *Transport) exchange(key string, pc *conn, req *http.Request) (*http.Res
 			return fail(staleError{werr})
 		}
 	}
-	resp, err := http.ReadResponse(pc.br, req)
+	resp, err := readResponse(pc.br, req)
 	if err != nil {
 		if pc.br.Buffered() == 0 && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnError(err)) {
 			err = staleError{err}
