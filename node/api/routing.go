@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/utils"
 
 	"github.com/sovra/sovra/node/auth"
 	"github.com/sovra/sovra/node/backend"
@@ -97,12 +98,19 @@ func setRoutingHeaders(c *fiber.Ctx, d *router.Decision) {
 	if v.Node == "" {
 		return
 	}
-	c.Set(HeaderNode, v.Node)
-	c.Set(HeaderReplica, v.Replica)
-	c.Set(HeaderQueueMs, strconv.FormatFloat(float64(v.QueueWait.Microseconds())/1000, 'f', 3, 64))
-	c.Set(HeaderRoute, string(v.Reason))
-	c.Set(HeaderAttempts, strconv.Itoa(v.Attempts))
+	// Set as they are (their names are canonical), from bytes that
+	// fasthttp copies: no normalising and no new strings.
+	h := &c.Response().Header
+	h.SetCanonical(routingHeaderNames[0], utils.UnsafeBytes(v.Node))
+	h.SetCanonical(routingHeaderNames[1], utils.UnsafeBytes(v.Replica))
+	var num [32]byte
+	h.SetCanonical(routingHeaderNames[2], strconv.AppendFloat(num[:0], float64(v.QueueWait.Microseconds())/1000, 'f', 3, 64))
+	h.SetCanonical(routingHeaderNames[3], utils.UnsafeBytes(string(v.Reason)))
+	h.SetCanonical(routingHeaderNames[4], strconv.AppendInt(num[:0], int64(v.Attempts), 10))
 }
+
+// routingHeaderNames are the names setRoutingHeaders sets, in its order.
+var routingHeaderNames = [...][]byte{[]byte(HeaderNode), []byte(HeaderReplica), []byte(HeaderQueueMs), []byte(HeaderRoute), []byte(HeaderAttempts)}
 
 // forwardRoutes mount the internal routes peers use: forwarded inference
 // requests, served here and never forwarded again, and this node's load.
