@@ -241,6 +241,6 @@ func (s *settings) registerRouting(fs *pflag.FlagSet, def node.RoutingConfig) {
 	fs.IntVar(&r.Slots, "slots", def.Slots, "generations of one model the local Ollama runs at once (its OLLAMA_NUM_PARALLEL)")
 	fs.IntVar(&r.MaxQueue, "queue-max", def.MaxQueue, "requests that may wait for a slot, per model; more are answered 429/503 with Retry-After")
 	fs.DurationVar(&r.QueueTimeout, "queue-timeout", def.QueueTimeout, "longest wait for a slot before a 503 with Retry-After")
-	fs.Float64Var(&r.AffinityFactor, "affinity-factor", def.AffinityFactor, "a follow-up turn stays on its conversation's replica while that replica's load is at most this times the average (below 1: off)")
+	fs.Float64Var(&r.AffinityFactor, "affinity-factor", def.AffinityFactor, "prefix affinity: below 1 off (what replicas' caches hold is ignored); any other value on, a follow-up turn staying on the replica holding its prefix while the prefill that saves outweighs the extra wait there")
 	fs.DurationVar(&r.LoadInterval, "load-interval", def.LoadInterval, "how often a node looks for a change in its own load to push to its peers (paced down to one frame a second at 200 nodes)")
 }
