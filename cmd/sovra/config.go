@@ -191,6 +191,7 @@ func nodeCommand(cmd *cobra.Command, def node.Config, run func(cmd *cobra.Comman
 		for _, w := range s.warnings {
 			log.Warn(w)
 		}
+		raiseHeapFloor(os.Getenv)
 		if s.debugAddr != "" {
 			_, stop, err := serveDebug(s.debugAddr, log)
 			if err != nil {
