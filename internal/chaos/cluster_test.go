@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -61,14 +62,42 @@ type fleet struct {
 	noParts string
 }
 
+// freeAddr returns a loopback address that is free now, for a node
+// process to bind later. Its port is taken below the kernel's range of
+// ephemeral ports: a port from ":0" is from that range, and an outgoing
+// connection of any test running beside this one may take it before the
+// node binds it (seen in CI: "bind: address already in use").
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := ephemeralLow()
+	for range 200 {
+		port := minPort + rand.IntN(low-minPort)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := ln.Addr().String()
+		_ = ln.Close()
+		return addr
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
+}
+
+// minPort is the lowest port freeAddr hands out.
+const minPort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// default where it cannot be read).
+func ephemeralLow() int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var hi int
+		if n, _ := fmt.Sscan(string(b), &low, &hi); n != 2 {
+			low = 32768
+		}
+	}
+	return max(low, minPort+1000)
 }
 
 // startFleet starts n nodes that form a cluster together.
